@@ -1,0 +1,117 @@
+"""`adrpo train` and `adrpo presets`: the engine's command line (the service adds serve/worker/db)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import metrics as M
+from .config import ConfigError, JobConfig, apply_overrides, load_yaml, parse_override, validate_config
+from .presets import PRESETS, get_preset
+from .progress import NullSink, Sample
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="ADRPO: adaptive-divergence RL fine-tuning.")
+console = Console()
+errors = Console(stderr=True)
+
+EXIT_CONFIG = 2
+
+
+class ConsoleSink(NullSink):
+    """A rich progress bar with the latest reward and divergence, and the logged samples printed."""
+
+    def __init__(self, progress: Progress, kind: str) -> None:
+        self.progress = progress
+        self.kind = kind
+        self.task = None
+
+    def on_start(self, total_steps: int, start_step: int) -> None:
+        self.task = self.progress.add_task("training", total=total_steps, completed=start_step, info="")
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        divergence = M.KL if self.kind == "llm" else M.W2
+        info = (
+            f"reward {metrics.get(M.REWARD_MEAN, float('nan')):.3f}  "
+            f"{divergence} {metrics.get(divergence, float('nan')):.4f}  "
+            f"beta {metrics.get(M.BETA_MEAN, float('nan')):.3f}"
+        )
+        self.progress.update(self.task, completed=step, info=info)
+
+    def on_samples(self, step: int, samples: list[Sample]) -> None:
+        for sample in samples[:4]:
+            shown = sample.text if sample.kind == "text" else sample.image_path
+            reward = "" if sample.reward is None else f" [reward {sample.reward:.3f}]"
+            self.progress.console.print(f"[dim]step {step} {sample.role}:[/] {sample.prompt!r} -> {shown!r}{reward}")
+
+    def on_log(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]{message}[/]")
+
+
+def resolve_job_config(config: Path | None, preset: str | None, assignments: list[str]) -> JobConfig:
+    """--config or --preset, then --set overrides; raises ConfigError with a readable message."""
+    if (config is None) == (preset is None):
+        raise ConfigError("give exactly one of --config FILE or --preset NAME")
+    base = load_yaml(config) if config is not None else get_preset(preset).config
+    if not isinstance(base, dict):
+        raise ConfigError(f"config file {str(config)!r}: expected a mapping at the top level")
+    overrides = dict(parse_override(item) for item in assignments)
+    return validate_config(apply_overrides(base, overrides))
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Job config YAML.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", "-p", help="A preset name (see `adrpo presets`).")] = None,
+    assignments: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override KEY=VALUE (dotted keys).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/NAME).")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Ignore checkpoints already in the run directory.")] = False,
+) -> None:
+    """Train (or resume) a job; writes config.yaml, metrics.jsonl and checkpoints/ to the run directory."""
+    try:
+        job = resolve_job_config(config, preset, assignments or [])
+    except ConfigError as error:
+        errors.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    for note in job.advisories():
+        errors.print(f"[yellow]warning:[/] {note}", highlight=False)
+
+    from .runner import train as run_training  # heavy imports only once the config is valid
+    from .trainers.base import TrainingError
+
+    run_dir = out or Path("runs") / job.name
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[info]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        try:
+            result = run_training(job, run_dir, ConsoleSink(progress, job.kind), resume=not fresh)
+        except TrainingError as error:
+            errors.print(f"[red]training failed:[/] {error}", highlight=False)
+            raise typer.Exit(1) from None
+    before = result.first_metrics.get(M.REWARD_MEAN)
+    after = result.last_metrics.get(M.REWARD_MEAN)
+    console.print(f"[bold]{result.status}[/] after step {result.last_step} of {job.steps}")
+    if before is not None and after is not None:
+        console.print(f"reward/mean: first step {before:.4f} -> last step {after:.4f}")
+    console.print(f"adapter: {result.checkpoint}")
+    console.print(f"metrics: {run_dir / 'metrics.jsonl'}")
+
+
+@app.command("presets")
+def list_presets() -> None:
+    """List the presets, one line each (demo presets run on a CPU with built-in models)."""
+    width = max(len(name) for name in PRESETS)
+    for name, preset in PRESETS.items():
+        tag = "demo" if preset.demo else "gpu "
+        console.print(f"{name:<{width}}  {tag}  {preset.summary}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,271 @@
+"""The job config: one pydantic schema shared by the CLI, the job service and the studio.
+
+Every knob has a documented default and an allowed range here, and nowhere else. Unknown keys are
+errors (``extra="forbid"``), so a typo in ``--set bta0=0.02`` fails loudly instead of training with
+the default. Parse errors are turned into one line per field by :func:`format_validation_error`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Algorithm = Literal["adrpo", "fixed", "orw"]
+ModelKind = Literal["llm", "flow"]
+AdvScale = Literal["group", "batch", "none"]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ConfigError(ValueError):
+    """A job config that does not validate; ``str()`` is a readable, one-line-per-field message."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    name_or_path: str = Field(
+        description="Hub id (e.g. 'Qwen/Qwen2.5-0.5B-Instruct'), local directory, or 'builtin:NAME' "
+        "for a model the project builds itself (builtin:tiny-lm, builtin:digits-flow, builtin:tiny-sd3).",
+        min_length=1,
+        max_length=512,
+    )
+    revision: str | None = Field(None, max_length=128, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto' = bfloat16 on CUDA, float32 on CPU."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = CUDA when present.")
+
+
+class LoraConfig(_Strict):
+    rank: int = Field(16, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(32.0, gt=0, le=4096, description="LoRA alpha (scale = alpha / rank).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt; None = the default for the architecture."
+    )
+
+
+class RewardSpec(_Strict):
+    name: str = Field(
+        description="A registered reward (see `adrpo rewards`) or a user function 'module:function'.",
+        min_length=1,
+        max_length=256,
+    )
+    weight: float = Field(1.0, ge=-100.0, le=100.0, description="Weight in the summed reward.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the reward.")
+
+
+class PromptsConfig(_Strict):
+    texts: list[str] = Field(default_factory=list, description="Training prompts given inline.")
+    file: str | None = Field(None, description="A .txt (one prompt a line) or .jsonl file of prompts.")
+    dataset: str | None = Field(None, description="A `datasets` id or local path to load prompts from.")
+    split: str = Field("train", description="Dataset split.")
+    column: str = Field("prompt", description="Prompt column in the file (.jsonl) or dataset.")
+    limit: int | None = Field(None, ge=1, le=10_000_000, description="Use at most this many prompts.")
+    eval: list[str] = Field(
+        default_factory=list,
+        description="Prompts whose samples are logged every `sample_every` steps (default: the first few "
+        "training prompts).",
+    )
+
+    @field_validator("texts", "eval")
+    @classmethod
+    def _bounded_prompts(cls, prompts: list[str]) -> list[str]:
+        if any(len(p) > 4000 for p in prompts):
+            raise ValueError("each prompt must be at most 4000 characters")
+        return prompts
+
+
+class LLMConfig(_Strict):
+    max_new_tokens: int = Field(64, ge=1, le=8192, description="Completion length cap.")
+    temperature: float = Field(1.0, gt=0.0, le=10.0, description="Sampling temperature of rollouts.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling of rollouts.")
+    eps_low: float = Field(0.2, ge=0.0, le=1.0, description="PPO clip: lower ratio bound 1 - eps_low.")
+    eps_high: float = Field(0.2, ge=0.0, le=10.0, description="PPO clip: upper ratio bound 1 + eps_high.")
+    num_iterations: int = Field(1, ge=1, le=64, description="Optimisation passes over each rollout batch.")
+    loss_agg: Literal["grpo", "dapo"] = Field(
+        "grpo", description="grpo: token mean per sequence, then mean; dapo: sum over tokens / token count."
+    )
+
+
+class FlowConfig(_Strict):
+    sample_steps: int = Field(20, ge=1, le=1000, description="Euler steps of the rollout ODE sampler.")
+    guidance_scale: float = Field(1.0, ge=0.0, le=50.0, description="Classifier-free guidance of rollouts.")
+    t_sampling: Literal["uniform", "logit_normal"] = Field(
+        "uniform", description="How training times t are drawn."
+    )
+    logit_mean: float = Field(0.0, ge=-10.0, le=10.0, description="Mean of the logit-normal t.")
+    logit_std: float = Field(1.0, gt=0.0, le=10.0, description="Std of the logit-normal t.")
+    train_draws: int = Field(1, ge=1, le=64, description="Fresh (noise, t) draws per sample per step.")
+    resolution: int | None = Field(None, ge=8, le=4096, description="Image side in pixels (T2I models).")
+    orw_tau: float = Field(1.0, ge=0.0, le=1000.0, description="ORW-CFM-W2 weight temperature: w = exp(tau*r).")
+    orw_normalize: bool = Field(True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
+
+
+class JobConfig(_Strict):
+    """A training job. Core keys are top level (``--set beta0=0.02``); sections are dotted (``lora.rank``)."""
+
+    name: str = Field("run", pattern=NAME_PATTERN, description="Run name: letters, digits, '.', '_', '-'.")
+    kind: ModelKind = Field(description="'llm' (GRPO, KL) or 'flow' (flow matching, W2).")
+    algorithm: Algorithm = Field(
+        "adrpo",
+        description="adrpo: beta_i = beta0 - clip(A_i); fixed: beta_i = beta0; orw: ORW-CFM-W2 (flow only; "
+        "beta0 is its W2 weight alpha).",
+    )
+    beta0: float = Field(0.04, ge=0.0, le=10.0, description="Base regularisation strength beta0.")
+    a_min: float | None = Field(
+        None, ge=-10.0, le=10.0, description="Lower clip of the advantage in beta_i (default -beta0)."
+    )
+    a_max: float | None = Field(
+        None, ge=-10.0, le=10.0, description="Upper clip of the advantage in beta_i (default +beta0)."
+    )
+    adv_scale: AdvScale = Field(
+        "group", description="Divide centred rewards by the group std, the batch std, or nothing."
+    )
+    group_size: int = Field(8, ge=2, le=512, description="Samples per prompt (G).")
+    prompts_per_step: int = Field(4, ge=1, le=4096, description="Prompts per optimisation step.")
+    steps: int = Field(100, ge=1, le=1_000_000, description="Optimisation steps.")
+    lr: float = Field(1e-4, gt=0.0, le=1.0, description="AdamW learning rate.")
+    warmup_steps: int = Field(0, ge=0, le=1_000_000, description="Linear warm-up steps.")
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6, description="Gradient clipping norm.")
+    grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches per optimisation step.")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of everything random in the run.")
+    checkpoint_every: int = Field(50, ge=1, le=1_000_000, description="Checkpoint period in steps.")
+    sample_every: int = Field(10, ge=1, le=1_000_000, description="Sample-logging period in steps.")
+    model: ModelConfig
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    rewards: list[RewardSpec] = Field(min_length=1, max_length=16, description="Summed, weighted rewards.")
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    flow: FlowConfig = Field(default_factory=FlowConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobConfig:
+        if self.clip_low > self.clip_high:
+            raise ValueError(f"a_min ({self.clip_low}) must be <= a_max ({self.clip_high})")
+        if self.algorithm == "orw" and self.kind != "flow":
+            raise ValueError("algorithm 'orw' (ORW-CFM-W2) is for kind 'flow' only")
+        if self.kind == "flow" and self.algorithm == "fixed" and self.clip_low <= -self.beta0:
+            # a*||v-u||^2 + beta0*||v-v_ref||^2 has quadratic weight a + beta0: it must stay > 0.
+            raise ValueError(
+                f"a_min must be > -beta0 (= {-self.beta0}) for the fixed-beta flow loss, "
+                f"else the loss is unbounded below (got {self.clip_low})"
+            )
+        return self
+
+    @property
+    def clip_low(self) -> float:
+        """A_min in use: the given one, else -beta0 (-beta0/2 for fixed-beta flow, which needs > -beta0)."""
+        if self.a_min is not None:
+            return self.a_min
+        if self.kind == "flow" and self.algorithm == "fixed":
+            return -0.5 * self.beta0
+        return -self.beta0
+
+    @property
+    def clip_high(self) -> float:
+        """A_max in use: the given one, else +beta0."""
+        return self.beta0 if self.a_max is None else self.a_max
+
+    @property
+    def adaptive(self) -> bool:
+        return self.algorithm == "adrpo"
+
+    def advisories(self) -> list[str]:
+        """Valid but risky settings, shown by the CLI and logged at the start of a run."""
+        notes = []
+        if self.adaptive and self.clip_high > self.beta0:
+            notes.append(
+                f"a_max ({self.clip_high}) > beta0 ({self.beta0}): beta_i is negative for the best samples, "
+                "which are pushed away from the reference (see beta_eff/frac_neg)"
+            )
+        return notes
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per failing field: ``beta0: Input should be greater than or equal to 0 (got -1)``."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "config"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        got = item.get("input")
+        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{where}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def validate_config(data: dict[str, Any]) -> JobConfig:
+    """Build a JobConfig or raise ConfigError with a readable message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: expected a mapping of keys to values (got {type(data).__name__})")
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error)) from None
+
+
+def parse_override(assignment: str) -> tuple[str, Any]:
+    """``"lora.rank=8"`` -> ``("lora.rank", 8)``; the value is read as YAML (numbers, lists, true/false)."""
+    key, sep, raw = assignment.partition("=")
+    key = key.strip()
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE with a dotted key such as lora.rank=8")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted-key overrides set (unknown keys fail later, in validation)."""
+    merged = _deep_copy(data)
+    for dotted, value in overrides.items():
+        node = merged
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"{dotted}: '{part}' is not a section")
+            node = child
+        node[leaf] = value
+    return merged
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {error}") from None
+    return data or {}
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: _deep_copy(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(value) for value in data]
+    return data

@@ -1,0 +1,36 @@
+"""Metric names: the one list that trainers log, the database stores and the studio plots."""
+
+REWARD_MEAN = "reward/mean"
+REWARD_STD = "reward/std"
+ADVANTAGE_ABS_MEAN = "advantage/abs_mean"
+BETA_MEAN = "beta_eff/mean"
+BETA_MIN = "beta_eff/min"
+BETA_MAX = "beta_eff/max"
+BETA_FRAC_NEG = "beta_eff/frac_neg"
+LOSS = "loss"
+POLICY_LOSS = "policy_loss"  # LLM: the PPO-clip part of the loss
+FM_LOSS = "fm_loss"  # flow: the weighted flow-matching part of the loss
+KL = "kl"  # LLM: mean k3 KL to the reference per completion token
+W2 = "w2"  # flow: mean ||v_theta - v_ref||^2, the W2 bound's integrand
+ENTROPY = "entropy"  # LLM: mean token entropy of the policy on its completions
+DIVERSITY = "diversity"
+GRAD_NORM = "grad_norm"
+LR = "lr"
+STEP_TIME = "step_time"
+SAMPLES_PER_S = "samples_per_s"
+TOKENS_PER_S = "tokens_per_s"  # LLM only
+
+COMMON = (
+    REWARD_MEAN, REWARD_STD, ADVANTAGE_ABS_MEAN, BETA_MEAN, BETA_MIN, BETA_MAX, BETA_FRAC_NEG,
+    LOSS, DIVERSITY, GRAD_NORM, LR, STEP_TIME, SAMPLES_PER_S,
+)
+LLM = COMMON + (POLICY_LOSS, KL, ENTROPY, TOKENS_PER_S)
+FLOW = COMMON + (FM_LOSS, W2)
+
+# What the studio draws by default, in this order; the divergence is kl for LLMs and w2 for flows.
+PLOTTED = (REWARD_MEAN, KL, W2, BETA_MEAN, BETA_MIN, BETA_MAX, ENTROPY, DIVERSITY, LOSS)
+
+
+def names_for(kind: str) -> tuple[str, ...]:
+    """The metric names a trainer of ``kind`` ('llm' or 'flow') logs every step."""
+    return {"llm": LLM, "flow": FLOW}[kind]

@@ -1,0 +1,212 @@
+"""The maths of ADRPO and its fixed-beta baselines, as pure tensor functions (DESIGN.md section 3).
+
+Notation: rewards come as a ``(num_groups, group_size)`` tensor, one row per prompt. ``A`` is the
+normalised advantage, ``a = clip(A, a_min, a_max)`` the clipped one and ``beta_i = beta0 - a_i`` the
+adaptive coefficient (``beta0`` for the fixed baseline).
+
+Time convention of the flow objectives (the one diffusers' SD3 uses): ``t`` is the noise level,
+``t = 0`` is data and ``t = 1`` is pure noise; ``x_t = (1 - t) * x_data + t * noise`` and the target
+velocity is ``u = noise - x_data``. Sampling integrates ``dx/dt = v`` from ``t = 1`` down to ``t = 0``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import metrics as M
+
+ADV_EPS = 1e-4
+
+
+# ----------------------------------------------------------------------------------------------
+# Advantages and the adaptive coefficient (shared by both flavours)
+
+
+def group_advantages(rewards: Tensor, scale: str = "group", eps: float = ADV_EPS) -> Tensor:
+    """``A = (r - mean_group(r)) / (std + eps)``; std is the group's, the batch's, or 1 (``none``).
+
+    ``rewards`` is ``(num_groups, group_size)``. Stds are unbiased (Bessel), as in TRL's GRPO.
+    """
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be (num_groups, group_size), got shape {tuple(rewards.shape)}")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale == "group":
+        return centred / (rewards.std(dim=1, keepdim=True) + eps)
+    if scale == "batch":
+        return centred / (rewards.std() + eps)
+    if scale == "none":
+        return centred
+    raise ValueError(f"adv_scale must be group, batch or none (got {scale!r})")
+
+
+def clip_advantages(advantages: Tensor, a_min: float, a_max: float) -> Tensor:
+    """``a = clip(A, a_min, a_max)``: the advantage that sets the regularisation strength."""
+    return advantages.clamp(min=a_min, max=a_max)
+
+
+def adaptive_beta(clipped_advantages: Tensor, beta0: float, adaptive: bool = True) -> Tensor:
+    """``beta_i = beta0 - a_i`` (ADRPO) or ``beta_i = beta0`` (fixed-beta baseline)."""
+    if adaptive:
+        return beta0 - clipped_advantages
+    return torch.full_like(clipped_advantages, beta0)
+
+
+def beta_stats(beta: Tensor) -> dict[str, float]:
+    """The ``beta_eff/*`` metrics of a batch of per-sample coefficients."""
+    beta = beta.detach().float()
+    return {
+        M.BETA_MEAN: beta.mean().item(),
+        M.BETA_MIN: beta.min().item(),
+        M.BETA_MAX: beta.max().item(),
+        M.BETA_FRAC_NEG: (beta < 0).float().mean().item(),
+    }
+
+
+def reward_stats(rewards: Tensor, advantages: Tensor) -> dict[str, float]:
+    """``reward/mean``, ``reward/std`` (unbiased) and ``advantage/abs_mean`` of a batch."""
+    rewards = rewards.detach().float().flatten()
+    return {
+        M.REWARD_MEAN: rewards.mean().item(),
+        M.REWARD_STD: rewards.std().item() if rewards.numel() > 1 else 0.0,
+        M.ADVANTAGE_ABS_MEAN: advantages.detach().float().abs().mean().item(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# LLM flavour: GRPO with a per-sample KL coefficient
+
+
+def kl_k3(logp_policy: Tensor, logp_ref: Tensor) -> Tensor:
+    """Schulman's k3 estimator of KL(policy || ref) per token: ``exp(d) - d - 1``, ``d = logp_ref - logp``."""
+    delta = logp_ref - logp_policy
+    return torch.exp(delta) - delta - 1.0
+
+
+def ppo_clip_token_loss(
+    logp: Tensor, logp_old: Tensor, advantages: Tensor, eps_low: float, eps_high: float
+) -> Tensor:
+    """``-min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A)`` per token, ``rho = exp(logp - logp_old)``.
+
+    ``logp`` and ``logp_old`` are ``(N, T)``; ``advantages`` is ``(N,)``, the full normalised advantage.
+    """
+    ratio = torch.exp(logp - logp_old)
+    adv = advantages.unsqueeze(1)
+    unclipped = ratio * adv
+    clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
+    return -torch.minimum(unclipped, clipped)
+
+
+def grpo_token_loss(
+    logp: Tensor,
+    logp_old: Tensor,
+    advantages: Tensor,
+    beta: Tensor,
+    kl: Tensor,
+    eps_low: float,
+    eps_high: float,
+) -> tuple[Tensor, Tensor]:
+    """Per-token ADRPO-GRPO loss ``policy_it + beta_i * KL_it`` and its policy part, both ``(N, T)``.
+
+    ``beta`` is ``(N,)``: ``beta0 - a_i`` for ADRPO, constant for fixed-beta GRPO. ``kl`` is ``(N, T)``
+    (see :func:`kl_k3`); rows whose ``beta_i`` is 0 may hold zeros, as their KL does not enter the loss.
+    """
+    policy = ppo_clip_token_loss(logp, logp_old, advantages, eps_low, eps_high)
+    return policy + beta.unsqueeze(1) * kl, policy
+
+
+def aggregate_tokens(per_token: Tensor, mask: Tensor, mode: str = "grpo") -> Tensor:
+    """Reduce ``(N, T)`` token values over the completion ``mask``.
+
+    ``grpo``: mean over each sequence's tokens, then over sequences. ``dapo``: sum over all tokens
+    divided by the token count (longer completions weigh more).
+    """
+    mask = mask.to(per_token.dtype)
+    if mode == "grpo":
+        return ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).mean()
+    if mode == "dapo":
+        return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
+    raise ValueError(f"loss_agg must be grpo or dapo (got {mode!r})")
+
+
+def token_entropy(logits: Tensor) -> Tensor:
+    """Entropy of the next-token distribution per position: ``(N, T, V) -> (N, T)``."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Flow-matching flavour: reward-weighted flow matching with a W2 (velocity-difference) penalty
+
+
+def interpolate(x_data: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """``x_t = (1 - t) * x_data + t * noise``, ``t`` of shape ``(B,)`` broadcast over the rest."""
+    t = t.view(-1, *([1] * (x_data.dim() - 1)))
+    return (1.0 - t) * x_data + t * noise
+
+
+def velocity_target(x_data: Tensor, noise: Tensor) -> Tensor:
+    """The conditional flow-matching target ``u = noise - x_data`` (constant along the path)."""
+    return noise - x_data
+
+
+def sample_times(
+    batch: int, mode: str = "uniform", logit_mean: float = 0.0, logit_std: float = 1.0,
+    generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+) -> Tensor:
+    """Training times ``t`` in (0, 1): uniform, or logit-normal (``sigmoid(N(mean, std))``, as in SD3)."""
+    if mode == "uniform":
+        return torch.rand(batch, generator=generator, device=device)
+    if mode == "logit_normal":
+        return torch.sigmoid(logit_mean + logit_std * torch.randn(batch, generator=generator, device=device))
+    raise ValueError(f"t_sampling must be uniform or logit_normal (got {mode!r})")
+
+
+def per_sample_mse(a: Tensor, b: Tensor) -> Tensor:
+    """``||a - b||^2`` averaged over every dimension but the first: ``(B, ...) -> (B,)``."""
+    return (a.float() - b.float()).pow(2).flatten(1).mean(dim=1)
+
+
+def flow_loss_weights(
+    algorithm: str,
+    clipped_advantages: Tensor,
+    beta0: float,
+    rewards: Tensor | None = None,
+    tau: float = 1.0,
+    normalize: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Per-sample weights ``(w_fm, w_w2)`` of ``w_fm * ||v - u||^2 + w_w2 * ||v - v_ref||^2``.
+
+    - ``adrpo``: ``(a, beta0 - a)``; the total quadratic weight is ``beta0`` for every ``a``.
+    - ``fixed``: ``(a, beta0)``; bounded below only while ``a > -beta0`` (the config validates it).
+    - ``orw`` (ORW-CFM-W2): ``(exp(tau * r), beta0)`` with ``beta0`` as the paper's alpha; with
+      ``normalize`` the weights are divided by their batch mean (computed as ``B * softmax``, stably).
+    """
+    a = clipped_advantages.flatten()
+    if algorithm == "adrpo":
+        return a, beta0 - a
+    if algorithm == "fixed":
+        return a, torch.full_like(a, beta0)
+    if algorithm == "orw":
+        if rewards is None:
+            raise ValueError("orw weights need the rewards")
+        scaled = tau * rewards.flatten().float()
+        weights = scaled.numel() * torch.softmax(scaled, dim=0) if normalize else torch.exp(scaled)
+        return weights.to(a.dtype), torch.full_like(a, beta0)
+    raise ValueError(f"algorithm must be adrpo, fixed or orw (got {algorithm!r})")
+
+
+def regularized_fm_loss(
+    v_theta: Tensor, u_target: Tensor, v_ref: Tensor, w_fm: Tensor, w_w2: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``mean_i(w_fm_i * ||v_theta - u||^2 + w_w2_i * ||v_theta - v_ref||^2)``.
+
+    Returns ``(loss, fm_term, w2)``: the scalar loss, the weighted flow-matching part (scalar) and the
+    per-sample ``||v_theta - v_ref||^2`` (the integrand of the W2 bound of ORW-CFM-W2).
+    """
+    fm = per_sample_mse(v_theta, u_target)
+    w2 = per_sample_mse(v_theta, v_ref.detach())
+    w_fm = w_fm.to(fm.dtype)
+    w_w2 = w_w2.to(fm.dtype)
+    fm_term = (w_fm * fm).mean()
+    return fm_term + (w_w2 * w2).mean(), fm_term, w2

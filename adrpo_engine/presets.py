@@ -1,0 +1,128 @@
+"""Named job configs. Demo presets run on a laptop CPU with models the project builds itself;
+GPU presets name hub ids and are meant for a CUDA machine. Every preset validates as a JobConfig."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import ConfigError, JobConfig, apply_overrides, validate_config
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    demo: bool  # True: runs on CPU with built-in models, no download
+    config: dict[str, Any] = field(repr=False)
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register(preset: Preset) -> Preset:
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"preset: unknown preset {name!r} (choose from {', '.join(sorted(PRESETS))})") from None
+
+
+def preset_config(name: str, overrides: dict[str, Any] | None = None) -> JobConfig:
+    """The preset's config with dotted-key overrides applied, validated."""
+    return validate_config(apply_overrides(get_preset(name).config, overrides or {}))
+
+
+register(Preset(
+    name="tiny-lm",
+    summary="Built-in tiny causal LM (CPU, minutes): ADRPO-GRPO on a rule reward it starts low on.",
+    demo=True,
+    config={
+        "name": "tiny-lm",
+        "kind": "llm",
+        "model": {"name_or_path": "builtin:tiny-lm"},
+        "rewards": [{"name": "builtin:tiny-lm-task"}],
+        "prompts": {"dataset": "builtin:tiny-lm-task"},
+        "steps": 40,
+        "group_size": 8,
+        "prompts_per_step": 4,
+        "lr": 5e-3,
+        "checkpoint_every": 10,
+        "sample_every": 10,
+        "lora": {"rank": 16, "alpha": 32},
+        "llm": {"max_new_tokens": 24, "temperature": 1.0},
+    },
+))
+
+register(Preset(
+    name="digits-even",
+    summary="Built-in 8x8 digits flow model (CPU, minutes): ADRPO-FM towards even digits without collapse.",
+    demo=True,
+    config={
+        "name": "digits-even",
+        "kind": "flow",
+        "model": {"name_or_path": "builtin:digits-flow"},
+        "rewards": [{"name": "digits:even"}],
+        "prompts": {"texts": ["any digit"]},
+        "steps": 60,
+        "group_size": 16,
+        "prompts_per_step": 4,
+        "lr": 1e-3,
+        "beta0": 0.5,
+        "checkpoint_every": 20,
+        "sample_every": 10,
+        "lora": {"rank": 8, "alpha": 16},
+        "flow": {"sample_steps": 16, "guidance_scale": 1.0},
+    },
+))
+
+register(Preset(
+    name="sd3-medium-clip",
+    summary="GPU: Stable Diffusion 3 medium, LoRA, ADRPO-FM with a CLIP-score reward (downloads weights).",
+    demo=False,
+    config={
+        "name": "sd3-medium-clip",
+        "kind": "flow",
+        "model": {"name_or_path": "stabilityai/stable-diffusion-3-medium-diffusers"},
+        "rewards": [{"name": "clip_score", "options": {"model": "openai/clip-vit-large-patch14"}}],
+        "prompts": {"file": "builtin:t2i-prompts"},
+        "steps": 1000,
+        "group_size": 8,
+        "prompts_per_step": 4,
+        "lr": 1e-4,
+        "beta0": 0.04,
+        "checkpoint_every": 100,
+        "sample_every": 50,
+        "lora": {"rank": 32, "alpha": 32},
+        "flow": {"sample_steps": 28, "guidance_scale": 7.0, "resolution": 512, "t_sampling": "logit_normal"},
+    },
+))
+
+register(Preset(
+    name="qwen-0.5b-math",
+    summary="GPU: Qwen2.5-0.5B-Instruct, LoRA, ADRPO-GRPO on GSM8K with an exact-answer reward (downloads).",
+    demo=False,
+    config={
+        "name": "qwen-0.5b-math",
+        "kind": "llm",
+        "model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"},
+        "rewards": [
+            {"name": "answer_match", "options": {"column": "answer", "numeric": True}},
+            {"name": "regex_format", "weight": 0.2, "options": {"pattern": r"####\s*-?[\d,\.]+"}},
+        ],
+        "prompts": {"dataset": "openai/gsm8k", "split": "train", "column": "question"},
+        "steps": 500,
+        "group_size": 8,
+        "prompts_per_step": 8,
+        "lr": 1e-5,
+        "beta0": 0.04,
+        "checkpoint_every": 50,
+        "sample_every": 25,
+        "lora": {"rank": 32, "alpha": 64},
+        "llm": {"max_new_tokens": 256, "temperature": 1.0},
+    },
+))

@@ -1,0 +1,264 @@
+"""The step/checkpoint/metrics protocol both trainers share.
+
+A subclass loads its model in :meth:`BaseTrainer.setup`, does one optimisation step in
+:meth:`BaseTrainer.train_step` (returning the DESIGN metric dict), and knows how to save and load its
+adapter. The loop here owns seeding, metrics.jsonl, sample logging, checkpoints and resume, so every
+trainer behaves the same for the CLI, the job service and tests.
+
+Checkpoint layout (``run_dir/checkpoints/step-000010/``): the adapter files the subclass writes
+(PEFT's ``adapter_model.safetensors`` + ``adapter_config.json``, and for diffusers models also
+``pytorch_lora_weights.safetensors``) plus ``trainer_state.pt`` (step, optimizer, scheduler, RNG
+states, subclass extras). A checkpoint is written to a temporary folder and renamed, so a crash never
+leaves a half-written one behind.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import metrics as M
+from ..config import JobConfig, ModelConfig
+from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
+
+TRAINER_STATE = "trainer_state.pt"
+CHECKPOINTS = "checkpoints"
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (non-finite loss, unusable model or reward); the message is for people."""
+
+
+@dataclass
+class RunResult:
+    status: str  # "succeeded" | "cancelled"
+    last_step: int
+    checkpoint: Path | None
+    first_metrics: dict[str, float]
+    last_metrics: dict[str, float]
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one step: a resumed run replays a step exactly without restoring generator state."""
+    return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(model: ModelConfig) -> torch.device:
+    if model.device == "cuda" or (model.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def resolve_dtype(model: ModelConfig, device: torch.device) -> torch.dtype:
+    if model.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, model.dtype)
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"step-{step:06d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    found = []
+    for path in root.glob("step-*"):
+        if (path / TRAINER_STATE).is_file():
+            found.append((int(path.name.removeprefix("step-")), path))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
+    checkpoints = list_checkpoints(run_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+class BaseTrainer(ABC):
+    kind: str = ""
+
+    def __init__(self, config: JobConfig, run_dir: str | Path, sink: ProgressSink | None = None) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.sink = sink or NullSink()
+        self.device = resolve_device(config.model)
+        self.dtype = resolve_dtype(config.model, self.device)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+    # ------------------------------------------------------------------ subclass hooks
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Load models, rewards and prompts; call :meth:`init_optimizer` with the trainable parameters."""
+
+    @abstractmethod
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimisation step (rollouts, rewards, loss, update); returns the DESIGN metrics."""
+
+    @abstractmethod
+    def save_adapter(self, directory: Path) -> None:
+        """Write the adapter files into ``directory`` (which exists)."""
+
+    @abstractmethod
+    def load_adapter(self, directory: Path) -> None:
+        """Load adapter weights saved by :meth:`save_adapter` into the model being trained."""
+
+    def log_samples(self, step: int) -> list[Sample]:
+        """Samples for the studio at ``step`` (step 0 = the reference model); images under run_dir."""
+        return []
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # ------------------------------------------------------------------ shared pieces
+
+    def init_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> None:
+        """AdamW with linear warm-up to ``lr``, then constant."""
+        self.trainable = [p for p in parameters if p.requires_grad]
+        if not self.trainable:
+            raise TrainingError("the model has no trainable parameters (check lora.target_modules)")
+        self.optimizer = torch.optim.AdamW(
+            self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay
+        )
+        warmup = self.config.warmup_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda done: min(1.0, (done + 1) / (warmup + 1)) if warmup else 1.0
+        )
+
+    def optimizer_step(self) -> float:
+        """Clip, step, schedule, zero; returns the pre-clip gradient norm."""
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(grad_norm)
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def log(self, message: str) -> None:
+        self.sink.on_log(message)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, step: int) -> Path:
+        final = checkpoint_dir(self.run_dir, step)
+        if (final / TRAINER_STATE).is_file():
+            return final
+        staging = final.with_name(f".tmp-{final.name}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        self.save_adapter(staging)
+        state = {
+            "step": step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+            "extra": self.extra_state(),
+        }
+        torch.save(state, staging / TRAINER_STATE)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+        self.sink.on_checkpoint(step, final)
+        return final
+
+    def restore(self, directory: Path) -> int:
+        self.load_adapter(directory)
+        state = torch.load(directory / TRAINER_STATE, map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.load_extra_state(state.get("extra", {}))
+        return int(state["step"])
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, resume: bool = True) -> RunResult:
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.run_dir / "config.yaml")
+        seed_everything(cfg.seed)
+        self.setup()
+        for note in cfg.advisories():
+            warnings.warn(note, UserWarning, stacklevel=2)
+            self.log(f"warning: {note}")
+
+        start_step = 0
+        found = latest_checkpoint(self.run_dir) if resume else None
+        if found is not None:
+            start_step = self.restore(found[1])
+            self.log(f"resumed from {found[1]} (step {start_step})")
+        reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink)
+        reporter.on_start(cfg.steps, start_step)
+
+        if start_step == 0:
+            seed_everything(step_seed(cfg.seed, 0))
+            self._report_samples(reporter, 0)
+
+        first: dict[str, float] = {}
+        last: dict[str, float] = {}
+        checkpoint = found[1] if found else None
+        step = start_step
+        for step in range(start_step + 1, cfg.steps + 1):
+            seed_everything(step_seed(cfg.seed, step))
+            started = time.perf_counter()
+            step_metrics = self.train_step(step)
+            step_metrics.setdefault(M.STEP_TIME, time.perf_counter() - started)
+            step_metrics.setdefault(M.LR, self.current_lr())
+            self._check_finite(step, step_metrics)
+            reporter.on_step(step, step_metrics)
+            first = first or step_metrics
+            last = step_metrics
+            if step % cfg.sample_every == 0 or step == cfg.steps:
+                self._report_samples(reporter, step)
+            stop = reporter.should_stop()
+            if stop or step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint = self.save_checkpoint(step)
+            if stop:
+                self.log(f"stopped on request after step {step}")
+                return RunResult("cancelled", step, checkpoint, first, last)
+        return RunResult("succeeded", step, checkpoint, first, last)
+
+    def _report_samples(self, reporter: ProgressSink, step: int) -> None:
+        samples = self.log_samples(step)
+        if samples:
+            reporter.on_samples(step, samples)
+
+    @staticmethod
+    def _check_finite(step: int, step_metrics: dict[str, float]) -> None:
+        loss = step_metrics.get(M.LOSS)
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingError(
+                f"loss is {loss} at step {step}; lower lr or raise beta0 (the last good checkpoint is kept)"
+            )
