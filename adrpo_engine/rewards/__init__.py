@@ -1,0 +1,113 @@
+"""Reward registry: named rewards with options, user functions ``"module:function"``, weighted sums.
+
+Two call signatures, one per model kind:
+
+- text (LLM): ``fn(prompts: list[str], completions: list[str], **columns) -> list[float | None]``
+  (TRL's signature; ``columns`` are the prompt rows' other dataset columns, e.g. ``answer``).
+- image (flow): ``fn(images: Tensor, prompts: list[str], **columns) -> list[float | None]`` with
+  ``images`` a float tensor ``(B, C, H, W)`` in ``[0, 1]``.
+
+``None`` means "no reward for this sample" and counts as 0 in the sum. A registered reward is a
+factory: ``factory(**options) -> fn``, so models load once per job, not per call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, RewardSpec
+
+RewardFn = Callable[..., Sequence[float | None]]
+
+
+@dataclass(frozen=True)
+class RegisteredReward:
+    name: str
+    kind: str  # "text" | "image"
+    summary: str
+    factory: Callable[..., RewardFn]
+
+
+REGISTRY: dict[str, RegisteredReward] = {}
+
+# Modules whose import registers their rewards; loaded on first lookup so importing the registry
+# stays cheap (the image module pulls in CLIP and the digit classifier).
+_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image")
+
+
+def register_reward(name: str, kind: str, summary: str) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
+    def decorate(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
+        REGISTRY[name] = RegisteredReward(name, kind, summary, factory)
+        return factory
+
+    return decorate
+
+
+def _load_providers() -> None:
+    for module in _PROVIDERS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+def available_rewards(kind: str | None = None) -> list[RegisteredReward]:
+    _load_providers()
+    return [reward for reward in REGISTRY.values() if kind is None or reward.kind == kind]
+
+
+def load_user_function(target: str) -> RewardFn:
+    """Import ``"package.module:function"``."""
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"rewards: cannot import module {module_name!r} ({error})") from None
+    function = getattr(module, attr, None)
+    if not callable(function):
+        raise ConfigError(f"rewards: {target!r} is not a callable in module {module_name!r}")
+    return function
+
+
+def build_reward(spec: RewardSpec, kind: str) -> RewardFn:
+    """The callable of one reward spec; raises ConfigError naming the reward if it is unknown."""
+    _load_providers()
+    if spec.name in REGISTRY:
+        registered = REGISTRY[spec.name]
+        if registered.kind != kind:
+            raise ConfigError(f"rewards: {spec.name!r} is a {registered.kind} reward, not for a {kind} model")
+        try:
+            return registered.factory(**spec.options)
+        except TypeError as error:
+            raise ConfigError(f"rewards: bad options for {spec.name!r}: {error}") from None
+    if ":" in spec.name:
+        if spec.options:
+            function = load_user_function(spec.name)
+            return lambda *args, **kwargs: function(*args, **{**spec.options, **kwargs})
+        return load_user_function(spec.name)
+    names = ", ".join(sorted(r.name for r in available_rewards(kind)))
+    raise ConfigError(f"rewards: unknown reward {spec.name!r} for {kind} models (choose from {names}, or 'module:function')")
+
+
+class WeightedRewards:
+    """The job's rewards summed with their weights; also returns each component for logging."""
+
+    def __init__(self, specs: Sequence[RewardSpec], kind: str) -> None:
+        self.specs = list(specs)
+        self.functions = [build_reward(spec, kind) for spec in self.specs]
+
+    def __call__(self, *args: Any, **columns: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        parts: dict[str, torch.Tensor] = {}
+        total = None
+        for spec, function in zip(self.specs, self.functions):
+            values = function(*args, **columns)
+            scores = torch.tensor([0.0 if v is None else float(v) for v in values], dtype=torch.float32)
+            parts[spec.name] = scores
+            total = spec.weight * scores if total is None else total + spec.weight * scores
+        return total, parts
