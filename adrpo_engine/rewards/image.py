@@ -1,0 +1,213 @@
+"""Image rewards and diversity measures for flow-matching models.
+
+Registered rewards (signature ``fn(images, prompts, **columns) -> list[float]``, images ``(B, C, H, W)``
+floats in [0, 1]):
+
+- ``clip_score``: ``scale * max(cos(CLIP image embedding, CLIP text embedding), 0)`` with a
+  transformers ``CLIPModel`` by hub id or local path (option ``model``; ``scale`` defaults to 100,
+  the usual CLIP-score scale on which SD3's base model scores ~29).
+- ``digits:even``: the built-in digit classifier's P(even digit) (``builtin:digits-flow`` images).
+- ``digits:class``: its P(class k) (option ``k`` in 0..9).
+
+Diversity (logged every step, computed per prompt group and averaged over groups):
+
+- digits: ``diversity`` = entropy (nats) of the mean predicted-class distribution of a group
+  (ln 5 = 1.61 when spread evenly over the five even digits, 0 when collapsed onto one digit);
+  ``diversity/feature_dist`` = mean pairwise Euclidean distance of the classifier's 64-d features.
+- text-to-image: ``diversity`` = mean pairwise distance of L2-normalised CLIP image embeddings (the
+  paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward; a job without one
+  uses the mean pairwise distance of 32x32 downscaled pixels (``diversity/pixel_dist``) as ``diversity``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..config import ConfigError, RewardSpec
+from . import register_reward
+
+FEATURE_DIST = "diversity/feature_dist"
+PIXEL_DIST = "diversity/pixel_dist"
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def _check_images(images: Tensor) -> Tensor:
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"image rewards take a (B, C, H, W) tensor in [0, 1], got {shape}")
+    return images
+
+
+# ----------------------------------------------------------------------------------------------
+# The digit classifier
+
+
+@register_reward("digits:even", "image", "Built-in digit classifier: P(even digit) of builtin:digits-flow images.")
+def digits_even() -> Callable[..., list[float]]:
+    from ..models.digits import digit_classifier
+
+    classifier = digit_classifier()
+
+    def reward(images: Tensor, prompts: Sequence[str], **_: object) -> list[float]:
+        with torch.no_grad():
+            probabilities = classifier.probabilities(_check_images(images).cpu())
+        return probabilities[:, 0::2].sum(dim=1).tolist()
+
+    return reward
+
+
+@register_reward("digits:class", "image", "Built-in digit classifier: P(class k), option k in 0..9.")
+def digits_class(k: int = 0) -> Callable[..., list[float]]:
+    from ..models.digits import digit_classifier
+
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 9:
+        raise ConfigError(f"rewards: digits:class option k must be an integer in 0..9 (got {k!r})")
+    classifier = digit_classifier()
+
+    def reward(images: Tensor, prompts: Sequence[str], **_: object) -> list[float]:
+        with torch.no_grad():
+            probabilities = classifier.probabilities(_check_images(images).cpu())
+        return probabilities[:, k].tolist()
+
+    return reward
+
+
+def digits_diversity(images: Tensor, group_size: int) -> dict[str, float]:
+    """``diversity`` (class entropy) and ``diversity/feature_dist`` per group of ``group_size``, averaged."""
+    from ..models.digits import class_entropy, digit_classifier, mean_pairwise_distance
+
+    classifier = digit_classifier()
+    with torch.no_grad():
+        features = classifier.features(images.cpu())
+        probabilities = torch.softmax(classifier.head(features), dim=-1)
+    entropies, distances = [], []
+    for start in range(0, images.shape[0], group_size):
+        entropies.append(class_entropy(probabilities[start : start + group_size]))
+        distances.append(mean_pairwise_distance(features[start : start + group_size]))
+    return {"diversity": sum(entropies) / len(entropies), FEATURE_DIST: sum(distances) / len(distances)}
+
+
+# ----------------------------------------------------------------------------------------------
+# CLIP
+
+
+class ClipEmbedder:
+    """A CLIPModel + tokenizer by hub id or local path; embeds images (tensors in [0, 1]) and texts."""
+
+    def __init__(self, model: str, device: str | None = None) -> None:
+        from transformers import AutoTokenizer, CLIPModel
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        try:
+            self.model = CLIPModel.from_pretrained(model).to(self.device).eval().requires_grad_(False)
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+        except OSError as error:
+            raise ConfigError(f"rewards: cannot load CLIP model {model!r}: {error}") from None
+        self.image_size = int(self.model.config.vision_config.image_size)
+        self.mean, self.std = _clip_normalisation(model)
+
+    def _pixel_values(self, images: Tensor) -> Tensor:
+        images = _check_images(images).float().to(self.device)
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        # CLIP's processor resizes the short side and centre-crops; our images are square, so a resize is that.
+        images = torch.nn.functional.interpolate(
+            images, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False, antialias=True
+        ).clamp(0.0, 1.0)
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        return (images - mean) / std
+
+    @torch.no_grad()
+    def image_embeddings(self, images: Tensor) -> Tensor:
+        embeds = self.model.get_image_features(pixel_values=self._pixel_values(images))
+        embeds = getattr(embeds, "pooler_output", embeds)
+        return torch.nn.functional.normalize(embeds.float(), dim=-1)
+
+    @torch.no_grad()
+    def text_embeddings(self, texts: Sequence[str]) -> Tensor:
+        tokens = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        ).to(self.device)
+        embeds = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        embeds = getattr(embeds, "pooler_output", embeds)
+        return torch.nn.functional.normalize(embeds.float(), dim=-1)
+
+
+def _clip_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The image mean/std of the model's preprocessor config, else OpenAI CLIP's."""
+    import json
+
+    config = Path(model) / "preprocessor_config.json"
+    if config.is_file():
+        data = json.loads(config.read_text())
+        return tuple(data.get("image_mean", OPENAI_CLIP_MEAN)), tuple(data.get("image_std", OPENAI_CLIP_STD))
+    return OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+
+@lru_cache(maxsize=4)
+def clip_embedder(model: str) -> ClipEmbedder:
+    """One CLIP per model id per process (the reward and the diversity measure share it)."""
+    return ClipEmbedder(_resolve_builtin_clip(model))
+
+
+def _resolve_builtin_clip(model: str) -> str:
+    if model == "builtin:tiny-clip":
+        from ..models.tiny_sd3 import tiny_clip_path
+
+        return str(tiny_clip_path())
+    return model
+
+
+@register_reward("clip_score", "image", "CLIP score: 100 * cos(image, prompt) with a CLIPModel (option model).")
+def clip_score(model: str = "openai/clip-vit-large-patch14", scale: float = 100.0) -> Callable[..., list[float]]:
+    embedder = clip_embedder(model)
+
+    def reward(images: Tensor, prompts: Sequence[str], **_: object) -> list[float]:
+        if len(prompts) != images.shape[0]:
+            raise ValueError(f"clip_score: {images.shape[0]} images but {len(prompts)} prompts")
+        cosine = (embedder.image_embeddings(images) * embedder.text_embeddings(prompts)).sum(dim=-1)
+        return (scale * cosine.clamp_min(0.0)).cpu().tolist()
+
+    return reward
+
+
+def clip_diversity(embedder: ClipEmbedder, images: Tensor, group_size: int) -> float:
+    """Mean pairwise distance of normalised CLIP image embeddings within each group, averaged."""
+    from ..models.digits import mean_pairwise_distance
+
+    embeds = embedder.image_embeddings(images)
+    values = [mean_pairwise_distance(embeds[s : s + group_size]) for s in range(0, images.shape[0], group_size)]
+    return sum(values) / len(values)
+
+
+def pixel_diversity(images: Tensor, group_size: int) -> float:
+    from ..models.digits import mean_pairwise_distance
+
+    small = torch.nn.functional.interpolate(images.float(), size=(32, 32), mode="area").flatten(1).cpu()
+    values = [mean_pairwise_distance(small[s : s + group_size]) for s in range(0, images.shape[0], group_size)]
+    return sum(values) / len(values)
+
+
+def build_diversity(model_name: str, rewards: Sequence[RewardSpec]) -> Callable[[Tensor, int], dict[str, float]]:
+    """The per-step diversity measure of a job: see the module docstring for which one is used."""
+    if model_name == "builtin:digits-flow":
+        return digits_diversity
+    clip_specs = [spec for spec in rewards if spec.name == "clip_score"]
+    if clip_specs:
+        embedder = clip_embedder(clip_specs[0].options.get("model", "openai/clip-vit-large-patch14"))
+        return lambda images, group_size: {"diversity": clip_diversity(embedder, images, group_size)}
+
+    def by_pixels(images: Tensor, group_size: int) -> dict[str, float]:
+        value = pixel_diversity(images, group_size)
+        return {"diversity": value, PIXEL_DIST: value}
+
+    return by_pixels

@@ -1,0 +1,304 @@
+"""Online reward-weighted flow matching with a W2 penalty: ADRPO-FM and its baselines (DESIGN section 3).
+
+One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` samples each:
+
+1. roll out ``P * G`` samples from the current policy (Euler ODE, ``flow.sample_steps`` steps,
+   ``flow.guidance_scale`` CFG, no gradients) and score their decoded images with the job's rewards;
+2. group advantages per prompt (``adv_scale``), clipped to ``[a_min, a_max]``;
+3. per-sample weights from ``objectives.flow_loss_weights`` (adrpo: ``(a, beta0 - a)``, fixed:
+   ``(a, beta0)``, orw: ``(exp(tau r), alpha = beta0)``);
+4. ``flow.train_draws`` fresh ``(noise, t)`` draws per sample: ``x_t = (1 - t) x + t noise``,
+   ``u = noise - x``, loss ``objectives.regularized_fm_loss(v_theta, u, v_ref, w_fm, w_w2)`` with
+   ``v_ref`` the adapter-off network; one AdamW step.
+
+Everything random in a step comes from generators seeded by ``step_seed(seed, step)``, so a resumed
+run replays the steps of an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from .. import metrics as M
+from .. import objectives as O
+from ..config import JobConfig
+from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts
+from ..models.flow_policy import Cond, FlowPolicy, load_flow_policy, repeat_cond, slice_cond
+from ..progress import Sample
+from ..rewards import WeightedRewards
+from .base import BaseTrainer, resolve_device, resolve_dtype, step_seed
+
+SAMPLES_DIR = "samples"
+GRID_NAME = "before_after.png"
+EVAL_SAMPLES_PER_PROMPT = 8  # images logged per eval prompt at each sample step
+EVAL_PROMPTS = 2
+MIN_PNG_SIDE = 64  # tiny images (8x8 digits) are written upscaled (nearest) so people can see them
+
+
+# ----------------------------------------------------------------------------------------------
+# Pieces shared by the trainer and the comparison
+
+
+def prepare_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) -> FlowPolicy:
+    policy = load_flow_policy(config, device, dtype)
+    policy.add_lora(config.lora)
+    return policy
+
+
+def reward_columns(rows: list[PromptRow], repeat: int) -> dict[str, list[Any]]:
+    """The prompt rows' extra columns as per-sample lists (rewards get them as keyword arguments)."""
+    keys = sorted({key for row in rows for key in row.columns})
+    return {key: [row.columns.get(key) for row in rows for _ in range(repeat)] for key in keys}
+
+
+def images_to_pngs(images: Tensor, paths: list[Path]) -> None:
+    for image, path in zip(images, paths):
+        to_pil(image).save(path)
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """``(C, H, W)`` in [0, 1] -> a PIL image, upscaled by an integer factor if smaller than 64 px."""
+    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    array = array[0] if array.shape[0] == 1 else array.permute(1, 2, 0)
+    picture = Image.fromarray(array.numpy())
+    factor = max(1, -(-MIN_PNG_SIDE // max(picture.size)))
+    if factor > 1:
+        picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+    return picture
+
+
+def save_grid(rows_of_images: list[Tensor], path: Path, gap: int = 4) -> Path:
+    """One PNG with a row per tensor of images (e.g. reference on top, fine-tuned below)."""
+    tiles = [[to_pil(image) for image in row] for row in rows_of_images]
+    width = max(tile.width for row in tiles for tile in row)
+    height = max(tile.height for row in tiles for tile in row)
+    columns = max(len(row) for row in tiles)
+    grid = Image.new("RGB", (columns * (width + gap) - gap, len(tiles) * (height + gap) - gap), "white")
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            grid.paste(tile.convert("RGB"), (c * (width + gap), r * (height + gap)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path
+
+
+def generate_images(
+    policy: FlowPolicy, config: JobConfig, prompt: str, seed: int, count: int, adapter: bool
+) -> tuple[Tensor, Tensor]:
+    """``count`` samples for one prompt from seed ``seed`` (same seed -> same starting noise for the
+    reference and the fine-tuned model); returns ``(latents, images)``."""
+    cond = repeat_cond(policy.encode_prompts([prompt]), count)
+    generator = torch.Generator().manual_seed(seed)
+    with policy.eval_mode():
+        latents = policy.sample(cond, generator, config.flow.sample_steps, config.flow.guidance_scale, adapter=adapter)
+        return latents, policy.decode(latents)
+
+
+# ----------------------------------------------------------------------------------------------
+# The trainer
+
+
+class FlowTrainer(BaseTrainer):
+    kind = "flow"
+
+    def setup(self) -> None:
+        from ..rewards.image import build_diversity
+
+        cfg = self.config
+        self.policy = prepare_policy(cfg, self.device, self.dtype)
+        self.rewards = WeightedRewards(cfg.rewards, "image")
+        self.diversity = build_diversity(cfg.model.name_or_path, cfg.rewards)
+        self.rows = load_prompts(cfg.prompts)
+        self.prompt_sampler = PromptSampler(self.rows, cfg.seed)
+        self.eval_rows = eval_prompts(cfg.prompts, self.rows, count=EVAL_PROMPTS)
+        for row in self.rows[:64] + self.eval_rows:  # fail on a bad prompt now, not at step 37
+            self.policy.encode_prompts([row.prompt])
+        self.init_optimizer(self.policy.trainable_parameters())
+
+    # ---------------------------------------------------------------- one step
+
+    def rollout(self, rows: list[PromptRow], generator: torch.Generator) -> tuple[Tensor, Tensor, Cond]:
+        """``P * G`` samples from the current policy (no grad): latents, images, conditioning."""
+        cond = repeat_cond(self.policy.encode_prompts([row.prompt for row in rows]), self.config.group_size)
+        flow = self.config.flow
+        with self.policy.eval_mode():
+            latents = self.policy.sample(cond, generator, flow.sample_steps, flow.guidance_scale, adapter=True)
+            images = self.policy.decode(latents)
+        return latents, images, cond
+
+    def score(self, rows: list[PromptRow], images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        group = self.config.group_size
+        prompts = [row.prompt for row in rows for _ in range(group)]
+        total, parts = self.rewards(images, prompts, **reward_columns(rows, group))
+        if not torch.isfinite(total).all():
+            from .base import TrainingError
+
+            raise TrainingError("a reward returned a non-finite value (NaN or inf); check the reward function")
+        return total.view(len(rows), group), parts
+
+    def loss_weights(self, rewards: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Advantages ``A`` (P, G) and the per-sample weights ``(w_fm, w_w2)`` of the loss (flat)."""
+        cfg = self.config
+        advantages = O.group_advantages(rewards, cfg.adv_scale)
+        clipped = O.clip_advantages(advantages, cfg.clip_low, cfg.clip_high)
+        w_fm, w_w2 = O.flow_loss_weights(
+            cfg.algorithm, clipped, cfg.beta0, rewards=rewards, tau=cfg.flow.orw_tau, normalize=cfg.flow.orw_normalize
+        )
+        return advantages, w_fm.to(self.device), w_w2.to(self.device)
+
+    def fm_update(
+        self, latents: Tensor, cond: Cond, w_fm: Tensor, w_w2: Tensor, generator: torch.Generator
+    ) -> dict[str, float]:
+        """Fresh ``(noise, t)`` draws, the regularized FM loss, backward (micro-batched), one optimizer step."""
+        cfg = self.config
+        batch = latents.shape[0]
+        chunks = min(cfg.grad_accum, batch)
+        bounds = [round(i * batch / chunks) for i in range(chunks + 1)]
+        totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
+        self.policy.train(True)
+        for _ in range(cfg.flow.train_draws):
+            noise = torch.randn(latents.shape, generator=generator).to(self.device, self.dtype)
+            t = O.sample_times(
+                batch, cfg.flow.t_sampling, cfg.flow.logit_mean, cfg.flow.logit_std, generator=generator
+            ).to(self.device, self.dtype)
+            for lo, hi in zip(bounds[:-1], bounds[1:]):
+                part = slice(lo, hi)
+                x_data, eps, t_part = latents[part], noise[part], t[part]
+                x_t = O.interpolate(x_data, eps, t_part)
+                u = O.velocity_target(x_data, eps)
+                part_cond = slice_cond(cond, part)
+                with torch.no_grad():
+                    v_ref = self.policy.velocity(x_t, t_part, part_cond, adapter=False)
+                v = self.policy.velocity(x_t, t_part, part_cond, adapter=True)
+                loss, fm_term, w2 = O.regularized_fm_loss(v, u, v_ref, w_fm[part], w_w2[part])
+                share = (hi - lo) / batch  # chunk means -> the batch mean
+                (loss * share / cfg.flow.train_draws).backward()
+                totals["loss"] += loss.item() * share / cfg.flow.train_draws
+                totals["fm"] += fm_term.item() * share / cfg.flow.train_draws
+                totals["w2"] += w2.mean().item() * share / cfg.flow.train_draws
+        grad_norm = self.optimizer_step()
+        return {M.LOSS: totals["loss"], M.FM_LOSS: totals["fm"], M.W2: totals["w2"], M.GRAD_NORM: grad_norm}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.config
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
+        rows = self.prompt_sampler.batch(step, cfg.prompts_per_step)
+        latents, images, cond = self.rollout(rows, generator)
+        rewards, parts = self.score(rows, images)
+        advantages, w_fm, w_w2 = self.loss_weights(rewards)
+        metrics = O.reward_stats(rewards, advantages)
+        metrics.update(O.beta_stats(w_w2))
+        metrics.update(self.diversity(images, cfg.group_size))
+        if len(parts) > 1:
+            metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+        metrics.update(self.fm_update(latents, cond, w_fm, w_w2, generator))
+        elapsed = time.perf_counter() - started
+        metrics[M.LR] = self.current_lr()
+        metrics[M.STEP_TIME] = elapsed
+        metrics[M.SAMPLES_PER_S] = latents.shape[0] / max(elapsed, 1e-9)
+        return metrics
+
+    # ---------------------------------------------------------------- adapters
+
+    def save_adapter(self, directory: Path) -> None:
+        self.policy.save_adapter(directory)
+
+    def load_adapter(self, directory: Path) -> None:
+        self.policy.load_adapter(directory)
+
+    # ---------------------------------------------------------------- samples
+
+    def log_samples(self, step: int) -> list[Sample]:
+        """Step 0: the reference (adapter off); later steps: the policy. Same seeds at every step, so rows
+        of the studio's sample view line up. The last step also writes the before/after grid."""
+        cfg = self.config
+        role = "reference" if step == 0 else "policy"
+        folder = self.run_dir / SAMPLES_DIR / f"step-{step:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        samples: list[Sample] = []
+        for index, row in enumerate(self.eval_rows):
+            seed = cfg.seed + index
+            _, images = generate_images(self.policy, cfg, row.prompt, seed, EVAL_SAMPLES_PER_PROMPT, adapter=step > 0)
+            rewards, _ = self.rewards(images, [row.prompt] * len(images), **reward_columns([row], len(images)))
+            paths = [folder / f"p{index}-{k}.png" for k in range(len(images))]
+            images_to_pngs(images, paths)
+            for k, (path, reward) in enumerate(zip(paths, rewards.tolist())):
+                samples.append(Sample(
+                    step=step, prompt=row.prompt, seed=seed, kind="image", role=role,
+                    image_path=str(path.relative_to(self.run_dir)), reward=reward, extra={"index": k},
+                ))
+        if step == cfg.steps:
+            self._write_before_after()
+        return samples
+
+    def _write_before_after(self) -> None:
+        """Reference vs fine-tuned on the first eval prompt, same seed, one PNG; log its path and the
+        eval reward and diversity before and after."""
+        cfg = self.config
+        prompt = self.eval_rows[0].prompt
+        _, before = generate_images(self.policy, cfg, prompt, cfg.seed, EVAL_SAMPLES_PER_PROMPT, adapter=False)
+        _, after = generate_images(self.policy, cfg, prompt, cfg.seed, EVAL_SAMPLES_PER_PROMPT, adapter=True)
+        path = save_grid([before, after], self.run_dir / SAMPLES_DIR / GRID_NAME)
+        reward_before = self._eval_summary(before, prompt)
+        reward_after = self._eval_summary(after, prompt)
+        self.log(
+            f"eval on {prompt!r} ({EVAL_SAMPLES_PER_PROMPT} samples, seed {cfg.seed}): "
+            f"reward {reward_before[0]:.3f} -> {reward_after[0]:.3f}, "
+            f"diversity {reward_before[1]:.3f} -> {reward_after[1]:.3f}"
+        )
+        self.log(f"before/after grid (top: reference, bottom: fine-tuned): {path}")
+
+    def _eval_summary(self, images: Tensor, prompt: str) -> tuple[float, float]:
+        rewards, _ = self.rewards(images, [prompt] * len(images))
+        return float(rewards.mean()), self.diversity(images, images.shape[0])["diversity"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Side-by-side comparison (the studio's Compare tab)
+
+
+def _step_of(adapter_dir: Path | None) -> int:
+    if adapter_dir is None:
+        return 0
+    name = Path(adapter_dir).name
+    return int(name.removeprefix("step-")) if name.startswith("step-") and name[5:].isdigit() else 0
+
+
+def generate_comparison(
+    config: JobConfig,
+    adapter_dir: str | Path | None,
+    prompt: str,
+    seed: int,
+    num_samples: int,
+    out_dir: str | Path,
+) -> list[Sample]:
+    """``num_samples`` images from the reference (adapter off) and the fine-tuned model (``adapter_dir``;
+    None = an untrained adapter, i.e. the reference twice) from the same starting noise. PNGs go to
+    ``out_dir/reference-K.png`` and ``out_dir/policy-K.png``; ``image_path`` is absolute."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.model)
+    policy = prepare_policy(config, device, resolve_dtype(config.model, device))
+    if adapter_dir is not None:
+        policy.load_adapter(Path(adapter_dir))
+    rewards_fn = WeightedRewards(config.rewards, "image")
+    step = _step_of(Path(adapter_dir) if adapter_dir is not None else None)
+    samples: list[Sample] = []
+    for role, adapter in (("reference", False), ("policy", True)):
+        _, images = generate_images(policy, config, prompt, seed, num_samples, adapter=adapter)
+        rewards, _ = rewards_fn(images, [prompt] * num_samples)
+        paths = [out_dir / f"{role}-{k}.png" for k in range(num_samples)]
+        images_to_pngs(images, paths)
+        for k, (path, reward) in enumerate(zip(paths, rewards.tolist())):
+            samples.append(Sample(
+                step=step, prompt=prompt, seed=seed, kind="image", role=role,
+                image_path=str(path.resolve()), reward=reward, extra={"index": k},
+            ))
+    return samples
