@@ -298,6 +298,7 @@ class DigitsPolicy(FlowPolicy):
     """``builtin:digits-flow`` behind the :class:`FlowPolicy` interface; samples are 64-d vectors."""
 
     name = MODEL_NAME
+    eval_samples = 16
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
         self.device = torch.device(device)

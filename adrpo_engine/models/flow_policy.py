@@ -41,6 +41,7 @@ class FlowPolicy(ABC):
     """A flow-matching generator with a switchable LoRA adapter."""
 
     name: str = ""
+    eval_samples: int = 8  # images per eval prompt logged at each sample step
     device: torch.device
     dtype: torch.dtype
 

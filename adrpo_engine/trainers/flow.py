@@ -36,7 +36,6 @@ from .base import BaseTrainer, resolve_device, resolve_dtype, step_seed
 
 SAMPLES_DIR = "samples"
 GRID_NAME = "before_after.png"
-EVAL_SAMPLES_PER_PROMPT = 8  # images logged per eval prompt at each sample step
 EVAL_PROMPTS = 2
 MIN_PNG_SIDE = 64  # tiny images (8x8 digits) are written upscaled (nearest) so people can see them
 
@@ -225,7 +224,7 @@ class FlowTrainer(BaseTrainer):
         samples: list[Sample] = []
         for index, row in enumerate(self.eval_rows):
             seed = cfg.seed + index
-            _, images = generate_images(self.policy, cfg, row.prompt, seed, EVAL_SAMPLES_PER_PROMPT, adapter=step > 0)
+            _, images = generate_images(self.policy, cfg, row.prompt, seed, self.policy.eval_samples, adapter=step > 0)
             rewards, _ = self.rewards(images, [row.prompt] * len(images), **reward_columns([row], len(images)))
             paths = [folder / f"p{index}-{k}.png" for k in range(len(images))]
             images_to_pngs(images, paths)
@@ -243,13 +242,13 @@ class FlowTrainer(BaseTrainer):
         eval reward and diversity before and after."""
         cfg = self.config
         prompt = self.eval_rows[0].prompt
-        _, before = generate_images(self.policy, cfg, prompt, cfg.seed, EVAL_SAMPLES_PER_PROMPT, adapter=False)
-        _, after = generate_images(self.policy, cfg, prompt, cfg.seed, EVAL_SAMPLES_PER_PROMPT, adapter=True)
+        _, before = generate_images(self.policy, cfg, prompt, cfg.seed, self.policy.eval_samples, adapter=False)
+        _, after = generate_images(self.policy, cfg, prompt, cfg.seed, self.policy.eval_samples, adapter=True)
         path = save_grid([before, after], self.run_dir / SAMPLES_DIR / GRID_NAME)
         reward_before = self._eval_summary(before, prompt)
         reward_after = self._eval_summary(after, prompt)
         self.log(
-            f"eval on {prompt!r} ({EVAL_SAMPLES_PER_PROMPT} samples, seed {cfg.seed}): "
+            f"eval on {prompt!r} ({self.policy.eval_samples} samples, seed {cfg.seed}): "
             f"reward {reward_before[0]:.3f} -> {reward_after[0]:.3f}, "
             f"diversity {reward_before[1]:.3f} -> {reward_after[1]:.3f}"
         )
