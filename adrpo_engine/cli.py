@@ -106,7 +106,7 @@ def list_presets() -> None:
     width = max(len(name) for name in PRESETS)
     for name, preset in PRESETS.items():
         tag = "demo" if preset.demo else "gpu "
-        console.print(f"{name:<{width}}  {tag}  {preset.summary}", highlight=False)
+        console.print(f"{name:<{width}}  {tag}  {preset.summary}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
