@@ -106,7 +106,16 @@ def list_presets() -> None:
     width = max(len(name) for name in PRESETS)
     for name, preset in PRESETS.items():
         tag = "demo" if preset.demo else "gpu "
-        console.print(f"{name:<{width}}  {tag}  {preset.summary}", highlight=False)
+        console.print(f"{name:<{width}}  {tag}  {preset.summary}", highlight=False, soft_wrap=True)
+
+
+@app.command("rewards")
+def list_rewards() -> None:
+    """List the registered rewards (use them by name in `rewards:`; or give 'module:function')."""
+    from .rewards import available_rewards
+
+    for reward in sorted(available_rewards(), key=lambda r: (r.kind, r.name)):
+        console.print(f"{reward.name:<24} {reward.kind:<6} {reward.summary}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -89,3 +89,12 @@ def test_cli_lists_presets():
 
 def test_jobconfig_is_the_schema():
     assert JobConfig.model_json_schema()["properties"]["beta0"]["default"] == 0.04
+
+
+def test_config_reference_doc_is_current():
+    from pathlib import Path
+
+    from adrpo_engine.config import config_reference_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
+    assert doc.read_text() == config_reference_markdown(), "regenerate: python -m adrpo_engine.config > docs/config.md"
