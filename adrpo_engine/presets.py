@@ -99,6 +99,8 @@ register(Preset(
         "beta0": 0.04,
         "checkpoint_every": 100,
         "sample_every": 50,
+        # 32 rollouts of 512 px per step; 4 micro-batches keep the policy + reference passes within one GPU.
+        "grad_accum": 4,
         "lora": {"rank": 32, "alpha": 32},
         "flow": {"sample_steps": 28, "guidance_scale": 7.0, "resolution": 512, "t_sampling": "logit_normal"},
     },

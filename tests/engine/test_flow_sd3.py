@@ -108,3 +108,13 @@ def test_clip_score_by_hand():
     cosine = torch.nn.functional.cosine_similarity(image_embeds, text_embeds)
     assert scores == pytest.approx((100 * cosine.clamp_min(0)).tolist(), abs=1e-4)
     assert torch.allclose(image_embeds.norm(dim=-1), torch.ones(2))
+
+
+def test_sd3_preset_has_its_shipped_prompts():
+    from adrpo_engine.data import load_prompts
+    from adrpo_engine.presets import preset_config
+
+    config = preset_config("sd3-medium-clip")
+    prompts = load_prompts(config.prompts)
+    assert len(prompts) >= 20 and all(row.prompt for row in prompts)
+    assert config.rewards[0].name == "clip_score"
