@@ -104,7 +104,6 @@ class FlowPolicy(ABC):
         v_uncond, v_cond = both[:batch], both[batch:]
         return v_uncond + guidance * (v_cond - v_uncond)
 
-    @torch.no_grad()
     def sample(
         self,
         cond: Cond,
@@ -121,13 +120,16 @@ class FlowPolicy(ABC):
         batch = next(iter(cond.values())).shape[0]
         if noise is None:
             noise = torch.randn((batch, *self.latent_shape()), generator=generator, dtype=torch.float32)
-        x = noise.to(self.device, self.dtype)
         grid = self.time_grid(steps).tolist()
-        for t_now, t_next in zip(grid[:-1], grid[1:]):
-            t = torch.full((batch,), t_now, device=self.device, dtype=self.dtype)
-            v = self.guided_velocity(x, t, cond, guidance, adapter)
-            x = x + (t_next - t_now) * v
-        return x
+        # inference_mode skips autograd bookkeeping entirely (cheaper than no_grad); the result is cloned
+        # outside it so the trainer may use the samples as ordinary tensors in its loss.
+        with torch.inference_mode():
+            x = noise.to(self.device, self.dtype)
+            for t_now, t_next in zip(grid[:-1], grid[1:]):
+                t = torch.full((batch,), t_now, device=self.device, dtype=self.dtype)
+                v = self.guided_velocity(x, t, cond, guidance, adapter)
+                x = x + (t_next - t_now) * v
+        return x.clone()
 
     @contextmanager
     def eval_mode(self) -> Iterator[None]:
