@@ -61,7 +61,8 @@ class FlowPolicy(ABC):
 
     @abstractmethod
     def velocity(self, x_t: Tensor, t: Tensor, cond: Cond, adapter: bool = True) -> Tensor:
-        """``v(x_t, t, cond)``; ``t`` is ``(B,)`` in [0, 1]; ``adapter=False`` gives the reference."""
+        """``v(x_t, t, cond)``; ``t`` is ``(B,)`` in [0, 1]; ``adapter=False`` gives the reference.
+        Inputs may be float32 for a bf16 model (the implementation casts ``x_t``; ``t`` stays float32)."""
 
     @abstractmethod
     def decode(self, latents: Tensor) -> Tensor:
@@ -124,9 +125,11 @@ class FlowPolicy(ABC):
         # inference_mode skips autograd bookkeeping entirely (cheaper than no_grad); the result is cloned
         # outside it so the trainer may use the samples as ordinary tensors in its loss.
         with torch.inference_mode():
-            x = noise.to(self.device, self.dtype)
+            # The state and t stay float32 (the network casts its input): a bf16 model then only rounds
+            # inside the network, not the ODE's accumulated state or the time.
+            x = noise.to(self.device, torch.float32)
             for t_now, t_next in zip(grid[:-1], grid[1:]):
-                t = torch.full((batch,), t_now, device=self.device, dtype=self.dtype)
+                t = torch.full((batch,), t_now, device=self.device, dtype=torch.float32)
                 v = self.guided_velocity(x, t, cond, guidance, adapter)
                 x = x + (t_next - t_now) * v
         return x.clone()

@@ -162,10 +162,10 @@ class FlowTrainer(BaseTrainer):
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
         self.policy.train(True)
         for _ in range(cfg.flow.train_draws):
-            noise = torch.randn(latents.shape, generator=generator).to(self.device, self.dtype)
+            noise = torch.randn(latents.shape, generator=generator).to(self.device, latents.dtype)
             t = O.sample_times(
                 batch, cfg.flow.t_sampling, cfg.flow.logit_mean, cfg.flow.logit_std, generator=generator
-            ).to(self.device, self.dtype)
+            ).to(self.device)  # float32, as in the sampler
             for lo, hi in zip(bounds[:-1], bounds[1:]):
                 part = slice(lo, hi)
                 x_data, eps, t_part = latents[part], noise[part], t[part]
