@@ -32,7 +32,7 @@ from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts
 from ..models.flow_policy import Cond, FlowPolicy, load_flow_policy, repeat_cond, slice_cond
 from ..progress import Sample
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, resolve_device, resolve_dtype, step_seed
+from .base import BaseTrainer, RunResult, resolve_device, resolve_dtype, step_seed
 
 SAMPLES_DIR = "samples"
 GRID_NAME = "before_after.png"
@@ -103,8 +103,22 @@ def generate_images(
 # The trainer
 
 
+def thread_limit(config: JobConfig):
+    """One torch thread for the built-in digits model (tiny matmuls: threads only add overhead), the
+    process default otherwise."""
+    from contextlib import nullcontext
+
+    from ..models.digits import MODEL_NAME, torch_threads
+
+    return torch_threads(1) if config.model.name_or_path == MODEL_NAME else nullcontext()
+
+
 class FlowTrainer(BaseTrainer):
     kind = "flow"
+
+    def run(self, resume: bool = True) -> RunResult:
+        with thread_limit(self.config):
+            return super().run(resume)
 
     def setup(self) -> None:
         from ..rewards.image import build_diversity
@@ -281,7 +295,13 @@ def generate_comparison(
     """``num_samples`` images from the reference (adapter off) and the fine-tuned model (``adapter_dir``;
     None = an untrained adapter, i.e. the reference twice) from the same starting noise. PNGs go to
     ``out_dir/reference-K.png`` and ``out_dir/policy-K.png``; ``image_path`` is absolute."""
-    out_dir = Path(out_dir)
+    with thread_limit(config):
+        return _generate_comparison(config, adapter_dir, prompt, seed, num_samples, Path(out_dir))
+
+
+def _generate_comparison(
+    config: JobConfig, adapter_dir: str | Path | None, prompt: str, seed: int, num_samples: int, out_dir: Path
+) -> list[Sample]:
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.model)
     policy = prepare_policy(config, device, resolve_dtype(config.model, device))
