@@ -120,11 +120,15 @@ class FlowTrainer(BaseTrainer):
         with thread_limit(self.config):
             return super().run(resume)
 
+    def build_policy(self) -> FlowPolicy:
+        """The model named by the config, with a fresh LoRA adapter (benchmarks substitute their own)."""
+        return prepare_policy(self.config, self.device, self.dtype)
+
     def setup(self) -> None:
         from ..rewards.image import build_diversity
 
         cfg = self.config
-        self.policy = prepare_policy(cfg, self.device, self.dtype)
+        self.policy = self.build_policy()
         self.rewards = WeightedRewards(cfg.rewards, "image")
         self.diversity = build_diversity(cfg.model.name_or_path, cfg.rewards)
         self.rows = load_prompts(cfg.prompts)
