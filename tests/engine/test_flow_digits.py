@@ -112,3 +112,10 @@ def test_comparison_same_seed_same_reference(tmp_path):
         assert open(a.image_path, "rb").read() == open(b.image_path, "rb").read()
     # the trained adapter changes the samples drawn from the same noise
     assert [s.reward for s in first[:3]] != [s.reward for s in first[3:]]
+
+
+def test_a_prompt_the_digits_model_cannot_read_fails_before_training(tmp_path):
+    config = digits_config(**{"prompts.texts": ["any digit", "a cat"]})
+    with pytest.raises(ConfigError, match="'a cat' is not a prompt of builtin:digits-flow"):
+        train(config, tmp_path, RecordingSink())
+    assert not (tmp_path / "metrics.jsonl").exists()

@@ -118,3 +118,19 @@ def test_sd3_preset_has_its_shipped_prompts():
     prompts = load_prompts(config.prompts)
     assert len(prompts) >= 20 and all(row.prompt for row in prompts)
     assert config.rewards[0].name == "clip_score"
+
+
+def test_t2i_diversity_is_clip_pairwise_distance():
+    from adrpo_engine.config import RewardSpec
+    from adrpo_engine.rewards.image import PIXEL_DIST, build_diversity
+
+    images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    same = images[:1].expand(4, -1, -1, -1)
+    by_clip = build_diversity("builtin:tiny-sd3", [RewardSpec(name="clip_score", options={"model": "builtin:tiny-clip"})])
+    assert by_clip(same, 4)["diversity"] == pytest.approx(0.0, abs=1e-5)
+    embeds = clip_embedder("builtin:tiny-clip").image_embeddings(images[:2])
+    assert by_clip(images[:2], 2)["diversity"] == pytest.approx((embeds[0] - embeds[1]).norm().item(), abs=1e-5)
+    # groups are measured separately: two groups of identical images have no diversity
+    assert by_clip(torch.cat([same[:2], images[1:2].expand(2, -1, -1, -1)]), 2)["diversity"] == pytest.approx(0.0, abs=1e-5)
+    by_pixels = build_diversity("some/sd3", [RewardSpec(name="mymodule:reward")])(images, 4)
+    assert by_pixels["diversity"] == by_pixels[PIXEL_DIST] > 0
