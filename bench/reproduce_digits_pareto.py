@@ -94,7 +94,7 @@ class EvaluatingTrainer(FlowTrainer):
             "step": step,
             "reward": even.sum(dim=1).mean().item(),
             "diversity": D.class_entropy(probabilities),
-            "even_spread": D.class_entropy(even / even.sum(dim=1, keepdim=True)),
+            "even_spread": D.even_spread(probabilities),
             "feature_dist": D.mean_pairwise_distance(features),
             "w2_coupling": (samples - self.reference_samples).pow(2).sum(dim=1).mean().sqrt().item(),
             "w2_velocity": w2_velocity,

@@ -299,6 +299,16 @@ def class_entropy(probabilities: Tensor) -> float:
     return float(-(mean * mean.log()).sum().detach())
 
 
+EVEN_CLASSES = (0, 2, 4, 6, 8)
+
+
+def even_spread(probabilities: Tensor) -> float:
+    """Entropy (nats) of the predicted distribution restricted to the even digits and renormalised:
+    ln 5 = 1.61 when a set of samples covers the five even digits evenly, 0 when it collapses onto one."""
+    even = probabilities[:, list(EVEN_CLASSES)].float()
+    return class_entropy(even / even.sum(dim=1, keepdim=True).clamp_min(1e-12))
+
+
 def mean_pairwise_distance(features: Tensor) -> float:
     """Mean Euclidean distance over all pairs of rows (0 for fewer than two rows)."""
     n = features.shape[0]

@@ -11,9 +11,11 @@ floats in [0, 1]):
 
 Diversity (logged every step, computed per prompt group and averaged over groups):
 
-- digits: ``diversity`` = entropy (nats) of the mean predicted-class distribution of a group
-  (ln 5 = 1.61 when spread evenly over the five even digits, 0 when collapsed onto one digit);
-  ``diversity/feature_dist`` = mean pairwise Euclidean distance of the classifier's 64-d features.
+- digits: ``diversity/class_entropy`` = entropy (nats) of the mean predicted-class distribution of a
+  group (0 when collapsed onto one digit); ``diversity/even_spread`` = the same restricted to the five
+  even digits and renormalised (ln 5 = 1.61 = even coverage); ``diversity/feature_dist`` = mean pairwise
+  Euclidean distance of the classifier's 64-d features. ``diversity`` is the even spread when the job
+  rewards ``digits:even`` (DESIGN: spread over the five even classes), else the class entropy.
 - text-to-image: ``diversity`` = mean pairwise distance of L2-normalised CLIP image embeddings (the
   paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward; a job without one
   uses the mean pairwise distance of 32x32 downscaled pixels (``diversity/pixel_dist``) as ``diversity``.
@@ -32,6 +34,8 @@ from ..config import ConfigError, RewardSpec
 from . import register_reward
 
 FEATURE_DIST = "diversity/feature_dist"
+CLASS_ENTROPY = "diversity/class_entropy"
+EVEN_SPREAD = "diversity/even_spread"
 PIXEL_DIST = "diversity/pixel_dist"
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -79,19 +83,29 @@ def digits_class(k: int = 0) -> Callable[..., list[float]]:
     return reward
 
 
-def digits_diversity(images: Tensor, group_size: int) -> dict[str, float]:
-    """``diversity`` (class entropy) and ``diversity/feature_dist`` per group of ``group_size``, averaged."""
-    from ..models.digits import class_entropy, digit_classifier, mean_pairwise_distance
+def digits_diversity(images: Tensor, group_size: int, even_task: bool = False) -> dict[str, float]:
+    """Per group of ``group_size``, averaged: class entropy, even-digit spread and feature distance.
+
+    ``diversity`` is the even-digit spread for the digits-even task (where the 10-class entropy mostly
+    tracks the reward: it falls as odd digits vanish) and the 10-class entropy otherwise.
+    """
+    from ..models.digits import class_entropy, digit_classifier, even_spread, mean_pairwise_distance
 
     classifier = digit_classifier()
     with torch.no_grad():
         features = classifier.features(images.cpu())
         probabilities = torch.softmax(classifier.head(features), dim=-1)
-    entropies, distances = [], []
+    entropies, spreads, distances = [], [], []
     for start in range(0, images.shape[0], group_size):
         entropies.append(class_entropy(probabilities[start : start + group_size]))
+        spreads.append(even_spread(probabilities[start : start + group_size]))
         distances.append(mean_pairwise_distance(features[start : start + group_size]))
-    return {"diversity": sum(entropies) / len(entropies), FEATURE_DIST: sum(distances) / len(distances)}
+    measures = {
+        CLASS_ENTROPY: sum(entropies) / len(entropies),
+        EVEN_SPREAD: sum(spreads) / len(spreads),
+        FEATURE_DIST: sum(distances) / len(distances),
+    }
+    return {"diversity": measures[EVEN_SPREAD if even_task else CLASS_ENTROPY], **measures}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +214,8 @@ def pixel_diversity(images: Tensor, group_size: int) -> float:
 def build_diversity(model_name: str, rewards: Sequence[RewardSpec]) -> Callable[[Tensor, int], dict[str, float]]:
     """The per-step diversity measure of a job: see the module docstring for which one is used."""
     if model_name == "builtin:digits-flow":
-        return digits_diversity
+        even_task = any(spec.name == "digits:even" for spec in rewards)
+        return lambda images, group_size: digits_diversity(images, group_size, even_task)
     clip_specs = [spec for spec in rewards if spec.name == "clip_score"]
     if clip_specs:
         embedder = clip_embedder(clip_specs[0].options.get("model", "openai/clip-vit-large-patch14"))

@@ -135,3 +135,15 @@ def test_digits_even_preset_raises_reward_without_collapse(tmp_path):
     assert p_after[:, 0::2].sum(1).mean() > p_before[:, 0::2].sum(1).mean() + 0.2
     shares = torch.bincount(p_after.argmax(-1), minlength=10).float() / 256
     assert (shares[0::2] > 0.04).sum() >= 4, shares  # no collapse onto one or two even digits
+
+
+def test_even_spread_by_hand():
+    from adrpo_engine.models.digits import even_spread
+
+    # two samples, one a sure 0 and one a sure 6 (odd mass ignored): spread = ln 2
+    probabilities = torch.zeros(2, 10)
+    probabilities[0, 0] = 1.0
+    probabilities[1, 6] = 0.5
+    probabilities[1, 7] = 0.5
+    assert even_spread(probabilities) == pytest.approx(math.log(2), abs=1e-6)
+    assert even_spread(torch.full((3, 10), 0.1)) == pytest.approx(math.log(5), abs=1e-6)
