@@ -93,6 +93,24 @@ class LLMConfig(_Strict):
     loss_agg: Literal["grpo", "dapo"] = Field(
         "grpo", description="grpo: token mean per sequence, then mean; dapo: sum over tokens / token count."
     )
+    skip_zero_beta_reference: bool = Field(
+        True,
+        description="ADRPO: skip the reference forward for samples whose beta_i is 0 (their KL term vanishes; "
+        "with the default clip about half of them). `kl` is then the mean over the other samples.",
+    )
+    fold_lora_for_sampling: bool = Field(
+        True, description="Sample rollouts with the LoRA update folded into the weights (faster; weights restored exactly)."
+    )
+    decode: Literal["loop", "generate"] = Field(
+        "loop", description="Rollout decoder: a KV-cached sampling loop, or transformers' generate (any architecture)."
+    )
+    chat_template: bool = Field(
+        False, description="Wrap each prompt as a user message with the tokenizer's chat template."
+    )
+    max_prompt_tokens: int | None = Field(
+        None, ge=1, le=131072, description="Truncate prompts to this many tokens (None: keep them whole)."
+    )
+    eval_samples: int = Field(2, ge=1, le=64, description="Completions logged per eval prompt at each sample step.")
 
 
 class FlowConfig(_Strict):

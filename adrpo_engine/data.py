@@ -138,3 +138,10 @@ class PromptSampler:
             epoch, index = divmod(position, len(self.rows))
             picked.append(self.rows[self._order(epoch)[index]])
         return picked
+
+
+def repeat_columns(rows: list[PromptRow], repeat: int) -> dict[str, list[Any]]:
+    """The rows' extra columns as per-sample lists, each row repeated ``repeat`` times (a group), for
+    rewards that take dataset columns as keyword arguments (e.g. ``answer``)."""
+    keys = sorted({key for row in rows for key in row.columns})
+    return {key: [row.columns.get(key) for row in rows for _ in range(repeat)] for key in keys}

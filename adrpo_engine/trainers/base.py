@@ -206,10 +206,12 @@ class BaseTrainer(ABC):
 
     def run(self, resume: bool = True) -> RunResult:
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.run_dir / "config.yaml")
+        # Load and validate first (model, rewards, prompts): a bad model id or reward must leave no
+        # half-written run directory behind.
         seed_everything(cfg.seed)
         self.setup()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.run_dir / "config.yaml")
         for note in cfg.advisories():
             warnings.warn(note, UserWarning, stacklevel=2)
             self.log(f"warning: {note}")

@@ -1,0 +1,219 @@
+"""``builtin:tiny-lm`` and its task ``builtin:tiny-lm-task``: a small causal LM the project builds itself.
+
+The model is a 2-layer Qwen2 (hidden 128) built from a transformers config, with a byte-level BPE
+tokenizer trained locally (the tokenizers library) on a corpus this module generates, then pre-trained
+on that corpus for a fixed number of steps (~30-60 s on 2 busy cores). The result is cached in
+``paths.builtin_models_dir() / CACHE_VERSION`` as an ordinary transformers folder (``config.json``,
+``model.safetensors``, ``tokenizer.json``), so it goes through the same loader as any hub model.
+Bump :data:`CACHE_VERSION` when the corpus, the architecture or the recipe changes.
+
+The task: a prompt names a topic (``"list fruits:"``, ``"name some animals:"``, ...) and the model
+answers with a comma-separated list ending in ``"."``. The reward (:func:`list_reward`) asks for
+**long** on-topic lists: ``(distinct on-topic items - off-topic items - repeats) / TARGET_ITEMS``,
+clipped to ``[0, 1]``. The pre-training corpus mostly holds short lists (1-3 items, mean ~2.6), so the
+pre-trained model starts low (~0.25-0.3) and RL can raise the reward by making lists longer while
+staying on topic. Reward, KL and entropy pull apart here: the fastest route to a high reward is one
+memorised long list (entropy and diversity collapse), which is where a fixed small beta and ADRPO's
+per-sample beta can differ.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ..data import register_prompt_source
+from ..paths import builtin_models_dir
+
+MODEL_NAME = "builtin:tiny-lm"
+TASK_NAME = "builtin:tiny-lm-task"
+CACHE_VERSION = "tiny-lm-v2"
+EOS = "<|endoftext|>"
+TARGET_ITEMS = 8  # a list this long (distinct, on topic) earns the full reward
+
+TOPICS: dict[str, list[str]] = {
+    "fruits": ["apple", "pear", "plum", "grape", "lemon", "mango", "peach", "cherry", "melon", "kiwi", "lime", "banana"],
+    "animals": ["cat", "dog", "horse", "cow", "sheep", "goat", "lion", "tiger", "bear", "wolf", "fox", "mouse"],
+    "colors": ["red", "blue", "green", "yellow", "black", "white", "pink", "brown", "purple", "orange", "gray", "gold"],
+    "tools": ["hammer", "saw", "drill", "wrench", "knife", "axe", "rake", "shovel", "ruler", "chisel", "file", "clamp"],
+    "metals": ["iron", "copper", "silver", "tin", "lead", "zinc", "nickel", "steel", "brass", "bronze", "chrome", "cobalt"],
+    "body parts": ["arm", "leg", "hand", "foot", "head", "neck", "knee", "elbow", "nose", "ear", "eye", "mouth"],
+}
+TEMPLATES = ["list {topic}:", "name some {topic}:", "{topic}:"]
+# Length of the lists in the pre-training corpus: mostly short, rarely long (so RL has some variance).
+LIST_LENGTHS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+LENGTH_WEIGHTS = [0.25, 0.25, 0.2, 0.1, 0.06, 0.05, 0.04, 0.03, 0.01, 0.01]
+
+# Architecture and pre-training recipe (fixed step counts, so every machine builds the same model).
+VOCAB_SIZE = 384
+HIDDEN = 128
+LAYERS = 2
+HEADS = 4
+KV_HEADS = 2
+INTERMEDIATE = 256
+MAX_POSITIONS = 128
+CORPUS_LINES = 6000
+PRETRAIN_STEPS = 400
+PRETRAIN_BATCH = 48
+PRETRAIN_LR = 3e-3
+SEED = 0
+
+
+# ----------------------------------------------------------------------------------------------
+# The task: prompts and the rule reward
+
+
+def task_rows() -> list[dict[str, str]]:
+    """Every (template, topic) prompt with its ``topic`` column (the reward reads it)."""
+    return [{"prompt": template.format(topic=topic), "topic": topic} for topic in TOPICS for template in TEMPLATES]
+
+
+@register_prompt_source("tiny-lm-task")
+def _task_prompt_source() -> list[dict[str, str]]:
+    return task_rows()
+
+
+def topic_of(prompt: str) -> str | None:
+    """The topic a task prompt names (longest match first, so 'body parts' wins over nothing)."""
+    for topic in sorted(TOPICS, key=len, reverse=True):
+        if topic in prompt.lower():
+            return topic
+    return None
+
+
+def list_items(completion: str) -> list[str]:
+    """The items of a completion: text before the first '.', split at commas, stripped, lowercased."""
+    body = completion.split(EOS)[0].split(".")[0]
+    return [item.strip().lower() for item in body.split(",") if item.strip()]
+
+
+def list_reward(completion: str, topic: str | None, target: int = TARGET_ITEMS) -> float:
+    """``clip((distinct on-topic - off-topic - repeats) / target, 0, 1)``; 0 when the topic is unknown."""
+    if topic not in TOPICS:
+        return 0.0
+    allowed = set(TOPICS[topic])
+    items = list_items(completion)
+    on_topic = [item for item in items if item in allowed]
+    distinct = len(set(on_topic))
+    repeats = len(on_topic) - distinct
+    off_topic = len(items) - len(on_topic)
+    return float(min(1.0, max(0.0, (distinct - off_topic - repeats) / target)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Corpus, tokenizer and model
+
+
+def corpus_lines(count: int = CORPUS_LINES, seed: int = SEED) -> list[str]:
+    """``count`` lines ``"<prompt> item, item, item.<eos>"`` with mostly short lists of distinct items."""
+    rng = random.Random(seed)
+    rows = task_rows()
+    lines = []
+    for _ in range(count):
+        row = rng.choice(rows)
+        length = rng.choices(LIST_LENGTHS, LENGTH_WEIGHTS)[0]
+        items = rng.sample(TOPICS[row["topic"]], length)
+        lines.append(f"{row['prompt']} {', '.join(items)}.{EOS}")
+    return lines
+
+
+def train_tokenizer(lines: list[str]):
+    """A byte-level BPE tokenizer (vocab :data:`VOCAB_SIZE`) wrapped as a PreTrainedTokenizerFast."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator([line.removesuffix(EOS) for line in lines], trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=EOS)
+
+
+def build_model(vocab_size: int, eos_id: int):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+def pretrain(model, tokenizer, lines: list[str], steps: int = PRETRAIN_STEPS, seed: int = SEED) -> float:
+    """Next-token training on the corpus (padding masked out); returns the last batch's loss."""
+    encoded = tokenizer(lines, padding=True, return_tensors="pt")
+    ids, mask = encoded["input_ids"], encoded["attention_mask"]
+    labels = ids.masked_fill(mask == 0, -100)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=PRETRAIN_LR, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PRETRAIN_LR, total_steps=steps, pct_start=0.1)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        batch = torch.randint(0, len(lines), (PRETRAIN_BATCH,), generator=generator)
+        width = int(mask[batch].sum(dim=1).max())  # right padding: trim to the longest line of the batch
+        loss = model(input_ids=ids[batch, :width], attention_mask=mask[batch, :width], labels=labels[batch, :width]).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    return float(loss.detach())
+
+
+def cache_dir() -> Path:
+    return builtin_models_dir() / CACHE_VERSION
+
+
+def build_cache(target: Path) -> None:
+    """Generate the corpus, train tokenizer and model, write them to ``target`` atomically."""
+    from .digits import torch_threads  # tiny matmuls: one thread is fastest on a busy 2-core machine
+
+    with torch_threads(1):
+        started = time.perf_counter()
+        torch.manual_seed(SEED)
+        lines = corpus_lines()
+        tokenizer = train_tokenizer(lines)
+        tokenizer.padding_side = "right"
+        model = build_model(len(tokenizer), tokenizer.eos_token_id)
+        final_loss = pretrain(model, tokenizer, lines)
+        staging = target.with_name(f".tmp-{target.name}-{int(time.time() * 1000)}")
+        staging.mkdir(parents=True)
+        model.save_pretrained(staging)
+        tokenizer.padding_side = "left"  # generation pads prompts on the left
+        tokenizer.save_pretrained(staging)
+        info = {
+            "version": CACHE_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_size": len(tokenizer), "corpus_lines": len(lines), "pretrain_steps": PRETRAIN_STEPS,
+            "final_loss": round(final_loss, 4), "build_seconds": round(time.perf_counter() - started, 1),
+            "task": "comma-separated lists of a topic's items; reward = long, distinct, on-topic lists",
+        }
+        (staging / "info.json").write_text(json.dumps(info, indent=2))
+    if target.exists():  # another process finished first: keep its copy
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    try:
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.exists():
+            raise
+
+
+def tiny_lm_path() -> Path:
+    """The cached model folder, built on first use."""
+    target = cache_dir()
+    if not (target / "info.json").is_file():
+        build_cache(target)
+    return target

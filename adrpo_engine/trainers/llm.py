@@ -1,0 +1,341 @@
+"""ADRPO-GRPO for causal LMs (DESIGN section 3, LLM flavour), and fixed-beta GRPO as the same code path.
+
+One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` completions each (``N = P * G``):
+
+1. rollouts: ``N`` completions from the current policy (temperature, top-p, ``max_new_tokens``, stop at
+   EOS), sampled with the LoRA update folded into the weights; completion masks cover the tokens up
+   to and including EOS;
+2. rewards (the job's weighted text rewards, TRL's signature), group advantages ``A`` (``adv_scale``),
+   clipped ``a = clip(A, a_min, a_max)`` and ``beta_i = beta0 - a_i`` (``adrpo``) or ``beta0`` (``fixed``);
+3. reference log-probs (adapter disabled, no grad) only for the rows with ``beta_i != 0`` when
+   ``llm.skip_zero_beta_reference`` (a row with ``beta_i = 0`` has no KL term: ADRPO's best samples);
+   old log-probs only when ``llm.num_iterations > 1`` (with one pass, ``rho = 1`` and the detached
+   current log-probs stand in for them);
+4. ``llm.num_iterations`` passes, each one AdamW step over ``grad_accum`` micro-batches of rows:
+   token loss ``-min(rho A, clip(rho) A) + beta_i * k3_KL`` aggregated ``grpo`` or ``dapo``
+   (``objectives``), micro-batch losses weighted so their sum is the full-batch loss.
+
+Everything random in a step comes from torch's global generator, seeded by the base loop with
+``step_seed(seed, step)``, so 3 steps + resume + 3 steps equals 6 steps straight.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .. import metrics as M
+from .. import objectives as O
+from ..config import ConfigError, JobConfig
+from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
+from ..models import causal_lm as C
+from ..progress import Sample
+from ..rewards import WeightedRewards
+from .base import BaseTrainer, RunResult, TrainingError, resolve_device, resolve_dtype
+
+EVAL_PROMPTS = 4
+SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
+COMPLETION_LENGTH = "completion/mean_tokens"
+COMPLETION_CLIPPED = "completion/clipped_frac"  # rows that hit max_new_tokens without EOS
+KL_ROWS = "kl/ref_frac"  # fraction of rows whose reference log-probs were computed
+
+
+@contextmanager
+def thread_limit(config: JobConfig) -> Iterator[None]:
+    """One torch thread for the built-in tiny LM (tiny matmuls: a second thread only adds overhead on a
+    busy 2-core machine), the process default otherwise."""
+    if config.model.name_or_path == "builtin:tiny-lm":
+        from ..models.digits import torch_threads
+
+        with torch_threads(1):
+            yield
+    else:
+        yield
+
+
+class TextPolicy:
+    """A causal LM with a LoRA adapter, its tokenizer and the job's sampling settings."""
+
+    def __init__(self, config: JobConfig, device: torch.device, dtype: torch.dtype) -> None:
+        self.config = config
+        self.device = device
+        base, self.tokenizer = C.load_causal_lm(config.model, device, dtype)
+        self.model = C.add_lora(base, config.lora)
+        self.eos_ids = C.eos_token_ids(base, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id
+
+    def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        llm = self.config.llm
+        return C.encode_prompts(self.tokenizer, prompts, self.device, llm.chat_template, llm.max_prompt_tokens)
+
+    def sample(self, prompts: list[str], repeat: int, adapter: bool = True) -> C.Rollouts:
+        """``repeat`` completions of each prompt (rows grouped per prompt)."""
+        ids, mask = self.encode(prompts)
+        llm = self.config.llm
+        return C.sample_completions(
+            self.model, ids.repeat_interleave(repeat, dim=0), mask.repeat_interleave(repeat, dim=0),
+            max_new_tokens=llm.max_new_tokens, temperature=llm.temperature, top_p=llm.top_p, eos_ids=self.eos_ids,
+            pad_id=self.pad_id, adapter=adapter, fold_lora=llm.fold_lora_for_sampling, decode=llm.decode,
+        )
+
+    def texts(self, rollouts: C.Rollouts) -> list[str]:
+        return C.decode_completions(self.tokenizer, rollouts.completion_ids, rollouts.completion_mask)
+
+    def logprobs(self, rollouts: C.Rollouts, adapter: bool, with_entropy: bool = False):
+        context = nullcontext() if adapter else self.model.disable_adapter()
+        with context:
+            return C.completion_logprobs(self.model, rollouts, self.config.llm.temperature, with_entropy)
+
+
+def micro_batches(rows: int, chunks: int) -> list[slice]:
+    chunks = max(1, min(chunks, rows))
+    bounds = [round(i * rows / chunks) for i in range(chunks + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+def group_diversity(texts: list[str], group: int) -> float:
+    """Mean over prompt groups of the fraction of distinct completions (1 = all different)."""
+    groups = [texts[i:i + group] for i in range(0, len(texts), group)]
+    return sum(len(set(g)) / len(g) for g in groups) / len(groups)
+
+
+class LLMTrainer(BaseTrainer):
+    kind = "llm"
+
+    def run(self, resume: bool = True) -> RunResult:
+        with thread_limit(self.config):
+            return super().run(resume)
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.rows = load_prompts(cfg.prompts)
+        self.rewards = WeightedRewards(cfg.rewards, "text")
+        self.policy = TextPolicy(cfg, self.device, self.dtype)
+        self.prompt_sampler = PromptSampler(self.rows, cfg.seed)
+        self.eval_rows = eval_prompts(cfg.prompts, self.rows, count=EVAL_PROMPTS)
+        self.init_optimizer(self.policy.model.parameters())
+
+    # ---------------------------------------------------------------- one step
+
+    def score(self, rows: list[PromptRow], texts: list[str], repeat: int) -> tuple[Tensor, dict[str, Tensor]]:
+        prompts = [row.prompt for row in rows for _ in range(repeat)]
+        total, parts = self.rewards(prompts, texts, **repeat_columns(rows, repeat))
+        if total.numel() != len(texts):
+            raise TrainingError(f"a reward returned {total.numel()} values for {len(texts)} completions")
+        if not torch.isfinite(total).all():
+            raise TrainingError("a reward returned a non-finite value (NaN or inf); check the reward function")
+        return total.view(len(rows), repeat), parts
+
+    def coefficients(self, rewards: Tensor) -> tuple[Tensor, Tensor]:
+        """Flat advantages ``A`` and coefficients ``beta_i`` (``N,``) of a ``(P, G)`` reward tensor."""
+        cfg = self.config
+        advantages = O.group_advantages(rewards, cfg.adv_scale)
+        beta = O.adaptive_beta(O.clip_advantages(advantages, cfg.clip_low, cfg.clip_high), cfg.beta0, cfg.adaptive)
+        return advantages.flatten().to(self.device), beta.flatten().to(self.device)
+
+    def reference_rows(self, beta: Tensor) -> Tensor:
+        """Rows that need reference log-probs: all of them, or only ``beta_i != 0`` (ADRPO's shortcut)."""
+        if self.config.llm.skip_zero_beta_reference:
+            return beta != 0
+        return torch.ones_like(beta, dtype=torch.bool)
+
+    @torch.no_grad()
+    def frozen_logprobs(self, rollouts: C.Rollouts, rows: Tensor, adapter: bool) -> Tensor:
+        """Log-probs ``(N, T)`` of the selected ``rows`` (NaN elsewhere), no grad, in micro-batches."""
+        out = torch.full(rollouts.completion_ids.shape, float("nan"), device=self.device)
+        index = rows.nonzero().flatten()
+        self.policy.model.eval()
+        for part in micro_batches(len(index), self.config.grad_accum):
+            picked = index[part]
+            out[picked] = self.policy.logprobs(rollouts.rows(picked), adapter=adapter)[0]
+        return out
+
+    def update(self, rollouts: C.Rollouts, advantages: Tensor, beta: Tensor, ref_logp: Tensor, has_ref: Tensor,
+               old_logp: Tensor | None, first: bool) -> dict[str, float]:
+        """One optimizer step over micro-batches; returns the loss parts (and KL/entropy on the first pass)."""
+        cfg, llm = self.config, self.config.llm
+        mask = rollouts.completion_mask.float()
+        rows, tokens = mask.shape[0], mask.sum()
+        sums = {"loss": 0.0, "policy": 0.0, "kl": 0.0, "kl_tokens": 0.0, "entropy": 0.0}
+        self.policy.model.train()
+        for part in micro_batches(rows, cfg.grad_accum):
+            chunk_mask = mask[part]
+            logp, entropy = self.policy.logprobs(rollouts.rows(part), adapter=True, with_entropy=first)
+            logp_old = logp.detach() if old_logp is None else old_logp[part]
+            # Rows without a reference pass have beta_i = 0: d = 0 gives KL exactly 0 there.
+            logp_ref = torch.where(has_ref[part, None], ref_logp[part], logp.detach())
+            kl = O.kl_k3(logp, logp_ref)
+            per_token, policy = O.grpo_token_loss(logp, logp_old, advantages[part], beta[part], kl,
+                                                  llm.eps_low, llm.eps_high)
+            # Weights that make the micro-batch losses sum to the full-batch aggregate.
+            share = (chunk_mask.shape[0] / rows) if llm.loss_agg == "grpo" else float(chunk_mask.sum() / tokens)
+            loss = O.aggregate_tokens(per_token, chunk_mask, llm.loss_agg) * share
+            loss.backward()
+            sums["loss"] += loss.item()
+            sums["policy"] += O.aggregate_tokens(policy.detach(), chunk_mask, llm.loss_agg).item() * share
+            if first:
+                ref_mask = chunk_mask * has_ref[part, None]
+                sums["kl"] += float((kl.detach() * ref_mask).sum())
+                sums["kl_tokens"] += float(ref_mask.sum())
+                sums["entropy"] += float((entropy * chunk_mask).sum())
+        grad_norm = self.optimizer_step()
+        result = {M.LOSS: sums["loss"], M.POLICY_LOSS: sums["policy"], M.GRAD_NORM: grad_norm}
+        if first:
+            result[M.KL] = sums["kl"] / max(sums["kl_tokens"], 1.0)
+            result[M.ENTROPY] = sums["entropy"] / float(tokens)
+        return result
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg = self.config
+        started = time.perf_counter()
+        rows = self.prompt_sampler.batch(step, cfg.prompts_per_step)
+        rollouts = self.policy.sample([row.prompt for row in rows], cfg.group_size)
+        texts = self.policy.texts(rollouts)
+        rewards, parts = self.score(rows, texts, cfg.group_size)
+        advantages, beta = self.coefficients(rewards)
+        has_ref = self.reference_rows(beta)
+        ref_logp = self.frozen_logprobs(rollouts, has_ref, adapter=False)
+        old_logp = None
+        if cfg.llm.num_iterations > 1:
+            old_logp = self.frozen_logprobs(rollouts, torch.ones_like(has_ref), adapter=True)
+        metrics = O.reward_stats(rewards, advantages)
+        metrics.update(O.beta_stats(beta))
+        for iteration in range(cfg.llm.num_iterations):
+            passed = self.update(rollouts, advantages, beta, ref_logp, has_ref, old_logp, first=iteration == 0)
+            if iteration == 0:
+                metrics.update(passed)
+            else:  # the loss of the last pass; KL/entropy stay those of the rollout policy
+                metrics.update({k: passed[k] for k in (M.LOSS, M.POLICY_LOSS, M.GRAD_NORM)})
+        if len(parts) > 1:
+            metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+        lengths = rollouts.completion_mask.sum(dim=1).float()
+        elapsed = time.perf_counter() - started
+        metrics.update({
+            M.DIVERSITY: group_diversity(texts, cfg.group_size),
+            COMPLETION_LENGTH: float(lengths.mean()),
+            COMPLETION_CLIPPED: self.clipped_fraction(rollouts),
+            KL_ROWS: float(has_ref.float().mean()),
+            M.LR: self.current_lr(),
+            M.STEP_TIME: elapsed,
+            M.SAMPLES_PER_S: len(texts) / max(elapsed, 1e-9),
+            M.TOKENS_PER_S: float(lengths.sum()) / max(elapsed, 1e-9),
+        })
+        return metrics
+
+    def clipped_fraction(self, rollouts: C.Rollouts) -> float:
+        ended = torch.isin(rollouts.completion_ids, torch.tensor(self.policy.eos_ids, device=self.device)).any(dim=1)
+        return float((~ended).float().mean())
+
+    # ---------------------------------------------------------------- adapters
+
+    def save_adapter(self, directory: Path) -> None:
+        C.save_adapter(self.policy.model, directory)
+
+    def load_adapter(self, directory: Path) -> None:
+        C.load_adapter_weights(self.policy.model, directory)
+
+    # ---------------------------------------------------------------- samples
+
+    def eval_completions(self, row: PromptRow, seed: int, count: int, adapter: bool) -> tuple[list[str], list[float]]:
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            rollouts = self.policy.sample([row.prompt], count, adapter=adapter)
+        texts = self.policy.texts(rollouts)
+        rewards, _ = self.rewards([row.prompt] * count, texts, **repeat_columns([row], count))
+        return texts, rewards.tolist()
+
+    def log_samples(self, step: int) -> list[Sample]:
+        """Step 0: the reference (adapter off); later: the policy; the same seed per prompt at every step.
+        The last step also logs the before/after summary over the eval prompts."""
+        cfg = self.config
+        role = "reference" if step == 0 else "policy"
+        samples = []
+        for index, row in enumerate(self.eval_rows):
+            seed = cfg.seed + index
+            texts, rewards = self.eval_completions(row, seed, cfg.llm.eval_samples, adapter=step > 0)
+            samples += [Sample(step=step, prompt=row.prompt, seed=seed, kind="text", role=role, text=text,
+                               reward=reward, extra={"index": k})
+                        for k, (text, reward) in enumerate(zip(texts, rewards))]
+        if step == cfg.steps:
+            self._log_before_after()
+        return samples
+
+    def _log_before_after(self) -> None:
+        cfg = self.config
+        means = {}
+        for adapter in (False, True):
+            scores = []
+            for index, row in enumerate(self.eval_rows):
+                scores += self.eval_completions(row, cfg.seed + index, SUMMARY_SAMPLES, adapter)[1]
+            means[adapter] = sum(scores) / len(scores)
+        self.log(f"eval ({len(self.eval_rows)} prompts x {SUMMARY_SAMPLES} samples, same seeds): "
+                 f"reward {means[False]:.3f} (reference) -> {means[True]:.3f} (fine-tuned)")
+        row = self.eval_rows[0]
+        before = self.eval_completions(row, cfg.seed, 1, adapter=False)
+        after = self.eval_completions(row, cfg.seed, 1, adapter=True)
+        self.log(f"before: {row.prompt!r} -> {before[0][0]!r} [reward {before[1][0]:.3f}]")
+        self.log(f"after:  {row.prompt!r} -> {after[0][0]!r} [reward {after[1][0]:.3f}]")
+
+
+# ----------------------------------------------------------------------------------------------
+# Side-by-side comparison (the studio's Compare tab)
+
+
+def _step_of(adapter_dir: Path | None) -> int:
+    name = Path(adapter_dir).name if adapter_dir is not None else ""
+    return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else 0
+
+
+def _row_for(config: JobConfig, prompt: str) -> PromptRow:
+    """The job's prompt row with this text (so column rewards such as answer_match get their reference),
+    else a bare row."""
+    try:
+        for row in load_prompts(config.prompts):
+            if row.prompt == prompt:
+                return row
+    except ConfigError:
+        pass
+    return PromptRow(prompt)
+
+
+def generate_comparison(
+    config: JobConfig,
+    adapter_dir: str | Path | None,
+    prompt: str,
+    seed: int,
+    num_samples: int,
+    out_dir: str | Path,
+) -> list[Sample]:
+    """``num_samples`` completions of ``prompt`` from the reference (adapter off) and the fine-tuned model
+    (``adapter_dir``; None = an untrained adapter) with the same seed, with their rewards; also written
+    to ``out_dir/comparison.json``."""
+    with thread_limit(config):
+        out_dir = Path(out_dir)
+        device = resolve_device(config.model)
+        policy = TextPolicy(config, device, resolve_dtype(config.model, device))
+        if adapter_dir is not None:
+            C.load_adapter_weights(policy.model, Path(adapter_dir))
+        rewards_fn = WeightedRewards(config.rewards, "text")
+        row = _row_for(config, prompt)
+        step = _step_of(Path(adapter_dir) if adapter_dir is not None else None)
+        samples: list[Sample] = []
+        for role, adapter in (("reference", False), ("policy", True)):
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                texts = policy.texts(policy.sample([prompt], num_samples, adapter=adapter))
+            try:
+                rewards = rewards_fn([prompt] * num_samples, texts, **repeat_columns([row], num_samples))[0].tolist()
+            except ConfigError:  # a column reward on a prompt that is not in the job's data
+                rewards = [None] * num_samples
+            samples += [Sample(step=step, prompt=prompt, seed=seed, kind="text", role=role, text=text,
+                               reward=reward, extra={"index": k})
+                        for k, (text, reward) in enumerate(zip(texts, rewards))]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "comparison.json").write_text(json.dumps([s.to_dict() for s in samples], indent=2))
+        return samples
