@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -252,6 +253,12 @@ def completion_mask_from(tokens: Tensor, eos_ids: Sequence[int]) -> Tensor:
     return (eos_before == 0).long()
 
 
+def cache_keyword(model) -> str:
+    """The forward's KV-cache argument: ``cache`` in recent transformers 5.x, ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 @torch.no_grad()
 def decode_loop(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: int, temperature: float,
                 top_p: float, eos_ids: Sequence[int], pad_id: int) -> Tensor:
@@ -260,10 +267,11 @@ def decode_loop(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: 
 
     rows = prompt_ids.shape[0]
     cache = DynamicCache(config=model.config)
+    cache_arg = {cache_keyword(model): cache}
     mask = prompt_mask
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1, **cache_arg)
     next_position = positions[:, -1:] + 1
     eos = torch.tensor(list(eos_ids), device=prompt_ids.device)
     tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=prompt_ids.device)
@@ -276,8 +284,8 @@ def decode_loop(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: 
         if t == max_new_tokens - 1 or bool(finished.all()):
             return tokens[:, : t + 1]
         mask = torch.cat([mask, ones], dim=1)
-        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position,
-                    past_key_values=cache, use_cache=True)
+        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position, use_cache=True,
+                    **cache_arg)
         next_position = next_position + 1
     return tokens
 

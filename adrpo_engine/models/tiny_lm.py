@@ -32,7 +32,7 @@ from ..paths import builtin_models_dir
 
 MODEL_NAME = "builtin:tiny-lm"
 TASK_NAME = "builtin:tiny-lm-task"
-CACHE_VERSION = "tiny-lm-v2"
+CACHE_VERSION = "tiny-lm-v3"
 EOS = "<|endoftext|>"
 TARGET_ITEMS = 8  # a list this long (distinct, on topic) earns the full reward
 
@@ -50,7 +50,7 @@ LIST_LENGTHS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 LENGTH_WEIGHTS = [0.25, 0.25, 0.2, 0.1, 0.06, 0.05, 0.04, 0.03, 0.01, 0.01]
 
 # Architecture and pre-training recipe (fixed step counts, so every machine builds the same model).
-VOCAB_SIZE = 384
+VOCAB_SIZE = 512
 HIDDEN = 128
 LAYERS = 2
 HEADS = 4

@@ -1,0 +1,197 @@
+"""LLMTrainer on a miniature Qwen2 built from config (random weights, a locally trained tokenizer)."""
+
+import pytest
+import torch
+
+from adrpo_engine import metrics as M
+from adrpo_engine.config import ConfigError, apply_overrides, validate_config
+from adrpo_engine.models import causal_lm as C
+from adrpo_engine.progress import RecordingSink
+from adrpo_engine.runner import compare, train
+from adrpo_engine.trainers.base import list_checkpoints
+from adrpo_engine.trainers.llm import LLMTrainer
+
+TIMING = {M.STEP_TIME, M.SAMPLES_PER_S, M.TOKENS_PER_S}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from adrpo_engine.models.tiny_lm import build_model, corpus_lines, train_tokenizer
+
+    folder = tmp_path_factory.mktemp("mini-qwen2")
+    tokenizer = train_tokenizer(corpus_lines(300))
+    torch.manual_seed(0)
+    model = build_model(len(tokenizer), tokenizer.eos_token_id)
+    small = type(model.config)(**{**model.config.to_dict(), "hidden_size": 32, "intermediate_size": 64,
+                                  "num_attention_heads": 2, "num_key_value_heads": 1})
+    model = type(model)(small)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def job(model_dir, **overrides):
+    base = {
+        "kind": "llm", "model": {"name_or_path": str(model_dir)},
+        # random weights: the completion length varies a lot, so a length reward gives real advantages
+        "rewards": [{"name": "length", "options": {"target": 12, "unit": "chars"}}],
+        "prompts": {"dataset": "builtin:tiny-lm-task"},
+        "steps": 2, "group_size": 4, "prompts_per_step": 2, "lr": 1e-2, "beta0": 0.04,
+        "checkpoint_every": 3, "sample_every": 100, "lora": {"rank": 4, "alpha": 8},
+        "llm": {"max_new_tokens": 8, "eval_samples": 1},
+    }
+    return validate_config(apply_overrides(base, overrides))
+
+
+def adapter_state(trainer):
+    return {k: v.detach().clone() for k, v in trainer.policy.model.state_dict().items() if "lora_" in k}
+
+
+def run_trainer(cfg, run_dir, resume=False):
+    sink = RecordingSink()
+    trainer = LLMTrainer(cfg, run_dir, sink)
+    trainer.run(resume=resume)
+    return trainer, sink
+
+
+def test_one_step_is_finite_and_logs_every_metric(model_dir, tmp_path):
+    trainer, sink = run_trainer(job(model_dir, steps=1), tmp_path / "run")
+    step = sink.steps[1]
+    assert set(M.names_for("llm")) <= set(step)
+    assert all(torch.isfinite(torch.tensor(v)) for v in step.values())
+    assert step[M.BETA_MIN] >= 0 and step[M.BETA_MAX] <= 0.08 + 1e-6
+    assert {s.role for s in sink.samples} == {"reference", "policy"}
+    assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
+def test_resume_replays_the_uninterrupted_run(model_dir, tmp_path):
+    straight, straight_sink = run_trainer(job(model_dir, steps=6), tmp_path / "straight")
+    run_trainer(job(model_dir, steps=3), tmp_path / "split")
+    resumed, resumed_sink = run_trainer(job(model_dir, steps=6), tmp_path / "split", resume=True)
+    assert any("resumed" in line for line in resumed_sink.logs)
+    a, b = adapter_state(straight), adapter_state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=0)
+    for step in (4, 5, 6):
+        for name, value in straight_sink.steps[step].items():
+            if name not in TIMING:
+                assert resumed_sink.steps[step][name] == pytest.approx(value, abs=1e-6), (step, name)
+    assert [s for s, _ in list_checkpoints(tmp_path / "split")] == [3, 6]
+
+
+def test_final_adapter_loads_with_peft(model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    trainer, _ = run_trainer(job(model_dir, steps=2), tmp_path / "run")
+    final = list_checkpoints(tmp_path / "run")[-1][1]
+    assert (final / "adapter_model.safetensors").is_file() and (final / "adapter_config.json").is_file()
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), final).eval()
+    ids = torch.tensor([[5, 9, 17, 3]])
+    trainer.policy.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, trainer.policy.model(input_ids=ids).logits)
+        with loaded.disable_adapter():
+            base = loaded(input_ids=ids).logits
+    assert not torch.allclose(base, loaded(input_ids=ids).logits)  # the adapter learned something
+
+
+def test_adrpo_with_zero_clip_equals_fixed_beta(model_dir, tmp_path):
+    adrpo, adrpo_sink = run_trainer(job(model_dir, a_min=0.0, a_max=0.0), tmp_path / "a")
+    fixed, fixed_sink = run_trainer(job(model_dir, algorithm="fixed"), tmp_path / "f")
+    for key, value in adapter_state(fixed).items():
+        torch.testing.assert_close(adapter_state(adrpo)[key], value, atol=0, rtol=0)
+    for name in (M.LOSS, M.POLICY_LOSS, M.KL, M.BETA_MEAN):
+        assert adrpo_sink.steps[2][name] == fixed_sink.steps[2][name]
+
+
+def test_skipping_reference_for_zero_beta_rows_changes_nothing(model_dir, tmp_path):
+    skipped, skipped_sink = run_trainer(job(model_dir), tmp_path / "skip")
+    full, full_sink = run_trainer(job(model_dir, **{"llm.skip_zero_beta_reference": False}), tmp_path / "full")
+    assert min(skipped_sink.steps[s]["kl/ref_frac"] for s in (1, 2)) < 1.0  # some rows really were skipped
+    assert full_sink.steps[1]["kl/ref_frac"] == 1.0
+    for step in (1, 2):
+        assert skipped_sink.steps[step][M.LOSS] == pytest.approx(full_sink.steps[step][M.LOSS], abs=1e-7)
+    for key, value in adapter_state(full).items():
+        torch.testing.assert_close(adapter_state(skipped)[key], value, atol=1e-7, rtol=0)
+
+
+def test_grad_accum_and_num_iterations_run(model_dir, tmp_path):
+    whole, whole_sink = run_trainer(job(model_dir, steps=1), tmp_path / "w")
+    split, split_sink = run_trainer(job(model_dir, steps=1, grad_accum=3), tmp_path / "s")
+    assert split_sink.steps[1][M.LOSS] == pytest.approx(whole_sink.steps[1][M.LOSS], abs=1e-6)
+    for key, value in adapter_state(whole).items():
+        torch.testing.assert_close(adapter_state(split)[key], value, atol=1e-6, rtol=1e-5)
+    _, sink = run_trainer(job(model_dir, steps=1, **{"llm.num_iterations": 2, "llm.loss_agg": "dapo"}), tmp_path / "i")
+    assert torch.isfinite(torch.tensor(sink.steps[1][M.LOSS]))
+
+
+def test_folded_sampling_matches_the_adapter_and_restores_weights(model_dir):
+    cfg = job(model_dir)
+    model, tokenizer = C.load_causal_lm(cfg.model, torch.device("cpu"), torch.float32)
+    peft_model = C.add_lora(model, cfg.lora)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # a non-trivial adapter
+    before = {k: v.clone() for k, v in peft_model.state_dict().items()}
+    ids, mask = C.encode_prompts(tokenizer, ["list fruits:", "tools:"], torch.device("cpu"))
+    options = dict(max_new_tokens=10, temperature=1.0, top_p=0.9, eos_ids=[tokenizer.eos_token_id],
+                   pad_id=tokenizer.pad_token_id)
+    torch.manual_seed(1)
+    folded = C.sample_completions(peft_model, ids, mask, fold_lora=True, **options)
+    torch.manual_seed(1)
+    plain = C.sample_completions(peft_model, ids, mask, fold_lora=False, **options)
+    assert torch.equal(folded.completion_ids, plain.completion_ids)
+    for key, value in peft_model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # log-probs of the sampled tokens equal a plain full forward's
+    logp, entropy = C.completion_logprobs(peft_model, plain, with_entropy=True)
+    full = peft_model(input_ids=plain.input_ids, attention_mask=plain.attention_mask,
+                      position_ids=(plain.attention_mask.cumsum(1) - 1).clamp(min=0)).logits
+    width = plain.completion_ids.shape[1]
+    want = torch.log_softmax(full[:, -width - 1:-1], dim=-1).gather(-1, plain.completion_ids[..., None])[..., 0]
+    torch.testing.assert_close(logp, want, atol=1e-5, rtol=1e-5)
+    assert entropy.shape == logp.shape and (entropy >= 0).all()
+
+
+def test_decode_loop_agrees_with_generate(model_dir):
+    cfg = job(model_dir)
+    model, tokenizer = C.load_causal_lm(cfg.model, torch.device("cpu"), torch.float32)
+    ids, mask = C.encode_prompts(tokenizer, ["list fruits:", "name some body parts:"], torch.device("cpu"))
+    eos = [tokenizer.eos_token_id]
+    # near-zero temperature: both pick the most likely token at every step
+    loop = C.decode_loop(model, ids, mask, 12, 1e-4, 1.0, eos, tokenizer.pad_token_id)
+    greedy = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
+                            eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)[:, ids.shape[1]:]
+    assert torch.equal(loop, greedy[:, : loop.shape[1]])
+
+
+def test_completion_mask_stops_after_eos():
+    tokens = torch.tensor([[4, 2, 9, 9], [4, 5, 6, 7], [2, 9, 9, 9]])
+    assert C.completion_mask_from(tokens, [2]).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    logits = torch.tensor([[3.0, 2.0, 1.0, -5.0]])
+    kept = C.filter_top_p(logits, 0.8)
+    assert torch.isfinite(kept).tolist() == [[True, True, False, False]]
+
+
+def test_bad_model_leaves_nothing_written(tmp_path):
+    cfg = validate_config({"kind": "llm", "model": {"name_or_path": str(tmp_path / "no-such-model")},
+                           "rewards": [{"name": "length"}], "prompts": {"texts": ["hi"]}})
+    with pytest.raises(ConfigError, match="model.name_or_path"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_comparison_uses_the_same_seed_for_both_roles(model_dir, tmp_path):
+    cfg = job(model_dir, steps=2)
+    run_trainer(cfg, tmp_path / "run")
+    untrained = compare(cfg, None, "list fruits:", 7, 3, tmp_path / "c0")
+    texts = {role: [s.text for s in untrained if s.role == role] for role in ("reference", "policy")}
+    assert texts["reference"] == texts["policy"] and len(texts["policy"]) == 3
+    final = list_checkpoints(tmp_path / "run")[-1][1]
+    samples = compare(cfg, final, "list fruits:", 7, 3, tmp_path / "c1")
+    assert [s.text for s in samples if s.role == "reference"] == texts["reference"]
+    assert all(s.reward is not None and s.step == 2 for s in samples)
+    assert (tmp_path / "c1" / "comparison.json").is_file()
