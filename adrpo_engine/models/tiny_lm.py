@@ -9,8 +9,8 @@ Bump :data:`CACHE_VERSION` when the corpus, the architecture or the recipe chang
 
 The task: a prompt names a topic (``"list fruits:"``, ``"name some animals:"``, ...) and the model
 answers with a comma-separated list ending in ``"."``. The reward (:func:`list_reward`) asks for
-**long** on-topic lists: ``(distinct on-topic items - off-topic items - repeats) / TARGET_ITEMS``,
-clipped to ``[0, 1]``. The pre-training corpus mostly holds short lists (1-3 items, mean ~2.6), so the
+**long** on-topic lists: ``(distinct on-topic items - off-topic items) / TARGET_ITEMS``,
+clipped to ``[0, 1]`` and halved if the list never ends. The pre-training corpus mostly holds short lists (1-3 items, mean ~2.6), so the
 pre-trained model starts low (~0.25-0.3) and RL can raise the reward by making lists longer while
 staying on topic. Reward, KL and entropy pull apart here: the fastest route to a high reward is one
 memorised long list (entropy and diversity collapse), which is where a fixed small beta and ADRPO's
@@ -34,7 +34,8 @@ MODEL_NAME = "builtin:tiny-lm"
 TASK_NAME = "builtin:tiny-lm-task"
 CACHE_VERSION = "tiny-lm-v3"
 EOS = "<|endoftext|>"
-TARGET_ITEMS = 8  # a list this long (distinct, on topic) earns the full reward
+TARGET_ITEMS = 10  # a list this long (distinct, on topic) earns the full reward
+UNFINISHED_FACTOR = 0.5  # a list cut off by max_new_tokens (no final '.') earns half
 
 TOPICS: dict[str, list[str]] = {
     "fruits": ["apple", "pear", "plum", "grape", "lemon", "mango", "peach", "cherry", "melon", "kiwi", "lime", "banana"],
@@ -86,23 +87,25 @@ def topic_of(prompt: str) -> str | None:
     return None
 
 
-def list_items(completion: str) -> list[str]:
-    """The items of a completion: text before the first '.', split at commas, stripped, lowercased."""
-    body = completion.split(EOS)[0].split(".")[0]
-    return [item.strip().lower() for item in body.split(",") if item.strip()]
+def list_items(completion: str) -> tuple[list[str], bool]:
+    """The items of a completion (text before the first '.', split at commas, stripped, lowercased) and
+    whether the list was finished with a '.'."""
+    text = completion.split(EOS)[0]
+    body, dot, _ = text.partition(".")
+    return [item.strip().lower() for item in body.split(",") if item.strip()], bool(dot)
 
 
 def list_reward(completion: str, topic: str | None, target: int = TARGET_ITEMS) -> float:
-    """``clip((distinct on-topic - off-topic - repeats) / target, 0, 1)``; 0 when the topic is unknown."""
+    """``clip((distinct on-topic items - off-topic items) / target, 0, 1)``, halved for a list that never
+    ends with '.'; 0 when the topic is unknown. A repeated item earns nothing."""
     if topic not in TOPICS:
         return 0.0
     allowed = set(TOPICS[topic])
-    items = list_items(completion)
-    on_topic = [item for item in items if item in allowed]
-    distinct = len(set(on_topic))
-    repeats = len(on_topic) - distinct
-    off_topic = len(items) - len(on_topic)
-    return float(min(1.0, max(0.0, (distinct - off_topic - repeats) / target)))
+    items, finished = list_items(completion)
+    distinct = len({item for item in items if item in allowed})
+    off_topic = sum(item not in allowed for item in items)
+    score = min(1.0, max(0.0, (distinct - off_topic) / target))
+    return float(score if finished else UNFINISHED_FACTOR * score)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -47,12 +47,12 @@ def test_tiny_lm_task_reward_by_hand():
     prompts = ["list fruits:"] * 4 + ["name some body parts:"]
     completions = [
         " apple, pear, plum, grape.",  # 4 distinct on-topic: 4/8
-        " apple, pear, apple, cat.",  # 2 distinct - 1 repeat - 1 off-topic = 0
+        " apple, pear, apple, cat.",  # 2 distinct - 1 off-topic (a repeat earns nothing): 1/8
         " apple, pear, plum, grape, lemon, mango, peach, cherry, melon.",  # 9 >= 8: clipped to 1
         " apple. cat, dog",  # only the text before the first '.' counts
         " arm, leg, nose",  # the topic comes from the prompt when there is no column
     ]
-    assert task(prompts, completions) == [0.5, 0.0, 1.0, 0.125, 0.375]
+    assert task(prompts, completions) == [0.5, 0.125, 1.0, 0.125, 0.375]
     assert task(["?"], [" cat, dog"], topic=["animals"]) == [0.25]
 
 
