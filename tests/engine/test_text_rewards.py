@@ -46,14 +46,14 @@ def test_tiny_lm_task_reward_by_hand():
     task = reward("builtin:tiny-lm-task")
     prompts = ["list fruits:"] * 4 + ["name some body parts:"]
     completions = [
-        " apple, pear, plum, grape.",  # 4 distinct on-topic: 4/8
-        " apple, pear, apple, cat.",  # 2 distinct - 1 off-topic (a repeat earns nothing): 1/8
-        " apple, pear, plum, grape, lemon, mango, peach, cherry, melon.",  # 9 >= 8: clipped to 1
+        " apple, pear, plum, grape.",  # 4 distinct on-topic of a target of 10
+        " apple, pear, apple, cat.",  # 2 distinct - 1 off-topic (a repeat earns nothing): 1/10
+        " apple, pear, plum, grape, lemon, mango, peach, cherry, melon, kiwi, lime.",  # 11 >= 10: clipped to 1
         " apple. cat, dog",  # only the text before the first '.' counts
-        " arm, leg, nose",  # the topic comes from the prompt when there is no column
+        " arm, leg, nose",  # topic from the prompt; an unfinished list (no '.') earns half: 3/10 / 2
     ]
-    assert task(prompts, completions) == [0.5, 0.125, 1.0, 0.125, 0.375]
-    assert task(["?"], [" cat, dog"], topic=["animals"]) == [0.25]
+    assert task(prompts, completions) == pytest.approx([0.4, 0.1, 1.0, 0.1, 0.15])
+    assert task(["?"], [" cat, dog."], topic=["animals"]) == pytest.approx([0.2])
 
 
 def test_user_function_with_trl_signature_and_weights(tmp_path, monkeypatch):
