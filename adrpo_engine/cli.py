@@ -91,6 +91,9 @@ def train(
         except TrainingError as error:
             errors.print(f"[red]training failed:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
+        except ConfigError as error:  # found while loading: a model, reward or prompt source that does not load
+            errors.print(f"[red]error:[/] {error}", highlight=False)
+            raise typer.Exit(EXIT_CONFIG) from None
     before = result.first_metrics.get(M.REWARD_MEAN)
     after = result.last_metrics.get(M.REWARD_MEAN)
     console.print(f"[bold]{result.status}[/] after step {result.last_step} of {job.steps}")
