@@ -163,8 +163,8 @@ def breakdown(runner: OursRunner, repeats: int = 3) -> dict[str, float]:
         torch.manual_seed(repeat)
         rollouts = timed("sample: folded LoRA + KV loop", lambda: policy.sample(prompts, GROUP))
         ids, mask = policy.encode(prompts)
-        ids, mask = ids.repeat_interleave(GROUP, 0), mask.repeat_interleave(GROUP, 0)
-        common = dict(max_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, eos_ids=policy.eos_ids, pad_id=policy.pad_id)
+        common = dict(max_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, eos_ids=policy.eos_ids,
+                      pad_id=policy.pad_id, repeat=GROUP)
         timed("sample: adapter active + KV loop", lambda: C.sample_completions(policy.model, ids, mask, fold_lora=False, **common))
         timed("sample: adapter active + generate()", lambda: C.sample_completions(
             policy.model, ids, mask, fold_lora=False, decode="generate", **common))

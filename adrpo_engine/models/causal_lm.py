@@ -11,8 +11,8 @@
 - Rollouts: :func:`sample_completions` folds the LoRA update into the adapted weights for the
   duration of sampling (``W + scale * B A`` written into a temporary tensor; the original tensor is put
   back afterwards, bit for bit, unlike merge/unmerge which drifts by rounding) and decodes with a
-  plain KV-cached loop (a forward per token, top-p/temperature, EOS stop), which skips ``generate``'s
-  per-step machinery. ``decode="generate"`` uses ``model.generate`` instead (for architectures whose
+  plain KV-cached loop (a forward per token, top-p/temperature, EOS stop) that pre-fills each prompt
+  once for its whole group and drops finished rows from the batch and the cache as it goes. ``decode="generate"`` uses ``model.generate`` instead (for architectures whose
   cache the loop does not handle).
 - :func:`completion_logprobs`: log-probabilities of the completion tokens (logits divided by the
   sampling temperature, as in TRL) and optionally their entropy, computing logits only for the
@@ -44,6 +44,9 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
     "gpt2": ["c_attn", "c_proj"],
 }
 FAN_IN_FAN_OUT = {"gpt2"}  # Conv1D layers store weights transposed
+# Drop finished rows from the decoding batch once this fraction of it has hit EOS (each drop copies the
+# KV cache once; waiting for a quarter keeps the copies rare).
+COMPACT_AT = 0.25
 
 
 @dataclass
@@ -259,52 +262,73 @@ def cache_keyword(model) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+def repeat_rows(tensor: Tensor, repeat: int) -> Tensor:
+    return tensor if repeat == 1 else tensor.repeat_interleave(repeat, dim=0)
+
+
 @torch.no_grad()
 def decode_loop(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: int, temperature: float,
-                top_p: float, eos_ids: Sequence[int], pad_id: int) -> Tensor:
-    """KV-cached sampling: one prefill, then one forward per new token; stops when every row hit EOS."""
+                top_p: float, eos_ids: Sequence[int], pad_id: int, repeat: int = 1,
+                compact_at: float = COMPACT_AT) -> Tensor:
+    """KV-cached sampling of ``repeat`` completions per prompt row (rows grouped per prompt).
+
+    The prompts are pre-filled once and their cache copied ``repeat`` times (a group shares its prompt).
+    Then one forward per new token; once a fraction ``compact_at`` of the rows in the batch has finished
+    (EOS), those rows are dropped from the batch and the cache, so short completions stop costing compute.
+    Returns ``(rows * repeat, T)`` token ids, padded with ``pad_id`` after EOS; ``T <= max_new_tokens``."""
     from transformers import DynamicCache
 
-    rows = prompt_ids.shape[0]
     cache = DynamicCache(config=model.config)
     cache_arg = {cache_keyword(model): cache}
-    mask = prompt_mask
-    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+    positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
                 logits_to_keep=1, **cache_arg)
-    next_position = positions[:, -1:] + 1
-    eos = torch.tensor(list(eos_ids), device=prompt_ids.device)
-    tokens = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=prompt_ids.device)
-    finished = torch.zeros(rows, dtype=torch.bool, device=prompt_ids.device)
-    ones = torch.ones((rows, 1), dtype=mask.dtype, device=mask.device)
+    logits = repeat_rows(out.logits[:, -1], repeat)
+    mask = repeat_rows(prompt_mask, repeat)
+    next_position = repeat_rows(positions[:, -1:] + 1, repeat)
+    if repeat > 1:
+        cache.batch_repeat_interleave(repeat)
+    device = prompt_ids.device
+    eos = torch.tensor(list(eos_ids), device=device)
+    tokens = torch.full((logits.shape[0], max_new_tokens), pad_id, dtype=torch.long, device=device)
+    alive = torch.arange(logits.shape[0], device=device)  # original row of each row still in the batch
+    finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
-        chosen = pick_tokens(out.logits[:, -1], temperature, top_p).masked_fill(finished, pad_id)
-        tokens[:, t] = chosen
+        chosen = pick_tokens(logits, temperature, top_p).masked_fill(finished, pad_id)
+        tokens[alive, t] = chosen
         finished |= torch.isin(chosen, eos)
-        if t == max_new_tokens - 1 or bool(finished.all()):
+        done = int(finished.sum())
+        if t == max_new_tokens - 1 or done == finished.numel():
             return tokens[:, : t + 1]
-        mask = torch.cat([mask, ones], dim=1)
+        if done >= compact_at * finished.numel():
+            keep = (~finished).nonzero().flatten()
+            cache.batch_select_indices(keep)
+            mask, next_position, alive, chosen = mask[keep], next_position[keep], alive[keep], chosen[keep]
+            finished = finished[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
         out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position, use_cache=True,
                     **cache_arg)
+        logits = out.logits[:, -1]
         next_position = next_position + 1
     return tokens
 
 
 @torch.no_grad()
 def decode_generate(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: int, temperature: float,
-                    top_p: float, eos_ids: Sequence[int], pad_id: int) -> Tensor:
+                    top_p: float, eos_ids: Sequence[int], pad_id: int, repeat: int = 1) -> Tensor:
     """The same sampling through ``model.generate`` (slower per token; any architecture)."""
     out = model.generate(
         input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=temperature, top_p=top_p,
         top_k=0, max_new_tokens=max_new_tokens, eos_token_id=list(eos_ids), pad_token_id=pad_id,
+        num_return_sequences=repeat,
     )
     return out[:, prompt_ids.shape[1]:]
 
 
 def sample_completions(peft_model, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new_tokens: int,
-                       temperature: float, top_p: float, eos_ids: Sequence[int], pad_id: int,
+                       temperature: float, top_p: float, eos_ids: Sequence[int], pad_id: int, repeat: int = 1,
                        adapter: bool = True, fold_lora: bool = True, decode: str = "loop") -> Rollouts:
-    """One completion per prompt row (repeat rows for groups), from the policy (``adapter``) or the
+    """``repeat`` completions per prompt row (grouped per prompt), from the policy (``adapter``) or the
     reference; randomness from torch's global generator (the trainer seeds it per step)."""
     was_training = peft_model.training
     peft_model.eval()
@@ -312,10 +336,12 @@ def sample_completions(peft_model, prompt_ids: Tensor, prompt_mask: Tensor, *, m
     context = lora_folded(peft_model) if adapter and fold_lora else adapter_enabled(peft_model, adapter)
     try:
         with context:
-            tokens = decoder(peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id)
+            tokens = decoder(peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id,
+                             repeat=repeat)
     finally:
         peft_model.train(was_training)
-    return Rollouts(prompt_ids, prompt_mask, tokens, completion_mask_from(tokens, eos_ids))
+    return Rollouts(repeat_rows(prompt_ids, repeat), repeat_rows(prompt_mask, repeat), tokens,
+                    completion_mask_from(tokens, eos_ids))
 
 
 # ----------------------------------------------------------------------------------------------

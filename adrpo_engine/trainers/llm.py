@@ -79,9 +79,9 @@ class TextPolicy:
         ids, mask = self.encode(prompts)
         llm = self.config.llm
         return C.sample_completions(
-            self.model, ids.repeat_interleave(repeat, dim=0), mask.repeat_interleave(repeat, dim=0),
-            max_new_tokens=llm.max_new_tokens, temperature=llm.temperature, top_p=llm.top_p, eos_ids=self.eos_ids,
-            pad_id=self.pad_id, adapter=adapter, fold_lora=llm.fold_lora_for_sampling, decode=llm.decode,
+            self.model, ids, mask, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature, top_p=llm.top_p,
+            eos_ids=self.eos_ids, pad_id=self.pad_id, repeat=repeat, adapter=adapter,
+            fold_lora=llm.fold_lora_for_sampling, decode=llm.decode,
         )
 
     def texts(self, rollouts: C.Rollouts) -> list[str]:

@@ -160,12 +160,12 @@ def test_decode_loop_agrees_with_generate(model_dir):
     cfg = job(model_dir)
     model, tokenizer = C.load_causal_lm(cfg.model, torch.device("cpu"), torch.float32)
     ids, mask = C.encode_prompts(tokenizer, ["list fruits:", "name some body parts:"], torch.device("cpu"))
-    eos = [tokenizer.eos_token_id]
+    pad, never = tokenizer.pad_token_id, [-1]
     # near-zero temperature: both pick the most likely token at every step
-    loop = C.decode_loop(model, ids, mask, 12, 1e-4, 1.0, eos, tokenizer.pad_token_id)
-    greedy = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=12,
-                            eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)[:, ids.shape[1]:]
-    assert torch.equal(loop, greedy[:, : loop.shape[1]])
+    loop = C.decode_loop(model, ids, mask, 12, 1e-4, 1.0, never, pad, repeat=2)
+    greedy = model.generate(input_ids=ids.repeat_interleave(2, 0), attention_mask=mask.repeat_interleave(2, 0),
+                            do_sample=False, max_new_tokens=12, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
+    assert torch.equal(loop, greedy[:, ids.shape[1]:])
 
 
 def test_completion_mask_stops_after_eos():

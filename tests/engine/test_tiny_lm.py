@@ -41,3 +41,20 @@ def test_builtin_model_is_cached_loads_as_a_folder_and_starts_low():
     on_topic = sum(text.strip().endswith(".") for text in texts) / len(texts)
     assert on_topic > 0.8
     assert 0.1 < statistics.mean(rewards) < 0.45
+
+
+def test_dropping_finished_rows_changes_no_token():
+    model, tokenizer = C.load_causal_lm(ModelConfig(name_or_path="builtin:tiny-lm"), torch.device("cpu"), torch.float32)
+    prompts = [row["prompt"] for row in tiny_lm.task_rows()]
+    ids, mask = C.encode_prompts(tokenizer, prompts, torch.device("cpu"))
+    pad = tokenizer.pad_token_id
+    # greedy (near-zero temperature) lists go on forever; declare a token they emit at different steps
+    # for different prompts an "EOS", so rows finish at different times
+    greedy = C.decode_loop(model, ids, mask, 24, 1e-4, 1.0, [-1], pad)
+    by_lengths = {tuple(C.completion_mask_from(greedy, [t]).sum(1).tolist()): [t] for t in greedy.unique().tolist()}
+    eos = max(by_lengths.items(), key=lambda item: len(set(item[0])))[1]
+    kept = C.decode_loop(model, ids, mask, 24, 1e-4, 1.0, eos, pad, repeat=2, compact_at=2.0)
+    dropped = C.decode_loop(model, ids, mask, 24, 1e-4, 1.0, eos, pad, repeat=2, compact_at=0.01)
+    lengths = C.completion_mask_from(kept, eos).sum(dim=1)
+    assert len(set(lengths.tolist())) >= 3
+    assert torch.equal(kept, dropped)
