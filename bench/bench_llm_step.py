@@ -126,7 +126,7 @@ class TrlRunner:
             output_dir=str(out), use_cpu=True, max_steps=steps, per_device_train_batch_size=PROMPTS * GROUP,
             gradient_accumulation_steps=1, num_generations=GROUP, max_completion_length=NEW_TOKENS,
             temperature=1.0, top_p=1.0, beta=BETA, loss_type="grpo", scale_rewards="group", num_iterations=1,
-            learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0, logging_steps=1,
+            learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0, logging_strategy="no",
             save_strategy="no", report_to=[], seed=0, bf16=False, disable_tqdm=True, dataloader_num_workers=0,
         )
         data = Dataset.from_dict({"prompt": prompt_texts() * (steps + 2)})
