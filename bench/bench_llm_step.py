@@ -6,7 +6,8 @@ BPE tokenizer), same 4 prompts x G = 8 completions x 64 new tokens, LoRA r16 on 
 one optimisation pass per rollout batch, same reward function. Reports the median step time of each
 over ``--steps`` steps (after a warm-up step), their ratio, and ours with ADRPO vs fixed beta (ADRPO
 skips the reference forward for rows with beta_i = 0; ``adrpo-full-ref`` computes it for every row, to
-isolate the cost of the adaptive coefficient itself). Then a breakdown of our step: sampling (folded
+isolate the cost of the adaptive coefficient itself). The runners take turns, one step each per round,
+so a load change on the shared machine hits all of them. Then a breakdown of our step: sampling (folded
 LoRA + KV-cached loop vs. ``generate`` with the adapter active), reference and policy passes.
 
     OMP_NUM_THREADS=1 python bench/bench_llm_step.py            # ~3-5 min on 2 busy cores
@@ -137,7 +138,10 @@ class TrlRunner:
             callbacks=[StepTimer()],
         )
 
-    def run(self) -> None:
+    def step(self) -> None:
+        """One TRL step: ``train()`` with one step (its set-up before the step is not timed), so TRL's steps
+        interleave with ours and all see the same machine load."""
+        self.trainer.args.max_steps = 1
         self.trainer.train()
 
 
@@ -205,16 +209,12 @@ def main() -> None:
             "adrpo-full-ref": OursRunner(our_config(model_dir, "adrpo", total, skip_ref=False), tmp / "adrpo-full"),
         }
         trl = None if args.skip_trl else TrlRunner(model_dir, tmp / "trl", total)
-        # Interleave ours step by step (the three see the same machine load); TRL runs its loop in between.
-        half = total // 2
-        for _ in range(half):
+        # Round-robin, one step each per round, so all runners see the same (shared, drifting) machine load.
+        for _ in range(total):
             for runner in ours.values():
                 runner.step()
-        if trl is not None:
-            trl.run()
-        for _ in range(total - half):
-            for runner in ours.values():
-                runner.step()
+            if trl is not None:
+                trl.step()
         medians = {name: median_after_warmup(r.times) for name, r in ours.items()}
         for name, runner in ours.items():
             print(f"ours {name:<15} median step {medians[name]:.3f} s  (mean completion "
@@ -222,8 +222,10 @@ def main() -> None:
         if trl is not None:
             trl_median = median_after_warmup(trl.times)
             print(f"TRL GRPOTrainer     median step {trl_median:.3f} s  steps: {' '.join(f'{t:.2f}' for t in trl.times)}")
-            print(f"RATIO ours(fixed) / TRL = {medians['fixed'] / trl_median:.3f}   (target <= 0.67)")
+            print(f"RATIO ours(fixed) / TRL = {medians['fixed'] / trl_median:.3f}   (target <= 0.67; ratio of medians)")
             print(f"RATIO ours(adrpo) / TRL = {medians['adrpo'] / trl_median:.3f}")
+            paired = [a / b for a, b in zip(ours["fixed"].times[1:], trl.times[1:])]
+            print(f"RATIO ours(fixed) / TRL, median of same-round ratios = {statistics.median(paired):.3f}")
         print(f"RATIO adrpo / fixed = {medians['adrpo'] / medians['fixed']:.3f}   "
               f"(overhead target <= 1.01; ADRPO skips the reference for beta_i = 0 rows)")
         print(f"RATIO adrpo-full-ref / fixed = {medians['adrpo-full-ref'] / medians['fixed']:.3f}   "
