@@ -70,7 +70,7 @@ def main() -> None:
         started = time.perf_counter()
         params = build(tmp / "model", TINY if args.tiny else QWEN_05B, dtype)
         device_name = torch.cuda.get_device_name() if cuda else "CPU"
-        print(f"model: Qwen2 {params / 1e6:.0f}M parameters (built in {time.perf_counter() - started:.0f} s), "
+        print(f"model: Qwen2 {params / 1e6:.1f}M parameters (built in {time.perf_counter() - started:.0f} s), "
               f"{device_name}, {str(dtype).removeprefix('torch.')}; {args.prompts} prompts x G={args.group} x "
               f"{args.new_tokens} new tokens, LoRA r16 q/k/v/o, grad_accum {args.grad_accum}")
         prompts = [row["prompt"] for row in task_rows()]
