@@ -150,6 +150,8 @@ class LLMTrainer(BaseTrainer):
         """Log-probs ``(N, T)`` of the selected ``rows`` (NaN elsewhere), no grad, in micro-batches."""
         out = torch.full(rollouts.completion_ids.shape, float("nan"), device=self.device)
         index = rows.nonzero().flatten()
+        if index.numel() == 0:  # e.g. fixed beta0 = 0: no row has a KL term
+            return out
         self.policy.model.eval()
         for part in micro_batches(len(index), self.config.grad_accum):
             picked = index[part]

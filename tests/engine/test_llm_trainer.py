@@ -125,6 +125,8 @@ def test_grad_accum_and_num_iterations_run(model_dir, tmp_path):
         torch.testing.assert_close(adapter_state(split)[key], value, atol=1e-6, rtol=1e-5)
     _, sink = run_trainer(job(model_dir, steps=1, **{"llm.num_iterations": 2, "llm.loss_agg": "dapo"}), tmp_path / "i")
     assert torch.isfinite(torch.tensor(sink.steps[1][M.LOSS]))
+    _, sink = run_trainer(job(model_dir, steps=1, algorithm="fixed", beta0=0.0), tmp_path / "b0")  # no reference pass
+    assert sink.steps[1]["kl/ref_frac"] == 0.0 and sink.steps[1][M.KL] == 0.0
 
 
 def test_folded_sampling_matches_the_adapter_and_restores_weights(model_dir):
