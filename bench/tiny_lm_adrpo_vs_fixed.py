@@ -23,7 +23,8 @@ from adrpo_engine.progress import RecordingSink  # noqa: E402
 from adrpo_engine.runner import train  # noqa: E402
 
 VARIANTS = {
-    "adrpo": {"algorithm": "adrpo", "beta0": 0.04},
+    # the reference pass for every row, so that `kl` covers the same rows as for fixed beta
+    "adrpo": {"algorithm": "adrpo", "beta0": 0.04, "llm.skip_zero_beta_reference": False},
     "fixed-0.04": {"algorithm": "fixed", "beta0": 0.04},
     "fixed-0.01": {"algorithm": "fixed", "beta0": 0.01},
 }
