@@ -142,6 +142,15 @@ def add_lora(model, lora: LoraConfig):
         raise ConfigError(f"lora.target_modules: {error}") from None
 
 
+def lora_train_mode(peft_model) -> None:
+    """Training mode for the LoRA dropout only. The base model's own dropout stays off: it would make the
+    policy's log-probs disagree with the sampling and reference passes, which run without it."""
+    peft_model.eval()
+    for name, module in peft_model.named_modules():
+        if name.endswith("lora_dropout"):
+            module.train()
+
+
 def save_adapter(peft_model, directory: Path) -> None:
     """PEFT format: ``adapter_model.safetensors`` + ``adapter_config.json`` (``PeftModel.from_pretrained``)."""
     peft_model.save_pretrained(str(directory))

@@ -165,7 +165,7 @@ class LLMTrainer(BaseTrainer):
         mask = rollouts.completion_mask.float()
         rows, tokens = mask.shape[0], mask.sum()
         sums = {"loss": 0.0, "policy": 0.0, "kl": 0.0, "kl_tokens": 0.0, "entropy": 0.0}
-        self.policy.model.train()
+        C.lora_train_mode(self.policy.model)
         for part in micro_batches(rows, cfg.grad_accum):
             chunk_mask = mask[part]
             logp, entropy = self.policy.logprobs(rollouts.rows(part), adapter=True, with_entropy=first)

@@ -197,3 +197,33 @@ def test_comparison_uses_the_same_seed_for_both_roles(model_dir, tmp_path):
     assert [s.text for s in samples if s.role == "reference"] == texts["reference"]
     assert all(s.reward is not None and s.step == 2 for s in samples)
     assert (tmp_path / "c1" / "comparison.json").is_file()
+
+
+def test_gpt2_lora_defaults_and_folding(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from adrpo_engine.config import LoraConfig
+    from adrpo_engine.models.tiny_lm import corpus_lines, train_tokenizer
+
+    tokenizer = train_tokenizer(corpus_lines(100))
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
+    peft_model = C.add_lora(model, LoraConfig(rank=4, alpha=8))
+    assert peft_model.peft_config["default"].fan_in_fan_out
+    assert set(peft_model.peft_config["default"].target_modules) == {"c_attn", "c_proj"}
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+        ids = torch.tensor([[3, 7, 11, 5]])
+        active = peft_model(input_ids=ids).logits
+        with C.lora_folded(peft_model):
+            folded = peft_model(input_ids=ids).logits
+        with peft_model.disable_adapter():
+            base = peft_model(input_ids=ids).logits
+    torch.testing.assert_close(folded, active, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(base, active, atol=1e-3)
+    C.lora_train_mode(peft_model)  # GPT-2 has dropout of its own: it stays off, LoRA's is on
+    modes = {name: module.training for name, module in peft_model.named_modules()}
+    assert not modes["base_model.model.transformer.h.0.attn.resid_dropout"]
+    assert modes["base_model.model.transformer.h.0.attn.c_attn.lora_dropout.default"]
