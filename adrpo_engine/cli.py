@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import metrics as M
@@ -45,10 +46,12 @@ class ConsoleSink(NullSink):
         for sample in samples[:4]:
             shown = sample.text if sample.kind == "text" else sample.image_path
             reward = "" if sample.reward is None else f" [reward {sample.reward:.3f}]"
-            self.progress.console.print(f"[dim]step {step} {sample.role}:[/] {sample.prompt!r} -> {shown!r}{reward}")
+            # escape(): "[reward 0.5]" and brackets in generated text are not rich markup
+            self.progress.console.print(f"[dim]step {step} {sample.role}:[/] "
+                                        + escape(f"{sample.prompt!r} -> {shown!r}{reward}"))
 
     def on_log(self, message: str) -> None:
-        self.progress.console.print(f"[yellow]{message}[/]")
+        self.progress.console.print(f"[yellow]{escape(message)}[/]")
 
 
 def resolve_job_config(config: Path | None, preset: str | None, assignments: list[str]) -> JobConfig:

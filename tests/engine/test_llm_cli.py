@@ -15,6 +15,7 @@ def test_cli_trains_the_tiny_lm_preset_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     assert "reward/mean: first step" in result.output and "step 0 reference" in result.output
     assert "(reference) ->" in result.output and "(fine-tuned)" in result.output
+    assert "[reward " in result.output  # rewards of the samples are shown, not eaten as rich markup
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]
     assert set(M.names_for("llm")) <= set(rows[-1])
