@@ -69,6 +69,9 @@ class TextPolicy:
         self.model = C.add_lora(base, config.lora)
         self.eos_ids = C.eos_token_ids(base, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
+        if config.llm.chat_template and not getattr(self.tokenizer, "chat_template", None):
+            # found now, before the run directory is written, not at the first rollout
+            raise ConfigError(f"llm.chat_template: the tokenizer of {config.model.name_or_path!r} has no chat template")
 
     def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         llm = self.config.llm

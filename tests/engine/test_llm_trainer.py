@@ -125,6 +125,8 @@ def test_grad_accum_and_num_iterations_run(model_dir, tmp_path):
         torch.testing.assert_close(adapter_state(split)[key], value, atol=1e-6, rtol=1e-5)
     _, sink = run_trainer(job(model_dir, steps=1, **{"llm.num_iterations": 2, "llm.loss_agg": "dapo"}), tmp_path / "i")
     assert torch.isfinite(torch.tensor(sink.steps[1][M.LOSS]))
+    _, sink = run_trainer(job(model_dir, steps=1, **{"llm.decode": "generate", "llm.top_p": 0.9}), tmp_path / "g")
+    assert torch.isfinite(torch.tensor(sink.steps[1][M.LOSS]))
     _, sink = run_trainer(job(model_dir, steps=1, algorithm="fixed", beta0=0.0), tmp_path / "b0")  # no reference pass
     assert sink.steps[1]["kl/ref_frac"] == 0.0 and sink.steps[1][M.KL] == 0.0
 
@@ -176,6 +178,12 @@ def test_completion_mask_stops_after_eos():
     logits = torch.tensor([[3.0, 2.0, 1.0, -5.0]])
     kept = C.filter_top_p(logits, 0.8)
     assert torch.isfinite(kept).tolist() == [[True, True, False, False]]
+
+
+def test_chat_template_without_one_fails_before_writing(model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="llm.chat_template"):
+        train(job(model_dir, **{"llm.chat_template": True}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_model_leaves_nothing_written(tmp_path):
