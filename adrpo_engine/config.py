@@ -161,9 +161,21 @@ class JobConfig(_Strict):
     model: ModelConfig
     lora: LoraConfig = Field(default_factory=LoraConfig)
     rewards: list[RewardSpec] = Field(min_length=1, max_length=16, description="Summed, weighted rewards.")
-    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    prompts: PromptsConfig = Field(
+        default_factory=PromptsConfig,
+        validate_default=True,
+        description="Where training prompts come from: texts, a file or a dataset (one at least).",
+    )
     llm: LLMConfig = Field(default_factory=LLMConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
+
+    @field_validator("prompts")
+    @classmethod
+    def _has_prompt_source(cls, prompts: PromptsConfig) -> PromptsConfig:
+        # Caught here, at submission, rather than minutes later when the trainer loads its prompts.
+        if not (prompts.texts or prompts.file or prompts.dataset):
+            raise ValueError("no prompts given: set prompts.texts, prompts.file or prompts.dataset")
+        return prompts
 
     @model_validator(mode="after")
     def _consistent(self) -> JobConfig:

@@ -5,7 +5,12 @@ from adrpo_engine.cli import app
 from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, parse_override, validate_config
 from adrpo_engine.presets import PRESETS, preset_config
 
-MINIMAL = {"kind": "llm", "model": {"name_or_path": "builtin:tiny-lm"}, "rewards": [{"name": "length"}]}
+MINIMAL = {
+    "kind": "llm",
+    "model": {"name_or_path": "builtin:tiny-lm"},
+    "rewards": [{"name": "length"}],
+    "prompts": {"texts": ["List three fruits."]},
+}
 
 
 def test_defaults_follow_the_paper():
@@ -98,3 +103,10 @@ def test_config_reference_doc_is_current():
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
     assert doc.read_text() == config_reference_markdown(), "regenerate: python -m adrpo_engine.config > docs/config.md"
+
+
+def test_a_job_without_prompts_is_refused_at_validation():
+    with pytest.raises(ConfigError) as error:
+        validate_config({"kind": "flow", "model": {"name_or_path": "builtin:digits-flow"},
+                         "rewards": [{"name": "digits:even"}]})
+    assert str(error.value).startswith("prompts: no prompts given")
