@@ -11,10 +11,10 @@ The task: a prompt names a topic (``"list fruits:"``, ``"name some animals:"``, 
 answers with a comma-separated list ending in ``"."``. The reward (:func:`list_reward`) asks for
 **long** on-topic lists: ``(distinct on-topic items - off-topic items) / TARGET_ITEMS``,
 clipped to ``[0, 1]`` and halved if the list never ends. The pre-training corpus mostly holds short
-lists (70% have 1-3 items, mean ~3.1, at most 10), so the pre-trained model starts low (~0.25-0.3) and RL can raise the reward by making lists longer while
-staying on topic. Reward, KL and entropy pull apart here: the fastest route to a high reward is one
-memorised long list (entropy and diversity collapse), which is where a fixed small beta and ADRPO's
-per-sample beta can differ.
+lists (70% have 1-3 items, mean ~3.1, at most 10), so the pre-trained model starts low (~0.25-0.3)
+and RL can raise the reward by writing longer lists while staying on topic and not repeating items.
+Reward, KL and entropy pull apart here: longer lists take the policy away from its short reference
+lists, and a small fixed beta lets it run to ``max_new_tokens`` (docs/llm.md has the measurements).
 """
 
 from __future__ import annotations
