@@ -36,8 +36,15 @@ def from_config_error(error: ConfigError) -> SubmissionError:
     """The engine's (possibly multi-line, 'field: message' per line) error as one SubmissionError."""
     lines = [line for line in str(error).splitlines() if line.strip()] or ["config: invalid"]
     field, _, message = lines[0].partition(": ")
+    if not message:
+        field, message = "config", field
+    if field == "config":
+        # Cross-field checks have no location; they start with the key they are about ("a_min (0.5) must ...").
+        first_word = re.split(r"[\s(]", message, maxsplit=1)[0]
+        if first_word in JobConfig.model_fields:
+            field = first_word
     rest = "; ".join(lines[1:])
-    return SubmissionError(field if message else "config", (message or field) + (f"; {rest}" if rest else ""))
+    return SubmissionError(field, message + (f"; {rest}" if rest else ""))
 
 
 def resolve_submission(
