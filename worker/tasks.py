@@ -72,6 +72,11 @@ def run_job(job_id: str) -> str:
 
 def train_job(ctx: WorkerContext, job_id: str) -> str:
     """Claim, train (resuming from the last checkpoint), and record the outcome of one job."""
+    if ctx.shutting_down.is_set():
+        # A worker in warm shutdown may still take one more message (e.g. the job it just released):
+        # hand it back to the queue for the next worker instead of starting it.
+        enqueue_job(job_id)
+        return "deferred"
     job = claim_job(ctx.store, job_id)
     if job is None:
         return "skipped"
