@@ -185,7 +185,10 @@ def _end_comparison(ctx: WorkerContext, comparison_id: str, status: str, error: 
 @celery_app.task(name=EXPORT_ADAPTER, acks_late=True)
 def export_adapter(job_id: str, step: int | None = None) -> str:
     """Build the adapter zip on a worker (when the web process does not see the artifacts path)."""
-    ctx = context()
+    return export_adapter_zip(context(), job_id, step)
+
+
+def export_adapter_zip(ctx: WorkerContext, job_id: str, step: int | None = None) -> str:
     with ctx.store.session() as session:
         checkpoint = _checkpoint_for(session, job_id, step)
     if checkpoint is None:

@@ -160,3 +160,25 @@ def assert_adapter_loads_and_changes_the_model(adapter_dir: Path, config_data: d
         tuned = policy.velocity(x, t, cond, adapter=True)
         reference = policy.velocity(x, t, cond, adapter=False)
     assert not torch.allclose(tuned, reference)
+
+
+def test_a_worker_whose_serve_process_was_killed_stops_by_itself(tmp_path, models_cache):  # noqa: F811
+    """`adrpo serve` killed with SIGKILL cannot stop its worker; the worker notices its parent is gone."""
+    data_dir = service_data_dir(tmp_path, models_cache)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ADRPO_")}
+    env.update(ADRPO_DATA_DIR=str(data_dir), ADRPO_HEARTBEAT_INTERVAL_S="0.3", PYTHONPATH=str(REPO))
+    # A stand-in parent (a shell) that starts the worker the way serve does, then dies without cleanup.
+    parent = subprocess.Popen(
+        ["sh", "-c", f'"{sys.executable}" -m app.cli worker --parent-pid $$ --loglevel WARNING & wait'],
+        cwd=REPO, env=env, stdout=(tmp_path / "worker.log").open("w"), stderr=subprocess.STDOUT)
+    worker_pids = wait_for(lambda: children_of(parent.pid), 30, what="the worker to start")
+    wait_for(lambda: "ready" in (tmp_path / "worker.log").read_text() or (data_dir / "adrpo.db").exists(), 60,
+             what="the worker to open the store")
+    parent.kill()
+    parent.wait()
+    try:
+        wait_for(lambda: not any(alive(pid) for pid in worker_pids), 60, what="the orphaned worker to exit")
+    finally:
+        for pid in worker_pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
