@@ -142,6 +142,10 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         return service.request_comparison(job_id, step=body.step, prompt=body.prompt, seed=body.seed,
                                           num_samples=body.num_samples)
 
+    @router.get("/jobs/{job_id}/comparisons", response_model=list[ComparisonView])
+    def list_comparisons(job_id: str) -> list[ComparisonView]:
+        return service.list_comparisons(job_id)
+
     @router.get("/comparisons/{comparison_id}", response_model=ComparisonView)
     def get_comparison(comparison_id: str) -> ComparisonView:
         return service.get_comparison(comparison_id)

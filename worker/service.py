@@ -191,6 +191,14 @@ class JobService:
             )
             return ComparisonView.of(row, [SampleView.of(sample, run_dir) for sample in samples])
 
+    def list_comparisons(self, job_id: str) -> list[ComparisonView]:
+        """The job's comparisons, newest first."""
+        with self.store.session() as session:
+            self._job(session, job_id)
+            ids = session.scalars(select(Comparison.id).where(Comparison.job_id == job_id)
+                                  .order_by(Comparison.created_at.desc(), Comparison.id)).all()
+        return [self.get_comparison(comparison_id) for comparison_id in ids]
+
     # ------------------------------------------------------------------ helpers
 
     @staticmethod

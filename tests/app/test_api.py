@@ -118,6 +118,7 @@ def test_job_reads_and_controls(client, api_settings):
     comparison = client.post(f"/api/jobs/{job['id']}/comparisons", json={"prompt": "any digit", "seed": 1})
     assert comparison.status_code == 202 and comparison.json()["status"] == "queued"
     assert client.get(f"/api/comparisons/{comparison.json()['id']}").json()["step"] is None
+    assert [c["id"] for c in client.get(f"/api/jobs/{job['id']}/comparisons").json()] == [comparison.json()["id"]]
     assert client.post(f"/api/jobs/{job['id']}/comparisons",
                        json={"prompt": "any digit", "seed": 1, "num_samples": 99}).json()["detail"].startswith("num_samples")
     assert client.post(f"/api/jobs/{job['id']}/comparisons", json={"seed": 1}).json()["detail"].startswith("prompt")
