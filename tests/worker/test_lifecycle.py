@@ -133,15 +133,16 @@ def test_a_fresh_heartbeat_is_not_requeued(service, worker_context):
     assert service.get_job(job.id).status == "running"
 
 
-def test_a_non_finite_reward_fails_the_job_readably_and_keeps_the_last_checkpoint(service, worker_context):
-    from tests.worker import nan_reward
+@pytest.mark.parametrize(("reward", "reason"), [("nan_after_a_few", "non-finite"), ("oom_after_a_few", "out of memory")])
+def test_a_broken_run_fails_readably_and_keeps_the_last_checkpoint(service, worker_context, reward, reason):
+    from tests.worker import failing_rewards
 
-    nan_reward.CALLS["count"] = 0
+    failing_rewards.CALLS["count"] = 0
     job = service.submit(preset="digits-even", overrides=tiny_digits(
-        sample_every=50, checkpoint_every=1, rewards=[{"name": "tests.worker.nan_reward:reward"}]))
+        sample_every=50, checkpoint_every=1, rewards=[{"name": f"tests.worker.failing_rewards:{reward}"}]))
     assert train_job(worker_context, job.id) == "failed"
     failed = service.get_job(job.id)
-    assert failed.status == "failed" and "non-finite" in failed.error
+    assert failed.status == "failed" and reason in failed.error and "\n" not in failed.error
     kept = [c.step for c in service.list_checkpoints(job.id)]
     assert kept and max(kept) == failed.current_step < 6
     assert service.adapter_zip(job.id).is_file()
