@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from adrpo_engine.presets import PRESETS
 from worker.service import (
+    BrokerUnavailable,
     CheckpointView,
     ComparisonView,
     InvalidState,
@@ -61,6 +62,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidState)
     async def _conflict(_request: Request, error: InvalidState) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker(_request: Request, error: BrokerUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _request(_request: Request, error: RequestValidationError) -> JSONResponse:
