@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, select  # noqa: E402
 
+from adrpo_engine.paths import builtin_models_dir  # noqa: E402
 from worker.db import Store, upgrade  # noqa: E402
 from worker.models import Job, Metric  # noqa: E402
 from worker.queries import fetch_metrics  # noqa: E402
@@ -150,7 +151,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=5)
     args = parser.parse_args()
-    models = Path(os.environ.get("ADRPO_DATA_DIR") or Path.home() / ".adrpo") / "models"
+    models = builtin_models_dir()
 
     with tempfile.TemporaryDirectory() as tmp:
         print("== metrics fetch: 10,000 steps x 15 metrics")
