@@ -1,8 +1,8 @@
 """The job store's tables (SQLAlchemy 2). Alembic migrations in ``migrations/`` create them.
 
 Metrics are one row per (job, metric name, step): the primary key is that triple, so a resumed job can
-never hold a point twice, and on SQLite the table is WITHOUT ROWID (clustered on the key), which makes
-"all points of a job since step k" one contiguous index range.
+never hold a point twice. On SQLite the table is WITHOUT ROWID (clustered on the key) and on PostgreSQL
+the key INCLUDEs the value, so one metric's points since step k are one contiguous index range.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -64,11 +65,15 @@ class Job(Base):
 
 class Metric(Base):
     __tablename__ = "metrics"
-    __table_args__ = ({"sqlite_with_rowid": False},)
+    # PostgreSQL: the key carries the value too (INCLUDE), so a metric's series is an index-only scan.
+    __table_args__ = (
+        PrimaryKeyConstraint("job_id", "name", "step", name="metrics_pkey", postgresql_include=["value"]),
+        {"sqlite_with_rowid": False},
+    )
 
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    step: Mapped[int] = mapped_column(Integer)
     value: Mapped[float] = mapped_column(Float)
 
 

@@ -71,7 +71,7 @@ class Server:
         self.log = log_path.open("a")
         self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
                                         cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self.healthy, 90, what="adrpo serve to answer")
+        wait_for(self.healthy, 180, what="adrpo serve to answer")
         self.worker_pids = wait_for(lambda: children_of(self.process.pid), 30, what="the embedded worker")
 
     def healthy(self) -> bool:
@@ -110,7 +110,7 @@ def test_serve_trains_over_http_pauses_on_ctrl_c_resumes_on_restart_and_serves_t
             "preset": "digits-even", "overrides": tiny_digits(steps=150, checkpoint_every=10, sample_every=50)})
         assert submitted.status_code == 201, submitted.text
         job_id = submitted.json()["id"]
-        wait_for(lambda: first.job(job_id)["current_step"] >= 5, 90, what="training to start")
+        wait_for(lambda: first.job(job_id)["current_step"] >= 5, 180, what="training to start")
         assert first.job(job_id)["worker"].endswith(f":{first.worker_pids[0]}")
         # Ctrl-C: uvicorn stops, the worker finishes its step, checkpoints, re-queues the job and exits.
         first.stop(signal.SIGINT)
@@ -123,7 +123,7 @@ def test_serve_trains_over_http_pauses_on_ctrl_c_resumes_on_restart_and_serves_t
             job = second.job(job_id)
             return job if job["status"] in ("succeeded", "failed", "cancelled") else None
 
-        job = wait_for(finished, 120, what="the resumed job to finish")
+        job = wait_for(finished, 240, what="the resumed job to finish")
         assert job["status"] == "succeeded", job["error"]
         assert job["attempts"] == 2 and job["worker"].endswith(f":{second.worker_pids[0]}")
         log = httpx.get(f"{second.base}/api/jobs/{job_id}/log", params={"lines": 1000}, timeout=10).text

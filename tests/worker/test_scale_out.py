@@ -84,7 +84,7 @@ class Workers:
         return process
 
     def wait_ready(self, celery, count: int) -> None:
-        wait_for(lambda: len(celery.control.ping(timeout=0.5)) >= count, 90, what=f"{count} workers to answer")
+        wait_for(lambda: len(celery.control.ping(timeout=0.5)) >= count, 180, what=f"{count} workers to answer")
 
     def stop(self) -> None:
         for process in self.processes:
@@ -119,7 +119,7 @@ def cluster(tmp_path_factory, models_cache, database_url, redis_url):
         service.close()
 
 
-def wait_finished(service, job_id: str, timeout: float = 120):
+def wait_finished(service, job_id: str, timeout: float = 240):
     def done():
         job = service.get_job(job_id)
         return job if job.status in ("succeeded", "failed", "cancelled") else None
@@ -167,7 +167,7 @@ def long_job(service, steps: int = 200, **extra):
 def test_cancel_then_resume_continues_from_the_checkpoint(cluster):
     service, _ = cluster
     job = long_job(service)
-    wait_for(lambda: service.get_job(job.id).current_step >= 5, 60, what="training to start")
+    wait_for(lambda: service.get_job(job.id).current_step >= 5, 180, what="training to start")
     service.cancel(job.id)
     cancelled = wait_finished(service, job.id)
     assert cancelled.status == "cancelled" and cancelled.current_step < 200
@@ -183,12 +183,12 @@ def test_cancel_then_resume_continues_from_the_checkpoint(cluster):
 def test_a_sigkilled_worker_s_job_is_resumed_by_the_other_worker(cluster):
     service, workers = cluster
     job = long_job(service)
-    running = wait_for(lambda: (j := service.get_job(job.id)).current_step >= 30 and j, 90, what="step 30")
+    running = wait_for(lambda: (j := service.get_job(job.id)).current_step >= 30 and j, 180, what="step 30")
     victim = int(running.worker.rsplit(":", 1)[1])
     assert victim in [p.pid for p in workers.processes]
     os.kill(victim, signal.SIGKILL)
 
-    done = wait_finished(service, job.id, timeout=180)
+    done = wait_finished(service, job.id, timeout=300)
     assert done.status == "succeeded", done.error
     assert done.attempts == 2 and done.worker != running.worker
     log = service.log_tail(job.id, 1000)
