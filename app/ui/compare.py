@@ -36,8 +36,8 @@ def build_compare_tab() -> CompareTab:
     gr.Markdown("Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
                 "same prompt and seed. It runs on a worker; this page shows its progress.")
     with gr.Row():
-        job = gr.Dropdown([], label="Job", elem_id="compare-job", scale=3)
-        checkpoint = gr.Dropdown([("latest", LATEST)], value=LATEST, label="Checkpoint", elem_id="compare-checkpoint",
+        job = gr.Dropdown([], label="Job", elem_id="compare-job", scale=3, allow_custom_value=True)
+        checkpoint = gr.Dropdown([("latest", LATEST)], value=LATEST, label="Checkpoint", elem_id="compare-checkpoint", allow_custom_value=True,
                                  scale=1)
     with gr.Row():
         prompt = gr.Textbox("", label="Prompt", elem_id="compare-prompt", scale=3)
@@ -79,11 +79,12 @@ def comparison_summary(comparison: Any) -> str:
 
 def comparison_outputs(comparison: Any) -> list[Any]:
     """Status line, the two galleries (images) or the side-by-side table (text)."""
-    samples = sorted(comparison.samples, key=lambda s: (s.role, s.seed))
+    samples = list(comparison.samples)  # the service's order: sample k of both models share a noise draw
     images = [s for s in samples if s.kind == "image" and s.image_path]
     if images or not samples:
         def items(role: str) -> list[tuple[str, str]]:
-            return [(s.image_path, f"{role} · seed {s.seed} · reward {_fmt(s.reward)}") for s in images if s.role == role]
+            chosen = [s for s in images if s.role == role]
+            return [(s.image_path, f"{role} #{k + 1} · reward {_fmt(s.reward)}") for k, s in enumerate(chosen)]
 
         return [comparison_summary(comparison), gr.update(value=items("reference"), visible=True),
                 gr.update(value=items("policy"), visible=True), gr.update(visible=False)]
@@ -130,9 +131,10 @@ def wire_compare_tab(tab: CompareTab, service: Any) -> None:
 
     tab.job.change(pick_job, inputs=tab.job, outputs=[tab.checkpoint, tab.prompt])
     tab.run.click(request, inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples],
-                  outputs=[tab.status, tab.comparison_id, tab.timer])
+                  outputs=[tab.status, tab.comparison_id, tab.timer], api_name="request_comparison")
     tab.timer.tick(poll, inputs=tab.comparison_id,
-                   outputs=[tab.status, tab.reference, tab.policy, tab.texts, tab.timer], show_progress="hidden")
+                   outputs=[tab.status, tab.reference, tab.policy, tab.texts, tab.timer], show_progress="hidden",
+                   api_name="comparison_status")
 
 
 def _fmt(value: float | None) -> str:

@@ -96,7 +96,7 @@ def text_frame(samples: list[dict[str, Any]], step: int | None) -> pd.DataFrame:
 
 def build_detail_tab(service: Any) -> DetailTab:
     with gr.Row():
-        job = gr.Dropdown([], label="Job", elem_id="detail-job", scale=4)
+        job = gr.Dropdown([], label="Job", elem_id="detail-job", scale=4, allow_custom_value=True)
         smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA) of reward and loss",
                               scale=2, elem_id="detail-smoothing")
     header = gr.Markdown("Pick a job (or launch one).", elem_id="detail-header")
@@ -108,7 +108,7 @@ def build_detail_tab(service: Any) -> DetailTab:
         for panel in plots.panels_for("flow")[3:]:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     gr.Markdown("#### Samples: the reference model (step 0, adapter off) above, the chosen step below; same seeds")
-    sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step")
+    sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step", allow_custom_value=True)
     reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height=220, object_fit="contain",
                                    elem_id="detail-reference-gallery", elem_classes=["pixelated"])
     policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height=220, object_fit="contain",
@@ -151,6 +151,10 @@ def wire_detail_tab(tab: DetailTab, service: Any) -> None:
     def poll(job_id: str | None, smoothing: float, step: Any, state: DetailState) -> list[Any]:
         return poll_job(service, job_id, smoothing, step, state)
 
+    def open_job(job_id: str | None, smoothing: float, step: Any) -> list[Any]:
+        # Picking a job (or a link/reload) draws it from scratch; the timer then fetches increments.
+        return poll_job(service, job_id, smoothing, step, DetailState())
+
     def redraw(smoothing: float, state: DetailState) -> list[Any]:
         return [plots.panel_frame(state.points, panel, smoothing) for panel in plots.panels_for(state.kind)]
 
@@ -159,8 +163,8 @@ def wire_detail_tab(tab: DetailTab, service: Any) -> None:
 
     tab.timer.tick(poll, inputs=[tab.job, tab.smoothing, tab.sample_step, tab.state], outputs=outputs,
                    show_progress="hidden")
-    tab.job.change(poll, inputs=[tab.job, tab.smoothing, tab.sample_step, tab.state], outputs=outputs,
-                   show_progress="hidden")
+    tab.job.change(open_job, inputs=[tab.job, tab.smoothing, tab.sample_step], outputs=outputs,
+                   show_progress="hidden", api_name="job_detail")
     tab.smoothing.release(redraw, inputs=[tab.smoothing, tab.state], outputs=list(tab.plots.values()))
     tab.sample_step.input(show_step, inputs=[tab.sample_step, tab.state],
                           outputs=[tab.reference_gallery, tab.policy_gallery, tab.text_samples])
@@ -168,7 +172,7 @@ def wire_detail_tab(tab: DetailTab, service: Any) -> None:
 
 def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, state: DetailState) -> list[Any]:
     """One poll: the job's status, new points and samples, checkpoints and log; skips what did not change."""
-    skip_all = [gr.skip()] * 15
+    skip_all = [gr.skip()] * 14
     if not job_id:
         return skip_all
     switched = state.job_id != job_id

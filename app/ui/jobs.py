@@ -44,7 +44,8 @@ def build_jobs_tab() -> JobsTab:
     table = gr.Dataframe(pd.DataFrame(columns=COLUMNS), interactive=False, wrap=True, label="Jobs (newest first)",
                          elem_id="jobs-table", visible=False)
     with gr.Row():
-        job = gr.Dropdown([], label="Selected job (or click a row)", elem_id="jobs-job", scale=3)
+        job = gr.Dropdown([], label="Selected job (or click a row)", elem_id="jobs-job", scale=3,
+                          allow_custom_value=True)
         open_button = gr.Button("Open", variant="primary", elem_id="jobs-open", scale=1)
         cancel = gr.Button("Cancel", variant="stop", elem_id="jobs-cancel", scale=1)
         resume = gr.Button("Resume", elem_id="jobs-resume", scale=1)
@@ -84,9 +85,9 @@ def wire_jobs_tab(tab: JobsTab, service: Any) -> Any:
         return handler
 
     outputs = [tab.empty, tab.table, tab.job]
-    tab.timer.tick(refresh, inputs=tab.job, outputs=outputs, show_progress="hidden")
+    tab.timer.tick(refresh, inputs=tab.job, outputs=outputs, show_progress="hidden", api_name="list_jobs")
     tab.table.select(pick_row, outputs=tab.job)
     for button, action in ((tab.cancel, "cancel"), (tab.resume, "resume"), (tab.clone, "clone")):
-        button.click(act(action), inputs=tab.job, outputs=[tab.message, tab.job]).then(
+        button.click(act(action), inputs=tab.job, outputs=[tab.message, tab.job], api_name=f"{action}_job").then(
             refresh, inputs=tab.job, outputs=outputs, show_progress="hidden")
     return refresh

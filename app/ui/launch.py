@@ -88,25 +88,25 @@ def build_launch_tab() -> LaunchTab:
             fields["algorithm"] = gr.Radio([(label, name) for name, label in ALGORITHM_LABELS.items()],
                                            value=start["algorithm"], label="Algorithm", elem_id="launch-algorithm")
             with gr.Row():
-                fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)", minimum=0,
+                fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)",
                                             elem_id="launch-beta0")
                 fields["a_min"] = gr.Number(start["a_min"], label="A_min (empty = −β₀)", elem_id="launch-a-min")
                 fields["a_max"] = gr.Number(start["a_max"], label="A_max (empty = +β₀)", elem_id="launch-a-max")
             with gr.Row():
-                fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0, minimum=1,
+                fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0,
                                             elem_id="launch-steps")
                 fields["lr"] = gr.Number(start["lr"], label="Learning rate", elem_id="launch-lr")
                 fields["group_size"] = gr.Number(start["group_size"], label="Group size (samples per prompt)",
-                                                 precision=0, minimum=2, elem_id="launch-group-size")
+                                                 precision=0, elem_id="launch-group-size")
                 fields["prompts_per_step"] = gr.Number(start["prompts_per_step"], label="Prompts per step",
-                                                       precision=0, minimum=1)
+                                                       precision=0)
             with gr.Row():
-                fields["lora_rank"] = gr.Number(start["lora_rank"], label="LoRA rank", precision=0, minimum=1,
+                fields["lora_rank"] = gr.Number(start["lora_rank"], label="LoRA rank", precision=0,
                                                 elem_id="launch-lora-rank")
                 fields["lora_targets"] = gr.Textbox(start["lora_targets"], label="LoRA target modules",
                                                     placeholder="empty = the architecture's default",
                                                     elem_id="launch-lora-targets")
-                fields["seed"] = gr.Number(start["seed"], label="Seed", precision=0, minimum=0,
+                fields["seed"] = gr.Number(start["seed"], label="Seed", precision=0,
                                            elem_id="launch-seed")
             with gr.Accordion("Advanced: any other config key", open=False):
                 fields["extra"] = gr.Textbox("", lines=3, label="KEY=VALUE lines (as `adrpo train --set`)",
@@ -138,7 +138,8 @@ def _wire_form(tab: LaunchTab, file_row: gr.Row, dataset_row: gr.Row) -> None:
     tab.upload.upload(prompts_from_upload, inputs=[tab.upload, f["dataset_column"]],
                       outputs=[f["prompt_texts"], f["prompt_source"], tab.errors])
     gr.on([component.change for component in tab.inputs()], preview_form, inputs=[tab.base, *tab.inputs()],
-          outputs=[tab.yaml_preview, tab.errors], trigger_mode="always_last", show_progress="hidden")
+          outputs=[tab.yaml_preview, tab.errors], trigger_mode="always_last", show_progress="hidden",
+          api_name="preview_config")
 
 
 def values_of(args: tuple[Any, ...]) -> dict[str, Any]:

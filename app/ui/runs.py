@@ -30,7 +30,7 @@ class RunsTab:
 def build_runs_tab() -> RunsTab:
     gr.Markdown("Pick jobs to compare. Each path starts at the circle (step 1) and ends at the star.")
     with gr.Row():
-        jobs = gr.Dropdown([], multiselect=True, label="Jobs", elem_id="runs-jobs", scale=4)
+        jobs = gr.Dropdown([], multiselect=True, label="Jobs", elem_id="runs-jobs", scale=4, allow_custom_value=True)
         metric = gr.Dropdown(list(M.PLOTTED), value=M.REWARD_MEAN, allow_custom_value=True, label="Overlay metric",
                              elem_id="runs-metric", scale=2)
         smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA)", scale=2)
@@ -74,4 +74,4 @@ def wire_runs_tab(tab: RunsTab, service: Any) -> None:
     outputs = [tab.overlay, tab.diversity_plot, tab.divergence_plot, tab.metric, tab.note]
     inputs = [tab.jobs, tab.metric, tab.smoothing]
     gr.on([tab.jobs.change, tab.metric.input, tab.smoothing.release, tab.refresh.click], draw, inputs=inputs,
-          outputs=outputs, trigger_mode="always_last")
+          outputs=outputs, trigger_mode="always_last", api_name="runs_view")

@@ -75,7 +75,7 @@ def _wire_launch(launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdown, compare_jo
                 gr.update(choices=choices, value=job_id), gr.update(choices=choices, value=job_id)]
 
     launch.launch.click(on_launch, inputs=[launch.base, *launch.inputs()],
-                        outputs=[launch.errors, launch.result, tabs, detail_job, compare_job])
+                        outputs=[launch.errors, launch.result, tabs, detail_job, compare_job], api_name="launch")
 
 
 def _wire_cross_tab(jobs: Any, launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdown, compare_job: gr.Dropdown,
