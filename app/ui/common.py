@@ -8,7 +8,6 @@ from typing import Any
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 2.0  # how often open pages ask the service for news (the service owns the state)
-STATUS_ICONS = {"queued": "⏳", "running": "▶️", "succeeded": "✅", "failed": "❌", "cancelled": "⏹️"}
 EMPTY_JOBS = (
     "**No jobs yet — try the digits-even demo.** Open **Launch**, keep the *digits-even* preset, and press "
     "**Launch**: it trains a small digit generator towards even digits on the CPU in about a minute."
@@ -16,8 +15,9 @@ EMPTY_JOBS = (
 
 
 def job_label(job: Any) -> str:
-    """Dropdown label: name, status and the id's first characters (names need not be unique)."""
-    return f"{job.name} · {job.status} · {job.id[:8]}"
+    """Dropdown label: name, the id's first characters and the creation time (names need not be unique).
+    No status: a label that changes while a job runs would rebuild every job picker on every poll."""
+    return f"{job.name} · {job.id[:8]} · {format_time(job.created_at)}"
 
 
 def job_choices(jobs: list[Any]) -> list[tuple[str, str]]:
@@ -71,9 +71,8 @@ def format_time(moment: datetime | str | None) -> str:
 
 def job_status_line(job: Any) -> str:
     """One Markdown line: status, progress, ETA, latest reward and, for a failed job, why."""
-    icon = STATUS_ICONS.get(job.status, "")
     parts = [
-        f"{icon} **{job.status}**",
+        f"**{job.status}**",
         f"step {format_progress(job)}",
         f"ETA {format_eta(job)}",
         f"latest reward {format_reward(job.latest_reward)}",

@@ -75,7 +75,7 @@ def sample_steps(samples: list[dict[str, Any]]) -> list[int]:
 def caption(sample: dict[str, Any]) -> str:
     reward = sample.get("reward")
     shown = "—" if reward is None else f"{reward:.3f}"
-    return f"{sample['role']} · step {sample['step']} · seed {sample['seed']} · reward {shown}"
+    return f"r={shown}"
 
 
 def gallery_items(samples: list[dict[str, Any]], role: str, step: int | None) -> list[tuple[str, str]]:
@@ -109,9 +109,9 @@ def build_detail_tab(service: Any) -> DetailTab:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     gr.Markdown("#### Samples: the reference model (step 0, adapter off) above, the chosen step below; same seeds")
     sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step", allow_custom_value=True)
-    reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height=220, object_fit="contain",
+    reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height="auto", object_fit="contain",
                                    elem_id="detail-reference-gallery", elem_classes=["pixelated"])
-    policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height=220, object_fit="contain",
+    policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height="auto", object_fit="contain",
                                 elem_id="detail-policy-gallery", elem_classes=["pixelated"])
     text_samples = gr.Dataframe(pd.DataFrame(columns=SAMPLE_COLUMNS), interactive=False, wrap=True,
                                 label="Samples", visible=False, elem_id="detail-text-samples")
@@ -139,7 +139,7 @@ def build_detail_tab(service: Any) -> DetailTab:
 
 
 def _line_plot(title: str, key: str) -> gr.LinePlot:
-    return gr.LinePlot(pd.DataFrame(columns=plots.FRAME_COLUMNS), x="step", y="value", color="series",
+    return gr.LinePlot(plots.typed_frame([]), x="step", y="value", color="series",
                        title=title, height=240, elem_id=f"detail-plot-{key}", show_label=False,
                        color_title="", x_title="step", y_title="")
 

@@ -120,8 +120,9 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
         "dataset_column": prompts.column,
         "algorithm": job.algorithm,
         "beta0": job.beta0,
-        "a_min": job.a_min,
-        "a_max": job.a_max,
+        # Text, not numbers: empty means "the default" (a number box would send 0, i.e. fixed beta).
+        "a_min": "" if job.a_min is None else str(job.a_min),
+        "a_max": "" if job.a_max is None else str(job.a_max),
         "steps": job.steps,
         "lr": job.lr,
         "group_size": job.group_size,
@@ -148,8 +149,8 @@ def config_from_form(values: dict[str, Any], base: dict[str, Any] | None = None)
     for key in ("a_min", "a_max"):
         # Empty clipping bounds mean "the default, -beta0 / +beta0": leave them out of the config.
         data.pop(key, None)
-        if values.get(key) not in (None, ""):
-            data[key] = _number(values[key], key)
+        if _text(values.get(key)):
+            data[key] = _number(_text(values[key]), key)
     for key in ("steps", "group_size", "prompts_per_step", "seed"):
         data[key] = _integer(values.get(key), key)
     lora = dict(data.get("lora") or {})

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .common import EMPTY_JOBS, POLL_SECONDS, STATUS_ICONS, format_eta, format_progress, format_reward, format_time, job_choices
+from .common import EMPTY_JOBS, POLL_SECONDS, format_eta, format_progress, format_reward, format_time, job_choices
 
 COLUMNS = ["name", "status", "progress", "ETA", "latest reward", "created", "id"]
 
@@ -32,7 +32,7 @@ class JobsTab:
 def jobs_frame(jobs: list[Any]) -> pd.DataFrame:
     """The table's rows, newest first (the service's order)."""
     rows = [
-        (job.name, f"{STATUS_ICONS.get(job.status, '')} {job.status}", format_progress(job), format_eta(job),
+        (job.name, job.status, format_progress(job), format_eta(job),
          format_reward(job.latest_reward), format_time(job.created_at), job.id)
         for job in jobs
     ]

@@ -90,8 +90,11 @@ def build_launch_tab() -> LaunchTab:
             with gr.Row():
                 fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)",
                                             elem_id="launch-beta0")
-                fields["a_min"] = gr.Number(start["a_min"], label="A_min (empty = −β₀)", elem_id="launch-a-min")
-                fields["a_max"] = gr.Number(start["a_max"], label="A_max (empty = +β₀)", elem_id="launch-a-max")
+                # Text boxes: empty means the default (a number box turns empty into 0 = fixed beta).
+                fields["a_min"] = gr.Textbox(start["a_min"], label="A_min", placeholder="empty = −β₀",
+                                             elem_id="launch-a-min")
+                fields["a_max"] = gr.Textbox(start["a_max"], label="A_max", placeholder="empty = +β₀",
+                                             elem_id="launch-a-max")
             with gr.Row():
                 fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0,
                                             elem_id="launch-steps")

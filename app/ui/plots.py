@@ -24,6 +24,13 @@ from adrpo_engine import metrics as M  # noqa: E402
 
 Points = dict[str, list[tuple[int, float]]]
 FRAME_COLUMNS = ["step", "value", "series"]
+# Typed even when empty: a chart first drawn from an untyped empty frame keeps a categorical x axis.
+FRAME_TYPES = {"step": "int64", "value": "float64", "series": "object"}
+
+
+def typed_frame(rows: list[tuple[int, float, str]]) -> pd.DataFrame:
+    """Long-format (step, value, series) rows with numeric step and value columns."""
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS).astype(FRAME_TYPES)
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def panel_frame(points: Points, panel: Panel, smoothing: float = 0.0, label: str
         if panel.smoothed and smoothing > 0 and values:
             smooth = ema([v for _, v in values], smoothing)
             rows += [(s, v, f"{series} (EMA)") for (s, _), v in zip(values, smooth)]
-    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+    return typed_frame(rows)
 
 
 def overlay_frame(runs: Mapping[str, Points], metric: str, smoothing: float = 0.0) -> pd.DataFrame:
@@ -102,8 +109,8 @@ def overlay_frame(runs: Mapping[str, Points], metric: str, smoothing: float = 0.
         frames.append(frame)
     frames = [frame for frame in frames if not frame.empty]
     if not frames:
-        return pd.DataFrame(columns=FRAME_COLUMNS)
-    return pd.concat(frames, ignore_index=True)
+        return typed_frame([])
+    return pd.concat(frames, ignore_index=True).astype(FRAME_TYPES)
 
 
 def trajectory(points: Points, x_metric: str, y_metric: str = M.REWARD_MEAN) -> list[tuple[int, float, float]]:

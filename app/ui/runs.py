@@ -36,7 +36,7 @@ def build_runs_tab() -> RunsTab:
         smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA)", scale=2)
         refresh = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     note = gr.Markdown("", elem_id="runs-note")
-    overlay = gr.LinePlot(pd.DataFrame(columns=plots.FRAME_COLUMNS), x="step", y="value", color="series",
+    overlay = gr.LinePlot(plots.typed_frame([]), x="step", y="value", color="series",
                           title=M.REWARD_MEAN, height=300, elem_id="runs-overlay", color_title="run")
     with gr.Row():
         diversity_plot = gr.Plot(label="Reward vs diversity", elem_id="runs-pareto-diversity")

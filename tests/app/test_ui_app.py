@@ -71,7 +71,7 @@ def test_launch_train_compare_and_view_runs(client, studio):
     reward_rows = curves[0]["value"]["data"]
     assert len(reward_rows) >= 8  # 8 steps raw + their EMA
     reference, policy = rest[6]["value"], rest[7]["value"]
-    assert len(reference) >= 4 and len(policy) >= 4 and "reward" in policy[0]["caption"]
+    assert len(reference) >= 4 and len(policy) >= 4 and policy[0]["caption"].startswith("r=")
     assert "name: client-run" in rest[9]
 
     status, _ = client.predict(job_id, -1, "any digit", 3, 4, api_name="/request_comparison")

@@ -95,3 +95,11 @@ def test_orw_for_an_llm_is_refused_with_the_schema_message():
     values = forms.form_from_config(forms.base_config(forms.CUSTOM, "llm"))
     values["algorithm"] = "orw"
     assert "algorithm 'orw' (ORW-CFM-W2) is for kind 'flow' only" in forms.preview(values).error
+
+
+def test_empty_clipping_bounds_mean_the_default_not_zero():
+    values = forms.form_from_config(PRESETS["digits-even"].config, "digits-even")
+    assert values["a_min"] == "" and values["a_max"] == ""
+    config = forms.preview({**values, "a_max": "  "}).config
+    assert config["a_min"] is None and config["a_max"] is None  # ADRPO's -beta0/+beta0, not fixed beta
+    assert forms.preview({**values, "a_min": "-0.05"}).config["a_min"] == -0.05

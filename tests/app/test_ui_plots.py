@@ -73,3 +73,10 @@ def test_pareto_figure_draws_one_path_per_run_from_start_to_end():
 def test_metric_names_lists_plotted_metrics_first():
     names = plots.metric_names([{M.GRAD_NORM: [(1, 1.0)], M.REWARD_MEAN: [(1, 0.1)], M.KL: []}])
     assert names == [M.REWARD_MEAN, M.GRAD_NORM]
+
+
+def test_frames_are_numeric_even_when_empty():
+    # An untyped empty frame makes the browser chart's x axis categorical for good.
+    empty = plots.panel_frame({}, plots.panels_for("flow")[0])
+    assert str(empty["step"].dtype) == "int64" and str(empty["value"].dtype) == "float64"
+    assert str(plots.overlay_frame({}, M.REWARD_MEAN)["step"].dtype) == "int64"

@@ -49,7 +49,7 @@ def test_newcomer_launches_watches_compares_and_downloads(tmp_path):
         driver.screenshot(page, ARTIFACTS, "compare")
 
         driver.open_tab(page, "Jobs")
-        page.locator("#jobs-table").get_by_text("succeeded").wait_for()
+        page.locator("#jobs-table").get_by_text("succeeded").first.wait_for()
         driver.screenshot(page, ARTIFACTS, "jobs")
         driver.show_runs(page)
         driver.screenshot(page, ARTIFACTS, "runs")
@@ -57,7 +57,7 @@ def test_newcomer_launches_watches_compares_and_downloads(tmp_path):
         # A reload keeps nothing in the tab: the page re-attaches to the job from the service.
         page.reload()
         driver.open_tab(page, "Jobs")
-        page.locator("#jobs-table").get_by_text("succeeded").wait_for()
+        page.locator("#jobs-table").get_by_text("succeeded").first.wait_for()
 
 
 def test_with_auth_anonymous_browser_and_api_are_refused(tmp_path):
