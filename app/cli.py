@@ -1,6 +1,117 @@
-"""The `adrpo` command: the engine's train/presets plus the service's serve/worker/db commands."""
+"""The `adrpo` command: the engine's train/presets/rewards plus the service's serve, worker and db."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Annotated
+
+import typer
 
 from adrpo_engine.cli import app
+
+db_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The job store's schema.")
+app.add_typer(db_app, name="db")
+
+WORKER_STOP_GRACE_S = 60.0
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the Alembic migrations to ADRPO_DATABASE_URL (the default SQLite file too)."""
+    from worker.db import upgrade
+    from worker.settings import Settings
+
+    settings = Settings()
+    upgrade(settings.database_url, revision)
+    typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command("worker")
+def worker_command(
+    queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: train, generate.")] = "train,generate",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    parent_pid: Annotated[int | None, typer.Option(hidden=True, help="Exit when this parent process is gone.")] = None,
+) -> None:
+    """Run a worker: one job at a time (solo pool: a prefork child hangs on torch), for scale-out run one per GPU."""
+    from worker.celery_app import QUEUES
+    from worker.db import upgrade
+    from worker.settings import Settings
+    from worker.tasks import celery_app, init_worker, start_heartbeat
+
+    chosen = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in chosen if q not in QUEUES]
+    if unknown or not chosen:
+        typer.echo(f"error: --queues: unknown queue {unknown[0] if unknown else ''!r} (choose from {', '.join(QUEUES)})",
+                   err=True)
+        raise typer.Exit(2)
+    settings = Settings()
+    upgrade(settings.database_url)
+    context = init_worker(settings)
+    start_heartbeat(context, parent_pid=parent_pid, on_orphaned=lambda: os.kill(os.getpid(), signal.SIGTERM))
+    celery_app.worker_main([
+        "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1", f"--queues={','.join(chosen)}",
+        "--without-gossip", "--without-mingle", f"--loglevel={loglevel}", f"--hostname=adrpo-{os.getpid()}@%h",
+    ])
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 7860,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Start the embedded worker.")] = True,
+) -> None:
+    """The studio and REST API, plus one embedded worker process; Ctrl-C (or SIGTERM) stops both."""
+    import uvicorn
+
+    from app.server import create_app
+    from worker.db import upgrade
+    from worker.settings import Settings
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    process = start_worker_process(settings) if worker else None
+    # uvicorn re-raises the signal it caught after its graceful shutdown; turn SIGTERM into an exception
+    # (like SIGINT) so the `finally` below still stops the worker instead of the process just dying.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if process is not None:
+            stop_worker_process(process)
+
+
+def _raise_keyboard_interrupt(_signum, _frame) -> None:
+    raise KeyboardInterrupt
+
+
+def start_worker_process(settings) -> subprocess.Popen:
+    env = {**os.environ, **settings.environment()}
+    command = [sys.executable, "-m", "app.cli", "worker", "--parent-pid", str(os.getpid()), "--loglevel", "WARNING"]
+    return subprocess.Popen(command, env=env)
+
+
+def stop_worker_process(process: subprocess.Popen, grace_s: float = WORKER_STOP_GRACE_S) -> None:
+    """SIGTERM (Celery's warm shutdown: the running job stops after its step, is checkpointed and
+    re-queued), then SIGKILL if it is still there after ``grace_s``."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def main() -> None:

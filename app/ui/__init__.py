@@ -8,17 +8,13 @@ from typing import Any
 
 import gradio as gr
 
+from app.auth import gradio_auth
+
 from .studio import CSS, build_studio
 
 # Gradio's footer links: the API page (gradio_client recipes for these handlers) applies; "built with
 # Gradio", its settings page and the browser-side run history do not.
 FOOTER_LINKS = ["api"]
-
-
-def studio_auth(settings: Any) -> tuple[str, str] | None:
-    """The API's HTTP Basic credentials, when configured, guard the studio too."""
-    user, password = getattr(settings, "auth_user", None), getattr(settings, "auth_password", None)
-    return (user, password) if user and password else None
 
 
 def served_paths(settings: Any) -> list[str]:
@@ -34,7 +30,7 @@ def mount_studio(fastapi_app: Any, service: Any, settings: Any, path: str = "/")
         fastapi_app,
         studio,
         path=path,
-        auth=studio_auth(settings),
+        auth=gradio_auth(settings),  # the API's credentials (one definition, in app.auth)
         auth_message="ADRPO Studio: sign in with the same user and password as the API.",
         allowed_paths=served_paths(settings),
         footer_links=FOOTER_LINKS,

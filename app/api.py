@@ -1,0 +1,160 @@
+"""REST API under /api (FastAPI, OpenAPI at /docs). Errors are ``{"detail": "<field>: <message>"}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from adrpo_engine.presets import PRESETS
+from worker.service import (
+    CheckpointView,
+    ComparisonView,
+    InvalidState,
+    JobNotFound,
+    JobService,
+    JobView,
+    SampleView,
+    SubmissionError,
+)
+from worker.settings import Settings
+
+from .auth import basic_auth
+
+SUBMIT_EXAMPLE = {"preset": "digits-even", "overrides": {"steps": 20, "beta0": 0.1}}
+
+
+class ComparisonRequest(BaseModel):
+    step: int | None = Field(None, description="Checkpoint step; null = the latest checkpoint.")
+    prompt: str = Field(description="Prompt (or condition) given to both models.")
+    seed: int = Field(0, description="Seed shared by the reference and the fine-tuned model.")
+    num_samples: int = Field(1, description="Samples per model.")
+
+
+class CloneRequest(BaseModel):
+    overrides: dict[str, Any] | None = Field(None, description="Dotted-key overrides of the cloned config.")
+
+
+class PresetView(BaseModel):
+    name: str
+    summary: str
+    demo: bool
+    config: dict[str, Any]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One readable line per error, in the same shape everywhere."""
+
+    @app.exception_handler(SubmissionError)
+    async def _submission(_request: Request, error: SubmissionError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    @app.exception_handler(JobNotFound)
+    async def _not_found(_request: Request, error: JobNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error).strip("'\"")}, status_code=404)
+
+    @app.exception_handler(InvalidState)
+    async def _conflict(_request: Request, error: InvalidState) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _request_error_line(error)}, status_code=422)
+
+
+def _request_error_line(error: RequestValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path")]
+        field = ".".join(location) or "body"
+        parts.append(f"{field}: {item.get('msg', 'invalid')}")
+    return "; ".join(parts) or "body: invalid request"
+
+
+def make_router(service: JobService, settings: Settings) -> APIRouter:
+    router = APIRouter(prefix="/api", dependencies=[Depends(basic_auth(settings))])
+
+    @router.get("/health")
+    def health() -> dict[str, Any]:
+        """The web process is up and the store answers."""
+        service.list_jobs(limit=1)
+        return {"status": "ok", "broker": settings.broker_url.split("://")[0], "database": service.store.dialect}
+
+    @router.get("/presets", response_model=list[PresetView])
+    def presets() -> list[PresetView]:
+        return [PresetView(name=p.name, summary=p.summary, demo=p.demo, config=p.config) for p in PRESETS.values()]
+
+    @router.post("/jobs", response_model=JobView, status_code=201)
+    def submit(body: Any = Body(..., examples=[SUBMIT_EXAMPLE],
+                                description='A full job config, or {"preset": NAME, "overrides": {key: value}}.')) -> JobView:
+        return service.submit(**split_submission(body))
+
+    @router.get("/jobs", response_model=list[JobView])
+    def list_jobs(limit: int = Query(200, ge=1, le=10_000)) -> list[JobView]:
+        return service.list_jobs(limit=limit)
+
+    @router.get("/jobs/{job_id}", response_model=JobView)
+    def get_job(job_id: str) -> JobView:
+        return service.get_job(job_id)
+
+    @router.get("/jobs/{job_id}/metrics")
+    def metrics(job_id: str, since: int = Query(0, ge=0, description="Only points with step > since.")
+                ) -> dict[str, list[tuple[int, float]]]:
+        return service.get_metrics(job_id, since_step=since)
+
+    @router.get("/jobs/{job_id}/samples", response_model=list[SampleView])
+    def samples(job_id: str, since: int = Query(-1, ge=-1, description="Only samples with step > since.")) -> list[SampleView]:
+        return service.get_samples(job_id, since_step=since)
+
+    @router.post("/jobs/{job_id}/cancel", response_model=JobView)
+    def cancel(job_id: str) -> JobView:
+        return service.cancel(job_id)
+
+    @router.post("/jobs/{job_id}/resume", response_model=JobView)
+    def resume(job_id: str) -> JobView:
+        return service.resume(job_id)
+
+    @router.post("/jobs/{job_id}/clone", response_model=JobView, status_code=201)
+    def clone(job_id: str, body: CloneRequest | None = None) -> JobView:
+        return service.clone(job_id, overrides=body.overrides if body else None)
+
+    @router.get("/jobs/{job_id}/checkpoints", response_model=list[CheckpointView])
+    def checkpoints(job_id: str) -> list[CheckpointView]:
+        return service.list_checkpoints(job_id)
+
+    @router.get("/jobs/{job_id}/adapter.zip", response_class=FileResponse)
+    def adapter_zip(job_id: str, step: int | None = Query(None, ge=0)) -> FileResponse:
+        path = service.adapter_zip(job_id, step=step)
+        return FileResponse(path, media_type="application/zip", filename=f"{job_id}-{path.name}")
+
+    @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
+    def log_tail(job_id: str, lines: int = Query(200, ge=1, le=10_000)) -> str:
+        return service.log_tail(job_id, lines=lines)
+
+    @router.post("/jobs/{job_id}/comparisons", response_model=ComparisonView, status_code=202)
+    def request_comparison(job_id: str, body: ComparisonRequest) -> ComparisonView:
+        return service.request_comparison(job_id, step=body.step, prompt=body.prompt, seed=body.seed,
+                                          num_samples=body.num_samples)
+
+    @router.get("/comparisons/{comparison_id}", response_model=ComparisonView)
+    def get_comparison(comparison_id: str) -> ComparisonView:
+        return service.get_comparison(comparison_id)
+
+    return router
+
+
+def split_submission(body: Any) -> dict[str, Any]:
+    """``{"preset", "overrides"}``, ``{"config": {...}}`` (optionally with overrides), or a bare config."""
+    if not isinstance(body, dict):
+        raise SubmissionError("body", f"expected a JSON object (got {type(body).__name__})")
+    if "preset" in body:
+        extra = sorted(set(body) - {"preset", "overrides"})
+        if extra:
+            raise SubmissionError(extra[0], "unknown key beside 'preset' (only 'overrides' is allowed)")
+        return {"preset": body["preset"], "overrides": body.get("overrides")}
+    if "config" in body and set(body) <= {"config", "overrides"}:
+        return {"config": body["config"], "overrides": body.get("overrides")}
+    return {"config": body}

@@ -1,0 +1,1 @@
+"""Alembic migrations of the job store (applied by worker.db.upgrade)."""

@@ -1,0 +1,196 @@
+"""Scale-out: PostgreSQL store + Redis broker + two real `adrpo worker` processes.
+
+Needs PostgreSQL (127.0.0.1:5432, trust auth, user postgres) and Redis (127.0.0.1:6379); scripts/ensure_system.sh
+starts them. Each session gets a fresh database and Redis db 11, both removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from worker.models import Job, Metric
+from worker.settings import Settings
+
+from .conftest import service_data_dir, tiny_digits
+from .malformed import MALFORMED
+
+pytestmark = pytest.mark.services
+
+REPO = Path(__file__).resolve().parents[2]
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/11"
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def database_url():
+    psycopg = pytest.importorskip("psycopg")
+    name = f"adrpo_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({error}); run scripts/ensure_system.sh")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.flushdb()
+    except redis.ConnectionError as error:
+        pytest.skip(f"Redis is not running on 127.0.0.1:6379 ({error}); run scripts/ensure_system.sh")
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+class Workers:
+    """`adrpo worker` processes sharing the PostgreSQL store and the Redis broker."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("ADRPO_")}
+        self.env.update(settings.environment(), PYTHONPATH=str(REPO))
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> subprocess.Popen:
+        log = (self.log_dir / f"worker-{len(self.processes)}.log").open("w")
+        process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "INFO"], cwd=REPO,
+                                   env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def wait_ready(self, celery, count: int) -> None:
+        wait_for(lambda: len(celery.control.ping(timeout=0.5)) >= count, 90, what=f"{count} workers to answer")
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, models_cache, database_url, redis_url):
+    from worker.db import upgrade
+    from worker.service import JobService
+
+    root = tmp_path_factory.mktemp("scale-out")
+    settings = Settings(data_dir=service_data_dir(root, models_cache), database_url=database_url,
+                        broker_url=redis_url, heartbeat_interval_s=0.5, heartbeat_timeout_s=4.0)
+    upgrade(settings.database_url)
+    service = JobService(settings, migrate=False)
+    workers = Workers(settings, root)
+    workers.start()
+    workers.start()
+    try:
+        workers.wait_ready(service.celery, 2)
+        yield service, workers
+    finally:
+        workers.stop()
+        service.close()
+
+
+def wait_finished(service, job_id: str, timeout: float = 120):
+    def done():
+        job = service.get_job(job_id)
+        return job if job.status in ("succeeded", "failed", "cancelled") else None
+
+    return wait_for(done, timeout, what=f"job {job_id} to finish")
+
+
+def assert_every_step_once(service, job_id: str, steps: int) -> None:
+    points = service.get_metrics(job_id)
+    assert points and all([s for s, _ in series] == list(range(1, steps + 1)) for series in points.values())
+    with service.store.session() as session:
+        rows = session.scalar(select(func.count()).select_from(Metric).where(Metric.job_id == job_id))
+    assert rows == steps * len(points)
+
+
+def test_ten_jobs_all_succeed_on_two_workers(cluster):
+    service, _ = cluster
+    jobs = [service.submit(preset="digits-even", overrides=tiny_digits(steps=4, seed=k)) for k in range(10)]
+    finished = [wait_finished(service, job.id) for job in jobs]
+    assert [job.status for job in finished] == ["succeeded"] * 10, [job.error for job in finished]
+    assert len({job.worker for job in finished}) == 2
+    for job in finished:
+        assert_every_step_once(service, job.id, 4)
+
+
+def test_malformed_submissions_are_refused_and_leave_no_row(cluster):
+    from app.server import create_app
+
+    service, _ = cluster
+    with service.store.session() as session:
+        before = session.scalar(select(func.count()).select_from(Job))
+    with TestClient(create_app(service.settings, service=service, studio=False)) as client:
+        for case, body, field in MALFORMED:
+            response = client.post("/api/jobs", json=body)
+            assert 400 <= response.status_code < 500 and response.json()["detail"].startswith(field), case
+    with service.store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == before
+
+
+def long_job(service, steps: int = 300, **extra):
+    overrides = {"steps": steps, "checkpoint_every": 25, "sample_every": 1000, **extra}
+    return service.submit(preset="digits-even", overrides=overrides)
+
+
+def test_cancel_then_resume_continues_from_the_checkpoint(cluster):
+    service, _ = cluster
+    job = long_job(service)
+    wait_for(lambda: service.get_job(job.id).current_step >= 5, 60, what="training to start")
+    service.cancel(job.id)
+    cancelled = wait_finished(service, job.id)
+    assert cancelled.status == "cancelled" and cancelled.current_step < 300
+    assert service.list_checkpoints(job.id)[-1].step == cancelled.current_step
+
+    service.resume(job.id)
+    resumed = wait_finished(service, job.id)
+    assert resumed.status == "succeeded" and resumed.attempts == 2
+    assert f"from step {cancelled.current_step}" in service.log_tail(job.id, 500)
+    assert_every_step_once(service, job.id, 300)
+
+
+def test_a_sigkilled_worker_s_job_is_resumed_by_the_other_worker(cluster):
+    service, workers = cluster
+    job = long_job(service)
+    running = wait_for(lambda: (j := service.get_job(job.id)).current_step >= 40 and j, 90, what="step 40")
+    victim = int(running.worker.rsplit(":", 1)[1])
+    assert victim in [p.pid for p in workers.processes]
+    os.kill(victim, signal.SIGKILL)
+
+    done = wait_finished(service, job.id, timeout=180)
+    assert done.status == "succeeded", done.error
+    assert done.attempts == 2 and done.worker != running.worker
+    log = service.log_tail(job.id, 1000)
+    assert "stopped answering" in log and "resumed from" in log
+    assert_every_step_once(service, job.id, 300)

@@ -1,0 +1,86 @@
+"""Files of a job on disk: run directory, log, checkpoint digests and adapter zips.
+
+Every path handed out is resolved inside the job's run directory (nothing a client sends can point
+elsewhere)."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections import deque
+from pathlib import Path
+
+from adrpo_engine.trainers.base import TRAINER_STATE
+
+LOG_FILE = "job.log"
+EXPORTS = "exports"
+
+
+class ArtifactError(LookupError):
+    """A file the request names does not exist (or is outside the job's directory)."""
+
+
+def inside(run_dir: Path, relative: str | Path) -> Path:
+    """``run_dir / relative`` resolved, refused if it escapes ``run_dir``."""
+    root = run_dir.resolve()
+    path = (root / relative).resolve()
+    if path != root and not path.is_relative_to(root):
+        raise ArtifactError(f"path {str(relative)!r} is outside the job's directory")
+    return path
+
+
+def relative_to_run(run_dir: Path, path: str | Path) -> str:
+    """How the store records a file: relative to the run directory when inside it (portable across
+    machines that mount the artifacts elsewhere), else absolute."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def adapter_files(checkpoint_dir: Path) -> list[Path]:
+    """The files of a checkpoint that make up the adapter (the optimizer/RNG state stays behind)."""
+    return sorted(p for p in checkpoint_dir.iterdir() if p.is_file() and p.name != TRAINER_STATE)
+
+
+def checkpoint_sha256(checkpoint_dir: Path) -> str:
+    """One digest over the adapter files (names and bytes, in name order)."""
+    digest = hashlib.sha256()
+    for path in adapter_files(checkpoint_dir):
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int) -> Path:
+    """``run_dir/exports/adapter-step-NNNNNN.zip`` with the checkpoint's adapter files at the top level
+    (so the unpacked folder loads with PeftModel.from_pretrained / load_lora_weights). Built once."""
+    checkpoint = inside(run_dir, checkpoint_relpath)
+    if not checkpoint.is_dir():
+        raise ArtifactError(f"checkpoint of step {step} is missing on disk ({checkpoint})")
+    target = inside(run_dir, Path(EXPORTS) / f"adapter-step-{step:06d}.zip")
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.tmp")
+    with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for path in adapter_files(checkpoint):
+            archive.write(path, arcname=path.name)
+    staging.replace(target)
+    return target
+
+
+def append_log(run_dir: Path, line: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / LOG_FILE).open("a", encoding="utf-8") as handle:
+        handle.write(line.rstrip("\n") + "\n")
+
+
+def tail(path: Path, lines: int) -> str:
+    if not path.is_file():
+        return ""
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        return "".join(deque(handle, maxlen=max(0, lines)))

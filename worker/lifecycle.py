@@ -1,0 +1,239 @@
+"""Job state transitions in the store, the sink a training task reports through, and the heartbeat.
+
+The database, not the broker, decides who runs a job: a task first *claims* its job with one
+conditional UPDATE (queued -> running, owner = this worker). A duplicate or late delivery of the same
+message (acks_late redelivery after a crash) finds the job not queued and does nothing. A worker that
+dies stops stamping ``heartbeat_at``; any live worker's watchdog then puts the job back to queued and
+enqueues it again, and the next claimant resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import delete, select, update
+
+from adrpo_engine import metrics as M
+from adrpo_engine.progress import Sample
+
+from .artifacts import append_log, checkpoint_sha256, relative_to_run
+from .db import Store
+from .models import Checkpoint, Job, SampleRow, utcnow
+from .queries import forget_after, upsert_metrics
+
+log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
+    """Move a queued job to running, owned by ``worker``; None if it is not queued (someone else has it,
+    it was cancelled, or it is finished)."""
+    now = utcnow()
+    with store.session() as session:
+        claimed = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
+            .values(status="running", worker=worker, heartbeat_at=now, attempts=Job.attempts + 1, error=None,
+                    finished_at=None)
+        ).rowcount
+        if claimed != 1:
+            return None
+        job = session.get(Job, job_id)
+        if job.started_at is None:
+            job.started_at = now
+        return job
+
+
+def finish_job(store: Store, job_id: str, status: str, error: str | None = None, worker: str = WORKER_ID) -> bool:
+    """Record the end of a run this worker owns; False if the job was taken over meanwhile."""
+    with store.session() as session:
+        return session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
+            .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
+        ).rowcount == 1
+
+
+def release_job(store: Store, job_id: str, worker: str = WORKER_ID) -> bool:
+    """Give a running job back to the queue (worker shutting down); the caller re-enqueues it."""
+    with store.session() as session:
+        return session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
+            .values(status="queued", worker=None, heartbeat_at=None)
+        ).rowcount == 1
+
+
+def requeue_stale_jobs(store: Store, timeout_s: float, artifacts_dir: Path) -> list[str]:
+    """Running jobs whose heartbeat is older than ``timeout_s`` go back to queued (or to cancelled, if a
+    cancel was pending). Returns the ids to enqueue again."""
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    requeued = []
+    with store.session() as session:
+        stale = session.execute(
+            select(Job.id, Job.worker, Job.heartbeat_at, Job.cancel_requested)
+            .where(Job.status == "running", Job.heartbeat_at < cutoff)
+        ).all()
+        for job_id, worker, beat, cancel in stale:
+            status = "cancelled" if cancel else "queued"
+            changed = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.heartbeat_at == beat)
+                .values(status=status, worker=None, heartbeat_at=None,
+                        finished_at=utcnow() if cancel else None)
+            ).rowcount
+            if changed == 1:
+                append_log(artifacts_dir / job_id, f"{_stamp()} worker {worker} stopped answering; job {status}")
+                if status == "queued":
+                    requeued.append(job_id)
+    return requeued
+
+
+def _stamp() -> str:
+    return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+class StoreSink:
+    """The engine's ProgressSink writing to the job store: one transaction per step (metrics + progress +
+    heartbeat), samples and checkpoint rows as they come, log lines to the run directory's job.log.
+
+    ``should_stop`` reads the job row: a cancel request, or the job no longer being ours (the watchdog
+    gave it away), or ``interrupted()`` (the worker is shutting down) stops training after this step."""
+
+    def __init__(self, store: Store, job_id: str, run_dir: Path, worker: str = WORKER_ID,
+                 interrupted: Callable[[], bool] = lambda: False) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.run_dir = run_dir
+        self.worker = worker
+        self.interrupted = interrupted
+        self.stop_reason: str | None = None  # "cancel" | "lost" | "shutdown"
+        self._last_step_at: float | None = None
+        self._seconds_per_step: float | None = None
+
+    def on_start(self, total_steps: int, start_step: int) -> None:
+        with self.store.session() as session:
+            forget_after(session, self.job_id, start_step)
+            session.execute(delete(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step > start_step))
+            session.execute(update(Job).where(Job.id == self.job_id)
+                            .values(current_step=start_step, total_steps=total_steps, heartbeat_at=utcnow()))
+        where = f"from step {start_step}" if start_step else "from the start"
+        self.on_log(f"training {total_steps} steps {where} on {self.worker}")
+        self._last_step_at = time.monotonic()
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self._update_speed()
+        reward = metrics.get(M.REWARD_MEAN)
+        values = {"current_step": step, "heartbeat_at": utcnow(), "seconds_per_step": self._seconds_per_step}
+        if reward is not None and math.isfinite(reward):
+            values["latest_reward"] = float(reward)
+        with self.store.session() as session:
+            upsert_metrics(session, self.job_id, step, metrics)
+            session.execute(update(Job).where(Job.id == self.job_id).values(**values))
+
+    def _update_speed(self) -> None:
+        # Wall time between steps (sampling and checkpoints included): what the ETA should use.
+        now = time.monotonic()
+        if self._last_step_at is not None:
+            elapsed = now - self._last_step_at
+            previous = self._seconds_per_step
+            self._seconds_per_step = elapsed if previous is None else 0.8 * previous + 0.2 * elapsed
+        self._last_step_at = now
+
+    def on_samples(self, step: int, samples: list[Sample]) -> None:
+        with self.store.session() as session:
+            session.execute(delete(SampleRow).where(
+                SampleRow.job_id == self.job_id, SampleRow.comparison_id.is_(None), SampleRow.step == step))
+            session.add_all(sample_rows(self.job_id, self.run_dir, samples, step=step))
+
+    def on_checkpoint(self, step: int, path: Path) -> None:
+        digest = checkpoint_sha256(path)
+        with self.store.session() as session:
+            session.execute(delete(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step))
+            session.add(Checkpoint(job_id=self.job_id, step=step, path=relative_to_run(self.run_dir, path), sha256=digest))
+        self.on_log(f"checkpoint step {step} sha256 {digest[:12]}")
+
+    def on_log(self, message: str) -> None:
+        append_log(self.run_dir, f"{_stamp()} {message}")
+
+    def should_stop(self) -> bool:
+        with self.store.session() as session:
+            row = session.execute(
+                select(Job.cancel_requested, Job.worker, Job.status).where(Job.id == self.job_id)
+            ).one_or_none()
+        if row is None or row.worker != self.worker or row.status != "running":
+            self.stop_reason = "lost"
+        elif row.cancel_requested:
+            self.stop_reason = "cancel"
+        elif self.interrupted():
+            self.stop_reason = "shutdown"
+        return self.stop_reason is not None
+
+
+def sample_rows(job_id: str, run_dir: Path, samples: list[Sample], step: int | None = None,
+                comparison_id: str | None = None) -> list[SampleRow]:
+    rows = []
+    for sample in samples:
+        image = None
+        if sample.image_path:
+            image = relative_to_run(run_dir, run_dir / sample.image_path)
+        rows.append(SampleRow(
+            job_id=job_id, comparison_id=comparison_id, step=sample.step if step is None else step,
+            role=sample.role, prompt=sample.prompt, seed=sample.seed, kind=sample.kind, text=sample.text,
+            image_path=image, reward=None if sample.reward is None or not math.isfinite(sample.reward) else float(sample.reward),
+        ))
+    return rows
+
+
+class Heartbeat(threading.Thread):
+    """A worker's background thread: stamps the job this worker runs, re-queues jobs of vanished
+    workers, and stops the worker if the process that started it (``adrpo serve``) is gone."""
+
+    def __init__(self, store: Store, interval_s: float, timeout_s: float, artifacts_dir: Path,
+                 enqueue: Callable[[str], None], on_orphaned: Callable[[], None] | None = None,
+                 parent_pid: int | None = None, worker: str = WORKER_ID) -> None:
+        super().__init__(name="adrpo-heartbeat", daemon=True)
+        self.store = store
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.artifacts_dir = artifacts_dir
+        self.enqueue = enqueue
+        self.on_orphaned = on_orphaned
+        self.parent_pid = parent_pid
+        self.worker = worker
+        self.current_job: str | None = None
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.beat()
+                for job_id in requeue_stale_jobs(self.store, self.timeout_s, self.artifacts_dir):
+                    log.warning("re-queueing job %s: its worker stopped answering", job_id)
+                    self.enqueue(job_id)
+            except Exception:  # a database hiccup must not kill the heartbeat thread
+                log.exception("heartbeat failed")
+            if self.parent_pid is not None and os.getppid() != self.parent_pid and self.on_orphaned:
+                log.warning("parent process %s is gone; stopping", self.parent_pid)
+                self.on_orphaned()
+                self.parent_pid = None
+
+    def beat(self) -> None:
+        job_id = self.current_job
+        if job_id is None:
+            return
+        with self.store.session() as session:
+            session.execute(update(Job).where(Job.id == job_id, Job.worker == self.worker)
+                            .values(heartbeat_at=utcnow()))

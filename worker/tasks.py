@@ -1,0 +1,198 @@
+"""Celery tasks: train a job, generate a comparison, export an adapter zip.
+
+Each task reads and writes the job store; its return value is informational only (no result backend).
+The worker process's settings come from the environment (``adrpo worker`` / ``adrpo serve`` set it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from celery.signals import worker_shutting_down
+from sqlalchemy import select, update
+
+from adrpo_engine.config import ConfigError, validate_config
+
+from .artifacts import append_log, build_adapter_zip
+from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_JOB, celery_app, configure
+from .db import Store
+from .lifecycle import WORKER_ID, Heartbeat, StoreSink, claim_job, finish_job, release_job, sample_rows
+from .models import Checkpoint, Comparison, Job, utcnow
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    store: Store
+    shutting_down: threading.Event = field(default_factory=threading.Event)
+    heartbeat: Heartbeat | None = None
+
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def init_worker(settings: Settings | None = None) -> WorkerContext:
+    """Settings and store of this worker process (configures the Celery app too)."""
+    global _context
+    with _context_lock:
+        if _context is None or settings is not None:
+            settings = settings or Settings()
+            configure(celery_app, settings)
+            _context = WorkerContext(settings=settings, store=Store(settings.database_url))
+        return _context
+
+
+def context() -> WorkerContext:
+    return _context or init_worker()
+
+
+@worker_shutting_down.connect
+def _note_shutdown(**_kwargs) -> None:
+    # A warm shutdown waits for the running task: make training stop after its current step instead.
+    if _context is not None:
+        _context.shutting_down.set()
+
+
+def enqueue_job(job_id: str) -> None:
+    celery_app.send_task(RUN_JOB, args=[job_id])
+
+
+@celery_app.task(name=RUN_JOB, acks_late=True, reject_on_worker_lost=True)
+def run_job(job_id: str) -> str:
+    return train_job(context(), job_id)
+
+
+def train_job(ctx: WorkerContext, job_id: str) -> str:
+    """Claim, train (resuming from the last checkpoint), and record the outcome of one job."""
+    job = claim_job(ctx.store, job_id)
+    if job is None:
+        return "skipped"
+    run_dir = ctx.settings.run_dir(job_id)
+    if ctx.heartbeat is not None:
+        ctx.heartbeat.current_job = job_id
+    sink = StoreSink(ctx.store, job_id, run_dir, interrupted=ctx.shutting_down.is_set)
+    try:
+        return _train(ctx, job, run_dir, sink)
+    finally:
+        if ctx.heartbeat is not None:
+            ctx.heartbeat.current_job = None
+
+
+def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
+    from adrpo_engine.runner import train
+    from adrpo_engine.trainers.base import TrainingError
+
+    try:
+        config = validate_config(job.config)
+        result = train(config, run_dir, sink, resume=True)
+    except (TrainingError, ConfigError) as error:
+        return _fail(ctx, job.id, run_dir, str(error))
+    except Exception as error:  # anything else still ends the job as failed, with the reason
+        append_log(run_dir, traceback.format_exc())
+        return _fail(ctx, job.id, run_dir, describe_failure(error))
+    if result.status == "succeeded":
+        finish_job(ctx.store, job.id, "succeeded")
+        return "succeeded"
+    if sink.stop_reason == "cancel":
+        finish_job(ctx.store, job.id, "cancelled")
+        return "cancelled"
+    if sink.stop_reason == "shutdown" and release_job(ctx.store, job.id):
+        sink.on_log(f"worker shutting down after step {result.last_step}; job queued to resume")
+        enqueue_job(job.id)
+        return "released"
+    return "lost"
+
+
+def _fail(ctx: WorkerContext, job_id: str, run_dir: Path, message: str) -> str:
+    append_log(run_dir, f"failed: {message}")
+    finish_job(ctx.store, job_id, "failed", error=message)
+    return "failed"
+
+
+def describe_failure(error: BaseException) -> str:
+    """A readable one-line reason for a failed job."""
+    import torch
+
+    if isinstance(error, torch.cuda.OutOfMemoryError) or isinstance(error, MemoryError):
+        return ("out of memory: lower group_size or prompts_per_step, raise grad_accum, or use a smaller model "
+                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+    if isinstance(error, OSError) and "offline" in str(error).lower():
+        return f"model not available offline: {error}"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first_line}"[:2000]
+
+
+@celery_app.task(name=RUN_COMPARISON, acks_late=True, reject_on_worker_lost=True)
+def run_comparison(comparison_id: str) -> str:
+    return generate_comparison(context(), comparison_id)
+
+
+def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
+    """Reference vs the adapter of the chosen checkpoint on the same prompt and seed."""
+    from adrpo_engine.runner import compare
+
+    with ctx.store.session() as session:
+        row = session.get(Comparison, comparison_id)
+        if row is None or row.status not in ("queued", "running"):
+            return "skipped"
+        row.status = "running"
+        job = session.get(Job, row.job_id)
+        checkpoint = _checkpoint_for(session, row.job_id, row.step)
+        prompt, seed, count, job_id, config_data = row.prompt, row.seed, row.num_samples, row.job_id, job.config
+    run_dir = ctx.settings.run_dir(job_id)
+    try:
+        config = validate_config(config_data)
+        adapter_dir = run_dir / checkpoint.path if checkpoint is not None else None
+        out_dir = run_dir / "comparisons" / comparison_id
+        samples = compare(config, adapter_dir, prompt, seed, count, out_dir)
+    except Exception as error:
+        append_log(run_dir, f"comparison {comparison_id} failed: {traceback.format_exc()}")
+        _end_comparison(ctx, comparison_id, "failed", describe_failure(error))
+        return "failed"
+    step = checkpoint.step if checkpoint is not None else 0
+    with ctx.store.session() as session:
+        session.add_all(sample_rows(job_id, run_dir, samples, step=step, comparison_id=comparison_id))
+        session.execute(update(Comparison).where(Comparison.id == comparison_id)
+                        .values(status="succeeded", step=step, finished_at=utcnow()))
+    return "succeeded"
+
+
+def _checkpoint_for(session, job_id: str, step: int | None) -> Checkpoint | None:
+    query = select(Checkpoint).where(Checkpoint.job_id == job_id)
+    query = query.where(Checkpoint.step == step) if step is not None else query.order_by(Checkpoint.step.desc())
+    return session.scalars(query.limit(1)).first()
+
+
+def _end_comparison(ctx: WorkerContext, comparison_id: str, status: str, error: str | None) -> None:
+    with ctx.store.session() as session:
+        session.execute(update(Comparison).where(Comparison.id == comparison_id)
+                        .values(status=status, error=error, finished_at=utcnow()))
+
+
+@celery_app.task(name=EXPORT_ADAPTER, acks_late=True)
+def export_adapter(job_id: str, step: int | None = None) -> str:
+    """Build the adapter zip on a worker (when the web process does not see the artifacts path)."""
+    ctx = context()
+    with ctx.store.session() as session:
+        checkpoint = _checkpoint_for(session, job_id, step)
+    if checkpoint is None:
+        return "no checkpoint"
+    return str(build_adapter_zip(ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step))
+
+
+def start_heartbeat(ctx: WorkerContext, parent_pid: int | None = None, on_orphaned=None) -> Heartbeat:
+    heartbeat = Heartbeat(
+        ctx.store, ctx.settings.heartbeat_interval_s, ctx.settings.heartbeat_timeout_s, ctx.settings.artifacts_dir,
+        enqueue=enqueue_job, parent_pid=parent_pid, on_orphaned=on_orphaned, worker=WORKER_ID,
+    )
+    ctx.heartbeat = heartbeat
+    heartbeat.start()
+    return heartbeat

@@ -1,0 +1,174 @@
+"""Checks a submission needs beyond the config schema: names the schema cannot know (presets, built-in
+models and prompt sources, registered rewards), path tricks in names, oversized payloads, no prompts.
+
+Every failure is a :class:`SubmissionError` whose ``str()`` is one line naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, validate_config
+from adrpo_engine.presets import PRESETS
+
+# Built-in models by kind: the loaders in adrpo_engine/models accept exactly these.
+BUILTIN_MODELS = {"llm": ("builtin:tiny-lm",), "flow": ("builtin:digits-flow", "builtin:tiny-sd3")}
+BUILTIN_PROMPT_SOURCES = ("builtin:tiny-lm-task", "builtin:t2i-prompts")
+# A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
+USER_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
+MAX_SUBMISSION_BYTES = 256 * 1024
+MAX_INLINE_PROMPTS = 10_000
+MAX_OVERRIDES = 200
+
+
+class SubmissionError(ValueError):
+    """A refused submission; ``field`` is the dotted config key at fault (or 'config'/'preset')."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def from_config_error(error: ConfigError) -> SubmissionError:
+    """The engine's (possibly multi-line, 'field: message' per line) error as one SubmissionError."""
+    lines = [line for line in str(error).splitlines() if line.strip()] or ["config: invalid"]
+    field, _, message = lines[0].partition(": ")
+    if not message:
+        field, message = "config", field
+    if field == "config":
+        # Cross-field checks have no location; they start with the key they are about ("a_min (0.5) must ...").
+        first_word = re.split(r"[\s(]", message, maxsplit=1)[0]
+        if first_word in JobConfig.model_fields:
+            field = first_word
+    rest = "; ".join(lines[1:])
+    return SubmissionError(field, message + (f"; {rest}" if rest else ""))
+
+
+def resolve_submission(
+    config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None
+) -> JobConfig:
+    """The validated JobConfig of a submission (a full config, or a preset plus dotted overrides)."""
+    if (config is None) == (preset is None):
+        raise SubmissionError("config", "give either a full job config or a preset name (not both)")
+    _check_size(config if config is not None else {"preset": preset, "overrides": overrides})
+    if preset is not None:
+        base = _preset_base(preset)
+        if overrides is not None and not isinstance(overrides, dict):
+            raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
+        if overrides and len(overrides) > MAX_OVERRIDES:
+            raise SubmissionError("overrides", f"at most {MAX_OVERRIDES} keys")
+        data = _apply(base, overrides or {})
+    else:
+        if not isinstance(config, dict):
+            raise SubmissionError("config", f"expected a mapping of keys to values (got {type(config).__name__})")
+        if overrides is not None and not isinstance(overrides, dict):
+            raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
+        data = _apply(config, overrides or {})
+    try:
+        job = validate_config(data)
+    except ConfigError as error:
+        raise from_config_error(error) from None
+    check_job(job)
+    return job
+
+
+def _preset_base(preset: Any) -> dict[str, Any]:
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise SubmissionError("preset", f"unknown preset {preset!r} (choose from {', '.join(sorted(PRESETS))})")
+    return PRESETS[preset].config
+
+
+def _apply(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    for key in overrides:
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+            raise SubmissionError("overrides", f"bad key {key!r}: expected a dotted key such as lora.rank")
+    try:
+        return apply_overrides(base, overrides)
+    except ConfigError as error:
+        raise from_config_error(error) from None
+
+
+def _check_size(payload: Any) -> None:
+    try:
+        size = len(json.dumps(payload, default=str))
+    except (TypeError, ValueError):
+        raise SubmissionError("config", "must be JSON-serialisable") from None
+    if size > MAX_SUBMISSION_BYTES:
+        raise SubmissionError("config", f"submission is {size} bytes; at most {MAX_SUBMISSION_BYTES}")
+
+
+def check_job(job: JobConfig) -> None:
+    """Raise SubmissionError for a schema-valid config the workers could not run."""
+    _check_model(job)
+    _check_rewards(job)
+    _check_prompts(job)
+
+
+def _check_model(job: JobConfig) -> None:
+    name = job.model.name_or_path
+    if name.startswith("builtin:"):
+        allowed = BUILTIN_MODELS[job.kind]
+        if name not in allowed:
+            raise SubmissionError(
+                "model.name_or_path", f"unknown built-in {job.kind} model {name!r} (choose from {', '.join(allowed)})"
+            )
+        return
+    if _looks_like_path(name):
+        _reject_path_tricks("model.name_or_path", name)
+        return
+    if not HUB_ID.fullmatch(name) or ".." in name or "--" in name:
+        raise SubmissionError(
+            "model.name_or_path",
+            f"{name!r} is neither a built-in model, a hub id like 'org/name', nor an absolute local path",
+        )
+
+
+def _check_rewards(job: JobConfig) -> None:
+    from adrpo_engine.rewards import available_rewards
+
+    expected = "text" if job.kind == "llm" else "image"
+    registered = {reward.name: reward.kind for reward in available_rewards()}
+    for index, spec in enumerate(job.rewards):
+        field = f"rewards.{index}.name"
+        if spec.name in registered:
+            if registered[spec.name] != expected:
+                raise SubmissionError(field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model")
+            continue
+        if not USER_FUNCTION.fullmatch(spec.name):
+            names = ", ".join(sorted(n for n, k in registered.items() if k == expected))
+            raise SubmissionError(field, f"unknown reward {spec.name!r} (choose from {names}, or 'module:function')")
+        if len(json.dumps(spec.options, default=str)) > 16 * 1024:
+            raise SubmissionError(f"rewards.{index}.options", "at most 16 KiB of options")
+
+
+def _check_prompts(job: JobConfig) -> None:
+    prompts = job.prompts
+    if not (prompts.texts or prompts.file or prompts.dataset):
+        raise SubmissionError("prompts", "the job has no prompts: give prompts.texts, prompts.file or prompts.dataset")
+    if len(prompts.texts) > MAX_INLINE_PROMPTS:
+        raise SubmissionError("prompts.texts", f"at most {MAX_INLINE_PROMPTS} inline prompts (use prompts.file)")
+    if prompts.texts and not any(text.strip() for text in prompts.texts):
+        raise SubmissionError("prompts.texts", "every prompt is empty")
+    for field, value in (("prompts.file", prompts.file), ("prompts.dataset", prompts.dataset)):
+        if value is None:
+            continue
+        if value.startswith("builtin:"):
+            if value not in BUILTIN_PROMPT_SOURCES:
+                raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(BUILTIN_PROMPT_SOURCES)})")
+        elif _looks_like_path(value) or field == "prompts.file":
+            _reject_path_tricks(field, value)
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1
+
+
+def _reject_path_tricks(field: str, value: str) -> None:
+    parts = re.split(r"[\\/]", value)
+    if ".." in parts or value.startswith("~") or "\x00" in value:
+        raise SubmissionError(field, f"{value!r}: '..', '~' and NUL are not allowed in paths; give an absolute path")
+    if not value.startswith("/"):
+        raise SubmissionError(field, f"{value!r}: local paths must be absolute (the worker's working directory is not yours)")

@@ -1,0 +1,103 @@
+"""What the service returns to the API and the studio (pydantic models, detached from the database)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from .models import Checkpoint, Comparison, Job, SampleRow
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything the service stores is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+class JobView(BaseModel):
+    id: str
+    name: str
+    kind: Literal["llm", "flow"]
+    algorithm: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    preset: str | None
+    config: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    current_step: int
+    total_steps: int
+    latest_reward: float | None
+    eta_seconds: float | None
+    error: str | None
+    cancel_requested: bool = False
+    attempts: int = 0
+    worker: str | None = None
+    parent_id: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        eta = None
+        if job.status == "running" and job.seconds_per_step is not None:
+            eta = max(0.0, (job.total_steps - job.current_step) * job.seconds_per_step)
+        return cls(
+            id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=job.status,
+            preset=job.preset, config=job.config, created_at=as_utc(job.created_at),
+            started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
+            current_step=job.current_step, total_steps=job.total_steps, latest_reward=job.latest_reward,
+            eta_seconds=eta, error=job.error, cancel_requested=job.cancel_requested, attempts=job.attempts,
+            worker=job.worker, parent_id=job.parent_id,
+        )
+
+
+class SampleView(BaseModel):
+    step: int
+    role: Literal["policy", "reference"]
+    prompt: str
+    seed: int
+    kind: Literal["text", "image"]
+    text: str | None
+    image_path: str | None  # absolute
+    reward: float | None
+
+    @classmethod
+    def of(cls, row: SampleRow, run_dir: Path) -> SampleView:
+        image = str((run_dir / row.image_path).resolve()) if row.image_path else None
+        return cls(step=row.step, role=row.role, prompt=row.prompt, seed=row.seed, kind=row.kind,
+                   text=row.text, image_path=image, reward=row.reward)
+
+
+class CheckpointView(BaseModel):
+    step: int
+    path: str  # absolute
+    sha256: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Checkpoint, run_dir: Path) -> CheckpointView:
+        return cls(step=row.step, path=str((run_dir / row.path).resolve()), sha256=row.sha256,
+                   created_at=as_utc(row.created_at))
+
+
+class ComparisonView(BaseModel):
+    id: str
+    job_id: str
+    step: int | None
+    prompt: str
+    seed: int
+    num_samples: int
+    status: Literal["queued", "running", "succeeded", "failed"]
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    samples: list[SampleView]
+
+    @classmethod
+    def of(cls, row: Comparison, samples: list[SampleView]) -> ComparisonView:
+        return cls(id=row.id, job_id=row.job_id, step=row.step, prompt=row.prompt, seed=row.seed,
+                   num_samples=row.num_samples, status=row.status, error=row.error,
+                   created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at), samples=samples)
