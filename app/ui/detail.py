@@ -39,7 +39,7 @@ class DetailTab:
     job: gr.Dropdown
     header: gr.Markdown
     smoothing: gr.Slider
-    plots: dict[str, gr.LinePlot]
+    plots: dict[str, gr.Plot]
     sample_step: gr.Dropdown
     reference_gallery: gr.Gallery
     policy_gallery: gr.Gallery
@@ -138,10 +138,9 @@ def build_detail_tab(service: Any) -> DetailTab:
                      text_samples, config, log, checkpoints, state, timer)
 
 
-def _line_plot(title: str, key: str) -> gr.LinePlot:
-    return gr.LinePlot(plots.typed_frame([]), x="step", y="value", color="series",
-                       title=title, height=240, elem_id=f"detail-plot-{key}", show_label=False,
-                       color_title="", x_title="step", y_title="")
+def _line_plot(title: str, key: str) -> gr.Plot:
+    return gr.Plot(plots.curve_figure(plots.typed_frame([]), title), show_label=False, format="png",
+                   elem_id=f"detail-plot-{key}", elem_classes=["curve"])
 
 
 def wire_detail_tab(tab: DetailTab, service: Any) -> None:
@@ -156,7 +155,7 @@ def wire_detail_tab(tab: DetailTab, service: Any) -> None:
         return poll_job(service, job_id, smoothing, step, DetailState())
 
     def redraw(smoothing: float, state: DetailState) -> list[Any]:
-        return [plots.panel_frame(state.points, panel, smoothing) for panel in plots.panels_for(state.kind)]
+        return curve_figures(state.points, state.kind, smoothing)
 
     def show_step(step: Any, state: DetailState) -> list[Any]:
         return sample_outputs(state, _as_step(step))
@@ -193,8 +192,7 @@ def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, stat
     state.finished = job.status in TERMINAL  # this poll ran after the end: nothing more will come
 
     changed_points = switched or any(new_points.values())
-    curves = ([gr.update(value=plots.panel_frame(state.points, p, smoothing), title=p.title)
-               for p in plots.panels_for(job.kind)] if changed_points else [gr.skip()] * 5)
+    curves = curve_figures(state.points, job.kind, smoothing) if changed_points else [gr.skip()] * 5
     steps = sample_steps(state.samples)
     chosen = _as_step(step)
     if switched or chosen not in steps:
@@ -208,6 +206,11 @@ def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, stat
     state.checkpoints = checkpoint_steps
     return [job_status_line(job), *curves, step_choice, *samples_out, config_text,
             service.log_tail(job_id, 200), checkpoints, state]
+
+
+def curve_figures(points: plots.Points, kind: str, smoothing: float) -> list[Any]:
+    return [plots.curve_figure(plots.panel_frame(points, panel, smoothing), panel.title)
+            for panel in plots.panels_for(kind)]
 
 
 def sample_outputs(state: DetailState, step: int | None) -> list[Any]:

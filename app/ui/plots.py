@@ -1,9 +1,10 @@
 """Curves and Pareto plots from metric points, with no Gradio import (tested as pure functions).
 
-Points come from ``JobService.get_metrics``: ``{name: [(step, value), ...]}`` sorted by step. Live
-curves are long-format DataFrames (step, value, series) for Gradio's native LinePlot; the Pareto view
-(one trajectory per run in the reward-vs-diversity and reward-vs-divergence planes) is a matplotlib
-figure, because its lines must join points in step order, not sorted by x.
+Points come from ``JobService.get_metrics``: ``{name: [(step, value), ...]}`` sorted by step. Curves
+are long-format DataFrames (step, value, series) drawn as matplotlib figures: Gradio 6.31's native
+LinePlot collapses when a visible chart is updated with growing data (seen in Chromium), and a live
+chart is exactly that. The Pareto view (one trajectory per run in the reward-vs-diversity and
+reward-vs-divergence planes) joins points in step order, not sorted by x.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ matplotlib.use("Agg")  # the web process has no display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from adrpo_engine import metrics as M  # noqa: E402
 
@@ -95,6 +97,29 @@ def panel_frame(points: Points, panel: Panel, smoothing: float = 0.0, label: str
             smooth = ema([v for _, v in values], smoothing)
             rows += [(s, v, f"{series} (EMA)") for (s, _), v in zip(values, smooth)]
     return typed_frame(rows)
+
+
+def curve_figure(frame: pd.DataFrame, title: str, legend_title: str | None = None) -> Figure:
+    """One chart of (step, value, series) rows: a line per series; "(EMA)" series drawn bold over
+    their lighter raw series."""
+    figure, axes = plt.subplots(figsize=(4.6, 2.8), dpi=100)
+    raw_alpha = 0.35 if frame["series"].str.endswith("(EMA)").any() else 0.95
+    for series, rows in frame.groupby("series", sort=False):
+        smooth = str(series).endswith("(EMA)")
+        axes.plot(rows["step"], rows["value"], linewidth=2.0 if smooth else 1.2,
+                  alpha=0.95 if smooth else raw_alpha, label=str(series))
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel("step", fontsize=8)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    axes.tick_params(labelsize=8)
+    axes.grid(alpha=0.3)
+    if frame.empty:
+        axes.text(0.5, 0.5, "no points yet", ha="center", va="center", transform=axes.transAxes, color="gray")
+    else:
+        axes.legend(fontsize=7, loc="best", title=legend_title, title_fontsize=7)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
 
 
 def overlay_frame(runs: Mapping[str, Points], metric: str, smoothing: float = 0.0) -> pd.DataFrame:

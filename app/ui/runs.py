@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
-import pandas as pd
 
 from adrpo_engine import metrics as M
 
@@ -21,7 +20,7 @@ class RunsTab:
     metric: gr.Dropdown
     smoothing: gr.Slider
     refresh: gr.Button
-    overlay: gr.LinePlot
+    overlay: gr.Plot
     diversity_plot: gr.Plot
     divergence_plot: gr.Plot
     note: gr.Markdown
@@ -36,11 +35,11 @@ def build_runs_tab() -> RunsTab:
         smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA)", scale=2)
         refresh = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     note = gr.Markdown("", elem_id="runs-note")
-    overlay = gr.LinePlot(plots.typed_frame([]), x="step", y="value", color="series",
-                          title=M.REWARD_MEAN, height=300, elem_id="runs-overlay", color_title="run")
+    overlay = gr.Plot(plots.curve_figure(plots.typed_frame([]), M.REWARD_MEAN), show_label=False, format="png",
+                      elem_id="runs-overlay")
     with gr.Row():
-        diversity_plot = gr.Plot(label="Reward vs diversity", elem_id="runs-pareto-diversity")
-        divergence_plot = gr.Plot(label="Reward vs KL / W2", elem_id="runs-pareto-divergence")
+        diversity_plot = gr.Plot(label="Reward vs diversity", format="png", elem_id="runs-pareto-diversity")
+        divergence_plot = gr.Plot(label="Reward vs KL / W2", format="png", elem_id="runs-pareto-divergence")
     return RunsTab(jobs, metric, smoothing, refresh, overlay, diversity_plot, divergence_plot, note)
 
 
@@ -66,7 +65,7 @@ def wire_runs_tab(tab: RunsTab, service: Any) -> None:
             note = f"{len(runs)} run(s)."
         names = plots.metric_names(runs.values()) or list(M.PLOTTED)
         metric = metric or M.REWARD_MEAN
-        return [gr.update(value=plots.overlay_frame(runs, metric, smoothing), title=metric),
+        return [plots.curve_figure(plots.overlay_frame(runs, metric, smoothing), metric, legend_title="run"),
                 plots.pareto_figure(runs, "diversity", smoothing),
                 plots.pareto_figure(runs, "divergence", smoothing),
                 gr.update(choices=names, value=metric), note]

@@ -69,13 +69,20 @@ def _wire_launch(launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdown, compare_jo
     def on_launch(base: dict[str, Any] | None, *args: Any) -> list[Any]:
         job_id, message = submit_form(service, base, values_of(args))
         if job_id is None:
-            return [message, "", gr.skip(), gr.skip(), gr.skip()]
-        choices = job_choices(service.list_jobs())
-        return ["", message, gr.Tabs(selected="detail"),
-                gr.update(choices=choices, value=job_id), gr.update(choices=choices, value=job_id)]
+            return [message, "", gr.skip(), None]
+        return ["", message, gr.Tabs(selected="detail"), job_id]
 
+    def open_launched(job_id: str | None) -> list[Any]:
+        # A second step, after the tab switch: charts first drawn inside a hidden tab stay collapsed.
+        if not job_id:
+            return [gr.skip(), gr.skip()]
+        choices = job_choices(service.list_jobs())
+        return [gr.update(choices=choices, value=job_id), gr.update(choices=choices, value=job_id)]
+
+    launched = gr.State(None)
     launch.launch.click(on_launch, inputs=[launch.base, *launch.inputs()],
-                        outputs=[launch.errors, launch.result, tabs, detail_job, compare_job], api_name="launch")
+                        outputs=[launch.errors, launch.result, tabs, launched], api_name="launch").then(
+        open_launched, inputs=launched, outputs=[detail_job, compare_job], show_progress="hidden")
 
 
 def _wire_cross_tab(jobs: Any, launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdown, compare_job: gr.Dropdown,

@@ -57,13 +57,14 @@ def share_model_cache(data_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_studio(data_dir: Path, auth: tuple[str, str] | None = None) -> Iterator[Studio]:
+def running_studio(data_dir: Path, auth: tuple[str, str] | None = None, worker: bool = True) -> Iterator[Studio]:
+    """``worker=False`` serves the API and studio only (enough for tests that train nothing)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     share_model_cache(data_dir)
     port = free_port()
     log_path = data_dir / "server.log"
     command = [sys.executable, "-c", "from app.cli import main; main()", "serve", "--host", "127.0.0.1",
-               "--port", str(port)]
+               "--port", str(port), "--worker" if worker else "--no-worker"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=server_env(data_dir, auth), stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)

@@ -80,3 +80,15 @@ def test_frames_are_numeric_even_when_empty():
     empty = plots.panel_frame({}, plots.panels_for("flow")[0])
     assert str(empty["step"].dtype) == "int64" and str(empty["value"].dtype) == "float64"
     assert str(plots.overlay_frame({}, M.REWARD_MEAN)["step"].dtype) == "int64"
+
+
+def test_curve_figure_draws_a_line_per_series_with_the_ema_on_top():
+    reward = plots.panels_for("flow")[0]
+    frame = plots.panel_frame({M.REWARD_MEAN: [(1, 0.1), (2, 0.3), (3, 0.2)]}, reward, smoothing=0.5)
+    axes = plots.curve_figure(frame, reward.title).axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert set(lines) == {"reward/mean", "reward/mean (EMA)"}
+    assert list(lines["reward/mean"].get_xdata()) == [1, 2, 3]
+    assert lines["reward/mean (EMA)"].get_linewidth() > lines["reward/mean"].get_linewidth()
+    empty = plots.curve_figure(plots.typed_frame([]), "Loss").axes[0]
+    assert empty.get_title() == "Loss" and empty.texts[0].get_text() == "no points yet"

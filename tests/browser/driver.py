@@ -56,9 +56,9 @@ def wait_for_status(page, status: str, timeout_ms: int = TRAIN_TIMEOUT_MS) -> No
 
 
 def curves_drawn(page) -> int:
-    """How many live charts have drawn something (Vega renders to a canvas or an svg)."""
-    page.locator("#detail-plot-reward canvas, #detail-plot-reward svg").first.wait_for()
-    return sum(page.locator(f"#detail-plot-{key} canvas, #detail-plot-{key} svg").count() > 0
+    """How many live charts show an image (matplotlib figures arrive as PNGs)."""
+    page.locator("#detail-plot-reward img").first.wait_for()
+    return sum(page.locator(f"#detail-plot-{key} img").count() > 0
                for key in ("reward", "divergence", "beta", "spread", "loss"))
 
 
@@ -106,7 +106,7 @@ def show_runs(page) -> None:
         dropdown.click()
         page.get_by_role("option").nth(0).click()
     page.keyboard.press("Escape")
-    page.locator("#runs-pareto-diversity img, #runs-pareto-diversity svg, #runs-pareto-diversity canvas").first.wait_for()
+    page.locator("#runs-pareto-diversity img").first.wait_for()
 
 
 def screenshot(page, folder: Path, name: str) -> Path:

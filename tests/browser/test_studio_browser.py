@@ -18,6 +18,7 @@ pytestmark = [
 ]
 pytest.importorskip("app.server", reason="needs the job service (branch svc)")
 pytest.importorskip("playwright.sync_api")
+from playwright.sync_api import expect  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts" / "studio"
 DEMO_STEPS = 20  # digits-even logs samples and a checkpoint at its last step
@@ -49,7 +50,7 @@ def test_newcomer_launches_watches_compares_and_downloads(tmp_path):
         driver.screenshot(page, ARTIFACTS, "compare")
 
         driver.open_tab(page, "Jobs")
-        page.locator("#jobs-table").get_by_text("succeeded").first.wait_for()
+        expect(page.locator("#jobs-table")).to_contain_text("succeeded")
         driver.screenshot(page, ARTIFACTS, "jobs")
         driver.show_runs(page)
         driver.screenshot(page, ARTIFACTS, "runs")
@@ -57,12 +58,12 @@ def test_newcomer_launches_watches_compares_and_downloads(tmp_path):
         # A reload keeps nothing in the tab: the page re-attaches to the job from the service.
         page.reload()
         driver.open_tab(page, "Jobs")
-        page.locator("#jobs-table").get_by_text("succeeded").first.wait_for()
+        expect(page.locator("#jobs-table")).to_contain_text("succeeded")
 
 
 def test_with_auth_anonymous_browser_and_api_are_refused(tmp_path):
     credentials = ("ada", "s3cret-pass")
-    with running_studio(tmp_path / "data", auth=credentials) as studio:
+    with running_studio(tmp_path / "data", auth=credentials, worker=False) as studio:
         assert httpx.get(studio.url + "/api/jobs").status_code == 401
         assert httpx.get(studio.url + "/api/jobs", auth=credentials).status_code == 200
         with driver.chromium_page() as page:
