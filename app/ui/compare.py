@@ -46,9 +46,9 @@ def build_compare_tab() -> CompareTab:
     run = gr.Button("Compare", variant="primary", elem_id="compare-run")
     status = gr.Markdown("", elem_id="compare-status")
     with gr.Row():
-        reference = gr.Gallery(label="Reference", columns=4, height="auto", object_fit="contain",
+        reference = gr.Gallery(label="Reference", columns=4, height=340, object_fit="contain",
                                elem_id="compare-reference", elem_classes=["pixelated"])
-        policy = gr.Gallery(label="Fine-tuned", columns=4, height="auto", object_fit="contain",
+        policy = gr.Gallery(label="Fine-tuned", columns=4, height=340, object_fit="contain",
                             elem_id="compare-policy", elem_classes=["pixelated"])
     texts = gr.Dataframe(pd.DataFrame(columns=TEXT_COLUMNS), interactive=False, wrap=True, visible=False,
                          label="Reference vs fine-tuned", elem_id="compare-texts")

@@ -109,9 +109,9 @@ def build_detail_tab(service: Any) -> DetailTab:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     gr.Markdown("#### Samples: the reference model (step 0, adapter off) above, the chosen step below; same seeds")
     sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step", allow_custom_value=True)
-    reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height="auto", object_fit="contain",
+    reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height=340, object_fit="contain",
                                    elem_id="detail-reference-gallery", elem_classes=["pixelated"])
-    policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height="auto", object_fit="contain",
+    policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height=340, object_fit="contain",
                                 elem_id="detail-policy-gallery", elem_classes=["pixelated"])
     text_samples = gr.Dataframe(pd.DataFrame(columns=SAMPLE_COLUMNS), interactive=False, wrap=True,
                                 label="Samples", visible=False, elem_id="detail-text-samples")
@@ -132,7 +132,8 @@ def build_detail_tab(service: Any) -> DetailTab:
                                   elem_classes=["checkpoint-download"], size="sm")
 
     with gr.Row():
-        config = gr.Code("", language="yaml", label="Config", interactive=False, elem_id="detail-config")
+        config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22,
+                         elem_id="detail-config")
         log = gr.Textbox("", label="Log (tail)", lines=18, max_lines=18, autoscroll=True, elem_id="detail-log")
     return DetailTab(job, header, smoothing, line_plots, sample_step, reference_gallery, policy_gallery,
                      text_samples, config, log, checkpoints, state, timer)
@@ -195,8 +196,8 @@ def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, stat
     curves = curve_figures(state.points, job.kind, smoothing) if changed_points else [gr.skip()] * 5
     steps = sample_steps(state.samples)
     chosen = _as_step(step)
-    if switched or chosen not in steps:
-        chosen = steps[0] if steps else None
+    if switched or new_samples or chosen not in steps:
+        chosen = steps[0] if steps else None  # follow the newest samples while the job runs
     samples_out = (sample_outputs(state, chosen) if switched or new_samples
                    else [gr.skip()] * 3)
     step_choice = (gr.update(choices=[(f"step {s}", s) for s in steps], value=chosen)

@@ -49,8 +49,10 @@ def build_jobs_tab() -> JobsTab:
         open_button = gr.Button("Open", variant="primary", elem_id="jobs-open", scale=1)
         cancel = gr.Button("Cancel", variant="stop", elem_id="jobs-cancel", scale=1)
         resume = gr.Button("Resume", elem_id="jobs-resume", scale=1)
-        clone = gr.Button("Clone (same config, new job)", elem_id="jobs-clone", scale=1)
-        copy_to_launch = gr.Button("Edit a copy in Launch", elem_id="jobs-copy", scale=1)
+        clone = gr.Button("Clone", elem_id="jobs-clone", scale=1)
+        copy_to_launch = gr.Button("Edit in Launch", elem_id="jobs-copy", scale=1)
+    gr.Markdown("*Clone* starts a new job with the same config; *Edit in Launch* copies the config into the "
+                "form to change it first. *Resume* continues a cancelled or failed job from its last checkpoint.")
     message = gr.Markdown("", elem_id="jobs-message")
     timer = gr.Timer(POLL_SECONDS)
     return JobsTab(empty, table, job, open_button, cancel, resume, clone, copy_to_launch, message, timer)

@@ -111,6 +111,7 @@ def curve_figure(frame: pd.DataFrame, title: str, legend_title: str | None = Non
     axes.set_title(title, fontsize=10)
     axes.set_xlabel("step", fontsize=8)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    axes.ticklabel_format(axis="y", useOffset=False)  # a constant beta reads 0.1, not 1e-9 + 1e-1
     axes.tick_params(labelsize=8)
     axes.grid(alpha=0.3)
     if frame.empty:
@@ -175,7 +176,7 @@ def pareto_figure(runs: Mapping[str, Points], x_axis: str, smoothing: float = 0.
     axes.grid(alpha=0.3)
     if labels:
         axes.legend(fontsize=8, loc="best")
-        axes.set_title("reward vs " + names.get(x_axis, x_axis) + "  (o start, * end)", fontsize=10)
+        axes.set_title("reward vs " + x_axis, fontsize=10)
     else:
         axes.text(0.5, 0.5, "pick jobs with logged metrics", ha="center", va="center", transform=axes.transAxes)
     figure.tight_layout()

@@ -32,7 +32,7 @@ def build_runs_tab() -> RunsTab:
         jobs = gr.Dropdown([], multiselect=True, label="Jobs", elem_id="runs-jobs", scale=4, allow_custom_value=True)
         metric = gr.Dropdown(list(M.PLOTTED), value=M.REWARD_MEAN, allow_custom_value=True, label="Overlay metric",
                              elem_id="runs-metric", scale=2)
-        smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA)", scale=2)
+        smoothing = gr.Slider(0.0, 0.95, value=0.8, step=0.05, label="Smoothing (EMA)", scale=2)
         refresh = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     note = gr.Markdown("", elem_id="runs-note")
     overlay = gr.Plot(plots.curve_figure(plots.typed_frame([]), M.REWARD_MEAN), show_label=False, format="png",

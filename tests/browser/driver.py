@@ -41,14 +41,28 @@ def set_number(page, elem_id: str, value: float) -> None:
     field.press("Tab")  # Gradio reads a number on blur
 
 
-def launch_digits_even(page, url: str, steps: int) -> None:
-    """Open the studio, keep the digits-even preset, shorten it, press Launch: it opens the job."""
-    page.goto(url)
+def launch_digits_even(page, url: str | None, steps: int | None = None,
+                       algorithm: str = "ADRPO (adaptive beta)", name: str = "digits-even") -> str:
+    """Open the studio (unless ``url`` is None), keep the digits-even preset, set the name, algorithm
+    and (optionally) steps, press Launch: it opens the job. Returns the job id."""
+    if url is not None:
+        page.goto(url)
+    open_tab(page, "Launch")
     page.locator("#launch-button").wait_for()
-    set_number(page, "launch-steps", steps)
-    page.locator("#launch-yaml").get_by_text(f"steps: {steps}").wait_for()
+    field = page.locator("#launch-name textarea, #launch-name input").first
+    field.fill(name)
+    field.press("Tab")
+    page.locator("#launch-algorithm").get_by_label(algorithm).check()
+    if steps is not None:
+        set_number(page, "launch-steps", steps)
+        page.locator("#launch-yaml").get_by_text(f"steps: {steps}").wait_for()
+    page.locator("#launch-yaml").get_by_text(f"name: {name}").wait_for()
     page.locator("#launch-button").click()
-    page.locator("#detail-header").get_by_text("digits-even").wait_for()
+    # Launch switches to the job's page at once, so its message is read while the Launch tab is hidden.
+    page.locator("#launch-result").get_by_text("Launched").wait_for(state="attached")
+    job_id = page.locator("#launch-result code").first.text_content().strip()
+    page.locator("#detail-header").get_by_text(job_id).wait_for()
+    return job_id
 
 
 def wait_for_status(page, status: str, timeout_ms: int = TRAIN_TIMEOUT_MS) -> None:
@@ -96,16 +110,15 @@ def zip_names(path: Path) -> list[str]:
 
 
 def show_runs(page) -> None:
-    """Runs tab with every job picked (the dropdown's options)."""
+    """Runs tab with every job picked: the multiselect list stays open while options are clicked."""
     open_tab(page, "Runs")
-    dropdown = page.locator("#runs-jobs input")
-    dropdown.click()
-    options = page.get_by_role("option")
-    options.first.wait_for()
-    for index in range(options.count()):
-        dropdown.click()
-        page.get_by_role("option").nth(0).click()
+    page.locator("#runs-jobs input").click()
+    page.get_by_role("option").first.wait_for()
+    count = page.get_by_role("option").count()
+    for index in range(count):
+        page.get_by_role("option").nth(index).click()
     page.keyboard.press("Escape")
+    page.locator("#runs-note").get_by_text(f"{count} run(s).").wait_for()
     page.locator("#runs-pareto-diversity img").first.wait_for()
 
 
