@@ -178,12 +178,12 @@ def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, stat
     switched = state.job_id != job_id
     if switched:
         state = DetailState(job_id=job_id)
-    elif state.finished:
-        return skip_all
     try:
         job = service.get_job(job_id)
     except LookupError:
         return [f"Job `{job_id}` does not exist (any more)."] + skip_all[1:]
+    if state.finished and job.status in TERMINAL:
+        return skip_all  # drawn to the end; a resumed job (queued again) is followed once more
     state.kind = job.kind
     new_points = service.get_metrics(job_id, since_step=plots.last_step(state.points))
     new_samples = sample_dicts(service.get_samples(job_id, since_step=_last_sample_step(state)))

@@ -103,3 +103,15 @@ def test_empty_clipping_bounds_mean_the_default_not_zero():
     config = forms.preview({**values, "a_max": "  "}).config
     assert config["a_min"] is None and config["a_max"] is None  # ADRPO's -beta0/+beta0, not fixed beta
     assert forms.preview({**values, "a_min": "-0.05"}).config["a_min"] == -0.05
+
+
+def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
+    from app.ui import launch
+
+    base, model, reward = launch.switch_kind("llm", forms.CUSTOM, "builtin:digits-flow", "digits:even")
+    assert base["kind"] == "llm" and model["value"] == "builtin:tiny-lm"
+    assert "builtin:digits-flow" not in model["choices"]
+    updates = dict(zip(forms.FIELDS[1:], launch.fill_from_preset("digits-even", "llm")[1:]))
+    assert updates["kind"] == "flow" and updates["steps"] == 120 and updates["model"]["value"] == "builtin:digits-flow"
+    assert "a_min" in launch.error_markdown("a_min: bad\nbeta0: worse") and "- beta0: worse" in launch.error_markdown(
+        "a_min: bad\nbeta0: worse")
