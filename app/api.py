@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from adrpo_engine.presets import PRESETS
 from worker.service import (
+    BrokerUnavailable,
     CheckpointView,
     ComparisonView,
     InvalidState,
@@ -60,6 +63,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _conflict(_request: Request, error: InvalidState) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=409)
 
+    @app.exception_handler(BrokerUnavailable)
+    async def _broker(_request: Request, error: BrokerUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=503)
+
     @app.exception_handler(RequestValidationError)
     async def _request(_request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _request_error_line(error)}, status_code=422)
@@ -100,10 +107,11 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
     def get_job(job_id: str) -> JobView:
         return service.get_job(job_id)
 
-    @router.get("/jobs/{job_id}/metrics")
-    def metrics(job_id: str, since: int = Query(0, ge=0, description="Only points with step > since.")
-                ) -> dict[str, list[tuple[int, float]]]:
-        return service.get_metrics(job_id, since_step=since)
+    @router.get("/jobs/{job_id}/metrics", response_model=dict[str, list[tuple[int, float]]])
+    def metrics(job_id: str, since: int = Query(0, ge=0, description="Only points with step > since.")) -> Response:
+        # Serialised directly (orjson, a Gradio dependency): a 150k-point answer skips per-item validation.
+        points = service.get_metrics(job_id, since_step=since)
+        return Response(orjson.dumps(points), media_type="application/json")
 
     @router.get("/jobs/{job_id}/samples", response_model=list[SampleView])
     def samples(job_id: str, since: int = Query(-1, ge=-1, description="Only samples with step > since.")) -> list[SampleView]:
@@ -138,6 +146,10 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
     def request_comparison(job_id: str, body: ComparisonRequest) -> ComparisonView:
         return service.request_comparison(job_id, step=body.step, prompt=body.prompt, seed=body.seed,
                                           num_samples=body.num_samples)
+
+    @router.get("/jobs/{job_id}/comparisons", response_model=list[ComparisonView])
+    def list_comparisons(job_id: str) -> list[ComparisonView]:
+        return service.list_comparisons(job_id)
 
     @router.get("/comparisons/{comparison_id}", response_model=ComparisonView)
     def get_comparison(comparison_id: str) -> ComparisonView:

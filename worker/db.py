@@ -11,7 +11,10 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+import migrations
+
+# The migrations ship as a package beside worker/ (pyproject's package-data carries script.py.mako).
+MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
 
 
 def make_engine(database_url: str) -> Engine:
@@ -67,5 +70,6 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Apply the migrations (idempotent; run by `adrpo serve`, `adrpo worker` and `adrpo db upgrade`)."""
-    _ensure_sqlite_parent(database_url) if database_url.startswith("sqlite") else None
+    if database_url.startswith("sqlite"):
+        _ensure_sqlite_parent(database_url)
     command.upgrade(alembic_config(database_url), revision)

@@ -211,13 +211,13 @@ class Heartbeat(threading.Thread):
         self.parent_pid = parent_pid
         self.worker = worker
         self.current_job: str | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._halt.wait(self.interval_s):
             try:
                 self.beat()
                 for job_id in requeue_stale_jobs(self.store, self.timeout_s, self.artifacts_dir):

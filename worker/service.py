@@ -21,7 +21,7 @@ from .views import CheckpointView, ComparisonView, JobView, SampleView
 
 __all__ = [
     "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "SubmissionError", "JobNotFound",
-    "InvalidState",
+    "InvalidState", "BrokerUnavailable",
 ]
 
 MAX_COMPARISON_SAMPLES = 16
@@ -34,6 +34,10 @@ class JobNotFound(LookupError):
 
 class InvalidState(ValueError):
     """The action does not apply to the job in its current state (e.g. resuming a running job)."""
+
+
+class BrokerUnavailable(RuntimeError):
+    """The task could not be enqueued (broker down); the job row records why."""
 
 
 def new_id() -> str:
@@ -71,10 +75,10 @@ class JobService:
         try:
             self.celery.send_task(RUN_JOB, args=[job_id])
         except Exception as error:  # broker down: the row must not sit in "queued" forever
+            message = f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})"
             with self.store.session() as session:
-                session.execute(update(Job).where(Job.id == job_id)
-                                .values(status="failed", error=f"could not enqueue the job: {error}"))
-            raise
+                session.execute(update(Job).where(Job.id == job_id).values(status="failed", error=message))
+            raise BrokerUnavailable(message) from error
 
     def cancel(self, job_id: str) -> JobView:
         """Queued: cancelled at once. Running: the worker stops after the current step and keeps a checkpoint."""
@@ -174,10 +178,10 @@ class JobService:
             session.add(row)
         try:
             self.celery.send_task(RUN_COMPARISON, args=[row.id])
-        except Exception:
+        except Exception as error:
             with self.store.session() as session:
                 session.execute(delete(Comparison).where(Comparison.id == row.id))
-            raise
+            raise BrokerUnavailable(f"broker: could not enqueue the comparison ({type(error).__name__}: {error})") from error
         return self.get_comparison(row.id)
 
     def get_comparison(self, comparison_id: str) -> ComparisonView:
@@ -190,6 +194,14 @@ class JobService:
                 select(SampleRow).where(SampleRow.comparison_id == comparison_id).order_by(SampleRow.id)
             )
             return ComparisonView.of(row, [SampleView.of(sample, run_dir) for sample in samples])
+
+    def list_comparisons(self, job_id: str) -> list[ComparisonView]:
+        """The job's comparisons, newest first."""
+        with self.store.session() as session:
+            self._job(session, job_id)
+            ids = session.scalars(select(Comparison.id).where(Comparison.job_id == job_id)
+                                  .order_by(Comparison.created_at.desc(), Comparison.id)).all()
+        return [self.get_comparison(comparison_id) for comparison_id in ids]
 
     # ------------------------------------------------------------------ helpers
 

@@ -72,6 +72,11 @@ def run_job(job_id: str) -> str:
 
 def train_job(ctx: WorkerContext, job_id: str) -> str:
     """Claim, train (resuming from the last checkpoint), and record the outcome of one job."""
+    if ctx.shutting_down.is_set():
+        # A worker in warm shutdown may still take one more message (e.g. the job it just released):
+        # hand it back to the queue for the next worker instead of starting it.
+        enqueue_job(job_id)
+        return "deferred"
     job = claim_job(ctx.store, job_id)
     if job is None:
         return "skipped"
@@ -180,7 +185,10 @@ def _end_comparison(ctx: WorkerContext, comparison_id: str, status: str, error: 
 @celery_app.task(name=EXPORT_ADAPTER, acks_late=True)
 def export_adapter(job_id: str, step: int | None = None) -> str:
     """Build the adapter zip on a worker (when the web process does not see the artifacts path)."""
-    ctx = context()
+    return export_adapter_zip(context(), job_id, step)
+
+
+def export_adapter_zip(ctx: WorkerContext, job_id: str, step: int | None = None) -> str:
     with ctx.store.session() as session:
         checkpoint = _checkpoint_for(session, job_id, step)
     if checkpoint is None:

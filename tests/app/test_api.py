@@ -118,6 +118,7 @@ def test_job_reads_and_controls(client, api_settings):
     comparison = client.post(f"/api/jobs/{job['id']}/comparisons", json={"prompt": "any digit", "seed": 1})
     assert comparison.status_code == 202 and comparison.json()["status"] == "queued"
     assert client.get(f"/api/comparisons/{comparison.json()['id']}").json()["step"] is None
+    assert [c["id"] for c in client.get(f"/api/jobs/{job['id']}/comparisons").json()] == [comparison.json()["id"]]
     assert client.post(f"/api/jobs/{job['id']}/comparisons",
                        json={"prompt": "any digit", "seed": 1, "num_samples": 99}).json()["detail"].startswith("num_samples")
     assert client.post(f"/api/jobs/{job['id']}/comparisons", json={"seed": 1}).json()["detail"].startswith("prompt")
@@ -140,3 +141,18 @@ def test_basic_auth_guards_the_api_when_configured(tmp_path, models_cache):
         assert client.get("/api/health").status_code == 401
         assert client.get("/api/health", auth=("ada", "wrong")).status_code == 401
         assert client.get("/api/health", auth=("ada", "s3cret")).status_code == 200
+
+
+def test_a_broker_that_is_down_is_a_503_and_the_job_records_why(tmp_path, models_cache):
+    from app.server import create_app
+
+    settings = Settings(data_dir=service_data_dir(tmp_path, models_cache), database_url="",
+                        broker_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    app = create_app(settings, studio=False)
+    app.state.service.celery.conf.broker_connection_max_retries = 0
+    app.state.service.celery.conf.broker_transport_options = {"max_retries": 0}
+    with TestClient(app) as client:
+        response = client.post("/api/jobs", json={"preset": "digits-even", "overrides": tiny_digits()})
+        assert response.status_code == 503 and response.json()["detail"].startswith("broker")
+        [job] = client.get("/api/jobs").json()
+        assert job["status"] == "failed" and job["error"].startswith("broker")

@@ -133,15 +133,16 @@ def test_a_fresh_heartbeat_is_not_requeued(service, worker_context):
     assert service.get_job(job.id).status == "running"
 
 
-def test_a_non_finite_reward_fails_the_job_readably_and_keeps_the_last_checkpoint(service, worker_context):
-    from tests.worker import nan_reward
+@pytest.mark.parametrize(("reward", "reason"), [("nan_after_a_few", "non-finite"), ("oom_after_a_few", "out of memory")])
+def test_a_broken_run_fails_readably_and_keeps_the_last_checkpoint(service, worker_context, reward, reason):
+    from tests.worker import failing_rewards
 
-    nan_reward.CALLS["count"] = 0
+    failing_rewards.CALLS["count"] = 0
     job = service.submit(preset="digits-even", overrides=tiny_digits(
-        sample_every=50, checkpoint_every=1, rewards=[{"name": "tests.worker.nan_reward:reward"}]))
+        sample_every=50, checkpoint_every=1, rewards=[{"name": f"tests.worker.failing_rewards:{reward}"}]))
     assert train_job(worker_context, job.id) == "failed"
     failed = service.get_job(job.id)
-    assert failed.status == "failed" and "non-finite" in failed.error
+    assert failed.status == "failed" and reason in failed.error and "\n" not in failed.error
     kept = [c.step for c in service.list_checkpoints(job.id)]
     assert kept and max(kept) == failed.current_step < 6
     assert service.adapter_zip(job.id).is_file()
@@ -181,3 +182,40 @@ def test_unknown_ids_raise_job_not_found(service):
                  service.cancel, service.resume, service.log_tail, service.get_comparison):
         with pytest.raises(JobNotFound):
             call("nope")
+
+
+def test_export_task_builds_the_zip_of_the_latest_or_a_chosen_checkpoint(service, worker_context):
+    from worker.tasks import export_adapter_zip
+
+    job = service.submit(preset="digits-even", overrides=tiny_digits())
+    assert export_adapter_zip(worker_context, job.id) == "no checkpoint"
+    train_job(worker_context, job.id)
+    assert export_adapter_zip(worker_context, job.id).endswith("adapter-step-000006.zip")
+    assert export_adapter_zip(worker_context, job.id, 2).endswith("adapter-step-000002.zip")
+
+
+def test_the_heartbeat_thread_stamps_its_job_and_requeues_a_vanished_worker_s(service, worker_context):
+    import threading
+
+    from worker.lifecycle import Heartbeat
+
+    mine = service.submit(preset="digits-even", overrides=tiny_digits())
+    orphan = service.submit(preset="digits-even", overrides=tiny_digits())
+    claim_job(worker_context.store, mine.id, worker="me:1")
+    claim_job(worker_context.store, orphan.id, worker="gone:2")
+    with service.store.session() as session:
+        session.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=30)))
+    enqueued = []
+    requeued = threading.Event()
+    heartbeat = Heartbeat(worker_context.store, 0.1, 5.0, service.settings.artifacts_dir,
+                          enqueue=lambda job_id: (enqueued.append(job_id), requeued.set()), worker="me:1")
+    heartbeat.current_job = mine.id
+    heartbeat.start()
+    try:
+        assert requeued.wait(10)
+    finally:
+        heartbeat.stop()
+        heartbeat.join(5)
+    assert enqueued == [orphan.id]
+    assert service.get_job(orphan.id).status == "queued"
+    assert service.get_job(mine.id).status == "running"

@@ -159,7 +159,7 @@ def test_malformed_submissions_are_refused_and_leave_no_row(cluster):
         assert session.scalar(select(func.count()).select_from(Job)) == before
 
 
-def long_job(service, steps: int = 300, **extra):
+def long_job(service, steps: int = 200, **extra):
     overrides = {"steps": steps, "checkpoint_every": 25, "sample_every": 1000, **extra}
     return service.submit(preset="digits-even", overrides=overrides)
 
@@ -170,20 +170,20 @@ def test_cancel_then_resume_continues_from_the_checkpoint(cluster):
     wait_for(lambda: service.get_job(job.id).current_step >= 5, 60, what="training to start")
     service.cancel(job.id)
     cancelled = wait_finished(service, job.id)
-    assert cancelled.status == "cancelled" and cancelled.current_step < 300
+    assert cancelled.status == "cancelled" and cancelled.current_step < 200
     assert service.list_checkpoints(job.id)[-1].step == cancelled.current_step
 
     service.resume(job.id)
     resumed = wait_finished(service, job.id)
     assert resumed.status == "succeeded" and resumed.attempts == 2
     assert f"from step {cancelled.current_step}" in service.log_tail(job.id, 500)
-    assert_every_step_once(service, job.id, 300)
+    assert_every_step_once(service, job.id, 200)
 
 
 def test_a_sigkilled_worker_s_job_is_resumed_by_the_other_worker(cluster):
     service, workers = cluster
     job = long_job(service)
-    running = wait_for(lambda: (j := service.get_job(job.id)).current_step >= 40 and j, 90, what="step 40")
+    running = wait_for(lambda: (j := service.get_job(job.id)).current_step >= 30 and j, 90, what="step 30")
     victim = int(running.worker.rsplit(":", 1)[1])
     assert victim in [p.pid for p in workers.processes]
     os.kill(victim, signal.SIGKILL)
@@ -193,4 +193,4 @@ def test_a_sigkilled_worker_s_job_is_resumed_by_the_other_worker(cluster):
     assert done.attempts == 2 and done.worker != running.worker
     log = service.log_tail(job.id, 1000)
     assert "stopped answering" in log and "resumed from" in log
-    assert_every_step_once(service, job.id, 300)
+    assert_every_step_once(service, job.id, 200)
