@@ -1,0 +1,141 @@
+"""Compare tab: the same prompt and seed through the reference model and a fine-tuned checkpoint,
+side by side with rewards. Generation runs on a worker (``request_comparison``); the page polls
+``get_comparison`` until it is done, so closing the tab loses nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from .common import POLL_SECONDS, first_prompt
+
+LATEST = -1  # the checkpoint choice meaning "the job's latest checkpoint"
+TEXT_COLUMNS = ["#", "reference", "reference reward", "fine-tuned", "fine-tuned reward"]
+
+
+@dataclass
+class CompareTab:
+    job: gr.Dropdown
+    checkpoint: gr.Dropdown
+    prompt: gr.Textbox
+    seed: gr.Number
+    num_samples: gr.Slider
+    run: gr.Button
+    status: gr.Markdown
+    reference: gr.Gallery
+    policy: gr.Gallery
+    texts: gr.Dataframe
+    comparison_id: gr.State
+    timer: gr.Timer
+
+
+def build_compare_tab() -> CompareTab:
+    gr.Markdown("Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
+                "same prompt and seed. It runs on a worker; this page shows its progress.")
+    with gr.Row():
+        job = gr.Dropdown([], label="Job", elem_id="compare-job", scale=3, allow_custom_value=True)
+        checkpoint = gr.Dropdown([("latest", LATEST)], value=LATEST, label="Checkpoint", elem_id="compare-checkpoint", allow_custom_value=True,
+                                 scale=1)
+    with gr.Row():
+        prompt = gr.Textbox("", label="Prompt", elem_id="compare-prompt", scale=3)
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="compare-seed", scale=1)
+        num_samples = gr.Slider(1, 16, value=8, step=1, label="Samples", elem_id="compare-n", scale=1)
+    run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+    status = gr.Markdown("", elem_id="compare-status")
+    with gr.Row():
+        reference = gr.Gallery(label="Reference", columns=4, height=340, object_fit="contain",
+                               elem_id="compare-reference", elem_classes=["pixelated"])
+        policy = gr.Gallery(label="Fine-tuned", columns=4, height=340, object_fit="contain",
+                            elem_id="compare-policy", elem_classes=["pixelated"])
+    texts = gr.Dataframe(pd.DataFrame(columns=TEXT_COLUMNS), interactive=False, wrap=True, visible=False,
+                         label="Reference vs fine-tuned", elem_id="compare-texts")
+    comparison_id = gr.State(None)
+    timer = gr.Timer(POLL_SECONDS, active=False)
+    return CompareTab(job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts,
+                      comparison_id, timer)
+
+
+def mean_reward(samples: list[Any], role: str) -> float | None:
+    rewards = [s.reward for s in samples if s.role == role and s.reward is not None]
+    return sum(rewards) / len(rewards) if rewards else None
+
+
+def comparison_summary(comparison: Any) -> str:
+    status = comparison.status
+    where = f"checkpoint step {comparison.step}" if comparison.step is not None else "latest checkpoint"
+    head = f"**{status}** — prompt *{comparison.prompt}*, seed {comparison.seed}, {where}"
+    if status == "failed":
+        return head + f"\n\n**Error:** {comparison.error}"
+    if status != "succeeded":
+        return head + " … generating on a worker"
+    ref, pol = mean_reward(comparison.samples, "reference"), mean_reward(comparison.samples, "policy")
+    if ref is None or pol is None:
+        return head
+    return head + f"\n\nmean reward: reference **{ref:.4f}** → fine-tuned **{pol:.4f}** ({pol - ref:+.4f})"
+
+
+def comparison_outputs(comparison: Any) -> list[Any]:
+    """Status line, the two galleries (images) or the side-by-side table (text)."""
+    samples = list(comparison.samples)  # the service's order: sample k of both models share a noise draw
+    images = [s for s in samples if s.kind == "image" and s.image_path]
+    if images or not samples:
+        def items(role: str) -> list[tuple[str, str]]:
+            chosen = [s for s in images if s.role == role]
+            return [(s.image_path, f"#{k + 1} r={_fmt(s.reward)}") for k, s in enumerate(chosen)]
+
+        return [comparison_summary(comparison), gr.update(value=items("reference"), visible=True),
+                gr.update(value=items("policy"), visible=True), gr.update(visible=False)]
+    ref = [s for s in samples if s.role == "reference"]
+    pol = [s for s in samples if s.role == "policy"]
+    rows = [[k, r.text, r.reward, p.text, p.reward] for k, (r, p) in enumerate(zip(ref, pol))]
+    return [comparison_summary(comparison), gr.update(visible=False), gr.update(visible=False),
+            gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True)]
+
+
+def wire_compare_tab(tab: CompareTab, service: Any) -> None:
+    def pick_job(job_id: str | None) -> tuple[Any, Any]:
+        if not job_id:
+            return gr.update(choices=[("latest", LATEST)], value=LATEST), gr.skip()
+        try:
+            job = service.get_job(job_id)
+        except LookupError:
+            return gr.skip(), gr.skip()
+        steps = sorted((c.step for c in service.list_checkpoints(job_id)), reverse=True)
+        choices = [("latest", LATEST)] + [(f"step {s}", s) for s in steps]
+        return gr.update(choices=choices, value=LATEST), first_prompt(job.config)
+
+    def request(job_id: str | None, step: Any, prompt: str, seed: Any, count: Any) -> list[Any]:
+        if not job_id:
+            return ["Pick a job first.", None, gr.Timer(active=False)]
+        if not (prompt or "").strip():
+            return ["Write a prompt first.", None, gr.Timer(active=False)]
+        chosen = None if step in (None, LATEST, str(LATEST)) else int(step)
+        try:
+            comparison = service.request_comparison(job_id, step=chosen, prompt=prompt.strip(),
+                                                    seed=int(seed or 0), num_samples=int(count or 1))
+        except (LookupError, ValueError) as error:
+            return [f"**Could not compare:** {error}", None, gr.Timer(active=False)]
+        return [comparison_summary(comparison), comparison.id, gr.Timer(active=True)]
+
+    def poll(comparison_id: str | None) -> list[Any]:
+        if not comparison_id:
+            return [gr.skip()] * 4 + [gr.Timer(active=False)]
+        comparison = service.get_comparison(comparison_id)
+        done = comparison.status in ("succeeded", "failed")
+        if not done:
+            return [comparison_summary(comparison)] + [gr.skip()] * 3 + [gr.skip()]
+        return comparison_outputs(comparison) + [gr.Timer(active=False)]
+
+    tab.job.change(pick_job, inputs=tab.job, outputs=[tab.checkpoint, tab.prompt])
+    tab.run.click(request, inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples],
+                  outputs=[tab.status, tab.comparison_id, tab.timer], api_name="request_comparison")
+    tab.timer.tick(poll, inputs=tab.comparison_id,
+                   outputs=[tab.status, tab.reference, tab.policy, tab.texts, tab.timer], show_progress="hidden",
+                   api_name="comparison_status")
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"

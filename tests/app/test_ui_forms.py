@@ -1,0 +1,117 @@
+"""The Launch form <-> job config mapping (pure functions, no server)."""
+
+import pytest
+
+from adrpo_engine.config import ConfigError, validate_config
+from adrpo_engine.presets import PRESETS
+from app.ui import forms
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_round_trips_through_the_form(name):
+    values = forms.form_from_config(PRESETS[name].config, name)
+    preview = forms.preview(values)
+    assert preview.error is None
+    assert preview.config == validate_config(PRESETS[name].config).model_dump(mode="json")
+
+
+def digits_form(**changes):
+    values = forms.form_from_config(PRESETS["digits-even"].config, "digits-even")
+    values.update(changes)
+    return values
+
+
+def test_form_edits_reach_the_config_and_hidden_preset_settings_survive():
+    values = digits_form(beta0=0.2, a_min=-0.1, a_max="", steps=7, lr=0.01, group_size=4, lora_rank=4,
+                         lora_targets="net.0, net.2", seed=3, algorithm="fixed", name="mine")
+    config = forms.preview(values).config
+    assert (config["beta0"], config["a_min"], config["a_max"]) == (0.2, -0.1, None)
+    assert (config["steps"], config["lr"], config["group_size"], config["seed"]) == (7, 0.01, 4, 3)
+    assert config["lora"] == {**config["lora"], "rank": 4, "target_modules": ["net.0", "net.2"]}
+    assert config["algorithm"] == "fixed" and config["name"] == "mine"
+    # Not on the form: kept from the preset.
+    assert config["sample_every"] == 20 and config["flow"]["sample_steps"] == 16
+    assert config["lora"]["alpha"] == 16
+
+
+def test_out_of_range_value_is_reported_in_words_naming_the_field():
+    preview = forms.preview(digits_form(beta0=-1))
+    assert preview.config is None
+    assert preview.error.startswith("beta0:") and "greater than or equal to 0" in preview.error
+
+
+def test_inconsistent_clipping_is_reported():
+    preview = forms.preview(digits_form(a_min=0.5, a_max=0.1))
+    assert "a_min (0.5) must be <= a_max (0.1)" in preview.error
+
+
+def test_non_numbers_and_fractions_name_their_field():
+    assert forms.preview(digits_form(lr="fast")).error == "lr: expected a number (got 'fast')"
+    assert forms.preview(digits_form(steps=2.5)).error == "steps: expected a whole number (got 2.5)"
+
+
+def test_reward_options_and_extra_overrides():
+    values = digits_form(reward="digits:class", reward_options="k: 4", extra="sample_every=5\nflow.sample_steps=8")
+    config = forms.preview(values).config
+    assert config["rewards"] == [{"name": "digits:class", "weight": 1.0, "options": {"k": 4}}]
+    assert config["sample_every"] == 5 and config["flow"]["sample_steps"] == 8
+    assert "options" in forms.preview(digits_form(reward_options="[1, 2]")).error
+    assert forms.preview(digits_form(extra="bta0=1")).error == "bta0: unknown key"
+
+
+def test_prompt_sources(tmp_path):
+    dataset = forms.preview(digits_form(prompt_source="dataset", dataset="openai/gsm8k", dataset_column="question"))
+    assert dataset.config["prompts"]["dataset"] == "openai/gsm8k"
+    assert dataset.config["prompts"]["column"] == "question" and dataset.config["prompts"]["texts"] == []
+    listed = forms.preview(digits_form(prompt_source="file", prompt_file="builtin:digits"))
+    assert listed.config["prompts"]["file"] == "builtin:digits"
+    assert "prompts.file" in forms.preview(digits_form(prompt_source="file", prompt_file="")).error
+    typed = forms.preview(digits_form(prompt_texts="a red cube\n\n a blue ball "))
+    assert typed.config["prompts"]["texts"] == ["a red cube", "a blue ball"]
+
+
+def test_uploaded_prompt_files_are_read_inline(tmp_path):
+    text = tmp_path / "p.txt"
+    text.write_text("one\n\ntwo\n")
+    assert forms.read_prompt_file(text) == ["one", "two"]
+    rows = tmp_path / "p.jsonl"
+    rows.write_text('{"question": "2+2?"}\n{"question": "3+3?"}\n')
+    assert forms.read_prompt_file(rows, "question") == ["2+2?", "3+3?"]
+    with pytest.raises(ConfigError, match="line 1 of p.jsonl has no 'prompt' field"):
+        forms.read_prompt_file(rows)
+
+
+def test_custom_start_of_each_kind_is_valid_and_choices_match_the_kind():
+    for kind in ("flow", "llm"):
+        values = forms.form_from_config(forms.base_config(forms.CUSTOM, kind))
+        assert forms.preview(values).config["kind"] == kind
+    assert "builtin:digits-flow" in forms.model_choices("flow")
+    assert "builtin:tiny-lm" in forms.model_choices("llm") and "builtin:digits-flow" not in forms.model_choices("llm")
+    assert "digits:even" in [name for _, name in forms.reward_choices("flow")]
+    assert forms.preset_choices()[0][1] in {p.name for p in PRESETS.values() if p.demo}
+
+
+def test_orw_for_an_llm_is_refused_with_the_schema_message():
+    values = forms.form_from_config(forms.base_config(forms.CUSTOM, "llm"))
+    values["algorithm"] = "orw"
+    assert "algorithm 'orw' (ORW-CFM-W2) is for kind 'flow' only" in forms.preview(values).error
+
+
+def test_empty_clipping_bounds_mean_the_default_not_zero():
+    values = forms.form_from_config(PRESETS["digits-even"].config, "digits-even")
+    assert values["a_min"] == "" and values["a_max"] == ""
+    config = forms.preview({**values, "a_max": "  "}).config
+    assert config["a_min"] is None and config["a_max"] is None  # ADRPO's -beta0/+beta0, not fixed beta
+    assert forms.preview({**values, "a_min": "-0.05"}).config["a_min"] == -0.05
+
+
+def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
+    from app.ui import launch
+
+    base, model, reward = launch.switch_kind("llm", forms.CUSTOM, "builtin:digits-flow", "digits:even")
+    assert base["kind"] == "llm" and model["value"] == "builtin:tiny-lm"
+    assert "builtin:digits-flow" not in model["choices"]
+    updates = dict(zip(forms.FIELDS[1:], launch.fill_from_preset("digits-even", "llm")[1:]))
+    assert updates["kind"] == "flow" and updates["steps"] == 120 and updates["model"]["value"] == "builtin:digits-flow"
+    assert "a_min" in launch.error_markdown("a_min: bad\nbeta0: worse") and "- beta0: worse" in launch.error_markdown(
+        "a_min: bad\nbeta0: worse")

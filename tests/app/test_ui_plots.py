@@ -1,0 +1,94 @@
+"""Curves and the Pareto view from metric points (pure functions, no server)."""
+
+import pytest
+
+from adrpo_engine import metrics as M
+from app.ui import plots
+
+
+def test_merge_points_appends_and_replaces_a_repeated_step():
+    known = plots.merge_points({}, {M.REWARD_MEAN: [(1, 0.1), (2, 0.2)]})
+    merged = plots.merge_points(known, {M.REWARD_MEAN: [(2, 0.25), (3, 0.3)], M.W2: [(3, 0.01)]})
+    assert merged[M.REWARD_MEAN] == [(1, 0.1), (2, 0.25), (3, 0.3)]
+    assert plots.last_step(merged) == 3 and plots.last_step({}) == 0
+
+
+def test_ema_is_bias_corrected_and_zero_weight_is_identity():
+    assert plots.ema([1.0, 3.0], 0.0) == [1.0, 3.0]
+    smoothed = plots.ema([1.0, 3.0], 0.5)
+    assert smoothed[0] == pytest.approx(1.0)  # bias correction: the first value is not pulled to 0
+    assert smoothed[1] == pytest.approx((0.5 * 0.5 * 1.0 + 0.5 * 3.0) / 0.75)
+    with pytest.raises(ValueError, match="smoothing weight"):
+        plots.ema([1.0], 1.0)
+
+
+def test_panels_use_w2_for_flows_and_kl_for_llms():
+    flow = {p.key: p for p in plots.panels_for("flow")}
+    llm = {p.key: p for p in plots.panels_for("llm")}
+    assert flow["divergence"].metrics == (M.W2,) and llm["divergence"].metrics == (M.KL,)
+    assert flow["beta"].metrics == (M.BETA_MEAN, M.BETA_MIN, M.BETA_MAX)
+    assert M.ENTROPY in llm["spread"].metrics and flow["spread"].metrics == (M.DIVERSITY,)
+
+
+def test_panel_frame_adds_a_smoothed_series_and_drops_non_finite_points():
+    points = {M.LOSS: [(1, 2.0), (2, float("nan")), (3, 1.0)]}
+    loss = next(p for p in plots.panels_for("flow") if p.key == "loss")
+    frame = plots.panel_frame(points, loss, smoothing=0.5)
+    assert set(frame["series"]) == {"loss", "loss (EMA)"}
+    assert list(frame[frame["series"] == "loss"]["step"]) == [1, 3]
+    assert plots.panel_frame(points, loss, smoothing=0.0)["series"].unique().tolist() == ["loss"]
+
+
+def test_overlay_frame_has_one_series_per_run():
+    runs = {"a": {M.REWARD_MEAN: [(1, 0.1), (2, 0.2)]}, "b": {M.REWARD_MEAN: [(1, 0.3)]}, "empty": {}}
+    frame = plots.overlay_frame(runs, M.REWARD_MEAN)
+    assert sorted(frame["series"].unique()) == ["a", "b"] and len(frame) == 3
+    assert sorted(plots.overlay_frame(runs, M.REWARD_MEAN, smoothing=0.5)["series"].unique()) == ["a", "b"]
+    assert plots.overlay_frame({}, M.REWARD_MEAN).empty
+
+
+def test_trajectory_pairs_steps_in_order_and_picks_the_logged_divergence():
+    points = {M.REWARD_MEAN: [(1, 0.5), (2, 0.6), (3, 0.7)], M.DIVERSITY: [(1, 2.0), (3, 1.5)], M.W2: [(2, 0.1)]}
+    assert plots.trajectory(points, M.DIVERSITY) == [(1, 2.0, 0.5), (3, 1.5, 0.7)]
+    assert plots.divergence_metric(points) == M.W2
+    assert plots.divergence_metric({M.KL: [(1, 0.2)]}) == M.KL
+
+
+def test_pareto_figure_draws_one_path_per_run_from_start_to_end():
+    runs = {
+        "adrpo": {M.REWARD_MEAN: [(1, 0.4), (2, 0.6)], M.DIVERSITY: [(1, 1.0), (2, 0.9)], M.W2: [(1, 0.0), (2, 0.1)]},
+        "fixed": {M.REWARD_MEAN: [(1, 0.4), (2, 0.5)], M.DIVERSITY: [(1, 1.0), (2, 0.5)], M.W2: [(1, 0.0), (2, 0.2)]},
+    }
+    figure = plots.pareto_figure(runs, "diversity")
+    axes = figure.axes[0]
+    paths = [line for line in axes.get_lines() if line.get_linestyle() == "-"]
+    assert [list(line.get_xdata()) for line in paths] == [[1.0, 0.9], [1.0, 0.5]]
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["adrpo", "fixed"]
+    divergence = plots.pareto_figure(runs, "divergence").axes[0]
+    assert list(divergence.get_lines()[0].get_xdata()) == [0.0, 0.1]
+    empty = plots.pareto_figure({}, "diversity").axes[0]
+    assert "pick jobs" in empty.texts[0].get_text()
+
+
+def test_metric_names_lists_plotted_metrics_first():
+    names = plots.metric_names([{M.GRAD_NORM: [(1, 1.0)], M.REWARD_MEAN: [(1, 0.1)], M.KL: []}])
+    assert names == [M.REWARD_MEAN, M.GRAD_NORM]
+
+
+def test_frames_are_numeric_even_when_empty():
+    # An untyped empty frame makes the browser chart's x axis categorical for good.
+    empty = plots.panel_frame({}, plots.panels_for("flow")[0])
+    assert str(empty["step"].dtype) == "int64" and str(empty["value"].dtype) == "float64"
+    assert str(plots.overlay_frame({}, M.REWARD_MEAN)["step"].dtype) == "int64"
+
+
+def test_curve_figure_draws_a_line_per_series_with_the_ema_on_top():
+    reward = plots.panels_for("flow")[0]
+    frame = plots.panel_frame({M.REWARD_MEAN: [(1, 0.1), (2, 0.3), (3, 0.2)]}, reward, smoothing=0.5)
+    axes = plots.curve_figure(frame, reward.title).axes[0]
+    lines = {line.get_label(): line for line in axes.get_lines()}
+    assert set(lines) == {"reward/mean", "reward/mean (EMA)"}
+    assert list(lines["reward/mean"].get_xdata()) == [1, 2, 3]
+    assert lines["reward/mean (EMA)"].get_linewidth() > lines["reward/mean"].get_linewidth()
+    empty = plots.curve_figure(plots.typed_frame([]), "Loss").axes[0]
+    assert empty.get_title() == "Loss" and empty.texts[0].get_text() == "no points yet"
