@@ -237,7 +237,8 @@ def format_validation_error(error: ValidationError) -> str:
         elif item["type"] == "missing":
             message = "required field is missing"
         got = item.get("input")
-        shown = "" if item["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r})"
+        quiet = item["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, BaseModel))
+        shown = "" if quiet else f" (got {got!r})"
         lines.append(f"{where}: {message}{shown}")
     return "\n".join(lines)
 

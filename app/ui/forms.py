@@ -96,7 +96,14 @@ def base_config(preset: str | None, kind: str = "flow") -> dict[str, Any]:
         return json.loads(json.dumps(PRESETS[preset].config))
     model = BUILTIN_MODELS[kind][0]
     reward = {"flow": "digits:even", "llm": "builtin:tiny-lm-task"}[kind]
-    return {"name": "run", "kind": kind, "model": {"name_or_path": model}, "rewards": [{"name": reward}]}
+    prompts = {"flow": {"texts": ["any digit"]}, "llm": {"dataset": "builtin:tiny-lm-task"}}[kind]
+    return {
+        "name": "run",
+        "kind": kind,
+        "model": {"name_or_path": model},
+        "rewards": [{"name": reward}],
+        "prompts": prompts,
+    }
 
 
 def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, Any]:
