@@ -1,6 +1,8 @@
 """Where the engine caches the models it builds itself (ADRPO_DATA_DIR, default ~/.adrpo)."""
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 DATA_DIR_ENV = "ADRPO_DATA_DIR"
@@ -18,3 +20,24 @@ def builtin_models_dir() -> Path:
     path = data_dir() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh sibling folder to build ``target`` in, so readers never see a half-built cache."""
+    staging = target.with_name(f".tmp-{target.name}-{os.getpid()}-{time.time_ns()}")
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish_cache(staging: Path, target: Path) -> None:
+    """Rename a finished ``staging`` folder to ``target``; if another process published first, keep its
+    copy (both were built from the same recipe) and drop ours."""
+    if target.exists():
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    try:
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target.exists():
+            raise

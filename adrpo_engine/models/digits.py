@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..config import ConfigError, LoraConfig
-from ..paths import builtin_models_dir
+from ..paths import builtin_models_dir, publish_cache, staging_dir
 from .flow_policy import Cond, FlowPolicy
 
 MODEL_NAME = "builtin:digits-flow"
@@ -230,8 +229,7 @@ def build_cache(target: Path) -> None:
 
 def _build_cache(target: Path) -> None:
     started = time.perf_counter()
-    staging = target.with_name(f".tmp-{target.name}-{int(time.time() * 1000)}")
-    staging.mkdir(parents=True)
+    staging = staging_dir(target)
     flow = train_flow_net()
     flow_seconds = time.perf_counter() - started
     classifier, accuracy = train_classifier()
@@ -246,15 +244,7 @@ def _build_cache(target: Path) -> None:
         "prompts": "'any digit' (null class) or 'digit K', K in 0..9",
     }
     (staging / "info.json").write_text(json.dumps(info, indent=2))
-    if target.exists():  # another process finished first: keep its copy
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    try:
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.exists():
-            raise
+    publish_cache(staging, target)
 
 
 _LOADED: DigitsModels | None = None

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from pathlib import Path
 
 import torch
 
 from ..data import register_prompt_source
-from ..paths import builtin_models_dir
+from ..paths import builtin_models_dir, publish_cache, staging_dir
 
 MODEL_NAME = "builtin:tiny-lm"
 TASK_NAME = "builtin:tiny-lm-task"
@@ -191,8 +190,7 @@ def build_cache(target: Path) -> None:
         tokenizer.padding_side = "right"
         model = build_model(len(tokenizer), tokenizer.eos_token_id)
         final_loss = pretrain(model, tokenizer, lines)
-        staging = target.with_name(f".tmp-{target.name}-{int(time.time() * 1000)}")
-        staging.mkdir(parents=True)
+        staging = staging_dir(target)
         model.save_pretrained(staging)
         tokenizer.padding_side = "left"  # generation pads prompts on the left
         tokenizer.save_pretrained(staging)
@@ -203,15 +201,7 @@ def build_cache(target: Path) -> None:
             "task": "comma-separated lists of a topic's items; reward = long, distinct, on-topic lists",
         }
         (staging / "info.json").write_text(json.dumps(info, indent=2))
-    if target.exists():  # another process finished first: keep its copy
-        shutil.rmtree(staging, ignore_errors=True)
-        return
-    try:
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not target.exists():
-            raise
+    publish_cache(staging, target)
 
 
 def tiny_lm_path() -> Path:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # The built-in demo models are built once into the test cache (tests/conftest.py) and shared.
@@ -105,12 +106,3 @@ def stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import httpx
 import torch
 
 from tests.worker.conftest import models_cache, service_data_dir, tiny_digits  # noqa: F401 (fixture)
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,14 +47,6 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in state
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.3, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Server:

@@ -7,7 +7,8 @@ import pytest
 
 from adrpo_engine.presets import PRESETS
 from app.ui import forms
-from tests.app.studio_server import running_studio, wait_for
+from tests.app.studio_server import running_studio
+from tests.waiting import wait_for
 
 pytest.importorskip("app.server", reason="needs the job service (branch svc)")
 pytest.importorskip("gradio_client")
