@@ -20,8 +20,6 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigError, LoraConfig
 from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..threads import torch_threads
 from .flow_policy import Cond, FlowPolicy
 
 MODEL_NAME = "builtin:digits-flow"
@@ -207,18 +206,6 @@ class DigitsModels:
 
 def cache_dir() -> Path:
     return builtin_models_dir() / CACHE_VERSION
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """Run a block with ``count`` intra-op threads, then restore. The digits networks are so small that
-    extra threads only add synchronisation: on a busy 2-core machine 2 threads ran 9x slower than 1."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def build_cache(target: Path) -> None:

@@ -28,6 +28,7 @@ import torch
 
 from ..data import register_prompt_source
 from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..threads import torch_threads
 
 MODEL_NAME = "builtin:tiny-lm"
 TASK_NAME = "builtin:tiny-lm-task"
@@ -180,7 +181,6 @@ def cache_dir() -> Path:
 
 def build_cache(target: Path) -> None:
     """Generate the corpus, train tokenizer and model, write them to ``target`` atomically."""
-    from .digits import torch_threads  # tiny matmuls: one thread is fastest on a busy 2-core machine
 
     with torch_threads(1):
         started = time.perf_counter()

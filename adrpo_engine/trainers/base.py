@@ -30,6 +30,7 @@ import torch
 
 from .. import metrics as M
 from ..config import JobConfig, ModelConfig
+from ..threads import thread_limit
 from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
 
 TRAINER_STATE = "trainer_state.pt"
@@ -205,6 +206,10 @@ class BaseTrainer(ABC):
     # ------------------------------------------------------------------ the loop
 
     def run(self, resume: bool = True) -> RunResult:
+        with thread_limit(self.config):
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> RunResult:
         cfg = self.config
         # Load and validate first (model, rewards, prompts): a bad model id or reward must leave no
         # half-written run directory behind.

@@ -31,8 +31,9 @@ from ..config import JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts
 from ..models.flow_policy import Cond, FlowPolicy, load_flow_policy, repeat_cond, slice_cond
 from ..progress import Sample
+from ..threads import thread_limit
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, RunResult, resolve_device, resolve_dtype, step_seed
+from .base import BaseTrainer, resolve_device, resolve_dtype, step_seed
 
 SAMPLES_DIR = "samples"
 GRID_NAME = "before_after.png"
@@ -103,22 +104,8 @@ def generate_images(
 # The trainer
 
 
-def thread_limit(config: JobConfig):
-    """One torch thread for the built-in digits model (tiny matmuls: threads only add overhead), the
-    process default otherwise."""
-    from contextlib import nullcontext
-
-    from ..models.digits import MODEL_NAME, torch_threads
-
-    return torch_threads(1) if config.model.name_or_path == MODEL_NAME else nullcontext()
-
-
 class FlowTrainer(BaseTrainer):
     kind = "flow"
-
-    def run(self, resume: bool = True) -> RunResult:
-        with thread_limit(self.config):
-            return super().run(resume)
 
     def build_policy(self) -> FlowPolicy:
         """The model named by the config, with a fresh LoRA adapter (benchmarks substitute their own)."""

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -36,27 +35,15 @@ from ..config import ConfigError, JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
 from ..models import causal_lm as C
 from ..progress import Sample
+from ..threads import thread_limit
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, RunResult, TrainingError, resolve_device, resolve_dtype
+from .base import BaseTrainer, TrainingError, resolve_device, resolve_dtype
 
 EVAL_PROMPTS = 4
 SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
 COMPLETION_LENGTH = "completion/mean_tokens"
 COMPLETION_CLIPPED = "completion/clipped_frac"  # rows that hit max_new_tokens without EOS
 KL_ROWS = "kl/ref_frac"  # fraction of rows whose reference log-probs were computed
-
-
-@contextmanager
-def thread_limit(config: JobConfig) -> Iterator[None]:
-    """One torch thread for the built-in tiny LM (tiny matmuls: a second thread only adds overhead on a
-    busy 2-core machine), the process default otherwise."""
-    if config.model.name_or_path == "builtin:tiny-lm":
-        from ..models.digits import torch_threads
-
-        with torch_threads(1):
-            yield
-    else:
-        yield
 
 
 class TextPolicy:
@@ -110,10 +97,6 @@ def group_diversity(texts: list[str], group: int) -> float:
 
 class LLMTrainer(BaseTrainer):
     kind = "llm"
-
-    def run(self, resume: bool = True) -> RunResult:
-        with thread_limit(self.config):
-            return super().run(resume)
 
     def setup(self) -> None:
         cfg = self.config

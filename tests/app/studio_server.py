@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 # The built-in demo models are built once into the test cache (tests/conftest.py) and shared.
