@@ -73,17 +73,16 @@ def serve(
     import uvicorn
 
     from app.server import create_app
-    from worker.db import upgrade
     from worker.settings import Settings
 
     settings = Settings()
-    upgrade(settings.database_url)
+    web = create_app(settings)  # migrates the store, before the worker opens it
     process = start_worker_process(settings) if worker else None
     # uvicorn re-raises the signal it caught after its graceful shutdown; turn SIGTERM into an exception
     # (like SIGINT) so the `finally` below still stops the worker instead of the process just dying.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        uvicorn.run(web, host=host, port=port, log_level="info")
     except KeyboardInterrupt:
         pass
     finally:

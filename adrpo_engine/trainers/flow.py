@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from PIL import Image
@@ -28,7 +27,7 @@ from torch import Tensor
 from .. import metrics as M
 from .. import objectives as O
 from ..config import JobConfig
-from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts
+from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
 from ..models.flow_policy import Cond, FlowPolicy, load_flow_policy, repeat_cond, slice_cond
 from ..progress import Sample
 from ..threads import thread_limit
@@ -49,12 +48,6 @@ def prepare_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) 
     policy = load_flow_policy(config, device, dtype)
     policy.add_lora(config.lora)
     return policy
-
-
-def reward_columns(rows: list[PromptRow], repeat: int) -> dict[str, list[Any]]:
-    """The prompt rows' extra columns as per-sample lists (rewards get them as keyword arguments)."""
-    keys = sorted({key for row in rows for key in row.columns})
-    return {key: [row.columns.get(key) for row in rows for _ in range(repeat)] for key in keys}
 
 
 def images_to_pngs(images: Tensor, paths: list[Path]) -> None:
@@ -139,7 +132,7 @@ class FlowTrainer(BaseTrainer):
     def score(self, rows: list[PromptRow], images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         group = self.config.group_size
         prompts = [row.prompt for row in rows for _ in range(group)]
-        total, parts = self.rewards(images, prompts, **reward_columns(rows, group))
+        total, parts = self.rewards(images, prompts, **repeat_columns(rows, group))
         if not torch.isfinite(total).all():
             from .base import TrainingError
 
@@ -230,7 +223,7 @@ class FlowTrainer(BaseTrainer):
         for index, row in enumerate(self.eval_rows):
             seed = cfg.seed + index
             _, images = generate_images(self.policy, cfg, row.prompt, seed, self.policy.eval_samples, adapter=step > 0)
-            rewards, _ = self.rewards(images, [row.prompt] * len(images), **reward_columns([row], len(images)))
+            rewards, _ = self.rewards(images, [row.prompt] * len(images), **repeat_columns([row], len(images)))
             paths = [folder / f"p{index}-{k}.png" for k in range(len(images))]
             images_to_pngs(images, paths)
             for k, (path, reward) in enumerate(zip(paths, rewards.tolist())):
