@@ -11,10 +11,9 @@ import re
 from typing import Any
 
 from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, validate_config
+from adrpo_engine.models import BUILTIN_MODELS
 from adrpo_engine.presets import PRESETS
 
-# Built-in models by kind: the loaders in adrpo_engine/models accept exactly these.
-BUILTIN_MODELS = {"llm": ("builtin:tiny-lm",), "flow": ("builtin:digits-flow", "builtin:tiny-sd3")}
 BUILTIN_PROMPT_SOURCES = ("builtin:tiny-lm-task", "builtin:t2i-prompts")
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")

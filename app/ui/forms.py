@@ -23,6 +23,7 @@ from adrpo_engine.config import (
     parse_override,
     validate_config,
 )
+from adrpo_engine.models import BUILTIN_MODELS
 from adrpo_engine.presets import PRESETS
 
 CUSTOM = "custom"  # the preset choice meaning "start from the kind's defaults"
@@ -36,11 +37,6 @@ ALGORITHM_LABELS = {
 PROMPT_SOURCES = ("text", "file", "dataset")
 REWARD_KIND = {"flow": "image", "llm": "text"}
 
-# Built-in models first (they run on a laptop CPU), then the hub ids the GPU presets use.
-BUILTIN_MODELS = {
-    "flow": ["builtin:digits-flow", "builtin:tiny-sd3"],
-    "llm": ["builtin:tiny-lm"],
-}
 
 # Order of the form's fields: the Launch tab lays out one component per id, and the handlers take
 # the values in this order (the LLaMA-Factory pattern: one loop for fill, preview and submit).
@@ -63,7 +59,8 @@ class FormPreview:
 
 
 def model_choices(kind: str) -> list[str]:
-    """Models offered for ``kind``: the built-ins, then every preset's model of that kind."""
+    """Models offered for ``kind``: the built-ins (they run on a laptop CPU), then every preset's model
+    of that kind (hub ids the GPU presets use)."""
     choices = list(BUILTIN_MODELS.get(kind, []))
     for preset in PRESETS.values():
         if preset.config.get("kind") == kind:
