@@ -46,12 +46,18 @@ EVEN = [0, 2, 4, 6, 8]
 METRICS = ["reward", "diversity", "even_spread", "feature_dist", "w2_coupling", "w2_velocity"]
 
 
-def methods(beta0: float, alphas: list[float]) -> list[tuple[str, dict]]:
+def methods(beta0: float, alphas: list[float], dpo_betas: list[float], dpo_pairs: str = "best_worst",
+            dpo_margin: float = 0.0) -> list[tuple[str, dict]]:
     runs = [
         (f"ADRPO (beta0={beta0:g})", {"algorithm": "adrpo", "beta0": beta0}),
         (f"fixed-beta W2 (beta0={beta0:g})", {"algorithm": "fixed", "beta0": beta0}),
     ]
     runs += [(f"ORW-CFM-W2 (alpha={alpha:g})", {"algorithm": "orw", "beta0": alpha}) for alpha in alphas]
+    # Diffusion-DPO, offline: one pool of reference pairs from as many reward evaluations as an online run
+    # of the same length (prompts_per_step x group_size x steps), the same optimisation steps.
+    runs += [(f"Diffusion-DPO (beta={beta:g}, {dpo_pairs})",
+              {"algorithm": "dpo", "flow.dpo_beta": beta, "flow.dpo_pairs": dpo_pairs, "flow.dpo_margin": dpo_margin})
+             for beta in dpo_betas]
     return runs
 
 
@@ -218,6 +224,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--beta0", type=float, default=0.1)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.5, 1.0])
+    parser.add_argument("--dpo-betas", type=float, nargs="*", default=[100.0, 1000.0, 10000.0])
+    parser.add_argument("--dpo-pairs", choices=["best_worst", "all"], default="best_worst")
+    parser.add_argument("--dpo-margin", type=float, default=0.0)
+    parser.add_argument("--only", nargs="*", default=None, help="run only methods whose name contains one of these")
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--eval-samples", type=int, default=512)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
@@ -227,7 +237,9 @@ def main() -> None:
     started = time.perf_counter()
     D.load_digits_models()  # build the cache outside the timed runs
     results: dict[str, list[list[dict]]] = {}
-    for name, overrides in methods(args.beta0, args.alphas):
+    for name, overrides in methods(args.beta0, args.alphas, args.dpo_betas, args.dpo_pairs, args.dpo_margin):
+        if args.only and not any(part in name for part in args.only):
+            continue
         results[name] = []
         for seed in args.seeds:
             trajectory = run_one(overrides, seed, args.steps, args.eval_every, args.eval_samples)
