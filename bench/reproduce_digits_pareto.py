@@ -160,10 +160,12 @@ def dominance_lines(summary: dict, adrpo: str) -> list[str]:
 
 def markdown_table(summary: dict, results: dict, args: argparse.Namespace, seconds: float) -> str:
     head = (
-        f"# digits-even: ADRPO vs fixed-beta W2 vs ORW-CFM-W2\n\n"
+        f"# digits-even: ADRPO vs fixed-beta W2 vs ORW-CFM-W2 vs Diffusion-DPO\n\n"
         f"Settings: digits-even preset, {args.steps} steps each, seeds {args.seeds}, beta0 = {args.beta0:g} for "
         f"ADRPO and fixed-beta (fixed uses the default a_min = -beta0/2), ORW-CFM-W2 with tau = 1 and batch-normalised "
-        f"weights at alpha in {args.alphas}; final metrics on {args.eval_samples} samples from one fixed noise batch; "
+        f"weights at alpha in {args.alphas}; Diffusion-DPO ({args.dpo_pairs} pairs, margin {args.dpo_margin:g}) at "
+        f"dpo_beta in {args.dpo_betas}, offline, one pool of reference pairs from prompts_per_step x group_size x "
+        f"steps reward evaluations (as many as each online run); final metrics on {args.eval_samples} samples from one fixed noise batch; "
         f"mean +- std over seeds. Reference model (step 0): reward "
         f"{first_value(results, 'reward'):.3f}, diversity {first_value(results, 'diversity'):.3f}, "
         f"even spread {first_value(results, 'even_spread'):.3f}. Wall time {seconds:.0f} s "
@@ -218,6 +220,23 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def reuse_trajectories(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> list[str]:
+    """Fill in, in the methods' order, the methods this run skipped from an earlier run's JSON."""
+    earlier = json.loads(args.reuse.read_text())
+    if earlier["settings"]["steps"] != args.steps or earlier["settings"]["seeds"] != args.seeds:
+        raise SystemExit(f"--reuse {args.reuse}: it ran other steps or seeds")
+    merged, reused = {}, []
+    for name, _ in methods(args.beta0, args.alphas, args.dpo_betas, args.dpo_pairs, args.dpo_margin):
+        if name in results:
+            merged[name] = results[name]
+        elif name in earlier["trajectories"]:
+            merged[name] = earlier["trajectories"][name]
+            reused.append(name)
+    results.clear()
+    results.update(merged)
+    return reused
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
@@ -228,6 +247,9 @@ def main() -> None:
     parser.add_argument("--dpo-pairs", choices=["best_worst", "all"], default="best_worst")
     parser.add_argument("--dpo-margin", type=float, default=0.0)
     parser.add_argument("--only", nargs="*", default=None, help="run only methods whose name contains one of these")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="a digits_pareto.json of an earlier run: methods not run now (see --only) take its "
+                             "trajectories, and the table says so")
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--eval-samples", type=int, default=512)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
@@ -248,11 +270,15 @@ def main() -> None:
             print(f"{name:32s} seed {seed}: reward {end['reward']:.3f}  diversity {end['diversity']:.3f}  "
                   f"even spread {end['even_spread']:.3f}  W2 {end['w2_coupling']:.3f}", flush=True)
     seconds = time.perf_counter() - started
+    reused = reuse_trajectories(results, args) if args.reuse else []
 
     summary = summarise(results)
     adrpo = next(iter(results))
     table = markdown_table(summary, results, args, seconds)
     verdicts = dominance_lines(summary, adrpo)
+    if reused:
+        table += (f"\nRows taken from the earlier run `{args.reuse.name}` (same script, seeds and settings; not re-run "
+                  f"here to save CPU): {', '.join(reused)}. Wall time above is for the re-run rows only.\n")
     text = table + "\nDominance of ADRPO's final point (reward vs even-digit spread):\n\n" + "\n".join(verdicts) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "digits_pareto.md").write_text(text)

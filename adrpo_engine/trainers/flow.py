@@ -3,13 +3,16 @@
 One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` samples each:
 
 1. roll out ``P * G`` samples from the current policy (Euler ODE, ``flow.sample_steps`` steps,
-   ``flow.guidance_scale`` CFG, no gradients) and score their decoded images with the job's rewards;
+   ``flow.rollout_guidance`` CFG, no gradients) and score their decoded images with the job's rewards;
 2. group advantages per prompt (``adv_scale``), clipped to ``[a_min, a_max]``;
 3. per-sample weights from ``objectives.flow_loss_weights`` (adrpo: ``(a, beta0 - a)``, fixed:
    ``(a, beta0)``, orw: ``(exp(tau r), alpha = beta0)``);
-4. ``flow.train_draws`` fresh ``(noise, t)`` draws per sample: ``x_t = (1 - t) x + t noise``,
+4. ``flow.draws_per_step`` fresh ``(noise, t)`` draws per sample (``t`` continuous, or K levels of the
+   rollout's grid with ``flow.train_timesteps``): ``x_t = (1 - t) x + t noise``,
    ``u = noise - x``, loss ``objectives.regularized_fm_loss(v_theta, u, v_ref, w_fm, w_w2)`` with
    ``v_ref`` the adapter-off network; one AdamW step.
+
+``algorithm: dpo`` replaces steps 1-3 by preference pairs from a stored pool (``flow_dpo.FlowDPO``).
 
 Everything random in a step comes from generators seeded by ``step_seed(seed, step)``, so a resumed
 run replays the steps of an uninterrupted one exactly.

@@ -179,3 +179,24 @@ def test_no_pairs_is_a_readable_error(tmp_path):
 
     with pytest.raises(TrainingError, match="no preference pairs"):
         train(dpo_config(steps=1, **{"flow.dpo_margin": 5.0}), tmp_path, RecordingSink())
+
+
+def test_dpo_step_on_the_tiny_sd3_pipeline(tmp_path):
+    """The same DPO step on an SD3 pipeline: prompt-embedding conditioning, grid levels, CFG-free pools."""
+    from adrpo_engine.config import validate_config
+
+    config = validate_config({
+        "kind": "flow", "algorithm": "dpo", "model": {"name_or_path": "builtin:tiny-sd3"},
+        "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+        "prompts": {"texts": ["a red cat", "a blue dog"]}, "steps": 2, "group_size": 3, "prompts_per_step": 2,
+        "lr": 1e-2, "sample_every": 100, "checkpoint_every": 100, "lora": {"rank": 4, "alpha": 8},
+        "flow": {"sample_steps": 3, "guidance_scale": 2.0, "train_guidance_scale": 1.0, "train_timesteps": 2,
+                 "dpo_beta": 50.0},
+    })
+    sink = RecordingSink()
+    train(config, tmp_path, sink)
+    metrics = sink.steps[2]
+    assert set(M.DPO) <= set(metrics) and all(math.isfinite(value) for value in metrics.values())
+    assert metrics[M.W2] > 0  # the first update moved the policy away from the reference
+    pool = flow_dpo.load_pool(flow_dpo.pool_path(tmp_path, 0))
+    assert pool.winners.shape[1:] == (4, 16, 16) and set(pool.prompts) <= {"a red cat", "a blue dog"}
