@@ -222,7 +222,7 @@ def grid_times(
     uniform draw without replacement, so ``count = steps`` visits every level once and a smaller
     ``count`` is an unbiased subsample of that full-trajectory objective at ``count / steps`` of its cost.
     """
-    levels = grid[:-1].float()
+    levels = grid[:-1].float().cpu()
     if not 1 <= count <= levels.numel():
         raise ValueError(f"train_timesteps must be in 1..{levels.numel()} (got {count})")
     picks = torch.rand(batch, levels.numel(), generator=generator).argsort(dim=1)[:, :count]

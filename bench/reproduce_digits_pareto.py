@@ -220,21 +220,17 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def reuse_trajectories(results: dict[str, list[list[dict]]], args: argparse.Namespace) -> list[str]:
-    """Fill in, in the methods' order, the methods this run skipped from an earlier run's JSON."""
-    earlier = json.loads(args.reuse.read_text())
-    if earlier["settings"]["steps"] != args.steps or earlier["settings"]["seeds"] != args.seeds:
-        raise SystemExit(f"--reuse {args.reuse}: it ran other steps or seeds")
-    merged, reused = {}, []
-    for name, _ in methods(args.beta0, args.alphas, args.dpo_betas, args.dpo_pairs, args.dpo_margin):
-        if name in results:
-            merged[name] = results[name]
-        elif name in earlier["trajectories"]:
-            merged[name] = earlier["trajectories"][name]
-            reused.append(name)
-    results.clear()
-    results.update(merged)
-    return reused
+def earlier_runs(paths: list[Path], steps: int) -> dict[tuple[str, int], list[dict]]:
+    """(method, seed) -> trajectory from earlier runs' JSON files of the same length; the first file wins."""
+    found: dict[tuple[str, int], list[dict]] = {}
+    for path in paths:
+        earlier = json.loads(path.read_text())
+        if earlier["settings"]["steps"] != steps:
+            raise SystemExit(f"--reuse {path}: it ran {earlier['settings']['steps']} steps, not {steps}")
+        for name, runs in earlier["trajectories"].items():
+            for seed, trajectory in zip(earlier["settings"]["seeds"], runs):
+                found.setdefault((name, seed), trajectory)
+    return found
 
 
 def main() -> None:
@@ -247,9 +243,9 @@ def main() -> None:
     parser.add_argument("--dpo-pairs", choices=["best_worst", "all"], default="best_worst")
     parser.add_argument("--dpo-margin", type=float, default=0.0)
     parser.add_argument("--only", nargs="*", default=None, help="run only methods whose name contains one of these")
-    parser.add_argument("--reuse", type=Path, default=None,
-                        help="a digits_pareto.json of an earlier run: methods not run now (see --only) take its "
-                             "trajectories, and the table says so")
+    parser.add_argument("--reuse", type=Path, nargs="*", default=[],
+                        help="digits_pareto.json files of earlier runs (same steps and settings): a (method, seed) "
+                             "run found there is taken from it instead of re-run, and the table says so")
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--eval-samples", type=int, default=512)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
@@ -259,26 +255,32 @@ def main() -> None:
     started = time.perf_counter()
     D.load_digits_models()  # build the cache outside the timed runs
     results: dict[str, list[list[dict]]] = {}
+    earlier = earlier_runs(args.reuse, args.steps)
+    reused: list[str] = []
     for name, overrides in methods(args.beta0, args.alphas, args.dpo_betas, args.dpo_pairs, args.dpo_margin):
         if args.only and not any(part in name for part in args.only):
             continue
         results[name] = []
         for seed in args.seeds:
+            if (name, seed) in earlier:
+                results[name].append(earlier[(name, seed)])
+                reused.append(f"{name} seed {seed}")
+                continue
             trajectory = run_one(overrides, seed, args.steps, args.eval_every, args.eval_samples)
             results[name].append(trajectory)
             end = trajectory[-1]
             print(f"{name:32s} seed {seed}: reward {end['reward']:.3f}  diversity {end['diversity']:.3f}  "
                   f"even spread {end['even_spread']:.3f}  W2 {end['w2_coupling']:.3f}", flush=True)
     seconds = time.perf_counter() - started
-    reused = reuse_trajectories(results, args) if args.reuse else []
 
     summary = summarise(results)
     adrpo = next(iter(results))
     table = markdown_table(summary, results, args, seconds)
     verdicts = dominance_lines(summary, adrpo)
     if reused:
-        table += (f"\nRows taken from the earlier run `{args.reuse.name}` (same script, seeds and settings; not re-run "
-                  f"here to save CPU): {', '.join(reused)}. Wall time above is for the re-run rows only.\n")
+        table += (f"\nRuns taken from earlier runs of this script with the same settings ({', '.join(map(str, args.reuse))}; "
+                  f"not re-run here to save CPU): {', '.join(reused)}. The wall time above is for the other runs "
+                  f"only.\n")
     text = table + "\nDominance of ADRPO's final point (reward vs even-digit spread):\n\n" + "\n".join(verdicts) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "digits_pareto.md").write_text(text)
