@@ -220,6 +220,14 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def json_safe(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def earlier_runs(paths: list[Path], steps: int) -> dict[tuple[str, int], list[dict]]:
     """(method, seed) -> trajectory from earlier runs' JSON files of the same length; the first file wins."""
     found: dict[tuple[str, int], list[dict]] = {}
@@ -285,7 +293,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "digits_pareto.md").write_text(text)
     (args.out / "digits_pareto.json").write_text(json.dumps(
-        {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        {"settings": {k: json_safe(v) for k, v in vars(args).items()},
          "seconds": seconds, "trajectories": results}, indent=1))
     plot(results, args.out / "digits_pareto.png")
     print(text)
