@@ -69,7 +69,7 @@ def sweep_figure(summary: Mapping[str, Any], title: str = "") -> Figure:
         axis.set_title(f"reward vs {plane}", fontsize=10)
     figure.suptitle((title + "\n" if title else "") + "mean +- std over seeds; filled = on the overall frontier, "
                     "hollow = dominated; lines join each method's own frontier", fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.9))  # room for the two-line title
     return figure
 
 
