@@ -43,6 +43,7 @@ from . import metrics as M
 from . import objectives as O
 from .config import JobConfig, PromptsConfig
 from .data import PromptRow, load_prompts, repeat_columns
+from .kinds import get_kind
 from .rewards import WeightedRewards
 from .threads import thread_limit
 
@@ -163,7 +164,7 @@ def evaluate(config: JobConfig, checkpoints: Sequence[tuple[int, Path | None]]) 
     The model is loaded once; every checkpoint sees the same prompts and the same noise."""
     with thread_limit(config):
         rows, held_out = eval_rows(config)
-        evaluator = FlowEvaluator(config, rows) if config.kind == "flow" else TextEvaluator(config, rows)
+        evaluator = EVALUATORS[get_kind(config.kind).sample_kind](config, rows)
         points = []
         for step, adapter_dir in checkpoints:
             metrics, counts = evaluator.run(adapter_dir)
@@ -204,8 +205,9 @@ class FlowEvaluator:
         self.config = config
         self.rows = rows
         self.policy = prepare_policy(config, *_device_and_dtype(config))
-        self.rewards = WeightedRewards(config.rewards, "image")
-        self.extra = WeightedRewards(config.eval.rewards, "image") if config.eval.rewards else None
+        reward_kind = get_kind(config.kind).reward_kind
+        self.rewards = WeightedRewards(config.rewards, reward_kind)
+        self.extra = WeightedRewards(config.eval.rewards, reward_kind) if config.eval.rewards else None
         self.diversity = build_diversity(config.model.name_or_path, config.rewards)
         self._reference: dict[int, Tensor] = {}
 
@@ -277,8 +279,9 @@ class TextEvaluator:
         self.config = config
         self.rows = rows
         self.policy = TextPolicy(config, *_device_and_dtype(config))
-        self.rewards = WeightedRewards(config.rewards, "text")
-        self.extra = WeightedRewards(config.eval.rewards, "text") if config.eval.rewards else None
+        reward_kind = get_kind(config.kind).reward_kind
+        self.rewards = WeightedRewards(config.rewards, reward_kind)
+        self.extra = WeightedRewards(config.eval.rewards, reward_kind) if config.eval.rewards else None
 
     @contextmanager
     def _seeded(self, seed: int) -> Iterator[None]:
@@ -324,9 +327,14 @@ class TextEvaluator:
         return tally.result()
 
 
+# Evaluators by the kind's sample kind (kinds.KindSpec.sample_kind): images come from a FlowPolicy,
+# texts from a causal LM.
+EVALUATORS = {"image": FlowEvaluator, "text": TextEvaluator}
+
+
 def summary_line(point: EvalPoint, kind: str) -> str:
     """One readable line: step, reward, diversity and divergence with their sample counts."""
-    divergence = M.KL if kind == "llm" else M.W2
+    divergence = get_kind(kind).divergence
     m, c = point.metrics, point.counts
     where = "reference" if point.role == "reference" else f"step {point.step}"
     return (f"{where}: reward {m[M.REWARD_MEAN]:.4f} +- {m[M.REWARD_STD]:.4f} (n={c[M.REWARD_MEAN]}), "

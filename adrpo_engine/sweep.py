@@ -22,6 +22,7 @@ from typing import Any
 from . import frontier as F
 from . import metrics as M
 from .config import NAME_PATTERN, ConfigError, JobConfig, apply_overrides, validate_config
+from .kinds import get_kind
 
 MAX_SWEEP_JOBS = 243  # 3^5: a 3x3x3 grid over 9 seeds, or five keys of three values
 MAX_GRID_KEYS = 6
@@ -49,7 +50,7 @@ class SweepJob:
 
 def planes(kind: str) -> dict[str, dict[str, str]]:
     """The two planes of the Pareto view and which way is better on each axis."""
-    divergence = M.KL if kind == "llm" else M.W2
+    divergence = get_kind(kind).divergence
     return {
         "diversity": {M.REWARD_MEAN: "max", M.DIVERSITY: "max"},
         "divergence": {M.REWARD_MEAN: "max", divergence: "min"},

@@ -18,9 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from . import metrics as M  # noqa: E402
+from .kinds import ALGORITHM_NAMES as METHOD_NAMES  # noqa: E402
 
 METHOD_COLOURS = {"adrpo": "#d62728", "fixed": "#1f77b4", "orw": "#2ca02c"}
-METHOD_NAMES = {"adrpo": "ADRPO", "fixed": "fixed beta", "orw": "ORW-CFM-W2"}
 
 
 def point_label(params: Mapping[str, Any]) -> str:

@@ -98,7 +98,9 @@ def _pm(point: dict[str, Any], name: str) -> str:
 
 
 def divergence_of(kind: str) -> str:
-    return M.KL if kind == "llm" else M.W2
+    from adrpo_engine.kinds import get_kind
+
+    return get_kind(kind).divergence
 
 
 def points_frame(view: Any) -> pd.DataFrame:
