@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,8 +33,8 @@ from .. import objectives as O
 from ..models.flow_policy import cat_cond, repeat_cond
 from .base import TrainingError, step_seed
 
-if TYPE_CHECKING:
-    from .flow import FlowTrainer
+# The trainer is a trainers.flow.FlowTrainer; typed loosely because flow.py imports this module.
+FlowTrainer = Any
 
 POOL_DIR = "dpo"
 POOL_SEED_SALT = 0x2545F491  # pool rollouts use noise of their own, never the training draws' noise
