@@ -48,7 +48,8 @@ A_MIN_PLACEHOLDER = "empty = −β₀ (−β₀/2 for " + ", ".join(
 FIELDS = (
     "preset", "name", "kind", "model", "reward", "reward_options",
     "prompt_source", "prompt_texts", "prompt_file", "dataset", "dataset_split", "dataset_column",
-    "algorithm", "beta0", "a_min", "a_max", "dpo_beta", "dpo_pairs", "dpo_refresh_every", "steps", "lr", "group_size", "prompts_per_step",
+    "algorithm", "beta0", "a_min", "a_max", "dpo_beta", "dpo_pairs", "dpo_refresh_every",
+    "steps", "lr", "group_size", "prompts_per_step",
     "lora_rank", "lora_targets", "seed", "extra",
 )
 
