@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import ConfigError
 from .kinds import ALGORITHM_NAMES, KINDS, builtin_models, get_kind
 
-Algorithm = Literal["adrpo", "fixed", "orw"]
+Algorithm = Literal["adrpo", "fixed", "orw", "dpo"]
 AdvScale = Literal["group", "batch", "none"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -113,7 +113,22 @@ class LLMConfig(_Strict):
 
 class FlowConfig(_Strict):
     sample_steps: int = Field(20, ge=1, le=1000, description="Euler steps of the rollout ODE sampler.")
-    guidance_scale: float = Field(1.0, ge=0.0, le=50.0, description="Classifier-free guidance of rollouts.")
+    guidance_scale: float = Field(
+        1.0, ge=0.0, le=50.0,
+        description="Classifier-free guidance of logged samples, comparisons and evals (and of training "
+        "rollouts unless flow.train_guidance_scale is set).",
+    )
+    train_guidance_scale: float | None = Field(
+        None, ge=0.0, le=50.0,
+        description="Guidance of the training rollouts (None: flow.guidance_scale). 1 = CFG-free rollouts, "
+        "half the rollout cost, the default of the text-to-image presets.",
+    )
+    train_timesteps: int | None = Field(
+        None, ge=1, le=1000,
+        description="K: train each sample on K distinct noise levels of the rollout's time grid (K = "
+        "sample_steps: all of them), each with fresh noise; None: flow.train_draws draws of t from "
+        "flow.t_sampling (uniform or logit-normal).",
+    )
     t_sampling: Literal["uniform", "logit_normal"] = Field(
         "uniform", description="How training times t are drawn."
     )
@@ -123,6 +138,36 @@ class FlowConfig(_Strict):
     resolution: int | None = Field(None, ge=8, le=4096, description="Image side in pixels (T2I models).")
     orw_tau: float = Field(1.0, ge=0.0, le=1000.0, description="ORW-CFM-W2 weight temperature: w = exp(tau*r).")
     orw_normalize: bool = Field(True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
+    dpo_beta: float = Field(
+        1000.0, gt=0.0, le=1e7,
+        description="Diffusion-DPO temperature (algorithm dpo): -log sigmoid(-dpo_beta * (error differences)); "
+        "beta0 is not used by dpo.",
+    )
+    dpo_pairs: Literal["best_worst", "all"] = Field(
+        "best_worst", description="DPO pairs per group of reference samples: best vs worst, or every pair "
+        "whose reward difference exceeds flow.dpo_margin.",
+    )
+    dpo_margin: float = Field(0.0, ge=0.0, le=1e6, description="DPO: a pair needs r_winner - r_loser > this.")
+    dpo_refresh_every: int = Field(
+        0, ge=0, le=1_000_000,
+        description="DPO: redraw the pairs from the current policy every K steps (0 = offline: one draw from "
+        "the reference before training).",
+    )
+    dpo_pool_groups: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="DPO: prompt groups drawn per pair pool (None: prompts_per_step x dpo_refresh_every, or x "
+        "steps when offline: the prompts and reward evaluations of an online run of the same length).",
+    )
+
+    @property
+    def rollout_guidance(self) -> float:
+        """The guidance of training rollouts (and of DPO's pair pools)."""
+        return self.guidance_scale if self.train_guidance_scale is None else self.train_guidance_scale
+
+    @property
+    def draws_per_step(self) -> int:
+        """(noise, t) draws per sample in one update: K grid levels, or flow.train_draws."""
+        return self.train_draws if self.train_timesteps is None else self.train_timesteps
 
 
 class EvalConfig(_Strict):
@@ -176,7 +221,8 @@ class JobConfig(_Strict):
     algorithm: Algorithm = Field(
         "adrpo",
         description="adrpo: beta_i = beta0 - clip(A_i); fixed: beta_i = beta0; orw: ORW-CFM-W2 (flow only; "
-        "beta0 is its W2 weight alpha).",
+        "beta0 is its W2 weight alpha); dpo: Diffusion-DPO on reference preference pairs (flow only; its "
+        "temperature is flow.dpo_beta).",
     )
     beta0: float = Field(0.04, ge=0.0, le=10.0, description="Base regularisation strength beta0.")
     a_min: float | None = Field(
@@ -236,12 +282,23 @@ class JobConfig(_Strict):
         if self.algorithm not in spec.algorithms:
             where = ", ".join(f"'{k.name}'" for k in KINDS.values() if self.algorithm in k.algorithms)
             raise ValueError(f"algorithm '{self.algorithm}' ({ALGORITHM_NAMES[self.algorithm]}) is for kind {where} only")
+        self._check_flow_times()
         if spec.a_min_bounded(self.algorithm) and self.clip_low <= -self.beta0:
             raise ValueError(
                 f"a_min must be > -beta0 (= {-self.beta0}) for the {ALGORITHM_NAMES[self.algorithm]} {self.kind} loss, "
                 f"else the loss is unbounded below (got {self.clip_low})"
             )
         return self
+
+    def _check_flow_times(self) -> None:
+        flow = self.flow
+        if flow.train_timesteps is not None and flow.train_timesteps > flow.sample_steps:
+            raise ValueError(
+                f"flow.train_timesteps ({flow.train_timesteps}) must be <= flow.sample_steps ({flow.sample_steps}): "
+                "it picks that many of the rollout's noise levels"
+            )
+        if flow.train_timesteps is not None and flow.train_draws != 1:
+            raise ValueError("flow.train_draws must be 1 when flow.train_timesteps is set (K levels are K draws)")
 
     @property
     def clip_low(self) -> float:
