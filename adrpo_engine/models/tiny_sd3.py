@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..paths import builtin_models_dir
+from ..paths import builtin_models_dir, publish_cache, staging_dir
 
 TINY_SD3 = "tiny-sd3-v1"
 TINY_CLIP = "tiny-clip-v1"
@@ -124,20 +124,19 @@ def build_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def _cached(name: str, builder) -> Path:
-    """Build once into the model cache (staging folder + rename, so readers never see half a model)."""
+def _complete(target: Path) -> bool:
+    return (target / ".complete").is_file()
+
+
+def _cached(name: str, builder: Callable[[Path], Path]) -> Path:
+    """Build once into the model cache (``paths``: a staging folder renamed, so readers never see half a model)."""
     target = builtin_models_dir() / name
-    if (target / ".complete").is_file():
+    if _complete(target):
         return target
-    staging = target.with_name(f".tmp-{name}-{int(time.time() * 1000)}")
+    staging = staging_dir(target)
     builder(staging)
     (staging / ".complete").write_text("ok\n")
-    try:
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / ".complete").is_file():
-            raise
+    publish_cache(staging, target, complete=_complete)
     return target
 
 

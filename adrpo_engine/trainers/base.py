@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -29,12 +28,11 @@ import numpy as np
 import torch
 
 from .. import metrics as M
+from ..checkpoints import TRAINER_STATE, checkpoint_dir, latest_checkpoint
 from ..config import JobConfig, ModelConfig
-from ..threads import thread_limit
+from ..paths import publish_cache, staging_dir
 from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
-
-TRAINER_STATE = "trainer_state.pt"
-CHECKPOINTS = "checkpoints"
+from ..threads import thread_limit
 
 
 class TrainingError(RuntimeError):
@@ -73,23 +71,15 @@ def resolve_dtype(model: ModelConfig, device: torch.device) -> torch.dtype:
     return getattr(torch, model.dtype)
 
 
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINTS / f"step-{step:06d}"
+def micro_batches(rows: int, chunks: int) -> list[slice]:
+    """``rows`` split into at most ``chunks`` consecutive, near-equal slices (``grad_accum``)."""
+    chunks = max(1, min(chunks, rows))
+    bounds = [round(i * rows / chunks) for i in range(chunks + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS
-    found = []
-    for path in root.glob("step-*"):
-        if (path / TRAINER_STATE).is_file():
-            found.append((int(path.name.removeprefix("step-")), path))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1] if checkpoints else None
+def _complete_checkpoint(path: Path) -> bool:
+    return (path / TRAINER_STATE).is_file()
 
 
 class BaseTrainer(ABC):
@@ -163,11 +153,16 @@ class BaseTrainer(ABC):
 
     def save_checkpoint(self, step: int) -> Path:
         final = checkpoint_dir(self.run_dir, step)
-        if (final / TRAINER_STATE).is_file():
+        if _complete_checkpoint(final):
             return final
-        staging = final.with_name(f".tmp-{final.name}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        # One writer per run: a staging folder or half a checkpoint left by a crash is replaced.
+        staging = staging_dir(final, exclusive=True)
+        self._write_checkpoint(staging, step)
+        publish_cache(staging, final, complete=_complete_checkpoint)
+        self.sink.on_checkpoint(step, final)
+        return final
+
+    def _write_checkpoint(self, staging: Path, step: int) -> None:
         self.save_adapter(staging)
         state = {
             "step": step,
@@ -182,10 +177,6 @@ class BaseTrainer(ABC):
             "extra": self.extra_state(),
         }
         torch.save(state, staging / TRAINER_STATE)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        self.sink.on_checkpoint(step, final)
-        return final
 
     def restore(self, directory: Path) -> int:
         self.load_adapter(directory)

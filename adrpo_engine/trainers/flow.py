@@ -33,7 +33,7 @@ from ..progress import Sample
 from ..rewards import WeightedRewards
 from ..checkpoints import step_name
 from ..images import images_to_pngs, save_grid
-from .base import BaseTrainer, step_seed
+from .base import BaseTrainer, TrainingError, micro_batches, step_seed
 
 SAMPLES_DIR = "samples"
 GRID_NAME = "before_after.png"
@@ -101,8 +101,6 @@ class FlowTrainer(BaseTrainer):
         prompts = [row.prompt for row in rows for _ in range(group)]
         total, parts = self.rewards(images, prompts, **repeat_columns(rows, group))
         if not torch.isfinite(total).all():
-            from .base import TrainingError
-
             raise TrainingError("a reward returned a non-finite value (NaN or inf); check the reward function")
         return total.view(len(rows), group), parts
 
@@ -122,8 +120,6 @@ class FlowTrainer(BaseTrainer):
         """Fresh ``(noise, t)`` draws, the regularized FM loss, backward (micro-batched), one optimizer step."""
         cfg = self.config
         batch = latents.shape[0]
-        chunks = min(cfg.grad_accum, batch)
-        bounds = [round(i * batch / chunks) for i in range(chunks + 1)]
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
         self.policy.train(True)
         for _ in range(cfg.flow.train_draws):
@@ -131,8 +127,7 @@ class FlowTrainer(BaseTrainer):
             t = O.sample_times(
                 batch, cfg.flow.t_sampling, cfg.flow.logit_mean, cfg.flow.logit_std, generator=generator
             ).to(self.device)  # float32, as in the sampler
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
-                part = slice(lo, hi)
+            for part in micro_batches(batch, cfg.grad_accum):
                 x_data, eps, t_part = latents[part], noise[part], t[part]
                 x_t = O.interpolate(x_data, eps, t_part)
                 u = O.velocity_target(x_data, eps)
@@ -141,7 +136,7 @@ class FlowTrainer(BaseTrainer):
                     v_ref = self.policy.velocity(x_t, t_part, part_cond, adapter=False)
                 v = self.policy.velocity(x_t, t_part, part_cond, adapter=True)
                 loss, fm_term, w2 = O.regularized_fm_loss(v, u, v_ref, w_fm[part], w_w2[part])
-                share = (hi - lo) / batch  # chunk means -> the batch mean
+                share = (part.stop - part.start) / batch  # chunk means -> the batch mean
                 (loss * share / cfg.flow.train_draws).backward()
                 totals["loss"] += loss.item() * share / cfg.flow.train_draws
                 totals["fm"] += fm_term.item() * share / cfg.flow.train_draws
