@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import metrics as M
-from .config import ConfigError, JobConfig, apply_overrides, load_yaml, parse_override, validate_config
+from .config import ConfigError, JobConfig, validate_config
+from .config_io import apply_overrides, load_yaml, parse_override
 from .kinds import get_kind
 from .presets import PRESETS, get_preset
 from .progress import NullSink, Sample

@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any
 
-from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, validate_config
+from adrpo_engine.config import ConfigError, JobConfig, validate_config
+from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
 from adrpo_engine.presets import PRESETS
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .models import Checkpoint, Comparison, Job, SampleRow
+from .status import JobStatus
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -23,7 +24,7 @@ class JobView(BaseModel):
     name: str
     kind: str  # a registered kind (adrpo_engine.kinds)
     algorithm: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     preset: str | None
     config: dict[str, Any]
     created_at: datetime
@@ -42,7 +43,7 @@ class JobView(BaseModel):
     @classmethod
     def of(cls, job: Job) -> JobView:
         eta = None
-        if job.status == "running" and job.seconds_per_step is not None:
+        if job.status == JobStatus.RUNNING and job.seconds_per_step is not None:
             eta = max(0.0, (job.total_steps - job.current_step) * job.seconds_per_step)
         return cls(
             id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=job.status,
@@ -90,7 +91,7 @@ class ComparisonView(BaseModel):
     prompt: str
     seed: int
     num_samples: int
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus  # never CANCELLED for a comparison
     error: str | None
     created_at: datetime
     finished_at: datetime | None

@@ -2,7 +2,7 @@
 Stable Diffusion 3 pipeline and of a CLIP model, built from configs (no download) for tests, benchmarks
 and trying the T2I code path on a CPU. They draw noise-like images: they exercise the code, not art.
 
-Recipe (ENVIRONMENT.md): SD3 transformer with patch 1, 4 latent channels, 1 layer, 4 heads of dim 8,
+Recipe (the smallest configuration found to run diffusers 0.42's pipeline end to end): SD3 transformer with patch 1, 4 latent channels, 1 layer, 4 heads of dim 8,
 caption projection 32, pooled projection 64 (= the two CLIP projection dims), joint_attention_dim 64
 (= 2 x CLIP hidden size: SD3 concatenates the two CLIP hidden states along features; a smaller value
 silently truncates them); a 2-block AutoencoderKL (scale factor 2, so 16x16 latents = 32x32 images);

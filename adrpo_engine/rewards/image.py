@@ -15,7 +15,7 @@ Diversity (logged every step, computed per prompt group and averaged over groups
   group (0 when collapsed onto one digit); ``diversity/even_spread`` = the same restricted to the five
   even digits and renormalised (ln 5 = 1.61 = even coverage); ``diversity/feature_dist`` = mean pairwise
   Euclidean distance of the classifier's 64-d features. ``diversity`` is the even spread when the job
-  rewards ``digits:even`` (DESIGN: spread over the five even classes), else the class entropy.
+  rewards ``digits:even`` (the task asks for even digits, so diversity is their spread), else the class entropy.
 - text-to-image: ``diversity`` = mean pairwise distance of L2-normalised CLIP image embeddings (the
   paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward; a job without one
   uses the mean pairwise distance of 32x32 downscaled pixels (``diversity/pixel_dist``) as ``diversity``.

@@ -1,7 +1,7 @@
 """The step/checkpoint/metrics protocol both trainers share.
 
 A subclass loads its model in :meth:`BaseTrainer.setup`, does one optimisation step in
-:meth:`BaseTrainer.train_step` (returning the DESIGN metric dict), and knows how to save and load its
+:meth:`BaseTrainer.train_step` (returning its metric dict: the names in ``metrics``), and knows how to save and load its
 adapter. The loop here owns seeding, metrics.jsonl, sample logging, checkpoints and resume, so every
 trainer behaves the same for the CLI, the job service and tests.
 
@@ -100,7 +100,7 @@ class BaseTrainer(ABC):
 
     @abstractmethod
     def train_step(self, step: int) -> dict[str, float]:
-        """One optimisation step (rollouts, rewards, loss, update); returns the DESIGN metrics."""
+        """One optimisation step (rollouts, rewards, loss, update); returns the kind's metrics (``kinds``)."""
 
     @abstractmethod
     def save_adapter(self, directory: Path) -> None:

@@ -1,4 +1,5 @@
-"""Online reward-weighted flow matching with a W2 penalty: ADRPO-FM and its baselines (DESIGN section 3).
+"""Online reward-weighted flow matching with a W2 penalty: ADRPO-FM and its baselines (docs/algorithm.md,
+docs/flow.md).
 
 One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` samples each:
 

@@ -1,4 +1,4 @@
-"""ADRPO-GRPO for causal LMs (DESIGN section 3, LLM flavour), and fixed-beta GRPO as the same code path.
+"""ADRPO-GRPO for causal LMs (docs/algorithm.md, LLM flavour; docs/llm.md), and fixed-beta GRPO as the same code path.
 
 One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` completions each (``N = P * G``):
 

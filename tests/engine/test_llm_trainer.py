@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from adrpo_engine import metrics as M
-from adrpo_engine.config import ConfigError, apply_overrides, validate_config
+from adrpo_engine.config import ConfigError, validate_config
+from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import get_kind
 from adrpo_engine.models import causal_lm as C
 from adrpo_engine.models import lm_sampling as S
