@@ -42,7 +42,8 @@ class ConsoleSink(NullSink):
             f"{divergence} {metrics.get(divergence, float('nan')):.4f}  "
             f"beta {metrics.get(M.BETA_MEAN, float('nan')):.3f}"
         )
-        self.progress.update(self.task, completed=step, info=info)
+        if self.task is not None:
+            self.progress.update(self.task, completed=step, info=info)
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
         for sample in samples[:4]:
@@ -60,7 +61,7 @@ def resolve_job_config(config: Path | None, preset: str | None, assignments: lis
     """--config or --preset, then --set overrides; raises ConfigError with a readable message."""
     if (config is None) == (preset is None):
         raise ConfigError("give exactly one of --config FILE or --preset NAME")
-    base = load_yaml(config) if config is not None else get_preset(preset).config
+    base = load_yaml(config) if config is not None else get_preset(str(preset)).config
     if not isinstance(base, dict):
         raise ConfigError(f"config file {str(config)!r}: expected a mapping at the top level")
     overrides = dict(parse_override(item) for item in assignments)

@@ -162,15 +162,15 @@ class JobConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1, le=1_000_000, description="Checkpoint period in steps.")
     sample_every: int = Field(10, ge=1, le=1_000_000, description="Sample-logging period in steps.")
     model: ModelConfig
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    lora: LoraConfig = Field(default_factory=lambda: LoraConfig())
     rewards: list[RewardSpec] = Field(min_length=1, max_length=16, description="Summed, weighted rewards.")
     prompts: PromptsConfig = Field(
-        default_factory=PromptsConfig,
+        default_factory=lambda: PromptsConfig(),
         validate_default=True,
         description="Where training prompts come from: texts, a file or a dataset (one at least).",
     )
-    llm: LLMConfig = Field(default_factory=LLMConfig)
-    flow: FlowConfig = Field(default_factory=FlowConfig)
+    llm: LLMConfig = Field(default_factory=lambda: LLMConfig())
+    flow: FlowConfig = Field(default_factory=lambda: FlowConfig())
 
     @field_validator("kind")
     @classmethod

@@ -75,7 +75,8 @@ def load_causal_lm(model_cfg: ModelConfig, device: torch.device, dtype: torch.dt
         ) from None
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"model.name_or_path: the tokenizer of {model_cfg.name_or_path!r} has no EOS token")
-    model.to(device).eval().requires_grad_(False)
+    model = model.to(device)  # pyright: ignore[reportArgumentType] (transformers types .to's self oddly)
+    model.eval().requires_grad_(False)
     return model, tokenizer
 
 
@@ -91,7 +92,8 @@ def add_lora(model, lora: LoraConfig):
     from peft import get_peft_model
 
     peft_config = PeftLoraConfig(
-        r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora_targets(model, lora),
+        r=lora.rank, lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
+        lora_dropout=lora.dropout, target_modules=lora_targets(model, lora),
         fan_in_fan_out=model.config.model_type in FAN_IN_FAN_OUT, task_type="CAUSAL_LM", bias="none",
     )
     try:

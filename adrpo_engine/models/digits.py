@@ -87,7 +87,8 @@ class DigitsPolicy(FlowPolicy):
         if unknown:
             raise ConfigError(f"lora.target_modules: {unknown} are not layers of {MODEL_NAME} (choose from {LORA_TARGETS})")
         peft_config = PeftLoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(targets)
+            r=lora.rank, lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
+            lora_dropout=lora.dropout, target_modules=list(targets),
         )
         self.peft_model = get_peft_model(self.model, peft_config)
         self.model = self.peft_model
