@@ -46,7 +46,7 @@ class JobView(BaseModel):
         if job.status == JobStatus.RUNNING and job.seconds_per_step is not None:
             eta = max(0.0, (job.total_steps - job.current_step) * job.seconds_per_step)
         return cls(
-            id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=job.status,
+            id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=JobStatus(job.status),
             preset=job.preset, config=job.config, created_at=as_utc(job.created_at),
             started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
             current_step=job.current_step, total_steps=job.total_steps, latest_reward=job.latest_reward,
@@ -100,5 +100,5 @@ class ComparisonView(BaseModel):
     @classmethod
     def of(cls, row: Comparison, samples: list[SampleView]) -> ComparisonView:
         return cls(id=row.id, job_id=row.job_id, step=row.step, prompt=row.prompt, seed=row.seed,
-                   num_samples=row.num_samples, status=row.status, error=row.error,
+                   num_samples=row.num_samples, status=JobStatus(row.status), error=row.error,
                    created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at), samples=samples)

@@ -89,8 +89,9 @@ class BaseTrainer(ABC):
         self.sink = sink or NullSink()
         self.device = resolve_device(config.model)
         self.dtype = resolve_dtype(config.model, self.device)
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        # Set by init_optimizer() in setup(); every use comes after it.
+        self.optimizer: torch.optim.Optimizer
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler
 
     # ------------------------------------------------------------------ subclass hooks
 
