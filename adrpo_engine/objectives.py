@@ -1,4 +1,4 @@
-"""The maths of ADRPO and its fixed-beta baselines, as pure tensor functions (DESIGN.md section 3).
+"""The maths of ADRPO and its fixed-beta baselines, as pure tensor functions (docs/algorithm.md).
 
 Notation: rewards come as a ``(num_groups, group_size)`` tensor, one row per prompt. ``A`` is the
 normalised advantage, ``a = clip(A, a_min, a_max)`` the clipped one and ``beta_i = beta0 - a_i`` the

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ConfigError, JobConfig, apply_overrides, validate_config
+from .config import ConfigError, JobConfig, validate_config
+from .config_io import apply_overrides
 
 
 @dataclass(frozen=True)

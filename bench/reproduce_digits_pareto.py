@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adrpo_engine import objectives as O  # noqa: E402
-from adrpo_engine.models import digits as D  # noqa: E402
+from adrpo_engine import diversity as V  # noqa: E402
+from adrpo_engine.models import digits_data as Dd  # noqa: E402
+from adrpo_engine.models import digits_pretrain as Dp  # noqa: E402
 from adrpo_engine.presets import preset_config  # noqa: E402
 from adrpo_engine.progress import NullSink  # noqa: E402
 from adrpo_engine.trainers.flow import FlowTrainer  # noqa: E402
@@ -70,7 +72,7 @@ class EvaluatingTrainer(FlowTrainer):
     def setup(self) -> None:
         super().setup()
         self.trajectory = []
-        self.eval_noise = torch.randn(self.eval_samples, D.DATA_DIM, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
+        self.eval_noise = torch.randn(self.eval_samples, Dd.DATA_DIM, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
         self.eval_cond = self.policy.null_cond(self.eval_samples)  # the preset's prompt: "any digit"
         self.reference_samples = self._draw(adapter=False)
 
@@ -83,7 +85,7 @@ class EvaluatingTrainer(FlowTrainer):
     def log_samples(self, step: int) -> list:
         samples = self._draw(adapter=True)
         images = self.policy.decode(samples)
-        classifier = D.digit_classifier()
+        classifier = Dp.digit_classifier()
         with torch.no_grad():
             features = classifier.features(images)
             probabilities = torch.softmax(classifier.head(features), dim=-1)
@@ -99,9 +101,9 @@ class EvaluatingTrainer(FlowTrainer):
         self.trajectory.append({
             "step": step,
             "reward": even.sum(dim=1).mean().item(),
-            "diversity": D.class_entropy(probabilities),
-            "even_spread": D.even_spread(probabilities),
-            "feature_dist": D.mean_pairwise_distance(features),
+            "diversity": V.class_entropy(probabilities),
+            "even_spread": V.even_spread(probabilities),
+            "feature_dist": V.mean_pairwise_distance(features),
             "w2_coupling": (samples - self.reference_samples).pow(2).sum(dim=1).mean().sqrt().item(),
             "w2_velocity": w2_velocity,
             "class_counts": torch.bincount(probabilities.argmax(-1), minlength=10).tolist(),
@@ -170,7 +172,8 @@ def markdown_table(summary: dict, results: dict, args: argparse.Namespace, secon
         f"{first_value(results, 'reward'):.3f}, diversity {first_value(results, 'diversity'):.3f}, "
         f"even spread {first_value(results, 'even_spread'):.3f}. Wall time {seconds:.0f} s "
         f"(1 torch thread).\n\n"
-        "| method | reward P(even) | diversity (class entropy) | even spread | feature dist | W2 coupling | W2 velocity | classes at the end (0..9) |\n"
+        "| method | reward P(even) | diversity (class entropy) | even spread | feature dist | W2 coupling "
+        "| W2 velocity | classes at the end (0..9) |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
@@ -261,7 +264,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     started = time.perf_counter()
-    D.load_digits_models()  # build the cache outside the timed runs
+    Dp.load_digits_models()  # build the cache outside the timed runs
     results: dict[str, list[list[dict]]] = {}
     earlier = earlier_runs(args.reuse, args.steps)
     reused: list[str] = []

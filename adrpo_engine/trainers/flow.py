@@ -1,4 +1,5 @@
-"""Online reward-weighted flow matching with a W2 penalty: ADRPO-FM and its baselines (DESIGN section 3).
+"""Online reward-weighted flow matching with a W2 penalty: ADRPO-FM and its baselines (docs/algorithm.md,
+docs/flow.md).
 
 One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` samples each:
 
@@ -37,7 +38,7 @@ from ..progress import Sample
 from ..rewards import WeightedRewards
 from ..checkpoints import step_name
 from ..images import images_to_pngs, save_grid
-from .base import BaseTrainer, step_seed
+from .base import BaseTrainer, TrainingError, micro_batches, step_seed
 from .flow_dpo import FlowDPO
 
 SAMPLES_DIR = "samples"
@@ -107,8 +108,6 @@ class FlowTrainer(BaseTrainer):
         prompts = [row.prompt for row in rows for _ in range(group)]
         total, parts = self.rewards(images, prompts, **repeat_columns(rows, group))
         if not torch.isfinite(total).all():
-            from .base import TrainingError
-
             raise TrainingError("a reward returned a non-finite value (NaN or inf); check the reward function")
         return total.view(len(rows), group), parts
 
@@ -128,14 +127,11 @@ class FlowTrainer(BaseTrainer):
         """Fresh ``(noise, t)`` draws, the regularized FM loss, backward (micro-batched), one optimizer step."""
         cfg = self.config
         batch = latents.shape[0]
-        chunks = min(cfg.grad_accum, batch)
-        bounds = [round(i * batch / chunks) for i in range(chunks + 1)]
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
         draws = cfg.flow.draws_per_step
         self.policy.train(True)
         for noise, t in self.training_draws(latents, generator):
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
-                part = slice(lo, hi)
+            for part in micro_batches(batch, cfg.grad_accum):
                 x_data, eps, t_part = latents[part], noise[part], t[part]
                 x_t = O.interpolate(x_data, eps, t_part)
                 u = O.velocity_target(x_data, eps)
@@ -144,7 +140,7 @@ class FlowTrainer(BaseTrainer):
                     v_ref = self.policy.velocity(x_t, t_part, part_cond, adapter=False)
                 v = self.policy.velocity(x_t, t_part, part_cond, adapter=True)
                 loss, fm_term, w2 = O.regularized_fm_loss(v, u, v_ref, w_fm[part], w_w2[part])
-                share = (hi - lo) / batch / draws  # chunk means -> the mean over the batch and the draws
+                share = (part.stop - part.start) / batch / draws  # chunk means -> the mean over batch and draws
                 (loss * share).backward()
                 totals["loss"] += loss.item() * share
                 totals["fm"] += fm_term.item() * share

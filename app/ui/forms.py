@@ -16,13 +16,8 @@ from typing import Any
 
 import yaml
 
-from adrpo_engine.config import (
-    ConfigError,
-    JobConfig,
-    apply_overrides,
-    parse_override,
-    validate_config,
-)
+from adrpo_engine.config import ConfigError, JobConfig, validate_config
+from adrpo_engine.config_io import apply_overrides, parse_override
 from adrpo_engine.kinds import ALGORITHM_NAMES, DEFAULT_KIND, KINDS, builtin_models, get_kind
 from adrpo_engine.presets import PRESETS
 
