@@ -51,7 +51,8 @@ REGISTRY: dict[str, RegisteredReward] = {}
 
 # Modules whose import registers their rewards; loaded on first lookup so importing the registry
 # stays cheap (the image module pulls in CLIP and the digit classifier).
-_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image", "adrpo_engine.rewards.remote")
+_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image", "adrpo_engine.rewards.preference",
+              "adrpo_engine.rewards.remote")
 
 
 def register_reward(name: str, kind: str, summary: str, options: str | None = None
