@@ -13,7 +13,7 @@ Each loads by hub id or local path:
 
 ImageReward is not here: its package (image-reward 1.5) pins timm 0.6.13 and fairscale 0.4.13 and its
 BLIP code imports helpers transformers 5 removed, so it cannot load beside this engine. Serve it from
-its own environment and use it as a remote reward (``remote:http://host:port/path``, docs/flow.md).
+its own environment and use it as a remote reward (``remote:http://host:port/path``, docs/rewards.md).
 """
 
 from __future__ import annotations
