@@ -71,7 +71,7 @@ def hub_file(spec: str, option: str) -> Path:
 
     try:
         return Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:])))
-    except Exception as error:  # offline, missing file, no access: one readable line
+    except Exception as error:  # noqa: BLE001 - offline, missing file, no access: one readable line
         raise ConfigError(f"rewards: cannot load {option} {spec!r}: {type(error).__name__}: {error}") from None
 
 

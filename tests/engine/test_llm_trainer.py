@@ -255,7 +255,7 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
     {"llm.kl_bias_correction": False, "llm.top_entropy_quantile": 0.2},
 ], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_every_loss_variant_trains_and_logs_trl_metrics(model_dir, tmp_path, overrides):
-    trainer, sink = run_trainer(job(model_dir, steps=1, **overrides), tmp_path / "run")
+    _, sink = run_trainer(job(model_dir, steps=1, **overrides), tmp_path / "run")
     step = sink.steps[1]
     assert set(M.names_for("llm")) <= set(step)
     assert {M.FRAC_REWARD_ZERO_STD, M.CLIP_LOW_MEAN, M.CLIP_HIGH_MEAN, M.CLIP_REGION_MEAN, M.CLIP_LOW_MIN,
@@ -314,6 +314,6 @@ def test_long_prompts_are_truncated_from_the_left(model_dir):
     tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
     text = "list fruits: apple, pear, melon, kiwi, lime, grape, peach, mango"
     whole = tokenizer(text)["input_ids"]
-    ids, mask = C.encode_prompts(tokenizer, [text, "colors:"], torch.device("cpu"), max_length=5)
+    ids, _ = C.encode_prompts(tokenizer, [text, "colors:"], torch.device("cpu"), max_length=5)
     assert ids.shape[1] == 5 and ids[0].tolist() == whole[-5:]  # the end (what the completion follows) is kept
     assert tokenizer.truncation_side == "right"  # the tokenizer's own setting is left as it was

@@ -11,7 +11,7 @@ import torch
 from adrpo_engine import objectives as O
 
 pytest.importorskip("trl")
-from trl import GRPOTrainer  # noqa: E402
+from trl import GRPOTrainer
 
 VARIANTS = ("grpo", "dapo", "bnpo", "dr_grpo")
 
@@ -44,8 +44,8 @@ def test_sequence_level_ratio_is_the_geometric_mean_and_clips_once():
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
     log_w = O.importance_log_weights(logp, logp_old, mask, "sequence")
     torch.testing.assert_close(log_w, torch.tensor([[math.log(2.0) / 2], [2 * math.log(0.5) / 3]]))
-    total, policy = O.grpo_token_loss(logp, logp_old, torch.tensor([1.0, -1.0]), torch.zeros(2), torch.zeros(2, 3),
-                                      0.2, 0.2, mask=mask, level="sequence")
+    _, policy = O.grpo_token_loss(logp, logp_old, torch.tensor([1.0, -1.0]), torch.zeros(2), torch.zeros(2, 3),
+                                  0.2, 0.2, mask=mask, level="sequence")
     # row 0: rho = sqrt 2 > 1.2, A = +1: -min(1.414, 1.2) = -1.2 on every token
     # row 1: rho = 0.5^(2/3) = 0.63 < 0.8, A = -1: -min(-0.63, -0.8) = 0.8
     torch.testing.assert_close(policy, torch.tensor([[-1.2] * 3, [0.8] * 3]))
@@ -167,7 +167,7 @@ def loss_and_grad(fn, batch, **settings):
 
 
 SETTINGS = [
-    dict(loss_type=loss_type, level=level, bias_correction=bias, top_quantile=quantile)
+    {"loss_type": loss_type, "level": level, "bias_correction": bias, "top_quantile": quantile}
     for loss_type in VARIANTS
     for level, bias, quantile in (("token", True, 1.0), ("token", False, 1.0), ("sequence", True, 1.0),
                                   ("sequence", False, 1.0), ("token", True, 0.4))
@@ -211,8 +211,8 @@ def test_adrpo_per_sample_beta_matches_trl_row_by_row(loss_type, level):
     beta = O.adaptive_beta(O.clip_advantages(advantages, -0.04, 0.04), 0.04)
     assert (beta == 0).any() and (beta > 0.04).any()  # ADRPO's spread, zeros included
     batch["adv"] = advantages
-    common = dict(beta=beta, loss_type=loss_type, level=level, bias_correction=True, eps_low=0.2, eps_high=0.28,
-                  max_len=9)
+    common = {"beta": beta, "loss_type": loss_type, "level": level, "bias_correction": True, "eps_low": 0.2, "eps_high": 0.28,
+                  "max_len": 9}
     trl_value, trl_grad = loss_and_grad(trl_per_sample_beta, batch, **common)
     our_value, our_grad = loss_and_grad(ours_loss, batch, **common)
     torch.testing.assert_close(our_value, trl_value, rtol=1e-12, atol=1e-12)
@@ -224,8 +224,8 @@ def test_micro_batches_match_trl_gradient_accumulation(loss_type):
     # TRL's accumulation window of 3 micro-batches (steps_per_generation = 3, dapo's normaliser spans the
     # window) against our micro_batch_weight; equal micro-batch sizes, as TRL's are
     batch = make_batch(seed=2)
-    settings = dict(beta=0.04, loss_type=loss_type, level="token", bias_correction=True, eps_low=0.2, eps_high=0.28,
-                    max_len=9)
+    settings = {"beta": 0.04, "loss_type": loss_type, "level": "token", "bias_correction": True, "eps_low": 0.2, "eps_high": 0.28,
+                    "max_len": 9}
     rows, tokens = batch["mask"].shape[0], float(batch["mask"].sum())
     logp_trl = batch["logp"].clone().requires_grad_(True)
     logp_ours = batch["logp"].clone().requires_grad_(True)
