@@ -54,4 +54,4 @@ def test_cli_trains_tiny_lm_with_every_loss_variant(tmp_path):
         result = CliRunner().invoke(app, args + ["--out", str(out)])
         assert result.exit_code == 0, (sets, result.output)
         row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-        assert set(M.names_for("llm")) <= set(row) and M.CLIP_REGION_MEAN in row, sets
+        assert set(get_kind("llm").metric_names) <= set(row) and M.CLIP_REGION_MEAN in row, sets

@@ -258,7 +258,7 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
 def test_every_loss_variant_trains_and_logs_trl_metrics(model_dir, tmp_path, overrides):
     _, sink = run_trainer(job(model_dir, steps=1, **overrides), tmp_path / "run")
     step = sink.steps[1]
-    assert set(M.names_for("llm")) <= set(step)
+    assert set(get_kind("llm").metric_names) <= set(step)
     assert {M.FRAC_REWARD_ZERO_STD, M.CLIP_LOW_MEAN, M.CLIP_HIGH_MEAN, M.CLIP_REGION_MEAN, M.CLIP_LOW_MIN,
             M.CLIP_HIGH_MAX} <= set(step)
     assert all(torch.isfinite(torch.tensor(v)) for v in step.values())
