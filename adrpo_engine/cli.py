@@ -194,6 +194,8 @@ def list_rewards() -> None:
 
     for reward in sorted(available_rewards(), key=lambda r: (r.kind, r.name)):
         console.print(f"{reward.name:<24} {reward.kind:<6} {reward.summary}", highlight=False, soft_wrap=True)
+        options = reward.options_text()
+        console.print(f"{'':<31} options: {options or '(none)'}", highlight=False, soft_wrap=True, markup=False)
 
 
 def main() -> None:

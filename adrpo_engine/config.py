@@ -20,6 +20,8 @@ from .kinds import ALGORITHM_NAMES, KINDS, builtin_models, get_kind
 Algorithm = Literal["adrpo", "fixed", "orw", "dpo"]
 AdvScale = Literal["group", "batch", "none"]
 
+DAPO_EPS_HIGH = 0.28  # DAPO's "clip-higher" upper bound (with eps_low 0.2), TRL's documented recommendation
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
@@ -86,15 +88,49 @@ class LLMConfig(_Strict):
     temperature: float = Field(1.0, gt=0.0, le=10.0, description="Sampling temperature of rollouts.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling of rollouts.")
     eps_low: float = Field(0.2, ge=0.0, le=1.0, description="PPO clip: lower ratio bound 1 - eps_low.")
-    eps_high: float = Field(0.2, ge=0.0, le=10.0, description="PPO clip: upper ratio bound 1 + eps_high.")
-    num_iterations: int = Field(1, ge=1, le=64, description="Optimisation passes over each rollout batch.")
-    loss_agg: Literal["grpo", "dapo"] = Field(
-        "grpo", description="grpo: token mean per sequence, then mean; dapo: sum over tokens / token count."
+    eps_high: float | None = Field(
+        None, ge=0.0, le=10.0,
+        description="PPO clip: upper ratio bound 1 + eps_high. None: 0.28 with loss_agg dapo (DAPO's clip-higher), "
+        "else eps_low (TRL's rule).",
+    )
+    num_iterations: int = Field(
+        1, ge=1, le=64,
+        description="Optimisation passes over each rollout batch. Above 1 the LoRA dropout is off in every pass, "
+        "so the first pass is on-policy (TRL's disable_dropout).",
+    )
+    loss_agg: Literal["grpo", "dapo", "bnpo", "dr_grpo"] = Field(
+        "grpo",
+        description="TRL's loss types. grpo: token mean per sequence, then mean; dapo: sum over tokens / the "
+        "step's token count; bnpo: the same per micro-batch, averaged; dr_grpo: sum over tokens / (rows * "
+        "max_new_tokens).",
+    )
+    importance_sampling_level: Literal["token", "sequence"] = Field(
+        "token",
+        description="token: one PPO ratio per token; sequence (GSPO): the geometric mean of a sequence's token "
+        "ratios, clipped once per sequence (GSPO's paper uses eps_low 3e-4, eps_high 4e-4).",
+    )
+    kl_bias_correction: bool = Field(
+        True,
+        description="Multiply the k3 KL by the differentiable importance ratio (TRL's use_bias_correction_kl, "
+        "default in TRL 1.16): an unbiased reverse-KL gradient (docs/algorithm.md).",
+    )
+    mask_truncated_completions: bool = Field(
+        False, description="Leave completions that hit max_new_tokens without EOS out of the loss (DAPO)."
+    )
+    top_entropy_quantile: float = Field(
+        1.0, ge=0.0, le=1.0,
+        description="Policy loss only on the tokens in this top quantile of entropy per micro-batch (1 = all "
+        "tokens; the '80/20' paper uses 0.2). The KL term keeps every token.",
     )
     skip_zero_beta_reference: bool = Field(
         True,
         description="ADRPO: skip the reference forward for samples whose beta_i is 0 (their KL term vanishes; "
-        "with the default clip about half of them). `kl` is then the mean over the other samples.",
+        "with the default clip about half of them), except on full_kl_every steps.",
+    )
+    full_kl_every: int = Field(
+        1, ge=1, le=1_000_000,
+        description="Every this many steps the reference runs for every row, so `kl` is the whole batch's; on "
+        "other steps `kl` is not logged (only kl/beta_nonzero). 1 = every step; larger gives back the skip's speed.",
     )
     fold_lora_for_sampling: bool = Field(
         True, description="Sample rollouts with the LoRA update folded into the weights (faster; weights restored exactly)."
@@ -109,6 +145,13 @@ class LLMConfig(_Strict):
         None, ge=1, le=131072, description="Truncate prompts to this many tokens (None: keep them whole)."
     )
     eval_samples: int = Field(2, ge=1, le=64, description="Completions logged per eval prompt at each sample step.")
+
+    @property
+    def clip_eps_high(self) -> float:
+        """eps_high in use: the given one, else 0.28 for dapo (the DAPO paper's value), else eps_low."""
+        if self.eps_high is not None:
+            return self.eps_high
+        return DAPO_EPS_HIGH if self.loss_agg == "dapo" else self.eps_low
 
 
 class FlowConfig(_Strict):
@@ -324,6 +367,11 @@ class JobConfig(_Strict):
             notes.append(
                 f"a_max ({self.clip_high}) > beta0 ({self.beta0}): beta_i is negative for the best samples, "
                 "which are pushed away from the reference (see beta_eff/frac_neg)"
+            )
+        if self.llm.num_iterations > 1 and self.lora.dropout > 0:  # the llm section is read by LLM trainers only
+            notes.append(
+                f"llm.num_iterations = {self.llm.num_iterations}: lora.dropout ({self.lora.dropout}) is off in every "
+                "pass, so the old log-probs and the first update see the same network"
             )
         return notes
 

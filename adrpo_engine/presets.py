@@ -134,6 +134,8 @@ register(Preset(
         "checkpoint_every": 50,
         "sample_every": 25,
         "lora": {"rank": 32, "alpha": 64},
-        "llm": {"max_new_tokens": 256, "temperature": 1.0},
+        # An instruct model answers in its own turn: the question goes in as a user message of its chat
+        # template (else it continues the raw text); long questions lose their start, never the header.
+        "llm": {"max_new_tokens": 256, "temperature": 1.0, "chat_template": True, "max_prompt_tokens": 512},
     },
 ))

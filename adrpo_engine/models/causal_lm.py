@@ -135,14 +135,21 @@ def load_adapter_weights(peft_model, directory: Path) -> None:
 
 def encode_prompts(tokenizer, prompts: Sequence[str], device: torch.device, chat_template: bool = False,
                    max_length: int | None = None) -> tuple[Tensor, Tensor]:
-    """Left-padded ``(ids, mask)``; with ``chat_template`` each prompt becomes one user message."""
+    """Left-padded ``(ids, mask)``; with ``chat_template`` each prompt becomes one user message; prompts longer
+    than ``max_length`` tokens keep their last ``max_length`` tokens."""
     if chat_template:
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("llm.chat_template: the model's tokenizer has no chat template")
         prompts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
                                                  add_generation_prompt=True) for text in prompts]
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=not chat_template,
-                        truncation=max_length is not None, max_length=max_length)
+    # Long prompts lose their start, not their end (TRL truncates from the left too): the end holds the
+    # question and the chat template's assistant header the completion must follow.
+    side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
+    try:
+        encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=not chat_template,
+                            truncation=max_length is not None, max_length=max_length)
+    finally:
+        tokenizer.truncation_side = side
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
 
 

@@ -76,7 +76,8 @@ def reward_choices(kind: str) -> list[tuple[str, str]]:
     from adrpo_engine.rewards import available_rewards
 
     rewards = available_rewards(KINDS[kind].reward_kind if kind in KINDS else None)
-    return [(f"{reward.name} — {reward.summary}", reward.name) for reward in rewards]
+    return [(f"{reward.name} — {reward.summary} Options: {reward.options_text() or 'none'}.", reward.name)
+            for reward in rewards]
 
 
 def preset_choices() -> list[tuple[str, str]]:

@@ -222,6 +222,8 @@ def _reward_summary(kind: str, reward: str | None) -> str:
     for label, name in forms.reward_choices(kind):
         if name == reward:
             return f"*{label}*"
+    if reward and reward.startswith(("remote:", "http://", "https://")):
+        return "*A remote reward server: the worker POSTs the samples there as JSON (hosts the operator allows).*"
     if reward and ":" in reward and not reward.startswith(("digits:", "builtin:")):
         return "*A user function `module:function`, imported on the worker.*"
     return ""
