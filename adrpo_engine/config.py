@@ -181,6 +181,13 @@ class JobConfig(_Strict):
     def _consistent(self) -> JobConfig:
         if self.clip_low > self.clip_high:
             raise ValueError(f"a_min ({self.clip_low}) must be <= a_max ({self.clip_high})")
+        if self.kind == "flow" and self.algorithm == "adrpo" and self.beta0 == 0 and self.clip_low < self.clip_high:
+            # beta_i = -clip(A_i) then takes both signs: samples with beta_i < 0 make the loss linear in
+            # -||v - v_ref||^2, which has no lower bound.
+            raise ValueError(
+                f"beta0 must be > 0 for ADRPO on a flow model when the clip range [a_min, a_max] = "
+                f"[{self.clip_low}, {self.clip_high}] is not empty (with beta0 = 0 the loss has no lower bound)"
+            )
         if self.algorithm == "orw" and self.kind != "flow":
             raise ValueError("algorithm 'orw' (ORW-CFM-W2) is for kind 'flow' only")
         if self.kind == "flow" and self.algorithm == "fixed" and self.clip_low <= -self.beta0:

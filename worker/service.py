@@ -13,8 +13,10 @@ from sqlalchemy import delete, select, update
 from .artifacts import LOG_FILE, ArtifactError, build_adapter_zip, tail
 from .celery_app import RUN_COMPARISON, RUN_JOB, create_celery
 from .db import Store, upgrade
+from .inputs import MAX_SQL_INT, check_id, check_text
 from .models import Checkpoint, Comparison, Job, SampleRow, utcnow
 from .queries import fetch_metrics
+from .policy import Policy
 from .settings import Settings
 from .validation import SubmissionError, resolve_submission
 from .views import CheckpointView, ComparisonView, JobView, SampleView
@@ -51,6 +53,9 @@ class JobService:
             upgrade(settings.database_url)
         self.store = Store(settings.database_url)
         self.celery = celery or create_celery(settings)
+        self.policy = Policy.of(settings)
+        # Set by `adrpo serve` (a WorkerSupervisor): the embedded worker's state, for /api/health.
+        self.worker_state: Any = None
 
     @classmethod
     def from_env(cls) -> JobService:
@@ -60,25 +65,30 @@ class JobService:
 
     def submit(self, config: dict | None = None, *, preset: str | None = None,
                overrides: dict | None = None, parent_id: str | None = None) -> JobView:
-        job_config = resolve_submission(config, preset, overrides)
+        job_config = resolve_submission(config, preset, overrides, policy=self.policy)
         job = Job(
             id=new_id(), name=job_config.name, kind=job_config.kind, algorithm=job_config.algorithm,
             preset=preset, config=job_config.model_dump(mode="json"), status="queued",
             total_steps=job_config.steps, current_step=0, cancel_requested=False, attempts=0, parent_id=parent_id,
         )
+        # The row and its broker message are one unit: the row is committed first (so a worker that gets
+        # the message at once finds it), and removed again if the message cannot be sent or anything
+        # else fails before the caller has its answer. Nothing stays behind from a refused submission.
         with self.store.session() as session:
             session.add(job)
-        self._enqueue_or_fail(job.id)
-        return self.get_job(job.id)
+        try:
+            self._enqueue(job.id)
+            return self.get_job(job.id)
+        except BaseException:
+            with self.store.session() as session:
+                session.execute(delete(Job).where(Job.id == job.id))
+            raise
 
-    def _enqueue_or_fail(self, job_id: str) -> None:
+    def _enqueue(self, job_id: str) -> None:
         try:
             self.celery.send_task(RUN_JOB, args=[job_id])
-        except Exception as error:  # broker down: the row must not sit in "queued" forever
-            message = f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})"
-            with self.store.session() as session:
-                session.execute(update(Job).where(Job.id == job_id).values(status="failed", error=message))
-            raise BrokerUnavailable(message) from error
+        except Exception as error:
+            raise BrokerUnavailable(f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})") from error
 
     def cancel(self, job_id: str) -> JobView:
         """Queued: cancelled at once. Running: the worker stops after the current step and keeps a checkpoint."""
@@ -100,12 +110,23 @@ class JobService:
             job = self._job(session, job_id)
             if job.status not in ("cancelled", "failed"):
                 raise InvalidState(f"status: job {job_id} is {job.status}; only cancelled or failed jobs can be resumed")
+            before = (job.status, job.cancel_requested, job.error, job.finished_at)
             job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
-        self._enqueue_or_fail(job_id)
+        try:
+            self._enqueue(job_id)
+        except BrokerUnavailable:
+            # Not resumed after all: the job keeps the state it had (unless a worker took it meanwhile).
+            status, cancel_requested, error, finished_at = before
+            with self.store.session() as session:
+                session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+                    status=status, cancel_requested=cancel_requested, error=error, finished_at=finished_at))
+            raise
         return self.get_job(job_id)
 
     def clone(self, job_id: str, overrides: dict | None = None) -> JobView:
         """A new job with this job's config (plus dotted-key overrides), from step 0."""
+        if overrides is not None and not isinstance(overrides, dict):
+            raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
         source = self.get_job(job_id)
         return self.submit(source.config, overrides=overrides, parent_id=job_id)
 
@@ -167,6 +188,8 @@ class JobService:
                            num_samples: int = 1) -> ComparisonView:
         """Queue reference-vs-fine-tuned generation at ``step`` (None = latest checkpoint)."""
         _check_comparison(prompt, seed, num_samples)
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_SQL_INT):
+            raise SubmissionError("step", f"must be null or an integer in [0, {MAX_SQL_INT}] (got {step!r})")
         with self.store.session() as session:
             self._job(session, job_id)
             if step is not None and session.scalars(
@@ -186,7 +209,7 @@ class JobService:
 
     def get_comparison(self, comparison_id: str) -> ComparisonView:
         with self.store.session() as session:
-            row = session.get(Comparison, comparison_id)
+            row = session.get(Comparison, comparison_id) if check_id(comparison_id) else None
             if row is None:
                 raise JobNotFound(f"comparison {comparison_id!r} does not exist")
             run_dir = self.settings.run_dir(row.job_id)
@@ -207,7 +230,8 @@ class JobService:
 
     @staticmethod
     def _job(session, job_id: str) -> Job:
-        job = session.get(Job, job_id) if isinstance(job_id, str) else None
+        # An id that cannot be one (NUL, 10 kB, non-ASCII) is not looked up: PostgreSQL would answer 500.
+        job = session.get(Job, job_id) if check_id(job_id) else None
         if job is None:
             raise JobNotFound(f"job {job_id!r} does not exist")
         return job
@@ -221,6 +245,7 @@ def _check_comparison(prompt: Any, seed: Any, num_samples: Any) -> None:
         raise SubmissionError("prompt", "must be a non-empty string")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise SubmissionError("prompt", f"at most {MAX_PROMPT_CHARS} characters")
+    check_text("prompt", prompt)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**31 - 1:
         raise SubmissionError("seed", f"must be an integer in [0, {2**31 - 1}] (got {seed!r})")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 1 <= num_samples <= MAX_COMPARISON_SAMPLES:

@@ -22,7 +22,9 @@ from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_JOB, celery_app, con
 from .db import Store
 from .lifecycle import WORKER_ID, Heartbeat, StoreSink, claim_job, finish_job, release_job, sample_rows
 from .models import Checkpoint, Comparison, Job, utcnow
+from .policy import Policy, check_policy
 from .settings import Settings
+from .validation import SubmissionError
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,10 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
 
     try:
         config = validate_config(job.config)
+        check_policy(config, Policy.of(ctx.settings))  # again here: the row may predate the policy
         result = train(config, run_dir, sink, resume=True)
+    except SubmissionError as error:
+        return _fail(ctx, job.id, run_dir, f"refused by the worker's policy: {error}")
     except (TrainingError, ConfigError) as error:
         return _fail(ctx, job.id, run_dir, str(error))
     except Exception as error:  # anything else still ends the job as failed, with the reason

@@ -6,6 +6,7 @@ Every failure is a :class:`SubmissionError` whose ``str()`` is one line naming t
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, validate_config
 from adrpo_engine.models import BUILTIN_MODELS
 from adrpo_engine.presets import PRESETS
+
+from .inputs import check_strict_types, check_tree
 
 BUILTIN_PROMPT_SOURCES = ("builtin:tiny-lm-task", "builtin:t2i-prompts")
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
@@ -47,11 +50,15 @@ def from_config_error(error: ConfigError) -> SubmissionError:
 
 
 def resolve_submission(
-    config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None
+    config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None, policy: Any = None
 ) -> JobConfig:
-    """The validated JobConfig of a submission (a full config, or a preset plus dotted overrides)."""
+    """The validated JobConfig of a submission (a full config, or a preset plus dotted overrides).
+    ``policy`` (a :class:`worker.policy.Policy`) is what the service opens to API/studio jobs."""
     if (config is None) == (preset is None):
         raise SubmissionError("config", "give either a full job config or a preset name (not both)")
+    # Shape first (depth, text), before anything walks the payload recursively or stores it.
+    check_tree(config)
+    check_tree(overrides)
     _check_size(config if config is not None else {"preset": preset, "overrides": overrides})
     if preset is not None:
         base = _preset_base(preset)
@@ -66,11 +73,16 @@ def resolve_submission(
         if overrides is not None and not isinstance(overrides, dict):
             raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
         data = _apply(config, overrides or {})
+    check_strict_types(data, JobConfig)
     try:
         job = validate_config(data)
     except ConfigError as error:
         raise from_config_error(error) from None
     check_job(job)
+    if policy is not None:
+        from .policy import check_policy
+
+        check_policy(job, policy)
     return job
 
 
@@ -115,7 +127,7 @@ def _check_model(job: JobConfig) -> None:
                 "model.name_or_path", f"unknown built-in {job.kind} model {name!r} (choose from {', '.join(allowed)})"
             )
         return
-    if _looks_like_path(name):
+    if looks_like_path(name):
         _reject_path_tricks("model.name_or_path", name)
         return
     if not HUB_ID.fullmatch(name) or ".." in name or "--" in name:
@@ -135,12 +147,25 @@ def _check_rewards(job: JobConfig) -> None:
         if spec.name in registered:
             if registered[spec.name] != expected:
                 raise SubmissionError(field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model")
+            _check_reward_options(index, spec.name, spec.options)
             continue
         if not USER_FUNCTION.fullmatch(spec.name):
             names = ", ".join(sorted(n for n, k in registered.items() if k == expected))
             raise SubmissionError(field, f"unknown reward {spec.name!r} (choose from {names}, or 'module:function')")
         if len(json.dumps(spec.options, default=str)) > 16 * 1024:
             raise SubmissionError(f"rewards.{index}.options", "at most 16 KiB of options")
+
+
+def _check_reward_options(index: int, name: str, options: dict[str, Any]) -> None:
+    """A registered reward's options must fit its factory's signature (else the job fails minutes later)."""
+    from adrpo_engine.rewards import REGISTRY
+
+    try:
+        inspect.signature(REGISTRY[name].factory).bind(**options)
+    except TypeError as error:
+        parameters = [p for p in inspect.signature(REGISTRY[name].factory).parameters if not p.startswith("_")]
+        accepted = ", ".join(parameters) or "none"
+        raise SubmissionError(f"rewards.{index}.options", f"{error} (options of {name!r}: {accepted})") from None
 
 
 def _check_prompts(job: JobConfig) -> None:
@@ -157,11 +182,11 @@ def _check_prompts(job: JobConfig) -> None:
         if value.startswith("builtin:"):
             if value not in BUILTIN_PROMPT_SOURCES:
                 raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(BUILTIN_PROMPT_SOURCES)})")
-        elif _looks_like_path(value) or field == "prompts.file":
+        elif looks_like_path(value) or field == "prompts.file":
             _reject_path_tricks(field, value)
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
     return value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1
 
 
