@@ -122,7 +122,7 @@ def serve(
     if notice:
         typer.echo(notice, err=True)
     web = create_app(settings)  # migrates the store, before the worker opens it
-    process = start_worker_process(settings) if worker else None
+    supervisor = supervise_worker(settings, web.state.service) if worker else None
     # uvicorn re-raises the signal it caught after its graceful shutdown; turn SIGTERM into an exception
     # (like SIGINT) so the `finally` below still stops the worker instead of the process just dying.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -131,12 +131,33 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        if process is not None:
-            stop_worker_process(process)
+        if supervisor is not None:
+            supervisor.stop()
 
 
 def _raise_keyboard_interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
+
+
+def supervise_worker(settings, service):
+    """Start the embedded worker under a WorkerSupervisor: restarted with back-off when it dies, and what it
+    ran handed back to the queue at once; /api/health reports its state."""
+    from app.supervisor import WorkerSupervisor
+    from worker.celery_app import RUN_COMPARISON, RUN_JOB
+    from worker.lifecycle import requeue_jobs_of_worker, requeue_stale_comparisons, worker_id_of
+
+    def hand_back(pid: int) -> None:
+        dead = worker_id_of(pid)
+        for job_id in requeue_jobs_of_worker(service.store, dead, settings.artifacts_dir):
+            service.celery.send_task(RUN_JOB, args=[job_id])
+        for comparison_id in requeue_stale_comparisons(service.store, 0.0, worker=dead):
+            service.celery.send_task(RUN_COMPARISON, args=[comparison_id])
+
+    supervisor = WorkerSupervisor(lambda: start_worker_process(settings), on_exit=hand_back,
+                                  stop_process=stop_worker_process)
+    supervisor.start()
+    service.worker_state = supervisor.state
+    return supervisor
 
 
 def start_worker_process(settings) -> subprocess.Popen:

@@ -10,7 +10,7 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import delete, select, update
 
-from .artifacts import LOG_FILE, ArtifactError, build_adapter_zip, tail
+from .artifacts import LOG_FILE, ArtifactError, CorruptCheckpoint, build_adapter_zip, tail
 from .celery_app import RUN_COMPARISON, RUN_JOB, create_celery
 from .db import Store, upgrade
 from .inputs import MAX_SQL_INT, check_id, check_text
@@ -174,9 +174,12 @@ class JobService:
             what = f"no checkpoint at step {step}" if step is not None else "no checkpoint yet"
             raise JobNotFound(f"step: job {job_id} has {what}")
         try:
-            return build_adapter_zip(self.settings.run_dir(job_id), checkpoint.path, checkpoint.step)
+            return build_adapter_zip(self.settings.run_dir(job_id), checkpoint.path, checkpoint.step,
+                                     expected_sha256=checkpoint.sha256)
         except ArtifactError as error:
             raise JobNotFound(f"step: {error}") from None
+        except CorruptCheckpoint as error:
+            raise InvalidState(f"step: {error}") from None
 
     def log_tail(self, job_id: str, lines: int = 200) -> str:
         self.get_job(job_id)
@@ -217,6 +220,19 @@ class JobService:
                 select(SampleRow).where(SampleRow.comparison_id == comparison_id).order_by(SampleRow.id)
             )
             return ComparisonView.of(row, [SampleView.of(sample, run_dir) for sample in samples])
+
+    def cancel_comparison(self, comparison_id: str) -> ComparisonView:
+        """Queued or running: cancelled at once. A running generation cannot be interrupted mid-way; its
+        worker finds the comparison no longer running when it ends and drops the result."""
+        with self.store.session() as session:
+            row = session.get(Comparison, comparison_id) if check_id(comparison_id) else None
+            if row is None:
+                raise JobNotFound(f"comparison {comparison_id!r} does not exist")
+            if row.status not in ("queued", "running"):
+                raise InvalidState(f"status: comparison {comparison_id} is {row.status}; "
+                                   "only queued or running comparisons can be cancelled")
+            row.status, row.error, row.finished_at, row.heartbeat_at = "cancelled", "cancelled on request", utcnow(), None
+        return self.get_comparison(comparison_id)
 
     def list_comparisons(self, job_id: str) -> list[ComparisonView]:
         """The job's comparisons, newest first."""

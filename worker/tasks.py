@@ -20,7 +20,17 @@ from adrpo_engine.config import ConfigError, validate_config
 from .artifacts import append_log, build_adapter_zip
 from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_JOB, celery_app, configure
 from .db import Store
-from .lifecycle import WORKER_ID, Heartbeat, StoreSink, claim_job, finish_job, release_job, sample_rows
+from .lifecycle import (
+    WORKER_ID,
+    Heartbeat,
+    StoreSink,
+    claim_comparison,
+    claim_job,
+    finish_comparison,
+    finish_job,
+    release_job,
+    sample_rows,
+)
 from .models import Checkpoint, Comparison, Job, utcnow
 from .policy import Policy, check_policy
 from .settings import Settings
@@ -145,33 +155,51 @@ def run_comparison(comparison_id: str) -> str:
     return generate_comparison(context(), comparison_id)
 
 
+def enqueue_comparison(comparison_id: str) -> None:
+    celery_app.send_task(RUN_COMPARISON, args=[comparison_id])
+
+
 def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
-    """Reference vs the adapter of the chosen checkpoint on the same prompt and seed."""
+    """Reference vs the adapter of the chosen checkpoint on the same prompt and seed.
+
+    Claimed like a job (queued -> running, owned by this worker) and stamped by the heartbeat while it
+    runs, so the watchdog re-queues it if this worker dies; a cancel meanwhile wins (the result is dropped)."""
     from adrpo_engine.runner import compare
 
+    if not claim_comparison(ctx.store, comparison_id):
+        return "skipped"
     with ctx.store.session() as session:
         row = session.get(Comparison, comparison_id)
-        if row is None or row.status not in ("queued", "running"):
-            return "skipped"
-        row.status = "running"
         job = session.get(Job, row.job_id)
         checkpoint = _checkpoint_for(session, row.job_id, row.step)
         prompt, seed, count, job_id, config_data = row.prompt, row.seed, row.num_samples, row.job_id, job.config
     run_dir = ctx.settings.run_dir(job_id)
+    if ctx.heartbeat is not None:
+        ctx.heartbeat.current_comparison = comparison_id
     try:
         config = validate_config(config_data)
+        check_policy(config, Policy.of(ctx.settings))
         adapter_dir = run_dir / checkpoint.path if checkpoint is not None else None
         out_dir = run_dir / "comparisons" / comparison_id
         samples = compare(config, adapter_dir, prompt, seed, count, out_dir)
     except Exception as error:
         append_log(run_dir, f"comparison {comparison_id} failed: {traceback.format_exc()}")
-        _end_comparison(ctx, comparison_id, "failed", describe_failure(error))
+        finish_comparison(ctx.store, comparison_id, "failed", describe_failure(error))
         return "failed"
+    finally:
+        if ctx.heartbeat is not None:
+            ctx.heartbeat.current_comparison = None
     step = checkpoint.step if checkpoint is not None else 0
     with ctx.store.session() as session:
+        # Samples and status in one transaction, and only while the comparison is still ours and running.
+        still_ours = session.execute(
+            update(Comparison).where(Comparison.id == comparison_id, Comparison.worker == WORKER_ID,
+                                     Comparison.status == "running")
+            .values(status="succeeded", step=step, finished_at=utcnow(), heartbeat_at=None)
+        ).rowcount == 1
+        if not still_ours:
+            return "dropped"
         session.add_all(sample_rows(job_id, run_dir, samples, step=step, comparison_id=comparison_id))
-        session.execute(update(Comparison).where(Comparison.id == comparison_id)
-                        .values(status="succeeded", step=step, finished_at=utcnow()))
     return "succeeded"
 
 
@@ -179,12 +207,6 @@ def _checkpoint_for(session, job_id: str, step: int | None) -> Checkpoint | None
     query = select(Checkpoint).where(Checkpoint.job_id == job_id)
     query = query.where(Checkpoint.step == step) if step is not None else query.order_by(Checkpoint.step.desc())
     return session.scalars(query.limit(1)).first()
-
-
-def _end_comparison(ctx: WorkerContext, comparison_id: str, status: str, error: str | None) -> None:
-    with ctx.store.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == comparison_id)
-                        .values(status=status, error=error, finished_at=utcnow()))
 
 
 @celery_app.task(name=EXPORT_ADAPTER, acks_late=True)
@@ -198,13 +220,15 @@ def export_adapter_zip(ctx: WorkerContext, job_id: str, step: int | None = None)
         checkpoint = _checkpoint_for(session, job_id, step)
     if checkpoint is None:
         return "no checkpoint"
-    return str(build_adapter_zip(ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step))
+    return str(build_adapter_zip(ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step,
+                                 expected_sha256=checkpoint.sha256))
 
 
 def start_heartbeat(ctx: WorkerContext, parent_pid: int | None = None, on_orphaned=None) -> Heartbeat:
     heartbeat = Heartbeat(
         ctx.store, ctx.settings.heartbeat_interval_s, ctx.settings.heartbeat_timeout_s, ctx.settings.artifacts_dir,
         enqueue=enqueue_job, parent_pid=parent_pid, on_orphaned=on_orphaned, worker=WORKER_ID,
+        enqueue_comparison=enqueue_comparison,
     )
     ctx.heartbeat = heartbeat
     heartbeat.start()

@@ -90,7 +90,7 @@ class ComparisonView(BaseModel):
     prompt: str
     seed: int
     num_samples: int
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     error: str | None
     created_at: datetime
     finished_at: datetime | None
