@@ -68,7 +68,7 @@ class WorkerSupervisor(threading.Thread):
         lived = time.monotonic() - self._started_at
         self._failures = 0 if lived >= self.stable_s else self._failures + 1
         delay = self.backoff_s[min(max(self._failures - 1, 0), len(self.backoff_s) - 1)]
-        log.warning("embedded worker (pid %s) exited with %s after %.0f s; restarting it in %.0f s",
+        log.warning("embedded worker (pid %s) exited with %s after %.1f s; restarting it in %.1f s",
                     process.pid, process.returncode, lived, delay)
         with self._lock:
             self.process = None
