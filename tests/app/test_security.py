@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.worker.conftest import models_cache, service_data_dir, tiny_digits  # noqa: F401 (fixture)
+from tests.worker.conftest import models_cache, service_data_dir, tiny_digits  # noqa: F401, F811 (fixture)
 from tests.worker.malformed import BASE, config_with, preset
 from worker.models import Comparison, Job
 from worker.settings import Settings

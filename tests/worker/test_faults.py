@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from tests.waiting import wait_for
 from worker.lifecycle import (
     MAX_COMPARISON_ATTEMPTS,
     Heartbeat,
@@ -23,8 +24,6 @@ from worker.service import InvalidState
 from worker.tasks import generate_comparison, train_job
 
 from .conftest import tiny_digits
-from tests.waiting import wait_for
-
 
 # ---------------------------------------------------------------- 7. a watched worker
 
@@ -141,7 +140,7 @@ def test_comparisons_can_be_cancelled_over_the_api_queued_or_running(service, wo
         assert generate_comparison(worker_context, queued["id"]) == "skipped"  # its message finds it cancelled
 
         running = client.post(f"/api/jobs/{job.id}/comparisons", json={"prompt": "any digit", "seed": 2}).json()
-        import adrpo_engine.runner as runner
+        from adrpo_engine import runner
 
         real_compare = runner.compare
 
