@@ -2,7 +2,7 @@
 store and every JSON encoder can hold, nesting the config code can walk, numbers SQL integers can hold,
 ids that can name a row, and JSON types that mean what they say (no ``true`` or ``"150"`` for a step count).
 
-Every refusal is a :class:`~worker.validation.SubmissionError` naming the field (``prompts.texts.0``).
+Every refusal is a :class:`SubmissionError` (re-exported by worker.validation) naming the field (``prompts.texts.0``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,21 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def _error(field: str, message: str) -> Exception:
-    from .validation import SubmissionError  # validation imports this module
+class SubmissionError(ValueError):
+    """A refused submission; ``field`` is the dotted config key at fault (or 'config'/'preset')."""
 
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def _error(field: str, message: str) -> Exception:
     return SubmissionError(field, message)
+
+
+def looks_like_path(value: str) -> bool:
+    """Whether a name is meant as a local path rather than a hub id or a built-in name."""
+    return value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1
 
 
 def text_problem(text: str) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 from adrpo_engine.config import JobConfig
 
 from .settings import Settings
-from .validation import SubmissionError, looks_like_path
+from .inputs import SubmissionError, looks_like_path
 
 REWARD_ALLOWLIST_ENV = "ADRPO_USER_REWARD_MODULES"
 UPLOADS_ENV = "ADRPO_UPLOADS_DIR"
