@@ -311,8 +311,16 @@ class JobService:
                 session.add(row)
                 members.append({"job_id": row.id, "params": job.params, "seed": job.seed})
             session.get(Sweep, sweep_id).members = {"jobs": members}
-        for member in members:
-            self._enqueue_or_fail(member["job_id"])
+        try:
+            for member in members:
+                self._enqueue(member["job_id"])
+        except BrokerUnavailable:
+            # As for one job: the sweep and its jobs are one unit with their messages (messages already
+            # sent find no row and are dropped by the claim).
+            with self.store.session() as session:
+                session.execute(delete(Job).where(Job.sweep_id == sweep_id))
+                session.execute(delete(Sweep).where(Sweep.id == sweep_id))
+            raise
         return self.get_sweep(sweep_id)
 
     def list_sweeps(self, limit: int = 100) -> list[dict[str, Any]]:
