@@ -31,3 +31,10 @@ FLOW = COMMON + (FM_LOSS, W2)
 # ``adrpo_engine.kinds`` (KindSpec.divergence, .metric_names).
 PLOTTED = (REWARD_MEAN, KL, W2, BETA_MEAN, BETA_MIN, BETA_MAX, ENTROPY, DIVERSITY, LOSS)
 
+# Diffusion-DPO (flow jobs with algorithm dpo) logs these besides FLOW.
+DPO_MARGIN = "dpo/margin"  # mean -((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l)): the winner's margin
+DPO_ACCURACY = "dpo/implicit_acc"  # fraction of pairs whose margin is positive
+DPO_WINNER_REWARD = "dpo/winner_reward"
+DPO_LOSER_REWARD = "dpo/loser_reward"
+DPO_PAIRS = "dpo/pairs"  # pairs in the pool the step trains on
+DPO = FLOW + (DPO_MARGIN, DPO_ACCURACY, DPO_WINNER_REWARD, DPO_LOSER_REWARD, DPO_PAIRS)

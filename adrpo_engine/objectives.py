@@ -1,4 +1,4 @@
-"""The maths of ADRPO and its fixed-beta baselines, as pure tensor functions (DESIGN.md section 3).
+"""The maths of ADRPO and its fixed-beta baselines, as pure tensor functions (docs/algorithm.md).
 
 Notation: rewards come as a ``(num_groups, group_size)`` tensor, one row per prompt. ``A`` is the
 normalised advantage, ``a = clip(A, a_min, a_max)`` the clipped one and ``beta_i = beta0 - a_i`` the
@@ -210,3 +210,55 @@ def regularized_fm_loss(
     w_w2 = w_w2.to(fm.dtype)
     fm_term = (w_fm * fm).mean()
     return fm_term + (w_w2 * w2).mean(), fm_term, w2
+
+
+def grid_times(
+    batch: int, grid: Tensor, count: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """``count`` distinct noise levels per sample from a rollout's time grid: ``(count, batch)``.
+
+    ``grid`` holds the ``steps + 1`` levels of the Euler sampler from 1 down to 0; the levels where the
+    sampler evaluates the network are ``grid[:-1]`` (t = 0 is never an input). Each sample gets its own
+    uniform draw without replacement, so ``count = steps`` visits every level once and a smaller
+    ``count`` is an unbiased subsample of that full-trajectory objective at ``count / steps`` of its cost.
+    """
+    levels = grid[:-1].float().cpu()
+    if not 1 <= count <= levels.numel():
+        raise ValueError(f"train_timesteps must be in 1..{levels.numel()} (got {count})")
+    picks = torch.rand(batch, levels.numel(), generator=generator).argsort(dim=1)[:, :count]
+    return levels[picks].T.contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# Diffusion-DPO in flow-matching form (an offline baseline of the paper's text-to-image comparison)
+
+
+def preference_pairs(rewards: Tensor, mode: str = "best_worst", margin: float = 0.0) -> list[tuple[int, int]]:
+    """(winner, loser) indices within one group of rewards ``(G,)``.
+
+    ``best_worst``: the best and the worst sample, if their rewards differ by more than ``margin``;
+    ``all``: every ordered pair whose reward difference exceeds ``margin`` (ties never make a pair).
+    """
+    values = rewards.detach().float().flatten().tolist()
+    if mode == "best_worst":
+        best = max(range(len(values)), key=values.__getitem__)
+        worst = min(range(len(values)), key=values.__getitem__)
+        return [(best, worst)] if values[best] - values[worst] > margin else []
+    if mode == "all":
+        return [(i, j) for i, ri in enumerate(values) for j, rj in enumerate(values) if ri - rj > margin]
+    raise ValueError(f"dpo_pairs must be best_worst or all (got {mode!r})")
+
+
+def dpo_flow_loss(
+    err_theta_w: Tensor, err_ref_w: Tensor, err_theta_l: Tensor, err_ref_l: Tensor, beta_dpo: float
+) -> tuple[Tensor, Tensor]:
+    """``mean(-log sigmoid(-beta_dpo * ((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l))))``.
+
+    Each ``err`` is the per-pair ``||v - u||^2`` (mean over dimensions) of the policy (theta) or the
+    reference on the winner (w) or loser (l), all four on the same ``(noise, t)`` draw. Returns the scalar
+    loss and the per-pair *margin* ``-((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l))``: positive
+    when the policy has improved its fit of the winner more than of the loser, relative to the reference.
+    """
+    margin = -((err_theta_w - err_ref_w.detach()) - (err_theta_l - err_ref_l.detach()))
+    loss = -torch.nn.functional.logsigmoid(beta_dpo * margin).mean()
+    return loss, margin

@@ -19,9 +19,9 @@ from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, Sweep, u
 from .queries import fetch_metrics
 from .policy import Policy
 from .settings import Settings
+from .status import JobStatus
 from .validation import SubmissionError, resolve_submission, resolve_sweep
-from .views import as_utc
-from .views import CheckpointView, ComparisonView, EvalView, JobView, SampleView, SweepJobView, SweepView
+from .views import CheckpointView, ComparisonView, EvalView, JobView, SampleView, SweepJobView, SweepView, as_utc
 
 __all__ = [
     "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "EvalView", "SweepView",
@@ -70,7 +70,7 @@ class JobService:
         job_config = resolve_submission(config, preset, overrides, policy=self.policy)
         job = Job(
             id=new_id(), name=job_config.name, kind=job_config.kind, algorithm=job_config.algorithm,
-            preset=preset, config=job_config.model_dump(mode="json"), status="queued",
+            preset=preset, config=job_config.model_dump(mode="json"), status=JobStatus.QUEUED,
             total_steps=job_config.steps, current_step=0, cancel_requested=False, attempts=0, parent_id=parent_id,
         )
         # The row and its broker message are one unit: the row is committed first (so a worker that gets
@@ -96,11 +96,11 @@ class JobService:
         """Queued: cancelled at once. Running: the worker stops after the current step and keeps a checkpoint."""
         with self.store.session() as session:
             job = self._job(session, job_id)
-            if job.status == "queued":
-                job.status = "cancelled"
+            if job.status == JobStatus.QUEUED:
+                job.status = JobStatus.CANCELLED
                 job.cancel_requested = True
                 job.finished_at = utcnow()
-            elif job.status == "running":
+            elif job.status == JobStatus.RUNNING:
                 job.cancel_requested = True
             else:
                 raise InvalidState(f"status: job {job_id} is {job.status}; only queued or running jobs can be cancelled")
@@ -110,7 +110,7 @@ class JobService:
         """Queue a cancelled or failed job again; it continues from its last checkpoint."""
         with self.store.session() as session:
             job = self._job(session, job_id)
-            if job.status not in ("cancelled", "failed"):
+            if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
                 raise InvalidState(f"status: job {job_id} is {job.status}; only cancelled or failed jobs can be resumed")
             before = (job.status, job.cancel_requested, job.error, job.finished_at)
             job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
@@ -202,7 +202,7 @@ class JobService:
             ).first() is None:
                 raise SubmissionError("step", f"job {job_id} has no checkpoint at step {step}")
             row = Comparison(id=new_id(), job_id=job_id, step=step, prompt=prompt, seed=seed,
-                             num_samples=num_samples, status="queued")
+                             num_samples=num_samples, status=JobStatus.QUEUED)
             session.add(row)
         try:
             self.celery.send_task(RUN_COMPARISON, args=[row.id])

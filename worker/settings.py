@@ -2,10 +2,10 @@
 
 | variable | default | meaning |
 | --- | --- | --- |
-| ``ADRPO_DATA_DIR`` | ``~/.adrpo`` (``adrpo_engine.paths``) | models cache, SQLite file, embedded broker, artifacts |
-| ``ADRPO_DATABASE_URL`` | ``sqlite:///<data_dir>/adrpo.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` to scale out) |
-| ``ADRPO_BROKER_URL`` | ``filesystem://`` (folder ``<data_dir>/broker``) | Celery broker (``redis://host:6379/0`` to scale out) |
-| ``ADRPO_ARTIFACTS_DIR`` | ``<data_dir>/runs`` | one run directory per job (a shared path when workers are on other machines) |
+| ``ADRPO_DATA_DIR`` | ``~/.adrpo`` (``adrpo_engine.paths``) | models cache, SQLite file, broker, artifacts |
+| ``ADRPO_DATABASE_URL`` | ``sqlite:///<data_dir>/adrpo.db`` | SQLAlchemy URL (``postgresql+psycopg://...``) |
+| ``ADRPO_BROKER_URL`` | ``filesystem://`` (``<data_dir>/broker``) | Celery broker (``redis://host:6379/0``) |
+| ``ADRPO_ARTIFACTS_DIR`` | ``<data_dir>/runs`` | one run directory per job (shared when workers are elsewhere) |
 | ``ADRPO_AUTH_USER`` / ``ADRPO_AUTH_PASSWORD`` | unset (no auth) | HTTP Basic for the API and the studio |
 | ``ADRPO_HEARTBEAT_INTERVAL_S`` | ``5`` | how often a worker stamps its running job |
 | ``ADRPO_HEARTBEAT_TIMEOUT_S`` | ``60`` | a running job not stamped for this long is re-queued |

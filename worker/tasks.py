@@ -36,6 +36,7 @@ from .models import Checkpoint, Comparison, Job, utcnow
 from .policy import Policy, check_policy
 from .settings import Settings
 from .validation import SubmissionError
+from .status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -141,15 +142,15 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
     except Exception as error:  # anything else still ends the job as failed, with the reason
         append_log(run_dir, traceback.format_exc())
         return _fail(ctx, job.id, run_dir, describe_failure(error))
-    if result.status == "succeeded":
-        finish_job(ctx.store, job.id, "succeeded")
+    if result.status == JobStatus.SUCCEEDED:
+        finish_job(ctx.store, job.id, JobStatus.SUCCEEDED)
         if config.eval.on_finish:
             queue_eval(ctx, job.id, REFERENCE_STEP, "finish", run_dir)
             queue_eval(ctx, job.id, result.last_step, "finish", run_dir)
-        return "succeeded"
+        return JobStatus.SUCCEEDED
     if sink.stop_reason == "cancel":
-        finish_job(ctx.store, job.id, "cancelled")
-        return "cancelled"
+        finish_job(ctx.store, job.id, JobStatus.CANCELLED)
+        return JobStatus.CANCELLED
     if sink.stop_reason == "shutdown" and release_job(ctx.store, job.id):
         sink.on_log(f"worker shutting down after step {result.last_step}; job queued to resume")
         enqueue_job(job.id)
@@ -159,8 +160,8 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
 
 def _fail(ctx: WorkerContext, job_id: str, run_dir: Path, message: str) -> str:
     append_log(run_dir, f"failed: {message}")
-    finish_job(ctx.store, job_id, "failed", error=message)
-    return "failed"
+    finish_job(ctx.store, job_id, JobStatus.FAILED, error=message)
+    return JobStatus.FAILED
 
 
 def describe_failure(error: BaseException) -> str:

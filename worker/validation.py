@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, apply_overrides, validate_config
+from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, validate_config
+from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.sweep import SweepJob, expand_sweep

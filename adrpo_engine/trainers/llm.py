@@ -1,4 +1,4 @@
-"""ADRPO-GRPO for causal LMs (DESIGN section 3, LLM flavour), and fixed-beta GRPO as the same code path.
+"""ADRPO-GRPO for causal LMs (docs/algorithm.md, LLM flavour; docs/llm.md), and fixed-beta GRPO as the same code path.
 
 One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` completions each (``N = P * G``):
 
@@ -33,9 +33,10 @@ from .. import objectives as O
 from ..config import ConfigError, JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
 from ..models import causal_lm as C
+from ..models import lm_sampling as S
 from ..progress import Sample
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, TrainingError
+from .base import BaseTrainer, TrainingError, micro_batches
 
 EVAL_PROMPTS = 4
 SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
@@ -62,29 +63,23 @@ class TextPolicy:
         llm = self.config.llm
         return C.encode_prompts(self.tokenizer, prompts, self.device, llm.chat_template, llm.max_prompt_tokens)
 
-    def sample(self, prompts: list[str], repeat: int, adapter: bool = True) -> C.Rollouts:
+    def sample(self, prompts: list[str], repeat: int, adapter: bool = True) -> S.Rollouts:
         """``repeat`` completions of each prompt (rows grouped per prompt)."""
         ids, mask = self.encode(prompts)
         llm = self.config.llm
-        return C.sample_completions(
+        return S.sample_completions(
             self.model, ids, mask, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature, top_p=llm.top_p,
             eos_ids=self.eos_ids, pad_id=self.pad_id, repeat=repeat, adapter=adapter,
             fold_lora=llm.fold_lora_for_sampling, decode=llm.decode,
         )
 
-    def texts(self, rollouts: C.Rollouts) -> list[str]:
+    def texts(self, rollouts: S.Rollouts) -> list[str]:
         return C.decode_completions(self.tokenizer, rollouts.completion_ids, rollouts.completion_mask)
 
-    def logprobs(self, rollouts: C.Rollouts, adapter: bool, with_entropy: bool = False):
+    def logprobs(self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False):
         context = nullcontext() if adapter else self.model.disable_adapter()
         with context:
             return C.completion_logprobs(self.model, rollouts, self.config.llm.temperature, with_entropy)
-
-
-def micro_batches(rows: int, chunks: int) -> list[slice]:
-    chunks = max(1, min(chunks, rows))
-    bounds = [round(i * rows / chunks) for i in range(chunks + 1)]
-    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def group_diversity(texts: list[str], group: int) -> float:
@@ -128,7 +123,7 @@ class LLMTrainer(BaseTrainer):
         return torch.ones_like(beta, dtype=torch.bool)
 
     @torch.no_grad()
-    def frozen_logprobs(self, rollouts: C.Rollouts, rows: Tensor, adapter: bool) -> Tensor:
+    def frozen_logprobs(self, rollouts: S.Rollouts, rows: Tensor, adapter: bool) -> Tensor:
         """Log-probs ``(N, T)`` of the selected ``rows`` (NaN elsewhere), no grad, in micro-batches."""
         out = torch.full(rollouts.completion_ids.shape, float("nan"), device=self.device)
         index = rows.nonzero().flatten()
@@ -140,7 +135,7 @@ class LLMTrainer(BaseTrainer):
             out[picked] = self.policy.logprobs(rollouts.rows(picked), adapter=adapter)[0]
         return out
 
-    def update(self, rollouts: C.Rollouts, advantages: Tensor, beta: Tensor, ref_logp: Tensor, has_ref: Tensor,
+    def update(self, rollouts: S.Rollouts, advantages: Tensor, beta: Tensor, ref_logp: Tensor, has_ref: Tensor,
                old_logp: Tensor | None, first: bool) -> dict[str, float]:
         """One optimizer step over micro-batches; returns the loss parts (and KL/entropy on the first pass)."""
         cfg, llm = self.config, self.config.llm
@@ -212,7 +207,7 @@ class LLMTrainer(BaseTrainer):
         })
         return metrics
 
-    def clipped_fraction(self, rollouts: C.Rollouts) -> float:
+    def clipped_fraction(self, rollouts: S.Rollouts) -> float:
         ended = torch.isin(rollouts.completion_ids, torch.tensor(self.policy.eos_ids, device=self.device)).any(dim=1)
         return float((~ended).float().mean())
 

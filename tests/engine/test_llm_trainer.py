@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from adrpo_engine import metrics as M
-from adrpo_engine.config import ConfigError, apply_overrides, validate_config
+from adrpo_engine.config import ConfigError, validate_config
+from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import get_kind
 from adrpo_engine.models import causal_lm as C
+from adrpo_engine.models import lm_sampling as S
 from adrpo_engine.progress import RecordingSink
 from adrpo_engine.runner import compare, train
 from adrpo_engine.checkpoints import list_checkpoints
@@ -145,9 +147,9 @@ def test_folded_sampling_matches_the_adapter_and_restores_weights(model_dir):
     options = dict(max_new_tokens=10, temperature=1.0, top_p=0.9, eos_ids=[tokenizer.eos_token_id],
                    pad_id=tokenizer.pad_token_id)
     torch.manual_seed(1)
-    folded = C.sample_completions(peft_model, ids, mask, fold_lora=True, **options)
+    folded = S.sample_completions(peft_model, ids, mask, fold_lora=True, **options)
     torch.manual_seed(1)
-    plain = C.sample_completions(peft_model, ids, mask, fold_lora=False, **options)
+    plain = S.sample_completions(peft_model, ids, mask, fold_lora=False, **options)
     assert torch.equal(folded.completion_ids, plain.completion_ids)
     for key, value in peft_model.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -167,7 +169,7 @@ def test_decode_loop_agrees_with_generate(model_dir):
     ids, mask = C.encode_prompts(tokenizer, ["list fruits:", "name some body parts:"], torch.device("cpu"))
     pad, never = tokenizer.pad_token_id, [-1]
     # near-zero temperature: both pick the most likely token at every step
-    loop = C.decode_loop(model, ids, mask, 12, 1e-4, 1.0, never, pad, repeat=2)
+    loop = S.decode_loop(model, ids, mask, 12, 1e-4, 1.0, never, pad, repeat=2)
     greedy = model.generate(input_ids=ids.repeat_interleave(2, 0), attention_mask=mask.repeat_interleave(2, 0),
                             do_sample=False, max_new_tokens=12, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
     assert torch.equal(loop, greedy[:, ids.shape[1]:])
@@ -175,9 +177,9 @@ def test_decode_loop_agrees_with_generate(model_dir):
 
 def test_completion_mask_stops_after_eos():
     tokens = torch.tensor([[4, 2, 9, 9], [4, 5, 6, 7], [2, 9, 9, 9]])
-    assert C.completion_mask_from(tokens, [2]).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert S.completion_mask_from(tokens, [2]).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
     logits = torch.tensor([[3.0, 2.0, 1.0, -5.0]])
-    kept = C.filter_top_p(logits, 0.8)
+    kept = S.filter_top_p(logits, 0.8)
     assert torch.isfinite(kept).tolist() == [[True, True, False, False]]
 
 
@@ -226,7 +228,7 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
                 param.normal_(0, 0.5)
         ids = torch.tensor([[3, 7, 11, 5]])
         active = peft_model(input_ids=ids).logits
-        with C.lora_folded(peft_model):
+        with S.lora_folded(peft_model):
             folded = peft_model(input_ids=ids).logits
         with peft_model.disable_adapter():
             base = peft_model(input_ids=ids).logits
