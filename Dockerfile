@@ -43,4 +43,5 @@ EXPOSE 7860
 
 # tini reaps and forwards signals, so `docker stop` reaches adrpo serve, which stops its worker.
 ENTRYPOINT ["tini", "--", "adrpo"]
+# 0.0.0.0 needs ADRPO_AUTH_USER + ADRPO_AUTH_PASSWORD in the environment (or an explicit --insecure).
 CMD ["serve", "--host", "0.0.0.0", "--port", "7860"]

@@ -325,6 +325,12 @@ class JobConfig(_Strict):
         if self.algorithm not in spec.algorithms:
             where = ", ".join(f"'{k.name}'" for k in KINDS.values() if self.algorithm in k.algorithms)
             raise ValueError(f"algorithm '{self.algorithm}' ({ALGORITHM_NAMES[self.algorithm]}) is for kind {where} only")
+        if (self.algorithm in spec.positive_beta0_with_clip and self.beta0 == 0
+                and self.clip_low < self.clip_high):
+            raise ValueError(
+                f"beta0 must be > 0 for {self.algorithm} on a {self.kind} model when the clip range [a_min, a_max] = "
+                f"[{self.clip_low}, {self.clip_high}] is not empty (with beta0 = 0 the loss has no lower bound)"
+            )
         self._check_flow_times()
         if spec.a_min_bounded(self.algorithm) and self.clip_low <= -self.beta0:
             raise ValueError(

@@ -52,6 +52,9 @@ class KindSpec:
     algorithms: tuple[str, ...]  # the config.Algorithm values it runs
     # Algorithms whose loss needs a_min > -beta0 (they default to -beta0/2 instead of -beta0).
     bounded_a_min: frozenset[str] = frozenset()
+    # Algorithms whose loss needs beta0 > 0 whenever the clip range [a_min, a_max] is not empty (beta_i then
+    # takes both signs, and a negative one makes the loss linear in -divergence: no lower bound).
+    positive_beta0_with_clip: frozenset[str] = frozenset()
     # "module:callable(config, device, dtype)" building the model of a hub id or local path, for kinds
     # whose trainer loads through a factory (built-in models may name their own, see BuiltinModel.policy).
     policy_factory: str | None = None
@@ -235,6 +238,7 @@ register_kind(KindSpec(
     algorithms=("adrpo", "fixed", "orw", "dpo"),
     # a*||v-u||^2 + beta0*||v-v_ref||^2 has quadratic weight a + beta0: it must stay > 0.
     bounded_a_min=frozenset({"fixed"}),
+    positive_beta0_with_clip=frozenset({"adrpo"}),
     policy_factory="adrpo_engine.models.sd3:SD3Policy.from_config",
     starter=MappingProxyType({"rewards": ({"name": "digits:even"},), "prompts": {"texts": ("any digit",)}}),
 ))

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from adrpo_engine.presets import PRESETS
 from worker.service import (
@@ -25,6 +25,7 @@ from worker.service import (
     SubmissionError,
     SweepView,
 )
+from worker.inputs import MAX_SQL_INT, printable
 from worker.settings import Settings
 
 from .auth import basic_auth
@@ -32,14 +33,20 @@ from .auth import basic_auth
 SUBMIT_EXAMPLE = {"preset": "digits-even", "overrides": {"steps": 20, "beta0": 0.1}}
 
 
-class ComparisonRequest(BaseModel):
-    step: int | None = Field(None, description="Checkpoint step; null = the latest checkpoint.")
+class _Request(BaseModel):
+    # An unknown key is a typo ({"overides": ...}) or a probe ({"adapter_path": "/etc"}): refuse it, and
+    # take JSON types as they are (no "150" for a step).
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ComparisonRequest(_Request):
+    step: StrictInt | None = Field(None, ge=0, le=MAX_SQL_INT, description="Checkpoint step; null = the latest checkpoint.")
     prompt: str = Field(description="Prompt (or condition) given to both models.")
-    seed: int = Field(0, description="Seed shared by the reference and the fine-tuned model.")
-    num_samples: int = Field(1, description="Samples per model.")
+    seed: StrictInt = Field(0, description="Seed shared by the reference and the fine-tuned model.")
+    num_samples: StrictInt = Field(1, description="Samples per model.")
 
 
-class EvalRequest(BaseModel):
+class EvalRequest(_Request):
     steps: list[int] | None = Field(None, description="Checkpoint steps to evaluate; null = every checkpoint.")
     reference: bool = Field(True, description="Also evaluate the reference (adapter off), reported as step 0.")
 
@@ -48,7 +55,7 @@ SWEEP_EXAMPLE = {"preset": "digits-even", "overrides": {"steps": 100},
                  "grid": {"algorithm": ["adrpo", "fixed"], "beta0": [0.05, 0.1]}, "seeds": [0, 1, 2]}
 
 
-class CloneRequest(BaseModel):
+class CloneRequest(_Request):
     overrides: dict[str, Any] | None = Field(None, description="Dotted-key overrides of the cloned config.")
 
 
@@ -64,11 +71,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SubmissionError)
     async def _submission(_request: Request, error: SubmissionError) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=422)
+        return JSONResponse({"detail": printable(str(error))}, status_code=422)
 
     @app.exception_handler(JobNotFound)
     async def _not_found(_request: Request, error: JobNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(error).strip("'\"")}, status_code=404)
+        return JSONResponse({"detail": printable(str(error).strip("'\""))}, status_code=404)
 
     @app.exception_handler(InvalidState)
     async def _conflict(_request: Request, error: InvalidState) -> JSONResponse:
@@ -89,17 +96,25 @@ def _request_error_line(error: RequestValidationError) -> str:
         location = [str(part) for part in item.get("loc", ()) if part not in ("body", "query", "path")]
         field = ".".join(location) or "body"
         parts.append(f"{field}: {item.get('msg', 'invalid')}")
-    return "; ".join(parts) or "body: invalid request"
+    return printable("; ".join(parts) or "body: invalid request")
 
 
 def make_router(service: JobService, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/api", dependencies=[Depends(basic_auth(settings))])
 
     @router.get("/health")
-    def health() -> dict[str, Any]:
-        """The web process is up and the store answers."""
+    def health() -> Response:
+        """The web process is up and the store answers; with an embedded worker (``adrpo serve``), its state:
+        503 while it is down or restarting."""
         service.list_jobs(limit=1)
-        return {"status": "ok", "broker": settings.broker_url.split("://")[0], "database": service.store.dialect}
+        body: dict[str, Any] = {"status": "ok", "broker": settings.broker_url.split("://")[0],
+                                "database": service.store.dialect}
+        state = service.worker_state() if callable(service.worker_state) else None
+        if state is not None:
+            body["worker"] = state
+            if state.get("state") != "running":
+                body["status"] = "degraded"
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @router.get("/presets", response_model=list[PresetView])
     def presets() -> list[PresetView]:
@@ -119,13 +134,13 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         return service.get_job(job_id)
 
     @router.get("/jobs/{job_id}/metrics", response_model=dict[str, list[tuple[int, float]]])
-    def metrics(job_id: str, since: int = Query(0, ge=0, description="Only points with step > since.")) -> Response:
+    def metrics(job_id: str, since: int = Query(0, ge=0, le=MAX_SQL_INT, description="Only points with step > since.")) -> Response:
         # Serialised directly (orjson, a Gradio dependency): a 150k-point answer skips per-item validation.
         points = service.get_metrics(job_id, since_step=since)
         return Response(orjson.dumps(points), media_type="application/json")
 
     @router.get("/jobs/{job_id}/samples", response_model=list[SampleView])
-    def samples(job_id: str, since: int = Query(-1, ge=-1, description="Only samples with step > since.")) -> list[SampleView]:
+    def samples(job_id: str, since: int = Query(-1, ge=-1, le=MAX_SQL_INT, description="Only samples with step > since.")) -> list[SampleView]:
         return service.get_samples(job_id, since_step=since)
 
     @router.post("/jobs/{job_id}/cancel", response_model=JobView)
@@ -145,7 +160,7 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         return service.list_checkpoints(job_id)
 
     @router.get("/jobs/{job_id}/adapter.zip", response_class=FileResponse)
-    def adapter_zip(job_id: str, step: int | None = Query(None, ge=0)) -> FileResponse:
+    def adapter_zip(job_id: str, step: int | None = Query(None, ge=0, le=MAX_SQL_INT)) -> FileResponse:
         path = service.adapter_zip(job_id, step=step)
         return FileResponse(path, media_type="application/zip", filename=f"{job_id}-{path.name}")
 
@@ -165,6 +180,11 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
     @router.get("/comparisons/{comparison_id}", response_model=ComparisonView)
     def get_comparison(comparison_id: str) -> ComparisonView:
         return service.get_comparison(comparison_id)
+
+    @router.post("/comparisons/{comparison_id}/cancel", response_model=ComparisonView)
+    def cancel_comparison(comparison_id: str) -> ComparisonView:
+        """Queued or running: cancelled at once (a running generation's result is dropped when it ends)."""
+        return service.cancel_comparison(comparison_id)
 
     @router.post("/jobs/{job_id}/evals", response_model=list[EvalView], status_code=202)
     def request_evals(job_id: str, body: EvalRequest | None = None) -> list[EvalView]:

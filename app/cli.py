@@ -16,15 +16,44 @@ db_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The job s
 app.add_typer(db_app, name="db")
 
 WORKER_STOP_GRACE_S = 60.0
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def load_settings():
+    """The service settings, or exit 2 with one line (half an auth configuration, a bad number, ...)."""
+    from pydantic import ValidationError
+
+    from worker.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "settings"
+        typer.echo(f"error: {where + ': ' if where != 'settings' else ''}{first['msg'].removeprefix('Value error, ')}",
+                   err=True)
+        raise typer.Exit(2) from None
+
+
+def serve_notice(settings, host: str, insecure: bool) -> str | None:
+    """The line `serve` prints about auth (None when auth is on); raises ValueError for a non-loopback
+    bind without auth, which only --insecure allows."""
+    if settings.auth_enabled:
+        return None
+    if host not in LOOPBACK_HOSTS and not insecure:
+        raise ValueError(
+            f"--host {host}: refusing to serve WITHOUT authentication on a non-loopback interface; set "
+            "ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD, or pass --insecure if everyone who can reach it may run jobs")
+    return (f"warning: serving WITHOUT authentication on {host}: anyone who can reach this port can submit jobs "
+            "and read every job's results (set ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD to turn auth on)")
 
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply the Alembic migrations to ADRPO_DATABASE_URL (the default SQLite file too)."""
     from worker.db import upgrade
-    from worker.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
     upgrade(settings.database_url, revision)
     typer.echo(f"database at {revision}: {_safe_url(settings.database_url)}")
 
@@ -44,7 +73,6 @@ def worker_command(
     """Run a worker: one job at a time (solo pool: a prefork child hangs on torch), for scale-out run one per GPU."""
     from worker.celery_app import QUEUES
     from worker.db import upgrade
-    from worker.settings import Settings
     from worker.tasks import celery_app, init_worker, start_heartbeat
 
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
@@ -53,8 +81,9 @@ def worker_command(
         typer.echo(f"error: --queues: unknown queue {unknown[0] if unknown else ''!r} (choose from {', '.join(QUEUES)})",
                    err=True)
         raise typer.Exit(2)
-    settings = Settings()
+    settings = load_settings()
     upgrade(settings.database_url)
+    _leave_the_working_directory(settings)
     context = init_worker(settings)
     start_heartbeat(context, parent_pid=parent_pid, on_orphaned=lambda: os.kill(os.getpid(), signal.SIGTERM))
     celery_app.worker_main([
@@ -63,21 +92,37 @@ def worker_command(
     ])
 
 
+def _leave_the_working_directory(settings) -> None:
+    """Run jobs from an empty folder: the model and dataset loaders try a hub id as a path relative to the
+    working directory first, so an API job naming 'docs' or 'tests/x' must not find the worker's files."""
+    empty = settings.data_dir / "worker-cwd"
+    empty.mkdir(parents=True, exist_ok=True)
+    os.chdir(empty)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Start the embedded worker.")] = True,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Allow a non-loopback --host without ADRPO_AUTH_USER/PASSWORD.")] = False,
 ) -> None:
     """The studio and REST API, plus one embedded worker process; Ctrl-C (or SIGTERM) stops both."""
     import uvicorn
 
     from app.server import create_app
-    from worker.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
+    try:
+        notice = serve_notice(settings, host, insecure)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if notice:
+        typer.echo(notice, err=True)
     web = create_app(settings)  # migrates the store, before the worker opens it
-    process = start_worker_process(settings) if worker else None
+    supervisor = supervise_worker(settings, web.state.service) if worker else None
     # uvicorn re-raises the signal it caught after its graceful shutdown; turn SIGTERM into an exception
     # (like SIGINT) so the `finally` below still stops the worker instead of the process just dying.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
@@ -86,12 +131,33 @@ def serve(
     except KeyboardInterrupt:
         pass
     finally:
-        if process is not None:
-            stop_worker_process(process)
+        if supervisor is not None:
+            supervisor.stop()
 
 
 def _raise_keyboard_interrupt(_signum, _frame) -> None:
     raise KeyboardInterrupt
+
+
+def supervise_worker(settings, service):
+    """Start the embedded worker under a WorkerSupervisor: restarted with back-off when it dies, and what it
+    ran handed back to the queue at once; /api/health reports its state."""
+    from app.supervisor import WorkerSupervisor
+    from worker.celery_app import RUN_COMPARISON, RUN_JOB
+    from worker.lifecycle import requeue_jobs_of_worker, requeue_stale_comparisons, worker_id_of
+
+    def hand_back(pid: int) -> None:
+        dead = worker_id_of(pid)
+        for job_id in requeue_jobs_of_worker(service.store, dead, settings.artifacts_dir):
+            service.celery.send_task(RUN_JOB, args=[job_id])
+        for comparison_id in requeue_stale_comparisons(service.store, 0.0, worker=dead):
+            service.celery.send_task(RUN_COMPARISON, args=[comparison_id])
+
+    supervisor = WorkerSupervisor(lambda: start_worker_process(settings), on_exit=hand_back,
+                                  stop_process=stop_worker_process)
+    supervisor.start()
+    service.worker_state = supervisor.state
+    return supervisor
 
 
 def start_worker_process(settings) -> subprocess.Popen:

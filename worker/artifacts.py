@@ -10,6 +10,7 @@ import zipfile
 from collections import deque
 from pathlib import Path
 
+from adrpo_engine.integrity import MANIFEST
 from adrpo_engine.trainers.base import TRAINER_STATE
 
 LOG_FILE = "job.log"
@@ -18,6 +19,10 @@ EXPORTS = "exports"
 
 class ArtifactError(LookupError):
     """A file the request names does not exist (or is outside the job's directory)."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint's files no longer match the sha256 recorded when it was saved."""
 
 
 def inside(run_dir: Path, relative: str | Path) -> Path:
@@ -41,7 +46,7 @@ def relative_to_run(run_dir: Path, path: str | Path) -> str:
 
 def adapter_files(checkpoint_dir: Path) -> list[Path]:
     """The files of a checkpoint that make up the adapter (the optimizer/RNG state stays behind)."""
-    return sorted(p for p in checkpoint_dir.iterdir() if p.is_file() and p.name != TRAINER_STATE)
+    return sorted(p for p in checkpoint_dir.iterdir() if p.is_file() and p.name not in (TRAINER_STATE, MANIFEST))
 
 
 def checkpoint_sha256(checkpoint_dir: Path) -> str:
@@ -55,14 +60,20 @@ def checkpoint_sha256(checkpoint_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int) -> Path:
+def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int, expected_sha256: str | None = None) -> Path:
     """``run_dir/exports/adapter-step-NNNNNN.zip`` with the checkpoint's adapter files at the top level
-    (so the unpacked folder loads with PeftModel.from_pretrained / load_lora_weights). Built once."""
+    (so the unpacked folder loads with PeftModel.from_pretrained / load_lora_weights). Built once.
+
+    With ``expected_sha256`` (the digest recorded at save time) the files are checked first, on every
+    call, and a mismatch raises CorruptCheckpoint instead of handing out a truncated adapter."""
     checkpoint = inside(run_dir, checkpoint_relpath)
     if not checkpoint.is_dir():
-        raise ArtifactError(f"checkpoint of step {step} is missing on disk ({checkpoint})")
+        raise ArtifactError(f"checkpoint of step {step} is missing on disk")
+    if expected_sha256 is not None and checkpoint_sha256(checkpoint) != expected_sha256:
+        raise CorruptCheckpoint(f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
+                                "saved (damaged on disk); download another step")
     target = inside(run_dir, Path(EXPORTS) / f"adapter-step-{step:06d}.zip")
-    if target.is_file():
+    if target.is_file() and _zip_is_intact(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.tmp")
@@ -71,6 +82,14 @@ def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int) -> Path
             archive.write(path, arcname=path.name)
     staging.replace(target)
     return target
+
+
+def _zip_is_intact(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def append_log(run_dir: Path, line: str) -> None:

@@ -26,13 +26,20 @@ from adrpo_engine.progress import Sample
 
 from .artifacts import append_log, checkpoint_sha256, relative_to_run
 from .db import Store
-from .models import Checkpoint, Job, SampleRow, utcnow
+from .models import Checkpoint, Comparison, Job, SampleRow, utcnow
 from .queries import forget_after, upsert_metrics
 from .status import JobStatus
 
 log = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+# A comparison whose worker died this many times is failed instead of re-queued (it may be what kills it).
+MAX_COMPARISON_ATTEMPTS = 3
+
+
+def worker_id_of(pid: int) -> str:
+    """The WORKER_ID a worker process with ``pid`` on this host records."""
+    return f"{socket.gethostname()}:{pid}"
 
 
 def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
@@ -96,6 +103,75 @@ def requeue_stale_jobs(store: Store, timeout_s: float, artifacts_dir: Path) -> l
                 append_log(artifacts_dir / job_id, f"{_stamp()} worker {worker} stopped answering; job {status}")
                 if status == JobStatus.QUEUED:
                     requeued.append(job_id)
+    return requeued
+
+
+def requeue_jobs_of_worker(store: Store, worker: str, artifacts_dir: Path) -> list[str]:
+    """Everything a worker known to be dead (``adrpo serve`` saw its process exit) was running goes back
+    at once, without waiting for the heartbeat timeout: its jobs to queued (cancelled if a cancel was
+    pending), its comparisons to queued. Returns the job ids to enqueue again."""
+    requeued = []
+    with store.session() as session:
+        running = session.execute(select(Job.id, Job.cancel_requested)
+                                  .where(Job.status == "running", Job.worker == worker)).all()
+        for job_id, cancel in running:
+            status = "cancelled" if cancel else "queued"
+            changed = session.execute(
+                update(Job).where(Job.id == job_id, Job.status == "running", Job.worker == worker)
+                .values(status=status, worker=None, heartbeat_at=None, finished_at=utcnow() if cancel else None)
+            ).rowcount
+            if changed == 1:
+                append_log(artifacts_dir / job_id, f"{_stamp()} worker {worker} exited; job {status}")
+                if status == "queued":
+                    requeued.append(job_id)
+    return requeued
+
+
+def claim_comparison(store: Store, comparison_id: str, worker: str = WORKER_ID) -> bool:
+    """queued -> running, owned by ``worker`` (a duplicate delivery finds it not queued)."""
+    with store.session() as session:
+        return session.execute(
+            update(Comparison).where(Comparison.id == comparison_id, Comparison.status == "queued")
+            .values(status="running", worker=worker, heartbeat_at=utcnow(), attempts=Comparison.attempts + 1)
+        ).rowcount == 1
+
+
+def finish_comparison(store: Store, comparison_id: str, status: str, error: str | None = None,
+                      step: int | None = None, worker: str = WORKER_ID) -> bool:
+    """Record the end of a comparison this worker owns; False if it was cancelled or taken over."""
+    values = {"status": status, "error": error, "finished_at": utcnow(), "heartbeat_at": None}
+    if step is not None:
+        values["step"] = step
+    with store.session() as session:
+        return session.execute(
+            update(Comparison).where(Comparison.id == comparison_id, Comparison.worker == worker,
+                                     Comparison.status == "running").values(**values)
+        ).rowcount == 1
+
+
+def requeue_stale_comparisons(store: Store, timeout_s: float, worker: str | None = None) -> list[str]:
+    """Running comparisons not stamped for ``timeout_s`` (or, with ``worker``, all of that dead worker's)
+    go back to queued, or to failed with the reason after MAX_COMPARISON_ATTEMPTS. Returns ids to enqueue."""
+    requeued = []
+    with store.session() as session:
+        query = select(Comparison.id, Comparison.heartbeat_at, Comparison.attempts, Comparison.worker).where(
+            Comparison.status == "running")
+        if worker is not None:
+            query = query.where(Comparison.worker == worker)
+        else:
+            query = query.where(Comparison.heartbeat_at < utcnow() - timedelta(seconds=timeout_s))
+        for comparison_id, beat, attempts, owner in session.execute(query).all():
+            give_up = attempts >= MAX_COMPARISON_ATTEMPTS
+            values = ({"status": "failed", "finished_at": utcnow(),
+                       "error": f"worker: its worker died {attempts} times while generating it ({owner} last)"}
+                      if give_up else {"status": "queued"})
+            changed = session.execute(
+                update(Comparison).where(Comparison.id == comparison_id, Comparison.status == "running",
+                                         Comparison.worker == owner)
+                .values(worker=None, heartbeat_at=None, **values)
+            ).rowcount
+            if changed == 1 and not give_up:
+                requeued.append(comparison_id)
     return requeued
 
 
@@ -205,8 +281,11 @@ class Heartbeat(threading.Thread):
 
     def __init__(self, store: Store, interval_s: float, timeout_s: float, artifacts_dir: Path,
                  enqueue: Callable[[str], None], on_orphaned: Callable[[], None] | None = None,
-                 parent_pid: int | None = None, worker: str = WORKER_ID) -> None:
+                 parent_pid: int | None = None, worker: str = WORKER_ID,
+                 enqueue_comparison: Callable[[str], None] | None = None) -> None:
         super().__init__(name="adrpo-heartbeat", daemon=True)
+        self.enqueue_comparison = enqueue_comparison
+        self.current_comparison: str | None = None
         self.store = store
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -228,6 +307,10 @@ class Heartbeat(threading.Thread):
                 for job_id in requeue_stale_jobs(self.store, self.timeout_s, self.artifacts_dir):
                     log.warning("re-queueing job %s: its worker stopped answering", job_id)
                     self.enqueue(job_id)
+                for comparison_id in requeue_stale_comparisons(self.store, self.timeout_s):
+                    log.warning("re-queueing comparison %s: its worker stopped answering", comparison_id)
+                    if self.enqueue_comparison is not None:
+                        self.enqueue_comparison(comparison_id)
             except Exception:  # a database hiccup must not kill the heartbeat thread
                 log.exception("heartbeat failed")
             if self.parent_pid is not None and os.getppid() != self.parent_pid and self.on_orphaned:
@@ -236,9 +319,14 @@ class Heartbeat(threading.Thread):
                 self.parent_pid = None
 
     def beat(self) -> None:
-        job_id = self.current_job
-        if job_id is None:
+        job_id, comparison_id = self.current_job, self.current_comparison
+        if job_id is None and comparison_id is None:
             return
         with self.store.session() as session:
-            session.execute(update(Job).where(Job.id == job_id, Job.worker == self.worker)
-                            .values(heartbeat_at=utcnow()))
+            if job_id is not None:
+                session.execute(update(Job).where(Job.id == job_id, Job.worker == self.worker)
+                                .values(heartbeat_at=utcnow()))
+            if comparison_id is not None:
+                session.execute(update(Comparison).where(Comparison.id == comparison_id,
+                                                         Comparison.worker == self.worker)
+                                .values(heartbeat_at=utcnow()))

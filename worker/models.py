@@ -102,6 +102,11 @@ class Comparison(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    # Owner and heartbeat while running (migration 0004): the watchdog re-queues a comparison whose
+    # worker died, like a job, and fails it after MAX_COMPARISON_ATTEMPTS.
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SampleRow(Base):

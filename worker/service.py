@@ -10,12 +10,14 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import delete, select, update
 
-from .artifacts import LOG_FILE, ArtifactError, build_adapter_zip, tail
+from .artifacts import LOG_FILE, ArtifactError, CorruptCheckpoint, build_adapter_zip, tail
 from .celery_app import RUN_COMPARISON, RUN_EVAL, RUN_JOB, create_celery
 from .db import Store, upgrade
 from .evals import EvalRequestError, eval_metrics, request_eval
+from .inputs import MAX_SQL_INT, check_id, check_text
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, Sweep, utcnow
 from .queries import fetch_metrics
+from .policy import Policy
 from .settings import Settings
 from .status import JobStatus
 from .validation import SubmissionError, resolve_submission, resolve_sweep
@@ -53,6 +55,9 @@ class JobService:
             upgrade(settings.database_url)
         self.store = Store(settings.database_url)
         self.celery = celery or create_celery(settings)
+        self.policy = Policy.of(settings)
+        # Set by `adrpo serve` (a WorkerSupervisor): the embedded worker's state, for /api/health.
+        self.worker_state: Any = None
 
     @classmethod
     def from_env(cls) -> JobService:
@@ -62,25 +67,30 @@ class JobService:
 
     def submit(self, config: dict | None = None, *, preset: str | None = None,
                overrides: dict | None = None, parent_id: str | None = None) -> JobView:
-        job_config = resolve_submission(config, preset, overrides)
+        job_config = resolve_submission(config, preset, overrides, policy=self.policy)
         job = Job(
             id=new_id(), name=job_config.name, kind=job_config.kind, algorithm=job_config.algorithm,
             preset=preset, config=job_config.model_dump(mode="json"), status=JobStatus.QUEUED,
             total_steps=job_config.steps, current_step=0, cancel_requested=False, attempts=0, parent_id=parent_id,
         )
+        # The row and its broker message are one unit: the row is committed first (so a worker that gets
+        # the message at once finds it), and removed again if the message cannot be sent or anything
+        # else fails before the caller has its answer. Nothing stays behind from a refused submission.
         with self.store.session() as session:
             session.add(job)
-        self._enqueue_or_fail(job.id)
-        return self.get_job(job.id)
+        try:
+            self._enqueue(job.id)
+            return self.get_job(job.id)
+        except BaseException:
+            with self.store.session() as session:
+                session.execute(delete(Job).where(Job.id == job.id))
+            raise
 
-    def _enqueue_or_fail(self, job_id: str) -> None:
+    def _enqueue(self, job_id: str) -> None:
         try:
             self.celery.send_task(RUN_JOB, args=[job_id])
-        except Exception as error:  # broker down: the row must not sit in "queued" forever
-            message = f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})"
-            with self.store.session() as session:
-                session.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.FAILED, error=message))
-            raise BrokerUnavailable(message) from error
+        except Exception as error:
+            raise BrokerUnavailable(f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})") from error
 
     def cancel(self, job_id: str) -> JobView:
         """Queued: cancelled at once. Running: the worker stops after the current step and keeps a checkpoint."""
@@ -102,12 +112,23 @@ class JobService:
             job = self._job(session, job_id)
             if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
                 raise InvalidState(f"status: job {job_id} is {job.status}; only cancelled or failed jobs can be resumed")
-            job.status, job.cancel_requested, job.error, job.finished_at = JobStatus.QUEUED, False, None, None
-        self._enqueue_or_fail(job_id)
+            before = (job.status, job.cancel_requested, job.error, job.finished_at)
+            job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
+        try:
+            self._enqueue(job_id)
+        except BrokerUnavailable:
+            # Not resumed after all: the job keeps the state it had (unless a worker took it meanwhile).
+            status, cancel_requested, error, finished_at = before
+            with self.store.session() as session:
+                session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
+                    status=status, cancel_requested=cancel_requested, error=error, finished_at=finished_at))
+            raise
         return self.get_job(job_id)
 
     def clone(self, job_id: str, overrides: dict | None = None) -> JobView:
         """A new job with this job's config (plus dotted-key overrides), from step 0."""
+        if overrides is not None and not isinstance(overrides, dict):
+            raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
         source = self.get_job(job_id)
         return self.submit(source.config, overrides=overrides, parent_id=job_id)
 
@@ -155,9 +176,12 @@ class JobService:
             what = f"no checkpoint at step {step}" if step is not None else "no checkpoint yet"
             raise JobNotFound(f"step: job {job_id} has {what}")
         try:
-            return build_adapter_zip(self.settings.run_dir(job_id), checkpoint.path, checkpoint.step)
+            return build_adapter_zip(self.settings.run_dir(job_id), checkpoint.path, checkpoint.step,
+                                     expected_sha256=checkpoint.sha256)
         except ArtifactError as error:
             raise JobNotFound(f"step: {error}") from None
+        except CorruptCheckpoint as error:
+            raise InvalidState(f"step: {error}") from None
 
     def log_tail(self, job_id: str, lines: int = 200) -> str:
         self.get_job(job_id)
@@ -169,6 +193,8 @@ class JobService:
                            num_samples: int = 1) -> ComparisonView:
         """Queue reference-vs-fine-tuned generation at ``step`` (None = latest checkpoint)."""
         _check_comparison(prompt, seed, num_samples)
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_SQL_INT):
+            raise SubmissionError("step", f"must be null or an integer in [0, {MAX_SQL_INT}] (got {step!r})")
         with self.store.session() as session:
             self._job(session, job_id)
             if step is not None and session.scalars(
@@ -188,7 +214,7 @@ class JobService:
 
     def get_comparison(self, comparison_id: str) -> ComparisonView:
         with self.store.session() as session:
-            row = session.get(Comparison, comparison_id)
+            row = session.get(Comparison, comparison_id) if check_id(comparison_id) else None
             if row is None:
                 raise JobNotFound(f"comparison {comparison_id!r} does not exist")
             run_dir = self.settings.run_dir(row.job_id)
@@ -196,6 +222,19 @@ class JobService:
                 select(SampleRow).where(SampleRow.comparison_id == comparison_id).order_by(SampleRow.id)
             )
             return ComparisonView.of(row, [SampleView.of(sample, run_dir) for sample in samples])
+
+    def cancel_comparison(self, comparison_id: str) -> ComparisonView:
+        """Queued or running: cancelled at once. A running generation cannot be interrupted mid-way; its
+        worker finds the comparison no longer running when it ends and drops the result."""
+        with self.store.session() as session:
+            row = session.get(Comparison, comparison_id) if check_id(comparison_id) else None
+            if row is None:
+                raise JobNotFound(f"comparison {comparison_id!r} does not exist")
+            if row.status not in ("queued", "running"):
+                raise InvalidState(f"status: comparison {comparison_id} is {row.status}; "
+                                   "only queued or running comparisons can be cancelled")
+            row.status, row.error, row.finished_at, row.heartbeat_at = "cancelled", "cancelled on request", utcnow(), None
+        return self.get_comparison(comparison_id)
 
     def list_comparisons(self, job_id: str) -> list[ComparisonView]:
         """The job's comparisons, newest first."""
@@ -256,7 +295,7 @@ class JobService:
                      overrides: dict | None = None, name: str | None = None) -> SweepView:
         """Validate every job of the grid, then create the sweep and its jobs (ordinary queued jobs that
         evaluate their final checkpoint and the reference when they succeed) and enqueue them."""
-        planned = resolve_sweep(config, preset, overrides, grid, seeds, name)
+        planned = resolve_sweep(config, preset, overrides, grid, seeds, name, policy=self.policy)
         sweep_id = new_id()
         members = []
         with self.store.session() as session:
@@ -272,8 +311,16 @@ class JobService:
                 session.add(row)
                 members.append({"job_id": row.id, "params": job.params, "seed": job.seed})
             session.get(Sweep, sweep_id).members = {"jobs": members}
-        for member in members:
-            self._enqueue_or_fail(member["job_id"])
+        try:
+            for member in members:
+                self._enqueue(member["job_id"])
+        except BrokerUnavailable:
+            # As for one job: the sweep and its jobs are one unit with their messages (messages already
+            # sent find no row and are dropped by the claim).
+            with self.store.session() as session:
+                session.execute(delete(Job).where(Job.sweep_id == sweep_id))
+                session.execute(delete(Sweep).where(Sweep.id == sweep_id))
+            raise
         return self.get_sweep(sweep_id)
 
     def list_sweeps(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -350,7 +397,8 @@ class JobService:
 
     @staticmethod
     def _job(session, job_id: str) -> Job:
-        job = session.get(Job, job_id) if isinstance(job_id, str) else None
+        # An id that cannot be one (NUL, 10 kB, non-ASCII) is not looked up: PostgreSQL would answer 500.
+        job = session.get(Job, job_id) if check_id(job_id) else None
         if job is None:
             raise JobNotFound(f"job {job_id!r} does not exist")
         return job
@@ -378,6 +426,7 @@ def _check_comparison(prompt: Any, seed: Any, num_samples: Any) -> None:
         raise SubmissionError("prompt", "must be a non-empty string")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise SubmissionError("prompt", f"at most {MAX_PROMPT_CHARS} characters")
+    check_text("prompt", prompt)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**31 - 1:
         raise SubmissionError("seed", f"must be an integer in [0, {2**31 - 1}] (got {seed!r})")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 1 <= num_samples <= MAX_COMPARISON_SAMPLES:

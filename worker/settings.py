@@ -10,6 +10,11 @@
 | ``ADRPO_HEARTBEAT_INTERVAL_S`` | ``5`` | how often a worker stamps its running job |
 | ``ADRPO_HEARTBEAT_TIMEOUT_S`` | ``60`` | a running job not stamped for this long is re-queued |
 | ``ADRPO_REMOTE_REWARD_HOSTS`` | empty (none) | ``host:port`` list (comma-separated) that API/studio jobs may send remote rewards to |
+| ``ADRPO_USER_REWARD_MODULES`` | empty (none) | modules whose ``module:function`` rewards API/studio jobs may use |
+| ``ADRPO_UPLOADS_DIR`` | ``<data_dir>/uploads`` | the only root for local ``prompts.file`` / ``prompts.dataset`` of API/studio jobs |
+| ``ADRPO_MODELS_DIR`` | ``<data_dir>/models`` | the only root for local model paths (``model.name_or_path``, reward models) |
+
+What each setting opens to whoever can reach the API is in docs/security.md.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ class Settings(BaseSettings):
     @property
     def remote_reward_allowlist(self) -> frozenset[str]:
         return frozenset(item.strip().lower() for item in self.remote_reward_hosts.split(",") if item.strip())
+    user_reward_modules: str = Field(
+        "", description="Comma-separated modules (and their submodules) whose functions API/studio jobs may name "
+        "as rewards ('module:function'); empty = none.")
+    uploads_dir: Path | None = Field(None, description="Root of local prompt files/datasets; None = data_dir/uploads.")
+    models_dir: Path | None = Field(None, description="Root of local model paths; None = data_dir/models.")
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -52,6 +62,14 @@ class Settings(BaseSettings):
         if not self.broker_url:
             self.broker_url = EMBEDDED_BROKER
         self.artifacts_dir = Path(self.artifacts_dir or self.data_dir / "runs").expanduser().resolve()
+        self.uploads_dir = Path(self.uploads_dir or self.data_dir / "uploads").expanduser().resolve()
+        self.models_dir = Path(self.models_dir or self.data_dir / "models").expanduser().resolve()
+        self.auth_user, self.auth_password = self.auth_user or None, self.auth_password or None
+        if (self.auth_user is None) != (self.auth_password is None):
+            present, missing = (("ADRPO_AUTH_USER", "ADRPO_AUTH_PASSWORD") if self.auth_user
+                                else ("ADRPO_AUTH_PASSWORD", "ADRPO_AUTH_USER"))
+            # Half a configuration must not silently mean "no auth".
+            raise ValueError(f"{present} is set but {missing} is not: set both to turn auth on, or neither")
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ValueError("heartbeat_timeout_s must be larger than heartbeat_interval_s")
         return self
@@ -68,6 +86,10 @@ class Settings(BaseSettings):
     def auth_enabled(self) -> bool:
         return bool(self.auth_user and self.auth_password)
 
+    @property
+    def reward_module_allowlist(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.user_reward_modules.split(",") if part.strip())
+
     def run_dir(self, job_id: str) -> Path:
         return self.artifacts_dir / job_id
 
@@ -81,6 +103,9 @@ class Settings(BaseSettings):
             "ADRPO_HEARTBEAT_INTERVAL_S": str(self.heartbeat_interval_s),
             "ADRPO_HEARTBEAT_TIMEOUT_S": str(self.heartbeat_timeout_s),
             "ADRPO_BROKER_POLL_S": str(self.broker_poll_s),
+            "ADRPO_USER_REWARD_MODULES": self.user_reward_modules,
+            "ADRPO_UPLOADS_DIR": str(self.uploads_dir),
+            "ADRPO_MODELS_DIR": str(self.models_dir),
         }
         if self.auth_enabled:
             env["ADRPO_AUTH_USER"] = self.auth_user

@@ -21,9 +21,21 @@ from .artifacts import append_log, build_adapter_zip
 from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_EVAL, RUN_JOB, celery_app, configure
 from .db import Store
 from .evals import REFERENCE_STEP, request_eval, run_eval
-from .lifecycle import WORKER_ID, Heartbeat, StoreSink, claim_job, finish_job, release_job, sample_rows
+from .lifecycle import (
+    WORKER_ID,
+    Heartbeat,
+    StoreSink,
+    claim_comparison,
+    claim_job,
+    finish_comparison,
+    finish_job,
+    release_job,
+    sample_rows,
+)
 from .models import Checkpoint, Comparison, Job, utcnow
+from .policy import Policy, check_policy
 from .settings import Settings
+from .validation import SubmissionError
 from .status import JobStatus
 
 log = logging.getLogger(__name__)
@@ -117,11 +129,14 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
 
     try:
         config = validate_config(job.config)
+        check_policy(config, Policy.of(ctx.settings))  # again here: the row may predate the policy
         if config.eval.every_checkpoint:
             # Queued beside training, run by whichever worker is free: the loop never waits for an eval.
             queue_eval(ctx, job.id, REFERENCE_STEP, "checkpoint", run_dir)
             sink.after_checkpoint = lambda step: queue_eval(ctx, job.id, step, "checkpoint", run_dir)
         result = train(config, run_dir, sink, resume=True)
+    except SubmissionError as error:
+        return _fail(ctx, job.id, run_dir, f"refused by the worker's policy: {error}")
     except (TrainingError, ConfigError) as error:
         return _fail(ctx, job.id, run_dir, str(error))
     except Exception as error:  # anything else still ends the job as failed, with the reason
@@ -167,46 +182,58 @@ def run_comparison(comparison_id: str) -> str:
     return generate_comparison(context(), comparison_id)
 
 
+def enqueue_comparison(comparison_id: str) -> None:
+    celery_app.send_task(RUN_COMPARISON, args=[comparison_id])
+
+
 def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
-    """Reference vs the adapter of the chosen checkpoint on the same prompt and seed."""
+    """Reference vs the adapter of the chosen checkpoint on the same prompt and seed.
+
+    Claimed like a job (queued -> running, owned by this worker) and stamped by the heartbeat while it
+    runs, so the watchdog re-queues it if this worker dies; a cancel meanwhile wins (the result is dropped)."""
     from adrpo_engine.runner import compare
 
+    if not claim_comparison(ctx.store, comparison_id):
+        return "skipped"
     with ctx.store.session() as session:
         row = session.get(Comparison, comparison_id)
-        if row is None or row.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-            return "skipped"
-        row.status = JobStatus.RUNNING
         job = session.get(Job, row.job_id)
         checkpoint = _checkpoint_for(session, row.job_id, row.step)
         prompt, seed, count, job_id, config_data = row.prompt, row.seed, row.num_samples, row.job_id, job.config
     run_dir = ctx.settings.run_dir(job_id)
+    if ctx.heartbeat is not None:
+        ctx.heartbeat.current_comparison = comparison_id
     try:
         config = validate_config(config_data)
+        check_policy(config, Policy.of(ctx.settings))
         adapter_dir = run_dir / checkpoint.path if checkpoint is not None else None
         out_dir = run_dir / "comparisons" / comparison_id
         samples = compare(config, adapter_dir, prompt, seed, count, out_dir)
     except Exception as error:
         append_log(run_dir, f"comparison {comparison_id} failed: {traceback.format_exc()}")
-        _end_comparison(ctx, comparison_id, JobStatus.FAILED, describe_failure(error))
-        return JobStatus.FAILED
+        finish_comparison(ctx.store, comparison_id, "failed", describe_failure(error))
+        return "failed"
+    finally:
+        if ctx.heartbeat is not None:
+            ctx.heartbeat.current_comparison = None
     step = checkpoint.step if checkpoint is not None else 0
     with ctx.store.session() as session:
+        # Samples and status in one transaction, and only while the comparison is still ours and running.
+        still_ours = session.execute(
+            update(Comparison).where(Comparison.id == comparison_id, Comparison.worker == WORKER_ID,
+                                     Comparison.status == "running")
+            .values(status="succeeded", step=step, finished_at=utcnow(), heartbeat_at=None)
+        ).rowcount == 1
+        if not still_ours:
+            return "dropped"
         session.add_all(sample_rows(job_id, run_dir, samples, step=step, comparison_id=comparison_id))
-        session.execute(update(Comparison).where(Comparison.id == comparison_id)
-                        .values(status=JobStatus.SUCCEEDED, step=step, finished_at=utcnow()))
-    return JobStatus.SUCCEEDED
+    return "succeeded"
 
 
 def _checkpoint_for(session, job_id: str, step: int | None) -> Checkpoint | None:
     query = select(Checkpoint).where(Checkpoint.job_id == job_id)
     query = query.where(Checkpoint.step == step) if step is not None else query.order_by(Checkpoint.step.desc())
     return session.scalars(query.limit(1)).first()
-
-
-def _end_comparison(ctx: WorkerContext, comparison_id: str, status: str, error: str | None) -> None:
-    with ctx.store.session() as session:
-        session.execute(update(Comparison).where(Comparison.id == comparison_id)
-                        .values(status=status, error=error, finished_at=utcnow()))
 
 
 @celery_app.task(name=EXPORT_ADAPTER, acks_late=True)
@@ -220,13 +247,15 @@ def export_adapter_zip(ctx: WorkerContext, job_id: str, step: int | None = None)
         checkpoint = _checkpoint_for(session, job_id, step)
     if checkpoint is None:
         return "no checkpoint"
-    return str(build_adapter_zip(ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step))
+    return str(build_adapter_zip(ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step,
+                                 expected_sha256=checkpoint.sha256))
 
 
 def start_heartbeat(ctx: WorkerContext, parent_pid: int | None = None, on_orphaned=None) -> Heartbeat:
     heartbeat = Heartbeat(
         ctx.store, ctx.settings.heartbeat_interval_s, ctx.settings.heartbeat_timeout_s, ctx.settings.artifacts_dir,
         enqueue=enqueue_job, parent_pid=parent_pid, on_orphaned=on_orphaned, worker=WORKER_ID,
+        enqueue_comparison=enqueue_comparison,
     )
     ctx.heartbeat = heartbeat
     heartbeat.start()

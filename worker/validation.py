@@ -6,6 +6,7 @@ Every failure is a :class:`SubmissionError` whose ``str()`` is one line naming t
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from dataclasses import dataclass
@@ -17,20 +18,15 @@ from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of,
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.sweep import SweepJob, expand_sweep
 
+from .inputs import SubmissionError, check_strict_types, check_tree, looks_like_path
+from .policy import check_policy
+
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 USER_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SUBMISSION_BYTES = 256 * 1024
 MAX_INLINE_PROMPTS = 10_000
 MAX_OVERRIDES = 200
-
-
-class SubmissionError(ValueError):
-    """A refused submission; ``field`` is the dotted config key at fault (or 'config'/'preset')."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(f"{field}: {message}")
 
 
 def from_config_error(error: ConfigError) -> SubmissionError:
@@ -49,11 +45,15 @@ def from_config_error(error: ConfigError) -> SubmissionError:
 
 
 def resolve_submission(
-    config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None
+    config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None, policy: Any = None
 ) -> JobConfig:
-    """The validated JobConfig of a submission (a full config, or a preset plus dotted overrides)."""
+    """The validated JobConfig of a submission (a full config, or a preset plus dotted overrides).
+    ``policy`` (a :class:`worker.policy.Policy`) is what the service opens to API/studio jobs."""
     if (config is None) == (preset is None):
         raise SubmissionError("config", "give either a full job config or a preset name (not both)")
+    # Shape first (depth, text), before anything walks the payload recursively or stores it.
+    check_tree(config)
+    check_tree(overrides)
     _check_size(config if config is not None else {"preset": preset, "overrides": overrides})
     if preset is not None:
         base = _preset_base(preset)
@@ -68,11 +68,14 @@ def resolve_submission(
         if overrides is not None and not isinstance(overrides, dict):
             raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
         data = _apply(config, overrides or {})
+    check_strict_types(data, JobConfig)
     try:
         job = validate_config(data)
     except ConfigError as error:
         raise from_config_error(error) from None
     check_job(job)
+    if policy is not None:
+        check_policy(job, policy)
     return job
 
 
@@ -116,7 +119,7 @@ def _check_model(job: JobConfig) -> None:
         except ConfigError as error:
             raise from_config_error(error) from None
         return
-    if _looks_like_path(name):
+    if looks_like_path(name):
         _reject_path_tricks("model.name_or_path", name)
         return
     if not HUB_ID.fullmatch(name) or ".." in name or "--" in name:
@@ -140,6 +143,7 @@ def _check_rewards(job: JobConfig) -> None:
         if spec.name in registered:
             if registered[spec.name] != expected:
                 raise SubmissionError(field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model")
+            _check_reward_options(index, spec.name, spec.options)
             continue
         if not USER_FUNCTION.fullmatch(spec.name):
             names = ", ".join(sorted(n for n, k in registered.items() if k == expected))
@@ -164,6 +168,16 @@ def check_remote_reward_host(field: str, name: str, allowed: frozenset[str] | No
         listed = ", ".join(sorted(allowed)) or "none"
         raise SubmissionError(field, f"remote reward host {host} is not allowed for submitted jobs (the operator's "
                                      f"ADRPO_REMOTE_REWARD_HOSTS lists: {listed})")
+def _check_reward_options(index: int, name: str, options: dict[str, Any]) -> None:
+    """A registered reward's options must fit its factory's signature (else the job fails minutes later)."""
+    from adrpo_engine.rewards import REGISTRY
+
+    try:
+        inspect.signature(REGISTRY[name].factory).bind(**options)
+    except TypeError as error:
+        parameters = [p for p in inspect.signature(REGISTRY[name].factory).parameters if not p.startswith("_")]
+        accepted = ", ".join(parameters) or "none"
+        raise SubmissionError(f"rewards.{index}.options", f"{error} (options of {name!r}: {accepted})") from None
 
 
 def _check_prompts(job: JobConfig) -> None:
@@ -180,12 +194,8 @@ def _check_prompts(job: JobConfig) -> None:
         if value.startswith(BUILTIN_PREFIX):
             if value not in PROMPT_SOURCES:
                 raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(PROMPT_SOURCES)})")
-        elif _looks_like_path(value) or field == "prompts.file":
+        elif looks_like_path(value) or field == "prompts.file":
             _reject_path_tricks(field, value)
-
-
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", ".", "~")) or "\\" in value or value.count("/") > 1
 
 
 def _reject_path_tricks(field: str, value: str) -> None:
@@ -205,11 +215,14 @@ class PlannedSweep:
 
 
 def resolve_sweep(config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None,
-                  grid: Any, seeds: Any, name: Any = None) -> PlannedSweep:
-    """Every job of a sweep, validated like single submissions, before any is created; one bad grid point
-    refuses the whole sweep."""
+                  grid: Any, seeds: Any, name: Any = None, policy: Any = None) -> PlannedSweep:
+    """Every job of a sweep, validated like single submissions (``policy`` included), before any is
+    created; one bad grid point refuses the whole sweep."""
     if (config is None) == (preset is None):
         raise SubmissionError("config", "give either a full job config or a preset name (not both)")
+    check_tree(config)
+    check_tree(overrides)
+    check_tree(grid, "grid")
     _check_size({"config": config, "preset": preset, "overrides": overrides, "grid": grid, "seeds": seeds})
     if overrides is not None and not isinstance(overrides, dict):
         raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
@@ -226,6 +239,8 @@ def resolve_sweep(config: dict[str, Any] | None, preset: str | None, overrides: 
     for job in jobs:
         try:
             check_job(job.config)
+            if policy is not None:
+                check_policy(job.config, policy)
         except SubmissionError as error:
             where = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
             raise SubmissionError("grid", f"grid point {where}: {error} (no job was created)") from None

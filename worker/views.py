@@ -91,7 +91,7 @@ class ComparisonView(BaseModel):
     prompt: str
     seed: int
     num_samples: int
-    status: JobStatus  # never CANCELLED for a comparison
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]  # a JobStatus value
     error: str | None
     created_at: datetime
     finished_at: datetime | None

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from .. import metrics as M
-from ..checkpoints import TRAINER_STATE, checkpoint_dir, latest_checkpoint
+from ..checkpoints import TRAINER_STATE, checkpoint_dir, list_checkpoints
 from ..config import JobConfig, ModelConfig
+from ..integrity import load_trainer_state, numpy_rng_state, set_numpy_rng_state, verify_checkpoint, write_manifest
 from ..paths import publish_cache, staging_dir
 from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
 from ..threads import thread_limit
@@ -76,6 +77,20 @@ def micro_batches(rows: int, chunks: int) -> list[slice]:
     chunks = max(1, min(chunks, rows))
     bounds = [round(i * rows / chunks) for i in range(chunks + 1)]
     return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+CORRUPT_PREFIX = "corrupt-"  # a checkpoint that failed verification is renamed to corrupt-step-NNNNNN
+
+
+def quarantine_checkpoint(path: Path) -> Path:
+    """Rename a bad checkpoint folder to ``corrupt-step-NNNNNN[-k]`` beside it (kept for inspection)."""
+    target = path.with_name(CORRUPT_PREFIX + path.name)
+    suffix = 1
+    while target.exists():
+        target = path.with_name(f"{CORRUPT_PREFIX}{path.name}-{suffix}")
+        suffix += 1
+    path.rename(target)
+    return target
 
 
 def _complete_checkpoint(path: Path) -> bool:
@@ -171,22 +186,23 @@ class BaseTrainer(ABC):
             "scheduler": self.scheduler.state_dict(),
             "rng": {
                 "python": random.getstate(),
-                "numpy": np.random.get_state(),
+                "numpy": numpy_rng_state(),
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             },
             "extra": self.extra_state(),
         }
         torch.save(state, staging / TRAINER_STATE)
+        write_manifest(staging)  # the digests resume checks (integrity.py)
 
     def restore(self, directory: Path) -> int:
         self.load_adapter(directory)
-        state = torch.load(directory / TRAINER_STATE, map_location="cpu", weights_only=False)
+        state = load_trainer_state(directory / TRAINER_STATE)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         rng = state["rng"]
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        set_numpy_rng_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -212,9 +228,9 @@ class BaseTrainer(ABC):
             self.log(f"warning: {note}")
 
         start_step = 0
-        found = latest_checkpoint(self.run_dir) if resume else None
+        found = self._restore_newest_good() if resume else None
         if found is not None:
-            start_step = self.restore(found[1])
+            start_step = found[0]
             self.log(f"resumed from {found[1]} (step {start_step})")
         reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink)
         reporter.on_start(cfg.steps, start_step)
@@ -246,6 +262,26 @@ class BaseTrainer(ABC):
                 self.log(f"stopped on request after step {step}")
                 return RunResult("cancelled", step, checkpoint, first, last)
         return RunResult("succeeded", step, checkpoint, first, last)
+
+    def _restore_newest_good(self) -> tuple[int, Path] | None:
+        """Restore the newest checkpoint that verifies and loads; move bad ones aside (so they are neither
+        picked again nor mistaken for a finished step when it is saved again), saying so in the log."""
+        failed_load = None
+        for step, path in reversed(list_checkpoints(self.run_dir)):
+            problem = verify_checkpoint(path)
+            if problem is None:
+                try:
+                    return self.restore(path), path
+                except Exception as error:  # truncated safetensors, unreadable state: an older one may do
+                    problem = failed_load = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            aside = quarantine_checkpoint(path)
+            self.log(f"checkpoint step {step} is unusable ({problem}); moved to {aside.name}, "
+                     "falling back to the previous checkpoint")
+        if failed_load is not None:
+            # A failed load may have left part of its weights in the model: do not train on from there.
+            raise TrainingError(f"no usable checkpoint (the last one failed to load: {failed_load}); the bad ones "
+                                "were moved aside, so resuming the job starts again from step 0")
+        return None
 
     def _report_samples(self, reporter: ProgressSink, step: int) -> None:
         samples = self.log_samples(step)

@@ -17,15 +17,28 @@ from .studio import CSS, build_studio
 FOOTER_LINKS = ["api"]
 
 
+# An upload is a prompt file for the Launch page (10k prompts fit in a few MB): Gradio refuses bigger ones.
+MAX_UPLOAD = "16mb"
+
+
 def served_paths(settings: Any) -> list[str]:
-    """Folders whose files (sample images, comparison images, adapter zips) the studio may serve."""
-    folders = [getattr(settings, name, None) for name in ("artifacts_dir", "data_dir")]
-    return [str(Path(folder).resolve()) for folder in folders if folder]
+    """Where Gradio may copy page files from (sample and comparison images, adapter zips): the run
+    directories. What the file route then actually serves is narrowed by app.file_guard."""
+    return [str(Path(settings.artifacts_dir).resolve())]
+
+
+def blocked_paths(settings: Any) -> list[str]:
+    """Never served, whatever else allows them (Gradio checks these first): the store and the broker."""
+    data = Path(settings.data_dir).resolve()
+    return [str(data / name) for name in ("adrpo.db", "adrpo.db-wal", "adrpo.db-shm", "broker")]
 
 
 def mount_studio(fastapi_app: Any, service: Any, settings: Any, path: str = "/") -> Any:
     """Mount the studio on ``fastapi_app`` at ``path`` (after the API routes, which keep precedence)."""
+    from app.file_guard import install_file_guard
+
     studio = build_studio(service)
+    install_file_guard(fastapi_app, Path(settings.artifacts_dir))
     return gr.mount_gradio_app(
         fastapi_app,
         studio,
@@ -33,6 +46,8 @@ def mount_studio(fastapi_app: Any, service: Any, settings: Any, path: str = "/")
         auth=gradio_auth(settings),  # the API's credentials (one definition, in app.auth)
         auth_message="ADRPO Studio: sign in with the same user and password as the API.",
         allowed_paths=served_paths(settings),
+        blocked_paths=blocked_paths(settings),
+        max_file_size=MAX_UPLOAD,
         footer_links=FOOTER_LINKS,
         run_history=False,
         show_error=True,

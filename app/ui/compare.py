@@ -30,6 +30,7 @@ class CompareTab:
     texts: gr.Dataframe
     comparison_id: gr.State
     timer: gr.Timer
+    cancel: gr.Button
 
 
 def build_compare_tab() -> CompareTab:
@@ -43,7 +44,9 @@ def build_compare_tab() -> CompareTab:
         prompt = gr.Textbox("", label="Prompt", elem_id="compare-prompt", scale=3)
         seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="compare-seed", scale=1)
         num_samples = gr.Slider(1, 16, value=8, step=1, label="Samples", elem_id="compare-n", scale=1)
-    run = gr.Button("Compare", variant="primary", elem_id="compare-run")
+    with gr.Row():
+        run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=3)
+        cancel = gr.Button("Cancel", variant="secondary", elem_id="compare-cancel", scale=1)
     status = gr.Markdown("", elem_id="compare-status")
     with gr.Row():
         reference = gr.Gallery(label="Reference", columns=4, height=340, object_fit="contain",
@@ -55,7 +58,7 @@ def build_compare_tab() -> CompareTab:
     comparison_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
     return CompareTab(job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts,
-                      comparison_id, timer)
+                      comparison_id, timer, cancel)
 
 
 def mean_reward(samples: list[Any], role: str) -> float | None:
@@ -67,8 +70,8 @@ def comparison_summary(comparison: Any) -> str:
     status = comparison.status
     where = f"checkpoint step {comparison.step}" if comparison.step is not None else "latest checkpoint"
     head = f"**{status}** — prompt *{comparison.prompt}*, seed {comparison.seed}, {where}"
-    if status == "failed":
-        return head + f"\n\n**Error:** {comparison.error}"
+    if status in ("failed", "cancelled"):
+        return head + f"\n\n**{'Error' if status == 'failed' else 'Cancelled'}:** {comparison.error}"
     if status != "succeeded":
         return head + " … generating on a worker"
     ref, pol = mean_reward(comparison.samples, "reference"), mean_reward(comparison.samples, "policy")
@@ -124,12 +127,22 @@ def wire_compare_tab(tab: CompareTab, service: Any) -> None:
         if not comparison_id:
             return [gr.skip()] * 4 + [gr.Timer(active=False)]
         comparison = service.get_comparison(comparison_id)
-        done = comparison.status in ("succeeded", "failed")
+        done = comparison.status in ("succeeded", "failed", "cancelled")
         if not done:
             return [comparison_summary(comparison)] + [gr.skip()] * 3 + [gr.skip()]
         return comparison_outputs(comparison) + [gr.Timer(active=False)]
 
+    def cancel(comparison_id: str | None) -> list[Any]:
+        if not comparison_id:
+            return ["Nothing to cancel.", gr.skip()]
+        try:
+            comparison = service.cancel_comparison(comparison_id)
+        except (LookupError, ValueError) as error:
+            return [f"**Could not cancel:** {error}", gr.skip()]
+        return [comparison_summary(comparison), gr.Timer(active=False)]
+
     tab.job.change(pick_job, inputs=tab.job, outputs=[tab.checkpoint, tab.prompt])
+    tab.cancel.click(cancel, inputs=tab.comparison_id, outputs=[tab.status, tab.timer], api_name="cancel_comparison")
     tab.run.click(request, inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples],
                   outputs=[tab.status, tab.comparison_id, tab.timer], api_name="request_comparison")
     tab.timer.tick(poll, inputs=tab.comparison_id,

@@ -31,8 +31,10 @@ def service_data_dir(root: Path, models_cache: Path) -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path, models_cache: Path) -> Settings:
+    # tests.worker holds the user rewards the lifecycle tests run (failing_rewards); the service refuses
+    # user reward modules that the operator did not list (docs/security.md).
     return Settings(data_dir=service_data_dir(tmp_path, models_cache), heartbeat_interval_s=0.2,
-                    heartbeat_timeout_s=1.0, database_url="", broker_url="")
+                    heartbeat_timeout_s=1.0, database_url="", broker_url="", user_reward_modules="tests.worker")
 
 
 @pytest.fixture
