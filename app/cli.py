@@ -16,6 +16,10 @@ db_app = typer.Typer(add_completion=False, no_args_is_help=True, help="The job s
 app.add_typer(db_app, name="db")
 
 WORKER_STOP_GRACE_S = 60.0
+# Open studio tabs hold long-polling (server-sent events) connections; uvicorn would wait for them to
+# close before stopping. After this many seconds it closes them itself, so Ctrl-C stops `adrpo serve`
+# within ~10 s whatever is connected (the worker still checkpoints and hands back its running job).
+GRACEFUL_SHUTDOWN_S = 3
 
 
 @db_app.command("upgrade")
@@ -55,12 +59,25 @@ def worker_command(
         raise typer.Exit(2)
     settings = Settings()
     upgrade(settings.database_url)
+    quiet_root_warning()
     context = init_worker(settings)
     start_heartbeat(context, parent_pid=parent_pid, on_orphaned=lambda: os.kill(os.getpid(), signal.SIGTERM))
     celery_app.worker_main([
         "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1", f"--queues={','.join(chosen)}",
         "--without-gossip", "--without-mingle", f"--loglevel={loglevel}", f"--hostname=adrpo-{os.getpid()}@%h",
     ])
+
+
+def quiet_root_warning() -> None:
+    """Celery warns at length when its worker runs as root (containers often do). The warning is about
+    pickle: a root worker that unpickles messages runs whatever a broker user sends. Ours accepts JSON
+    only (worker/celery_app.py: accept_content=["json"]; Celery itself refuses to start a root worker
+    that accepts pickle), so the banner says nothing that applies and is silenced here."""
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning, message=".*superuser privileges.*")
 
 
 @app.command("serve")
@@ -81,8 +98,10 @@ def serve(
     # uvicorn re-raises the signal it caught after its graceful shutdown; turn SIGTERM into an exception
     # (like SIGINT) so the `finally` below still stops the worker instead of the process just dying.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    typer.echo(f"ADRPO Studio: open http://{shown}:{port} (REST API under /api; Ctrl-C stops it)")
     try:
-        uvicorn.run(web, host=host, port=port, log_level="info")
+        uvicorn.run(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     except KeyboardInterrupt:
         pass
     finally:

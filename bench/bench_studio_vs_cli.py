@@ -5,7 +5,7 @@
    through ``POST /api/jobs``; with ``--browser`` (the default) Chromium keeps the job's page open
    while it trains, as a person watching it would.
 
-Both read the per-step ``time/step`` metric (the trainer's own clock around one optimisation step:
+Both read the per-step ``step_time`` metric (the trainer's own clock around one optimisation step:
 whatever else the machine does, polling pages included, shows up in it). The ratio of the medians is
 the number docs/service.md quotes; target <= 1.1x. The built-in model is built once before either run (not timed).
 
@@ -33,6 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 SKIPPED_STEPS = 2  # the first steps warm caches up in both runs
+STEP_METRIC = "step_time"  # adrpo_engine.metrics.STEP_TIME: the trainer's clock around one step
 
 
 def run_env(data_dir: Path) -> dict[str, str]:
@@ -52,7 +53,7 @@ def build_models(repo: Path, data_dir: Path, preset: str) -> None:
 
 
 def step_times(rows: list[dict]) -> list[float]:
-    return [row["time/step"] for row in rows if row["step"] > SKIPPED_STEPS and "time/step" in row]
+    return [row[STEP_METRIC] for row in rows if row["step"] > SKIPPED_STEPS and STEP_METRIC in row]
 
 
 def run_cli(repo: Path, data_dir: Path, preset: str, steps: int) -> list[float]:
@@ -103,7 +104,7 @@ def run_service(repo: Path, data_dir: Path, preset: str, steps: int, browser: bo
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=60)
         log.close()
-    return [value for step, value in metrics.get("time/step", []) if step > SKIPPED_STEPS]
+    return [value for step, value in metrics.get(STEP_METRIC, []) if step > SKIPPED_STEPS]
 
 
 class _page_open:
@@ -149,7 +150,7 @@ def main() -> None:
     parser.add_argument("--repo", type=Path, default=ROOT, help="the checkout whose code runs")
     parser.add_argument("--data-dir", type=Path, default=None, help="keeps the built model between runs")
     args = parser.parse_args()
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="adrpo-bench-"))
+    data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="adrpo-bench-"))).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     build_models(args.repo, data_dir, args.preset)
     cli = run_cli(args.repo, data_dir, args.preset, args.steps)
