@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 
 from ..common import first_prompt
-from ..compare import LATEST, CompareTab, comparison_outputs, comparison_summary
+from ..compare import LATEST, TEXT_COLUMNS, CompareTab, comparison_outputs, comparison_summary
 from ..service import StudioService, Updates
 from . import unchanged
 
@@ -25,7 +26,7 @@ def job_prompt(service: StudioService, job_id: str, config: dict[str, Any]) -> s
 
 def cleared(tab: CompareTab) -> Updates:
     return {tab.status: "", tab.reference: gr.update(value=[], visible=True), tab.policy: gr.update(value=[], visible=True),
-            tab.texts: gr.update(value=None, visible=False), tab.comparison_id: None, tab.timer: gr.Timer(active=False)}
+            tab.texts: gr.update(value=pd.DataFrame(columns=TEXT_COLUMNS), visible=False), tab.comparison_id: None, tab.timer: gr.Timer(active=False)}
 
 
 def pick_job(service: StudioService, tab: CompareTab, job_id: str | None) -> Updates:

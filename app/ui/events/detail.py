@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+import pandas as pd
 import yaml
 
 from .. import plots
 from ..common import TERMINAL, job_status_line
 from ..detail import (
+    SAMPLE_COLUMNS,
     DetailState,
     DetailTab,
     as_step,
@@ -62,7 +64,7 @@ def blank_body(tab: DetailTab, job_id: str | None) -> Updates:
     empty = curve_figures({}, "flow", 0.0)
     return {tab.header: f"### Loading job `{job_id}`…", **dict(zip(tab.plots.values(), empty)),
             tab.sample_step: gr.update(choices=[], value=None), tab.reference_gallery: [], tab.policy_gallery: [],
-            tab.text_samples: gr.update(value=None), tab.config: "", tab.log: "", tab.checkpoints: [],
+            tab.text_samples: gr.update(value=pd.DataFrame(columns=SAMPLE_COLUMNS)), tab.config: "", tab.log: "", tab.checkpoints: [],
             tab.state: DetailState(job_id=None)}
 
 
