@@ -9,7 +9,13 @@ import gradio as gr
 import pandas as pd
 
 from ..common import first_prompt
-from ..compare import LATEST, TEXT_COLUMNS, CompareTab, comparison_outputs, comparison_summary
+from ..compare import (
+    LATEST,
+    TEXT_COLUMNS,
+    CompareTab,
+    comparison_outputs,
+    comparison_summary,
+)
 from ..service import StudioService, Updates
 from . import unchanged
 
