@@ -72,7 +72,7 @@ def test_the_studio_as_a_person_uses_it(tmp_path):
         job_id = page.locator("#launch-result code").first.text_content().strip()
         header = page.locator("#detail-header")
         header.get_by_text(job_id).wait_for()
-        assert f"job={job_id}" in page.url
+        page.wait_for_function(f"() => window.location.search.includes('job={job_id}')")
         # While it runs, the header says what it does, and so does the API.
         expect(header).to_contain_text(re.compile("running · (" + "|".join(PHASES) + ")"))
         assert job_api(studio, job_id)["phase"] in PHASES + (None,)

@@ -63,8 +63,12 @@ def pickers(studio: StudioTabs, service: StudioService, value: str | None = None
 
 
 def _select_with_pickers(studio: StudioTabs, service: StudioService, name: str):
-    def selected() -> Updates:
-        return {**show_tab(studio, name), **pickers(studio, service)}
+    def selected(detail_job: str | None, compare_job: str | None, runs_jobs: list[str] | None) -> Updates:
+        # New choices with the current values restated: a choices-only update can drop the value.
+        choices = job_choices(service.list_jobs())
+        return {**show_tab(studio, name), studio.detail.job: gr.update(choices=choices, value=detail_job),
+                studio.compare.job: gr.update(choices=choices, value=compare_job),
+                studio.runs.jobs: gr.update(choices=choices, value=runs_jobs or [])}
 
     return selected
 
@@ -126,7 +130,7 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
                                     inputs=jobs.job, outputs=[*tab_outputs, jobs.empty, jobs.table, jobs.job],
                                     show_progress="hidden")
     for name in ("detail", "compare", "runs"):
-        studio.tab_items[name].select(_select_with_pickers(studio, service, name),
+        studio.tab_items[name].select(_select_with_pickers(studio, service, name), inputs=picker_outputs,
                                       outputs=[*tab_outputs, *picker_outputs], show_progress="hidden")
     detail.job.change(None, inputs=detail.job, js=JOB_LINK_JS)
     blocks.load(on_load, outputs=[jobs.empty, jobs.table, jobs.job, *picker_outputs, *tab_outputs],
