@@ -95,7 +95,7 @@ def build_launch_tab() -> LaunchTab:
                 fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)",
                                             elem_id="launch-beta0")
                 # Text boxes: empty means the default (a number box turns empty into 0 = fixed beta).
-                fields["a_min"] = gr.Textbox(start["a_min"], label="A_min", placeholder="empty = −β₀",
+                fields["a_min"] = gr.Textbox(start["a_min"], label="A_min", placeholder=forms.A_MIN_PLACEHOLDER,
                                              elem_id="launch-a-min")
                 fields["a_max"] = gr.Textbox(start["a_max"], label="A_max", placeholder="empty = +β₀",
                                              elem_id="launch-a-max")

@@ -18,6 +18,7 @@ from .jobs import build_jobs_tab
 from .launch import build_launch_tab
 from .runs import build_runs_tab
 from .service import StudioService
+from .sweeps import build_sweeps_tab, wire_sweeps_tab
 
 TITLE = "ADRPO Studio"
 CSS = """
@@ -49,10 +50,13 @@ def build_studio(service: StudioService) -> gr.Blocks:
                 compare = build_compare_tab()
             with gr.Tab("Runs", id="runs", elem_id="tab-runs") as items["runs"]:
                 runs = build_runs_tab()
+            with gr.Tab("Sweeps", id="sweeps", elem_id="tab-sweeps") as items["sweeps"]:
+                sweeps = build_sweeps_tab()
         wire_launch_tab(launch)
         wire_jobs_tab(jobs, service)
         wire_detail_tab(detail, service)
         wire_compare_tab(compare, service)
         wire_runs_tab(runs, service)
+        wire_sweeps_tab(sweeps, service, blocks)
         wire_cross_tab(StudioTabs(tabs, items, launch, jobs, detail, compare, runs), service, blocks)
     return blocks

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from adrpo_engine.config import ConfigError
+from adrpo_engine.kinds import DEFAULT_KIND
 
 from .. import forms
 from ..forms import CUSTOM, FIELDS
@@ -72,7 +73,7 @@ def submit_form(service: StudioService, base: dict[str, Any] | None,
 
 def fill_from_preset(tab: LaunchTab, preset: str, kind: str) -> Updates:
     """A preset's config in the form (custom: the defaults of the kind shown now)."""
-    base = forms.base_config(preset, kind or "flow")
+    base = forms.base_config(preset, kind or DEFAULT_KIND)
     values: dict[str, Any] = forms.form_from_config(base, preset)
     updates: Updates = {tab.base: base}
     updates.update((tab.fields[name], values[name]) for name in FIELDS[1:])
