@@ -1,7 +1,7 @@
 """jobs: phase and phase_detail (what a running job is doing: building model, evaluating, training)
 
 Revision ID: 0003_studio
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01 22:40:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_studio"
-down_revision = "0002"
+down_revision = "0003"  # after main's 0003 (sweeps); the lead may renumber
 branch_labels = None
 depends_on = None
 
