@@ -3,8 +3,9 @@
 Points come from ``JobService.get_metrics``: ``{name: [(step, value), ...]}`` sorted by step. Curves
 are long-format DataFrames (step, value, series) drawn as Plotly figures (``gr.Plot``): the browser
 draws them, with hover values, zoom and a legend whose entries toggle their series, and the web
-process only sends JSON (matplotlib PNGs cost the web process ~0.1 s of CPU per chart per poll, taken
-from the training worker on a small machine). Gradio 6.31's native LinePlot was not used: it collapsed
+process only sends JSON: the job page's five charts of 120 steps cost 0.36 s of CPU as Plotly JSON and
+1.98 s as matplotlib PNGs (measured side by side on the loaded 2-core machine), and with a poll every
+2 s the PNGs kept a core busy that the training worker needed. Gradio 6.31's native LinePlot was not used: it collapsed
 to an empty frame when a visible chart was updated with growing data, which is what a live chart does.
 The Pareto view (one trajectory per run in the reward-vs-diversity and reward-vs-divergence planes)
 joins points in step order, not sorted by x, and draws one panel per divergence (kl and w2 are
