@@ -32,7 +32,8 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     name_or_path: str = Field(
         description="Hub id (e.g. 'Qwen/Qwen2.5-0.5B-Instruct'), local directory, or 'builtin:NAME' "
-        "for a model the project builds itself (builtin:tiny-lm, builtin:digits-flow, builtin:tiny-sd3).",
+        "for a model the project builds itself (builtin:tiny-lm, builtin:digits-flow, builtin:shapes-sd3, "
+        "builtin:tiny-sd3).",
         min_length=1,
         max_length=512,
     )

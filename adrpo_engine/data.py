@@ -50,7 +50,7 @@ def _import_builtin_sources() -> None:
     # Sources register on import; the modules that define them are cheap to import.
     from importlib import import_module
 
-    for module in ("adrpo_engine.models.tiny_lm", "adrpo_engine.prompt_lists"):
+    for module in ("adrpo_engine.models.tiny_lm", "adrpo_engine.prompt_lists", "adrpo_engine.worlds.shapes.prompts"):
         try:
             import_module(module)
         except ModuleNotFoundError as error:

@@ -13,7 +13,7 @@ import torch
 
 from .config import JobConfig
 
-TINY_BUILTIN_MODELS = frozenset({"builtin:digits-flow", "builtin:tiny-lm"})
+TINY_BUILTIN_MODELS = frozenset({"builtin:digits-flow", "builtin:tiny-lm", "builtin:shapes-sd3"})
 
 
 @contextmanager

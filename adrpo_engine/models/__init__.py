@@ -2,6 +2,6 @@
 
 # Built-in models by job kind, the CPU demo first: the loaders in this package accept exactly these.
 BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
-    "flow": ("builtin:digits-flow", "builtin:tiny-sd3"),
+    "flow": ("builtin:digits-flow", "builtin:shapes-sd3", "builtin:tiny-sd3"),
     "llm": ("builtin:tiny-lm",),
 }

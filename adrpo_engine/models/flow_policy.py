@@ -145,15 +145,17 @@ class FlowPolicy(ABC):
 
 def load_flow_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) -> FlowPolicy:
     """The policy named by ``config.model.name_or_path``: ``builtin:digits-flow``, ``builtin:tiny-sd3``,
-    or an SD3 hub id / local pipeline directory."""
+    ``builtin:shapes-sd3``, or an SD3 hub id / local pipeline directory."""
     name = config.model.name_or_path
     if name == "builtin:digits-flow":
         from .digits import DigitsPolicy
 
         return DigitsPolicy(device=device, dtype=dtype)
-    if name.startswith("builtin:") and name != "builtin:tiny-sd3":
+    from . import BUILTIN_MODELS
+
+    if name.startswith("builtin:") and name not in BUILTIN_MODELS["flow"]:
         raise ConfigError(
-            f"model.name_or_path: unknown built-in flow model {name!r} (builtin:digits-flow, builtin:tiny-sd3)"
+            f"model.name_or_path: unknown built-in flow model {name!r} ({', '.join(BUILTIN_MODELS['flow'])})"
         )
     from .sd3 import SD3Policy
 

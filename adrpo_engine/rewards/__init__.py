@@ -8,7 +8,10 @@ Two call signatures, one per model kind:
   ``images`` a float tensor ``(B, C, H, W)`` in ``[0, 1]``.
 
 ``None`` means "no reward for this sample" and counts as 0 in the sum. A registered reward is a
-factory: ``factory(**options) -> fn``, so models load once per job, not per call.
+factory: ``factory(**options) -> fn``, so models load once per job, not per call. A reward function
+may also expose ``last_breakdown: dict[str, float]`` (e.g. ``shapes:geneval``'s per-constraint means,
+``{"geneval/position": 0.4, ...}``), refreshed by each call; :class:`WeightedRewards` collects them and
+the trainers log them as ``reward/<key>``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ REGISTRY: dict[str, RegisteredReward] = {}
 
 # Modules whose import registers their rewards; loaded on first lookup so importing the registry
 # stays cheap (the image module pulls in CLIP and the digit classifier).
-_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image")
+_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image", "adrpo_engine.rewards.geneval")
 
 
 def register_reward(name: str, kind: str, summary: str) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
@@ -101,12 +104,15 @@ class WeightedRewards:
     def __init__(self, specs: Sequence[RewardSpec], kind: str) -> None:
         self.specs = list(specs)
         self.functions = [build_reward(spec, kind) for spec in self.specs]
+        self.breakdown: dict[str, float] = {}  # the last call's reward breakdowns (see the module docstring)
 
     def __call__(self, *args: Any, **columns: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts: dict[str, torch.Tensor] = {}
         total = None
+        self.breakdown = {}
         for spec, function in zip(self.specs, self.functions):
             values = function(*args, **columns)
+            self.breakdown.update(getattr(function, "last_breakdown", None) or {})
             scores = torch.tensor([0.0 if v is None else float(v) for v in values], dtype=torch.float32)
             parts[spec.name] = scores
             total = spec.weight * scores if total is None else total + spec.weight * scores

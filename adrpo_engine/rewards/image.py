@@ -5,7 +5,8 @@ floats in [0, 1]):
 
 - ``clip_score``: ``scale * max(cos(CLIP image embedding, CLIP text embedding), 0)`` with a
   transformers ``CLIPModel`` by hub id or local path (option ``model``; ``scale`` defaults to 100,
-  the usual CLIP-score scale on which SD3's base model scores ~29).
+  the usual CLIP-score scale on which SD3's base model scores ~29); ``builtin:tiny-clip`` and
+  ``builtin:shapes-clip`` name the project's own.
 - ``digits:even``: the built-in digit classifier's P(even digit) (``builtin:digits-flow`` images).
 - ``digits:class``: its P(class k) (option ``k`` in 0..9).
 
@@ -17,7 +18,8 @@ Diversity (logged every step, computed per prompt group and averaged over groups
   Euclidean distance of the classifier's 64-d features. ``diversity`` is the even spread when the job
   rewards ``digits:even`` (DESIGN: spread over the five even classes), else the class entropy.
 - text-to-image: ``diversity`` = mean pairwise distance of L2-normalised CLIP image embeddings (the
-  paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward; a job without one
+  paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward, else the model's own
+  CLIP (:data:`DIVERSITY_CLIP`: ``builtin:shapes-sd3`` -> ``builtin:shapes-clip``); a job with neither
   uses the mean pairwise distance of 32x32 downscaled pixels (``diversity/pixel_dist``) as ``diversity``.
 """
 
@@ -178,7 +180,15 @@ def _resolve_builtin_clip(model: str) -> str:
         from ..models.tiny_sd3 import tiny_clip_path
 
         return str(tiny_clip_path())
+    if model == "builtin:shapes-clip":
+        from ..worlds.shapes.builtins import shapes_clip_path
+
+        return str(shapes_clip_path())
     return model
+
+
+# The CLIP that measures ClipDiversity for a built-in T2I model when the job has no clip_score reward.
+DIVERSITY_CLIP = {"builtin:shapes-sd3": "builtin:shapes-clip"}
 
 
 @register_reward("clip_score", "image", "CLIP score: 100 * cos(image, prompt) with a CLIPModel (option model).")
@@ -217,8 +227,10 @@ def build_diversity(model_name: str, rewards: Sequence[RewardSpec]) -> Callable[
         even_task = any(spec.name == "digits:even" for spec in rewards)
         return lambda images, group_size: digits_diversity(images, group_size, even_task)
     clip_specs = [spec for spec in rewards if spec.name == "clip_score"]
-    if clip_specs:
-        embedder = clip_embedder(clip_specs[0].options.get("model", "openai/clip-vit-large-patch14"))
+    clip_model = clip_specs[0].options.get("model", "openai/clip-vit-large-patch14") if clip_specs else None
+    clip_model = clip_model or DIVERSITY_CLIP.get(model_name)
+    if clip_model:
+        embedder = clip_embedder(clip_model)
         return lambda images, group_size: {"diversity": clip_diversity(embedder, images, group_size)}
 
     def by_pixels(images: Tensor, group_size: int) -> dict[str, float]:
