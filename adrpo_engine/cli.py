@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import metrics as M
 from .config import ConfigError, JobConfig, apply_overrides, load_yaml, parse_override, validate_config
+from .kinds import get_kind
 from .presets import PRESETS, get_preset
 from .progress import NullSink, Sample
 
@@ -27,14 +28,14 @@ class ConsoleSink(NullSink):
 
     def __init__(self, progress: Progress, kind: str) -> None:
         self.progress = progress
-        self.kind = kind
+        self.divergence = get_kind(kind).divergence
         self.task = None
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         self.task = self.progress.add_task("training", total=total_steps, completed=start_step, info="")
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        divergence = M.KL if self.kind == "llm" else M.W2
+        divergence = self.divergence
         info = (
             f"reward {metrics.get(M.REWARD_MEAN, float('nan')):.3f}  "
             f"{divergence} {metrics.get(divergence, float('nan')):.4f}  "
@@ -44,7 +45,7 @@ class ConsoleSink(NullSink):
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
         for sample in samples[:4]:
-            shown = sample.text if sample.kind == "text" else sample.image_path
+            shown = sample.text if sample.text is not None else sample.image_path
             reward = "" if sample.reward is None else f" [reward {sample.reward:.3f}]"
             # escape(): "[reward 0.5]" and brackets in generated text are not rich markup
             self.progress.console.print(f"[dim]step {step} {sample.role}:[/] "

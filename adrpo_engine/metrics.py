@@ -28,10 +28,7 @@ COMMON = (
 LLM = COMMON + (POLICY_LOSS, KL, ENTROPY, TOKENS_PER_S)
 FLOW = COMMON + (FM_LOSS, W2)
 
-# What the studio draws by default, in this order; the divergence is kl for LLMs and w2 for flows.
+# What the studio draws by default, in this order; each kind names its divergence and its metrics in
+# ``adrpo_engine.kinds`` (KindSpec.divergence, .metric_names).
 PLOTTED = (REWARD_MEAN, KL, W2, BETA_MEAN, BETA_MIN, BETA_MAX, ENTROPY, DIVERSITY, LOSS)
 
-
-def names_for(kind: str) -> tuple[str, ...]:
-    """The metric names a trainer of ``kind`` ('llm' or 'flow') logs every step."""
-    return {"llm": LLM, "flow": FLOW}[kind]

@@ -11,10 +11,9 @@ import re
 from typing import Any
 
 from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, validate_config
-from adrpo_engine.models import BUILTIN_MODELS
+from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
 from adrpo_engine.presets import PRESETS
 
-BUILTIN_PROMPT_SOURCES = ("builtin:tiny-lm-task", "builtin:t2i-prompts")
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 USER_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
@@ -108,12 +107,11 @@ def check_job(job: JobConfig) -> None:
 
 def _check_model(job: JobConfig) -> None:
     name = job.model.name_or_path
-    if name.startswith("builtin:"):
-        allowed = BUILTIN_MODELS[job.kind]
-        if name not in allowed:
-            raise SubmissionError(
-                "model.name_or_path", f"unknown built-in {job.kind} model {name!r} (choose from {', '.join(allowed)})"
-            )
+    if name.startswith(BUILTIN_PREFIX):
+        try:
+            builtin_model_of(name, job.kind)
+        except ConfigError as error:
+            raise from_config_error(error) from None
         return
     if _looks_like_path(name):
         _reject_path_tricks("model.name_or_path", name)
@@ -128,7 +126,7 @@ def _check_model(job: JobConfig) -> None:
 def _check_rewards(job: JobConfig) -> None:
     from adrpo_engine.rewards import available_rewards
 
-    expected = "text" if job.kind == "llm" else "image"
+    expected = get_kind(job.kind).reward_kind
     registered = {reward.name: reward.kind for reward in available_rewards()}
     for index, spec in enumerate(job.rewards):
         field = f"rewards.{index}.name"
@@ -154,9 +152,9 @@ def _check_prompts(job: JobConfig) -> None:
     for field, value in (("prompts.file", prompts.file), ("prompts.dataset", prompts.dataset)):
         if value is None:
             continue
-        if value.startswith("builtin:"):
-            if value not in BUILTIN_PROMPT_SOURCES:
-                raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(BUILTIN_PROMPT_SOURCES)})")
+        if value.startswith(BUILTIN_PREFIX):
+            if value not in PROMPT_SOURCES:
+                raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(PROMPT_SOURCES)})")
         elif _looks_like_path(value) or field == "prompts.file":
             _reject_path_tricks(field, value)
 

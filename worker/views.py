@@ -21,7 +21,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
 class JobView(BaseModel):
     id: str
     name: str
-    kind: Literal["llm", "flow"]
+    kind: str  # a registered kind (adrpo_engine.kinds)
     algorithm: str
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     preset: str | None

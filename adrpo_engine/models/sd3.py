@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, JobConfig, LoraConfig
+from ..kinds import resolve_model_path
 from .flow_policy import Cond, FlowPolicy
 
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
@@ -38,18 +39,6 @@ PEFT_PREFIX = "base_model.model."  # how PeftModel.save_pretrained names the wra
 MAX_T5_TOKENS = 256  # the pipeline's default max_sequence_length
 PROMPT_CACHE = 512  # prompts whose embeddings are kept on the device
 PIPELINE_INFO = "adrpo_pipeline.json"  # written beside model_index.json by the project's own builds
-
-
-def resolve_pipeline_path(name_or_path: str) -> str:
-    if name_or_path == "builtin:tiny-sd3":
-        from .tiny_sd3 import tiny_sd3_path
-
-        return str(tiny_sd3_path())
-    if name_or_path == "builtin:shapes-sd3":
-        from ..worlds.shapes.builtins import shapes_sd3_path
-
-        return str(shapes_sd3_path())
-    return name_or_path
 
 
 def t5_tokens(pipeline_path: str) -> int:
@@ -65,7 +54,7 @@ def load_pipeline(name_or_path: str, revision: str | None = None, dtype: torch.d
     """The pipeline by hub id or local path; a local one saved without T5 is loaded without it."""
     from diffusers import StableDiffusion3Pipeline
 
-    path = resolve_pipeline_path(name_or_path)
+    path = resolve_model_path(name_or_path, kind="flow")
     extra = {}
     index = Path(path) / "model_index.json"
     if index.is_file():

@@ -18,8 +18,8 @@ Diversity (logged every step, computed per prompt group and averaged over groups
   Euclidean distance of the classifier's 64-d features. ``diversity`` is the even spread when the job
   rewards ``digits:even`` (DESIGN: spread over the five even classes), else the class entropy.
 - text-to-image: ``diversity`` = mean pairwise distance of L2-normalised CLIP image embeddings (the
-  paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward, else the model's own
-  CLIP (:data:`DIVERSITY_CLIP`: ``builtin:shapes-sd3`` -> ``builtin:shapes-clip``); a job with neither
+  paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward (a built-in model may
+  name its own measure in ``kinds``: ``builtin:shapes-sd3`` uses ``builtin:shapes-clip``); a job with neither
   uses the mean pairwise distance of 32x32 downscaled pixels (``diversity/pixel_dist``) as ``diversity``.
 """
 
@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, RewardSpec
+from ..kinds import builtin_model, load_target, resolve_model_path
 from . import register_reward
 
 FEATURE_DIST = "diversity/feature_dist"
@@ -83,6 +84,13 @@ def digits_class(k: int = 0) -> Callable[..., list[float]]:
         return probabilities[:, k].tolist()
 
     return reward
+
+
+def digits_diversity_measure(rewards: Sequence[RewardSpec]) -> Callable[[Tensor, int], dict[str, float]]:
+    """The diversity of ``builtin:digits-flow`` jobs (``kinds`` names it): the even-digit spread for a job
+    that rewards ``digits:even``, the class entropy otherwise."""
+    even_task = any(spec.name == "digits:even" for spec in rewards)
+    return lambda images, group_size: digits_diversity(images, group_size, even_task)
 
 
 def digits_diversity(images: Tensor, group_size: int, even_task: bool = False) -> dict[str, float]:
@@ -172,23 +180,8 @@ def _clip_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ...
 @lru_cache(maxsize=4)
 def clip_embedder(model: str) -> ClipEmbedder:
     """One CLIP per model id per process (the reward and the diversity measure share it)."""
-    return ClipEmbedder(_resolve_builtin_clip(model))
+    return ClipEmbedder(resolve_model_path(model))
 
-
-def _resolve_builtin_clip(model: str) -> str:
-    if model == "builtin:tiny-clip":
-        from ..models.tiny_sd3 import tiny_clip_path
-
-        return str(tiny_clip_path())
-    if model == "builtin:shapes-clip":
-        from ..worlds.shapes.builtins import shapes_clip_path
-
-        return str(shapes_clip_path())
-    return model
-
-
-# The CLIP that measures ClipDiversity for a built-in T2I model when the job has no clip_score reward.
-DIVERSITY_CLIP = {"builtin:shapes-sd3": "builtin:shapes-clip"}
 
 
 @register_reward("clip_score", "image", "CLIP score: 100 * cos(image, prompt) with a CLIPModel (option model).")
@@ -223,14 +216,12 @@ def pixel_diversity(images: Tensor, group_size: int) -> float:
 
 def build_diversity(model_name: str, rewards: Sequence[RewardSpec]) -> Callable[[Tensor, int], dict[str, float]]:
     """The per-step diversity measure of a job: see the module docstring for which one is used."""
-    if model_name == "builtin:digits-flow":
-        even_task = any(spec.name == "digits:even" for spec in rewards)
-        return lambda images, group_size: digits_diversity(images, group_size, even_task)
+    model = builtin_model(model_name)
+    if model is not None and model.diversity is not None:
+        return load_target(model.diversity)(rewards)
     clip_specs = [spec for spec in rewards if spec.name == "clip_score"]
-    clip_model = clip_specs[0].options.get("model", "openai/clip-vit-large-patch14") if clip_specs else None
-    clip_model = clip_model or DIVERSITY_CLIP.get(model_name)
-    if clip_model:
-        embedder = clip_embedder(clip_model)
+    if clip_specs:
+        embedder = clip_embedder(clip_specs[0].options.get("model", "openai/clip-vit-large-patch14"))
         return lambda images, group_size: {"diversity": clip_diversity(embedder, images, group_size)}
 
     def by_pixels(images: Tensor, group_size: int) -> dict[str, float]:

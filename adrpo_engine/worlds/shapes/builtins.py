@@ -50,3 +50,14 @@ def shapes_sd3_path(recipe: Recipe | None = None) -> Path:
     recipe = recipe or active_recipe()
     clip_dir = shapes_clip_path(recipe)
     return _cached("shapes-sd3", recipe, lambda folder: build_shapes_sd3(folder, clip_dir, recipe))
+
+
+def diversity_measure(rewards):
+    """The per-step ``diversity`` of a ``builtin:shapes-sd3`` job (named in ``kinds``): ClipDiversity with the
+    CLIP of the job's ``clip_score`` reward if it has one, else with ``builtin:shapes-clip``."""
+    from ...rewards.image import clip_diversity, clip_embedder
+
+    clip_specs = [spec for spec in rewards if spec.name == "clip_score"]
+    model = clip_specs[0].options.get("model", SHAPES_CLIP) if clip_specs else SHAPES_CLIP
+    embedder = clip_embedder(model)
+    return lambda images, group_size: {"diversity": clip_diversity(embedder, images, group_size)}

@@ -1,4 +1,5 @@
-"""Built-in prompt sources of the shapes world (``prompts.file: builtin:NAME``):
+"""Built-in prompt sources of the shapes world (registered in ``adrpo_engine.kinds``; ``prompts.file:
+builtin:NAME``):
 
 - ``shapes-single``: the 12 one-object captions ("a red circle").
 - ``shapes-compose``: compositional captions on the *seen* combinations (counts, "and", relations):
@@ -9,20 +10,16 @@
 
 from __future__ import annotations
 
-from ...data import register_prompt_source
 from . import data
 
 
-@register_prompt_source("shapes-single")
 def shapes_single() -> list[dict[str, str]]:
     return [{"prompt": text} for text in data.single_prompts()]
 
 
-@register_prompt_source("shapes-compose")
 def shapes_compose() -> list[dict[str, str]]:
     return [{"prompt": text} for text in data.compositional_prompts(held_out=False)]
 
 
-@register_prompt_source("shapes-heldout")
 def shapes_heldout() -> list[dict[str, str]]:
     return [{"prompt": text} for text in data.compositional_prompts(held_out=True)]
