@@ -39,12 +39,36 @@ def prompt_sets(every: int) -> dict[str, list[str]]:
     }
 
 
+GRID_PROMPTS = [
+    "a red circle", "a blue square", "a yellow triangle", "two green circles",
+    "a red circle to the left of a blue square", "three blue squares",
+]
+
+
+def write_grid(policy: SD3Policy, path: Path, config, with_adapter: bool) -> None:
+    """Rows of 8 samples (seed 0) per prompt: the reference, and below it the fine-tuned model if any."""
+    from adrpo_engine.images import save_grid
+    from adrpo_engine.models.flow_policy import repeat_cond
+
+    rows = []
+    for prompt in GRID_PROMPTS:
+        for adapter in (False, True) if with_adapter else (False,):
+            cond = repeat_cond(policy.encode_prompts([prompt]), 8)
+            with policy.eval_mode():
+                latents = policy.sample(cond, torch.Generator().manual_seed(0), config.flow.sample_steps,
+                                        config.flow.guidance_scale, adapter=adapter)
+            rows.append(policy.decode(latents))
+    save_grid(rows, path)
+    print(f"grid ({', '.join(GRID_PROMPTS)}): {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--adapter", type=Path, help="a checkpoint folder of a shapes-compose run")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--every", type=int, default=2, help="use every k-th compositional prompt")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--grid", type=Path, help="write a PNG: one row of samples per grid prompt (and model)")
     args = parser.parse_args()
     config = preset_config("shapes-compose")
     started = time.perf_counter()
@@ -63,6 +87,8 @@ def main() -> None:
                 row = {"model": role, "prompts": name, "count": len(prompts), **{k: round(v, 4) for k, v in result.items()}}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        if args.grid:
+            write_grid(policy, args.grid, config, bool(args.adapter))
     print(f"model load/build: {build_seconds:.1f} s")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2))
