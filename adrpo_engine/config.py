@@ -125,6 +125,46 @@ class FlowConfig(_Strict):
     orw_normalize: bool = Field(True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
 
 
+class EvalConfig(_Strict):
+    """Evaluation on held-out prompts with fixed noise (``adrpo_engine.evaluation``)."""
+
+    every_checkpoint: bool = Field(
+        False, description="Queue an eval of each checkpoint (and of the reference) on a worker as it is written; "
+        "training does not wait for it."
+    )
+    on_finish: bool = Field(
+        False, description="Queue an eval of the final checkpoint and of the reference when the job succeeds "
+        "(sweeps set it)."
+    )
+    prompts: list[str] = Field(
+        default_factory=list,
+        description="Held-out eval prompts given inline (default: eval.file / eval.dataset, else prompts.eval, "
+        "else the training prompts, reported as not held out).",
+    )
+    file: str | None = Field(None, description="A .txt or .jsonl file of held-out prompts.")
+    dataset: str | None = Field(None, description="A `datasets` id or local path holding the held-out split.")
+    split: str = Field("test", description="Dataset split of the held-out prompts.")
+    limit: int | None = Field(None, ge=1, le=100_000, description="Evaluate at most this many prompts.")
+    samples_per_prompt: int = Field(16, ge=2, le=1024, description="Samples drawn per held-out prompt (N).")
+    seed: int = Field(
+        2026, ge=0, le=2**31 - 1,
+        description="Noise seed of the eval: prompt j uses seed + j for every checkpoint and every job.",
+    )
+    rewards: list[RewardSpec] = Field(
+        default_factory=list, max_length=16,
+        description="Eval-only rewards, reported as eval/<name> beside the job's own rewards.",
+    )
+
+    @field_validator("prompts")
+    @classmethod
+    def _bounded_prompts(cls, prompts: list[str]) -> list[str]:
+        if any(len(p) > 4000 for p in prompts):
+            raise ValueError("each prompt must be at most 4000 characters")
+        if len(prompts) > 10_000:
+            raise ValueError("at most 10000 inline eval prompts")
+        return prompts
+
+
 class JobConfig(_Strict):
     """A training job. Core keys are top level (``--set beta0=0.02``); sections are dotted (``lora.rank``)."""
 
@@ -171,6 +211,7 @@ class JobConfig(_Strict):
     )
     llm: LLMConfig = Field(default_factory=LLMConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @field_validator("kind")
     @classmethod
@@ -354,7 +395,8 @@ def config_reference_markdown() -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     lines += _section_rows(JobConfig, "")
-    sections = {"model": ModelConfig, "lora": LoraConfig, "prompts": PromptsConfig, "llm": LLMConfig, "flow": FlowConfig}
+    sections = {"model": ModelConfig, "lora": LoraConfig, "prompts": PromptsConfig, "llm": LLMConfig, "flow": FlowConfig,
+                "eval": EvalConfig}
     for section, model in sections.items():
         lines += _section_rows(model, f"{section}.")
     lines += ["", "`rewards` is a list of `{name, weight, options}`:", ""]

@@ -119,6 +119,8 @@ class StoreSink:
         self.stop_reason: str | None = None  # "cancel" | "lost" | "shutdown"
         self._last_step_at: float | None = None
         self._seconds_per_step: float | None = None
+        # Called with the step once a checkpoint's row is written (eval.every_checkpoint queues an eval).
+        self.after_checkpoint: Callable[[int], None] | None = None
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         with self.store.session() as session:
@@ -161,6 +163,8 @@ class StoreSink:
             session.execute(delete(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step))
             session.add(Checkpoint(job_id=self.job_id, step=step, path=relative_to_run(self.run_dir, path), sha256=digest))
         self.on_log(f"checkpoint step {step} sha256 {digest[:12]}")
+        if self.after_checkpoint is not None:
+            self.after_checkpoint(step)
 
     def on_log(self, message: str) -> None:
         append_log(self.run_dir, f"{_stamp()} {message}")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, validate_config
+from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, apply_overrides, validate_config
 from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
 from adrpo_engine.presets import PRESETS
+from adrpo_engine.sweep import SweepJob, expand_sweep
 
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
@@ -169,3 +171,48 @@ def _reject_path_tricks(field: str, value: str) -> None:
         raise SubmissionError(field, f"{value!r}: '..', '~' and NUL are not allowed in paths; give an absolute path")
     if not value.startswith("/"):
         raise SubmissionError(field, f"{value!r}: local paths must be absolute (the worker's working directory is not yours)")
+
+
+@dataclass(frozen=True)
+class PlannedSweep:
+    name: str
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    jobs: list[SweepJob]
+
+
+def resolve_sweep(config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None,
+                  grid: Any, seeds: Any, name: Any = None) -> PlannedSweep:
+    """Every job of a sweep, validated like single submissions, before any is created; one bad grid point
+    refuses the whole sweep."""
+    if (config is None) == (preset is None):
+        raise SubmissionError("config", "give either a full job config or a preset name (not both)")
+    _check_size({"config": config, "preset": preset, "overrides": overrides, "grid": grid, "seeds": seeds})
+    if overrides is not None and not isinstance(overrides, dict):
+        raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
+    if name is not None and (not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 40):
+        raise SubmissionError("name", "letters, digits, '.', '_', '-', at most 40 characters")
+    base = _preset_base(preset) if preset is not None else config
+    if not isinstance(base, dict):
+        raise SubmissionError("config", f"expected a mapping of keys to values (got {type(base).__name__})")
+    _apply(base, overrides or {})  # bad override keys are named as such
+    try:
+        jobs = expand_sweep(base, grid, seeds, overrides, name=name, extra={"eval.on_finish": True})
+    except ConfigError as error:
+        raise _sweep_error(error) from None
+    for job in jobs:
+        try:
+            check_job(job.config)
+        except SubmissionError as error:
+            where = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
+            raise SubmissionError("grid", f"grid point {where}: {error} (no job was created)") from None
+    default_name = str(apply_overrides(base, overrides or {}).get("name") or "sweep")[:40]
+    return PlannedSweep(name=name or default_name, grid=dict(grid), seeds=list(seeds), jobs=jobs)
+
+
+def _sweep_error(error: ConfigError) -> SubmissionError:
+    text = str(error)
+    field, _, message = text.partition(": ")
+    if field.split(".")[0] in ("grid", "seeds"):
+        return SubmissionError(field, message)
+    return from_config_error(error)
