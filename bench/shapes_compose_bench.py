@@ -33,12 +33,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adrpo_engine.presets import preset_config  # noqa: E402
-from adrpo_engine.progress import NullSink  # noqa: E402
-from adrpo_engine.threads import torch_threads  # noqa: E402
-from adrpo_engine.trainers.flow import FlowTrainer  # noqa: E402
-from adrpo_engine.worlds.shapes.data import compositional_prompts  # noqa: E402
-from adrpo_engine.worlds.shapes.evaluate import evaluate  # noqa: E402
+from adrpo_engine.presets import preset_config
+from adrpo_engine.progress import NullSink
+from adrpo_engine.threads import torch_threads
+from adrpo_engine.trainers.flow import FlowTrainer
+from adrpo_engine.worlds.shapes.data import compositional_prompts
+from adrpo_engine.worlds.shapes.evaluate import evaluate
 
 METRICS = ["verifier", "verifier/strict", "clip_score", "diversity", "w2"]
 EVAL_SEED = 4321

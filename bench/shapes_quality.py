@@ -23,12 +23,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adrpo_engine.models.sd3 import SD3Policy, load_pipeline  # noqa: E402
-from adrpo_engine.presets import preset_config  # noqa: E402
-from adrpo_engine.threads import torch_threads  # noqa: E402
-from adrpo_engine.worlds.shapes.builtins import shapes_sd3_path  # noqa: E402
-from adrpo_engine.worlds.shapes.data import compositional_prompts, single_prompts  # noqa: E402
-from adrpo_engine.worlds.shapes.evaluate import evaluate  # noqa: E402
+from adrpo_engine.models.sd3 import SD3Policy, load_pipeline
+from adrpo_engine.presets import preset_config
+from adrpo_engine.threads import torch_threads
+from adrpo_engine.worlds.shapes.builtins import shapes_sd3_path
+from adrpo_engine.worlds.shapes.data import compositional_prompts, single_prompts
+from adrpo_engine.worlds.shapes.evaluate import evaluate
 
 
 def prompt_sets(every: int) -> dict[str, list[str]]:

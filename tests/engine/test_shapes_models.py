@@ -90,7 +90,7 @@ def preset_run(tmp_path_factory):
 
 
 def test_preset_runs_end_to_end_and_logs_the_breakdown(preset_run):
-    config, run_dir, sink, result = preset_run
+    config, run_dir, sink, _ = preset_run
     assert config.model.name_or_path == "builtin:shapes-sd3"
     metrics = sink.steps[2]
     assert set(M.FLOW) <= set(metrics)

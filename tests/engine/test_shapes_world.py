@@ -1,12 +1,11 @@
 """The shapes world's data generator and the shapes:geneval verifier, on hand-drawn images with known answers."""
 
-import numpy as np
 import pytest
 import torch
 
+from adrpo_engine.config import RewardSpec
 from adrpo_engine.rewards import build_reward
 from adrpo_engine.rewards.geneval import GenevalReward, detect, score
-from adrpo_engine.config import RewardSpec
 from adrpo_engine.worlds.shapes import data as world
 from adrpo_engine.worlds.shapes.data import Obj, Placed, parse_prompt, render
 

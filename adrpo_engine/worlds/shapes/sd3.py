@@ -32,7 +32,9 @@ from pathlib import Path
 
 import torch
 
-from ...models.sd3 import PIPELINE_INFO  # read back by models.sd3 (max_sequence_length); diffusers ignores it
+from ...models.sd3 import (
+    PIPELINE_INFO,  # read back by models.sd3 (max_sequence_length); diffusers ignores it
+)
 from . import data
 from .clip import load_tokenizer, text_config
 from .recipe import Recipe
