@@ -297,3 +297,27 @@ register_prompt_source(PromptSource(
     "builtin:tiny-lm-task", "llm", "topic prompts of the tiny-lm list task (with a topic column)",
     rows="adrpo_engine.models.tiny_lm:task_rows",
 ))
+
+# shapes: generated captioned images of flat shapes, a miniature SD3 pre-trained here, its own CLIP, and
+# the rule-based shapes:geneval verifier (adrpo_engine/worlds/shapes, docs/flow.md).
+register_builtin_model(BuiltinModel(
+    "builtin:shapes-sd3", "flow", "miniature StableDiffusion3Pipeline pre-trained on captioned shapes (CPU demo)",
+    path="adrpo_engine.worlds.shapes.builtins:shapes_sd3_path", threads=1,
+    diversity="adrpo_engine.worlds.shapes.builtins:diversity_measure",
+))
+register_builtin_model(BuiltinModel(
+    "builtin:shapes-clip", None, "CLIPModel trained on captioned shapes (clip_score option model, ClipDiversity)",
+    path="adrpo_engine.worlds.shapes.builtins:shapes_clip_path",
+))
+register_prompt_source(PromptSource(
+    "builtin:shapes-single", "flow", "the 12 one-object captions of the shapes world ('a red circle')",
+    rows="adrpo_engine.worlds.shapes.prompts:shapes_single",
+))
+register_prompt_source(PromptSource(
+    "builtin:shapes-compose", "flow", "compositional shapes captions on seen colour/shape combinations (training)",
+    rows="adrpo_engine.worlds.shapes.prompts:shapes_compose",
+))
+register_prompt_source(PromptSource(
+    "builtin:shapes-heldout", "flow", "compositional shapes captions on held-out combinations (evaluation)",
+    rows="adrpo_engine.worlds.shapes.prompts:shapes_heldout",
+))

@@ -1,6 +1,7 @@
 """Metric names: the one list that trainers log, the database stores and the studio plots."""
 
 REWARD_MEAN = "reward/mean"
+REWARD_PREFIX = "reward/"  # + a reward's name (jobs with several) or its breakdown key (reward/geneval/position)
 REWARD_STD = "reward/std"
 ADVANTAGE_ABS_MEAN = "advantage/abs_mean"
 BETA_MEAN = "beta_eff/mean"

@@ -1,6 +1,8 @@
 """Stable Diffusion 3 family (diffusers ``StableDiffusion3Pipeline``) as a :class:`FlowPolicy`.
 
-- Loaded by hub id or local pipeline directory (``builtin:tiny-sd3`` = the miniature of ``tiny_sd3``).
+- Loaded by hub id or local pipeline directory (``builtin:tiny-sd3`` = the miniature of ``tiny_sd3``,
+  ``builtin:shapes-sd3`` = the trained miniature of ``worlds.shapes``, whose T5 slot is empty:
+  ``adrpo_pipeline.json`` in its folder says ``max_sequence_length: 0``).
   A pipeline without T5 (``text_encoder_3=None``) is loaded as such; a hub pipeline keeps its T5.
 - LoRA on the transformer only (PEFT through diffusers' ``add_adapter``); the reference is the same
   transformer with the adapter disabled.
@@ -36,6 +38,16 @@ PEFT_CONFIG = "adapter_config.json"
 PEFT_PREFIX = "base_model.model."  # how PeftModel.save_pretrained names the wrapped model's keys
 MAX_T5_TOKENS = 256  # the pipeline's default max_sequence_length
 PROMPT_CACHE = 512  # prompts whose embeddings are kept on the device
+PIPELINE_INFO = "adrpo_pipeline.json"  # written beside model_index.json by the project's own builds
+
+
+def t5_tokens(pipeline_path: str) -> int:
+    """The T5 slot length the pipeline was trained with: ``adrpo_pipeline.json``'s ``max_sequence_length``
+    for a pipeline built here without T5 (``builtin:shapes-sd3``: 0), else the pipeline default 256."""
+    info = Path(pipeline_path) / PIPELINE_INFO
+    if info.is_file():
+        return int(json.loads(info.read_text()).get("max_sequence_length", MAX_T5_TOKENS))
+    return MAX_T5_TOKENS
 
 
 def load_pipeline(name_or_path: str, revision: str | None = None, dtype: torch.dtype = torch.float32):
@@ -54,6 +66,7 @@ def load_pipeline(name_or_path: str, revision: str | None = None, dtype: torch.d
     except (OSError, ValueError) as error:
         raise ConfigError(f"model.name_or_path: cannot load an SD3 pipeline from {name_or_path!r}: {error}") from None
     pipeline.set_progress_bar_config(disable=True)
+    pipeline.adrpo_t5_tokens = t5_tokens(path)
     return pipeline
 
 
@@ -77,6 +90,7 @@ class SD3Policy(FlowPolicy):
             )
         self.resolution = side
         self._prompt_cache: OrderedDict[str, tuple[Tensor, Tensor]] = OrderedDict()
+        self.t5_tokens = getattr(pipeline, "adrpo_t5_tokens", MAX_T5_TOKENS)
         self.lora_config = None
 
     @classmethod
@@ -97,7 +111,7 @@ class SD3Policy(FlowPolicy):
             with torch.no_grad():
                 embeds, _, pooled, _ = self.pipeline.encode_prompt(
                     prompt=prompt, prompt_2=None, prompt_3=None, device=self.device,
-                    do_classifier_free_guidance=False, max_sequence_length=MAX_T5_TOKENS,
+                    do_classifier_free_guidance=False, max_sequence_length=self.t5_tokens,
                 )
             self._prompt_cache[prompt] = (embeds[0].to(self.dtype), pooled[0].to(self.dtype))
         return self._prompt_cache[prompt]

@@ -10,6 +10,9 @@ Two call signatures, one per model kind:
 ``None`` means "no reward for this sample" and counts as 0 in the sum. A registered reward is a
 factory: ``factory(**options) -> fn``, so models load once per job, not per call. A remote reward
 (``remote:URL`` or ``http(s)://...``, ``rewards/remote.py``) works for both kinds; its name is its URL.
+A reward function may also expose ``last_breakdown: dict[str, float]`` (e.g. ``shapes:geneval``'s
+per-constraint means, ``{"geneval/position": 0.4, ...}``), refreshed by each call; :class:`WeightedRewards`
+collects them and the trainers log them as ``reward/<key>``.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ REGISTRY: dict[str, RegisteredReward] = {}
 # Modules whose import registers their rewards; loaded on first lookup so importing the registry
 # stays cheap (the image module pulls in CLIP and the digit classifier).
 _PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image", "adrpo_engine.rewards.preference",
-              "adrpo_engine.rewards.remote")
+              "adrpo_engine.rewards.remote", "adrpo_engine.rewards.geneval")
 
 
 def register_reward(name: str, kind: str, summary: str, options: str | None = None
@@ -122,12 +125,15 @@ class WeightedRewards:
     def __init__(self, specs: Sequence[RewardSpec], kind: str) -> None:
         self.specs = list(specs)
         self.functions = [build_reward(spec, kind) for spec in self.specs]
+        self.breakdown: dict[str, float] = {}  # the last call's reward breakdowns (see the module docstring)
 
     def __call__(self, *args: Any, **columns: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts: dict[str, torch.Tensor] = {}
         total = None
+        self.breakdown = {}
         for spec, function in zip(self.specs, self.functions):
             values = function(*args, **columns)
+            self.breakdown.update(getattr(function, "last_breakdown", None) or {})
             scores = torch.tensor([0.0 if v is None else float(v) for v in values], dtype=torch.float32)
             parts[spec.name] = scores
             total = spec.weight * scores if total is None else total + spec.weight * scores

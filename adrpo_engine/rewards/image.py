@@ -5,7 +5,8 @@ floats in [0, 1]):
 
 - ``clip_score``: ``scale * max(cos(CLIP image embedding, CLIP text embedding), 0)`` with a
   transformers ``CLIPModel`` by hub id or local path (option ``model``; ``scale`` defaults to 100,
-  the usual CLIP-score scale on which SD3's base model scores ~29).
+  the usual CLIP-score scale on which SD3's base model scores ~29); ``builtin:tiny-clip`` and
+  ``builtin:shapes-clip`` name the project's own.
 - ``digits:even``: the built-in digit classifier's P(even digit) (``builtin:digits-flow`` images).
 - ``digits:class``: its P(class k) (option ``k`` in 0..9).
 
@@ -17,7 +18,8 @@ Diversity (logged every step, computed per prompt group and averaged over groups
   Euclidean distance of the classifier's 64-d features. ``diversity`` is the even spread when the job
   rewards ``digits:even`` (the task asks for even digits, so diversity is their spread), else the class entropy.
 - text-to-image: ``diversity`` = mean pairwise distance of L2-normalised CLIP image embeddings (the
-  paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward; a job without one
+  paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward (a built-in model may
+  name its own measure in ``kinds``: ``builtin:shapes-sd3`` uses ``builtin:shapes-clip``); a job with neither
   uses the mean pairwise distance of 32x32 downscaled pixels (``diversity/pixel_dist``) as ``diversity``.
 """
 
@@ -180,6 +182,7 @@ def _clip_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ...
 def clip_embedder(model: str) -> ClipEmbedder:
     """One CLIP per model id per process (the reward and the diversity measure share it)."""
     return ClipEmbedder(resolve_model_path(model))
+
 
 
 @register_reward("clip_score", "image", "CLIP score: 100 * cos(image, prompt) with a CLIPModel (option model).")

@@ -1,0 +1,47 @@
+"""Build recipes of the shapes world's models: fixed step counts, not time budgets, so every machine
+builds the same models. ``full`` is what ``builtin:shapes-clip`` / ``builtin:shapes-sd3`` are; ``reduced``
+builds the same architectures in seconds for tests (its caches carry the recipe's name, so the two never mix).
+
+``ADRPO_SHAPES_RECIPE=reduced`` makes the built-in names resolve to the reduced build (the test suite
+sets it; the quality targets are checked on the full build in a ``slow`` test).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+RECIPE_ENV = "ADRPO_SHAPES_RECIPE"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    clip_images: int  # generated (image, caption) pairs for CLIP
+    clip_steps: int
+    clip_batch: int
+    vae_images: int  # generated images the VAE trains on (also encoded once for the transformer)
+    vae_steps: int
+    vae_batch: int
+    sd3_images: int  # generated images whose cached latents the transformer trains on
+    sd3_steps: int
+    sd3_batch: int
+
+
+FULL = Recipe(
+    name="full", clip_images=4000, clip_steps=300, clip_batch=128,
+    vae_images=2000, vae_steps=200, vae_batch=32, sd3_images=8000, sd3_steps=600, sd3_batch=64,
+)
+REDUCED = Recipe(
+    name="reduced", clip_images=256, clip_steps=4, clip_batch=32,
+    vae_images=128, vae_steps=3, vae_batch=16, sd3_images=256, sd3_steps=4, sd3_batch=16,
+)
+RECIPES = {recipe.name: recipe for recipe in (FULL, REDUCED)}
+
+
+def active_recipe() -> Recipe:
+    """The recipe the built-in names resolve to: $ADRPO_SHAPES_RECIPE (full | reduced), default full."""
+    name = os.environ.get(RECIPE_ENV, "full")
+    if name not in RECIPES:
+        raise ValueError(f"{RECIPE_ENV}: {name!r} is not a recipe (choose from {', '.join(RECIPES)})")
+    return RECIPES[name]
