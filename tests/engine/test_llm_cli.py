@@ -4,6 +4,7 @@ import json
 
 from typer.testing import CliRunner
 
+from adrpo_engine import metrics as M
 from adrpo_engine.cli import app
 from adrpo_engine.kinds import get_kind
 
