@@ -23,7 +23,7 @@ from .config import JobConfig
 from .evaluation import EvalPoint, evaluate
 from .progress import NullSink, ProgressSink
 from .sweep import SweepJob, points_csv, summarise_sweep
-from .trainers.base import latest_checkpoint
+from .checkpoints import latest_checkpoint
 
 EVAL_FILE = "eval.json"
 

@@ -160,7 +160,7 @@ def requeue_stale_comparisons(store: Store, timeout_s: float, worker: str | None
             query = query.where(Comparison.worker == worker)
         else:
             query = query.where(Comparison.heartbeat_at < utcnow() - timedelta(seconds=timeout_s))
-        for comparison_id, beat, attempts, owner in session.execute(query).all():
+        for comparison_id, _beat, attempts, owner in session.execute(query).all():
             give_up = attempts >= MAX_COMPARISON_ATTEMPTS
             values = ({"status": "failed", "finished_at": utcnow(),
                        "error": f"worker: its worker died {attempts} times while generating it ({owner} last)"}

@@ -152,12 +152,12 @@ class FlowDPO:
             diversity_parts.append(trainer.diversity(images, group))
             latents = latents.float().cpu().view(len(rows), group, *latents.shape[1:])
             for g, row in enumerate(rows):
-                for w, l in O.preference_pairs(rewards[g], flow.dpo_pairs, flow.dpo_margin):
-                    winners.append(latents[g, w])
-                    losers.append(latents[g, l])
+                for win, lose in O.preference_pairs(rewards[g], flow.dpo_pairs, flow.dpo_margin):
+                    winners.append(latents[g, win])
+                    losers.append(latents[g, lose])
                     prompts.append(row.prompt)
-                    r_w.append(float(rewards[g, w]))
-                    r_l.append(float(rewards[g, l]))
+                    r_w.append(float(rewards[g, win]))
+                    r_l.append(float(rewards[g, lose]))
         if not winners:
             raise TrainingError(
                 f"DPO: no preference pairs: in every group the rewards differ by at most flow.dpo_margin "
