@@ -47,11 +47,10 @@ def compare_images(
             rewards, _ = rewards_fn(images, [prompt] * num_samples)
             paths = [out_dir / f"{role}-{k}.png" for k in range(num_samples)]
             images_to_pngs(images, paths)
-            notes = policy.describe_images(images) or [None] * num_samples  # e.g. "looks like 4 (97%)"
             samples += [
-                Sample(step=step, prompt=prompt, seed=seed, kind="image", role=role, text=note,
+                Sample(step=step, prompt=prompt, seed=seed, kind="image", role=role,
                        image_path=str(path.resolve()), reward=reward, extra={"index": k})
-                for k, (path, reward, note) in enumerate(zip(paths, rewards.tolist(), notes))
+                for k, (path, reward) in enumerate(zip(paths, rewards.tolist()))
             ]
         return samples
 

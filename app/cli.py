@@ -46,10 +46,6 @@ def serve_notice(settings, host: str, insecure: bool) -> str | None:
             "ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD, or pass --insecure if everyone who can reach it may run jobs")
     return (f"warning: serving WITHOUT authentication on {host}: anyone who can reach this port can submit jobs "
             "and read every job's results (set ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD to turn auth on)")
-# Open studio tabs hold long-polling (server-sent events) connections; uvicorn would wait for them to
-# close before stopping. After this many seconds it closes them itself, so Ctrl-C stops `adrpo serve`
-# within ~10 s whatever is connected (the worker still checkpoints and hands back its running job).
-GRACEFUL_SHUTDOWN_S = 3
 
 
 @db_app.command("upgrade")
@@ -88,7 +84,6 @@ def worker_command(
     settings = load_settings()
     upgrade(settings.database_url)
     _leave_the_working_directory(settings)
-    quiet_root_warning()
     context = init_worker(settings)
     start_heartbeat(context, parent_pid=parent_pid, on_orphaned=lambda: os.kill(os.getpid(), signal.SIGTERM))
     celery_app.worker_main([
@@ -103,16 +98,6 @@ def _leave_the_working_directory(settings) -> None:
     empty = settings.data_dir / "worker-cwd"
     empty.mkdir(parents=True, exist_ok=True)
     os.chdir(empty)
-def quiet_root_warning() -> None:
-    """Celery warns at length when its worker runs as root (containers often do). The warning is about
-    pickle: a root worker that unpickles messages runs whatever a broker user sends. Ours accepts JSON
-    only (worker/celery_app.py: accept_content=["json"]; Celery itself refuses to start a root worker
-    that accepts pickle), so the banner says nothing that applies and is silenced here."""
-    import warnings
-
-    from celery.exceptions import SecurityWarning
-
-    warnings.filterwarnings("ignore", category=SecurityWarning, message=".*superuser privileges.*")
 
 
 @app.command("serve")
@@ -141,10 +126,8 @@ def serve(
     # uvicorn re-raises the signal it caught after its graceful shutdown; turn SIGTERM into an exception
     # (like SIGINT) so the `finally` below still stops the worker instead of the process just dying.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    typer.echo(f"ADRPO Studio: open http://{shown}:{port} (REST API under /api; Ctrl-C stops it)")
     try:
-        uvicorn.run(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        uvicorn.run(web, host=host, port=port, log_level="info")
     except KeyboardInterrupt:
         pass
     finally:

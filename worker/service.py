@@ -10,12 +10,11 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import delete, select, update
 
-from .artifacts import LOG_FILE, ArtifactError, CorruptCheckpoint, ZipExtras, build_adapter_zip, tail
+from .artifacts import LOG_FILE, ArtifactError, CorruptCheckpoint, build_adapter_zip, tail
 from .celery_app import RUN_COMPARISON, RUN_EVAL, RUN_JOB, create_celery
 from .db import Store, upgrade
 from .evals import EvalRequestError, eval_metrics, request_eval
 from .inputs import MAX_SQL_INT, check_id, check_text
-from .model_card import model_card, zip_name
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, Sweep, utcnow
 from .queries import fetch_metrics
 from .policy import Policy
@@ -178,25 +177,11 @@ class JobService:
             raise JobNotFound(f"step: job {job_id} has {what}")
         try:
             return build_adapter_zip(self.settings.run_dir(job_id), checkpoint.path, checkpoint.step,
-                                     self._zip_extras(job_id, checkpoint.step), expected_sha256=checkpoint.sha256)
+                                     expected_sha256=checkpoint.sha256)
         except ArtifactError as error:
             raise JobNotFound(f"step: {error}") from None
         except CorruptCheckpoint as error:
             raise InvalidState(f"step: {error}") from None
-
-    def _zip_extras(self, job_id: str, step: int) -> ZipExtras:
-        """Name, model card and base model of a checkpoint's zip (the card quotes that step's metrics)."""
-        job = self.get_job(job_id)
-        points = self.get_metrics(job_id, since_step=0)
-        at_step = {name: value for name, values in points.items() for s, value in values if s == step}
-        samples = [s for s in self.get_samples(job_id) if s.step <= step]
-        latest = max((s.step for s in samples if s.role == "policy"), default=None)
-        shown = [s for s in samples if s.step == 0 or s.step == latest]
-        grid = self.settings.run_dir(job_id) / "samples" / "before_after.png"
-        has_grid = grid.is_file() and step == job.total_steps
-        return ZipExtras(name=zip_name(job.name, job.id, step),
-                         card=model_card(job, step, at_step, shown, has_grid),
-                         base_model=job.config["model"]["name_or_path"], grid=grid if has_grid else None)
 
     def log_tail(self, job_id: str, lines: int = 200) -> str:
         self.get_job(job_id)

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,11 +97,7 @@ def add_lora(model, lora: LoraConfig):
         fan_in_fan_out=model.config.model_type in FAN_IN_FAN_OUT, task_type="CAUSAL_LM", bias="none",
     )
     try:
-        with warnings.catch_warnings():
-            # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`: a FutureWarning that
-            # is not ours to fix and was the first thing `adrpo train` printed.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            return get_peft_model(model, peft_config)
+        return get_peft_model(model, peft_config)
     except ValueError as error:  # peft: "Target modules ... not found in the base model"
         raise ConfigError(f"lora.target_modules: {error}") from None
 

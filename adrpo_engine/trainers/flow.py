@@ -213,10 +213,9 @@ class FlowTrainer(BaseTrainer):
             rewards, _ = self.rewards(images, [row.prompt] * len(images), **repeat_columns([row], len(images)))
             paths = [folder / f"p{index}-{k}.png" for k in range(len(images))]
             images_to_pngs(images, paths)
-            notes = self.policy.describe_images(images) or [None] * len(paths)
-            for k, (path, reward, note) in enumerate(zip(paths, rewards.tolist(), notes)):
+            for k, (path, reward) in enumerate(zip(paths, rewards.tolist())):
                 samples.append(Sample(
-                    step=step, prompt=row.prompt, seed=seed, kind="image", role=role, text=note,
+                    step=step, prompt=row.prompt, seed=seed, kind="image", role=role,
                     image_path=str(path.relative_to(self.run_dir)), reward=reward, extra={"index": k},
                 ))
         if step == cfg.steps:

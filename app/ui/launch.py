@@ -1,8 +1,7 @@
 """Launch tab: the job form, a live YAML preview of the exact config, and the Launch button.
 
 Components are registered under the ids of :data:`app.ui.forms.FIELDS`, so filling the form from a
-preset, previewing and submitting are each one loop over the same list. The events are wired in
-``app/ui/events/launch.py``.
+preset, previewing and submitting are each one loop over the same list.
 """
 
 from __future__ import annotations
@@ -12,8 +11,11 @@ from typing import Any
 
 import gradio as gr
 
+from adrpo_engine.config import ConfigError
+from adrpo_engine.kinds import DEFAULT_KIND
+
 from . import forms
-from .forms import ALGORITHM_LABELS, FIELDS, KIND_LABELS
+from .forms import ALGORITHM_LABELS, CUSTOM, FIELDS, KIND_LABELS
 
 DEFAULT_PRESET = "digits-even"
 
@@ -27,11 +29,7 @@ class LaunchTab:
     errors: gr.Markdown
     yaml_preview: gr.Code
     launch: gr.Button
-    launch_bottom: gr.Button  # the same action at the end of the long form
     result: gr.Markdown
-    file_row: gr.Row
-    dataset_row: gr.Row
-    infos: dict[str, str | None]  # each field's own help line, restored once its error is fixed
 
     def inputs(self) -> list[gr.components.Component]:
         return [self.fields[name] for name in FIELDS]
@@ -61,21 +59,20 @@ def build_launch_tab() -> LaunchTab:
                                               info="A preset's model, any hub id, or a local path.",
                                               elem_id="launch-model")
             with gr.Row():
-                fields["reward"] = gr.Dropdown(reward_dropdown_choices(start["kind"], start["reward"]),
+                fields["reward"] = gr.Dropdown(_reward_dropdown_choices(start["kind"], start["reward"]),
                                                value=start["reward"], allow_custom_value=True, label="Reward",
                                                info="A registered reward or your own 'module:function'.",
                                                elem_id="launch-reward")
                 fields["reward_options"] = gr.Textbox(start["reward_options"], label="Reward options (YAML)",
                                                       placeholder="e.g. k: 4", lines=2,
                                                       elem_id="launch-reward-options")
-            reward_info = gr.Markdown(reward_summary(start["kind"], start["reward"]))
+            reward_info = gr.Markdown(_reward_summary(start["kind"], start["reward"]))
             with gr.Group():
                 fields["prompt_source"] = gr.Radio(
                     [("Type prompts", "text"), ("Prompt file", "file"), ("Dataset", "dataset")],
                     value=start["prompt_source"], label="Prompts", elem_id="launch-prompt-source")
                 fields["prompt_texts"] = gr.Textbox(start["prompt_texts"], lines=3, label="Prompts, one a line",
                                                     visible=start["prompt_source"] == "text",
-                                                    info=forms.prompt_help(start["model"]),
                                                     elem_id="launch-prompt-texts")
                 with gr.Row(visible=start["prompt_source"] == "file") as file_row:
                     fields["prompt_file"] = gr.Textbox(start["prompt_file"], label="Prompt file on the worker",
@@ -127,7 +124,6 @@ def build_launch_tab() -> LaunchTab:
                 fields["extra"] = gr.Textbox("", lines=3, label="KEY=VALUE lines (as `adrpo train --set`)",
                                              placeholder="sample_every=10\nflow.sample_steps=8",
                                              elem_id="launch-extra")
-            launch_bottom = gr.Button("Launch", variant="primary", elem_id="launch-button-bottom")
         with gr.Column(scale=2):
             errors = gr.Markdown("", elem_id="launch-errors")
             launch = gr.Button("Launch", variant="primary", elem_id="launch-button")
@@ -135,11 +131,30 @@ def build_launch_tab() -> LaunchTab:
             yaml_preview = gr.Code(forms.preview(start).yaml_text, language="yaml", label="Config preview (YAML)",
                                    interactive=False, elem_id="launch-yaml")
     base = gr.State(forms.base_config(DEFAULT_PRESET))
-    fields["algorithm"].change(lambda algorithm: gr.update(visible=algorithm == "dpo"), inputs=fields["algorithm"],
-                               outputs=dpo_row)
-    infos = {name: getattr(component, "info", None) for name, component in fields.items()}
-    return LaunchTab(fields, base, upload, reward_info, errors, yaml_preview, launch, launch_bottom, result,
-                     file_row, dataset_row, infos)
+    tab = LaunchTab(fields, base, upload, reward_info, errors, yaml_preview, launch, result)
+    _wire_form(tab, file_row, dataset_row)
+    f = tab.fields
+    f["algorithm"].change(lambda algorithm: gr.update(visible=algorithm == "dpo"), inputs=f["algorithm"],
+                          outputs=dpo_row)
+    return tab
+
+
+def _wire_form(tab: LaunchTab, file_row: gr.Row, dataset_row: gr.Row) -> None:
+    f = tab.fields
+    f["preset"].input(fill_from_preset, inputs=[f["preset"], f["kind"]],
+                      outputs=[tab.base, *tab.inputs()[1:]])
+    f["kind"].input(switch_kind, inputs=[f["kind"], f["preset"], f["model"], f["reward"]],
+                    outputs=[tab.base, f["model"], f["reward"]])
+    f["reward"].change(_reward_summary, inputs=[f["kind"], f["reward"]], outputs=tab.reward_info)
+    f["prompt_source"].change(
+        lambda source: (gr.update(visible=source == "text"), gr.update(visible=source == "file"),
+                        gr.update(visible=source == "dataset"), gr.update(visible=source != "text")),
+        inputs=f["prompt_source"], outputs=[f["prompt_texts"], file_row, dataset_row, f["dataset_column"]])
+    tab.upload.upload(prompts_from_upload, inputs=[tab.upload, f["dataset_column"]],
+                      outputs=[f["prompt_texts"], f["prompt_source"], tab.errors])
+    gr.on([component.change for component in tab.inputs()], preview_form, inputs=[tab.base, *tab.inputs()],
+          outputs=[tab.yaml_preview, tab.errors], trigger_mode="always_last", show_progress="hidden",
+          api_name="preview_config")
 
 
 def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
@@ -147,14 +162,63 @@ def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(FIELDS, args))
 
 
-def reward_dropdown_choices(kind: str, current: str | None) -> list[tuple[str, str]]:
+def fill_from_preset(preset: str, kind: str) -> list[Any]:
+    """A preset's config in the form (custom: the defaults of the kind shown now)."""
+    base = forms.base_config(preset, kind or DEFAULT_KIND)
+    values: dict[str, Any] = forms.form_from_config(base, preset)
+    # The model and reward lists depend on the kind: refresh their choices as well as their values.
+    values["model"] = gr.update(choices=forms.model_choices(values["kind"]), value=values["model"])
+    values["reward"] = gr.update(choices=_reward_dropdown_choices(values["kind"], values["reward"]),
+                                 value=values["reward"])
+    return [base] + [values[name] for name in FIELDS[1:]]
+
+
+def switch_kind(kind: str, preset: str, model: str, reward: str) -> tuple[Any, Any, Any]:
+    """Another model kind: offer its models and rewards; a preset of the other kind becomes custom."""
+    base = forms.base_config(None, kind)
+    models = forms.model_choices(kind)
+    rewards = _reward_dropdown_choices(kind, None)
+    reward_names = [name for _, name in rewards]
+    new_model = model if model in models else models[0]
+    new_reward = reward if reward in reward_names else (reward_names[0] if reward_names else base["rewards"][0]["name"])
+    return (base, gr.update(choices=models, value=new_model),
+            gr.update(choices=_reward_dropdown_choices(kind, new_reward), value=new_reward))
+
+
+def preview_form(base: dict[str, Any] | None, *args: Any) -> tuple[str, str]:
+    result = forms.preview(values_of(args), base)
+    if result.error:
+        return gr.skip(), error_markdown(result.error)
+    notes = "".join(f"\n\n⚠️ {note}" for note in result.advisories)
+    return result.yaml_text, ("✔ The config is valid." + notes)
+
+
+def error_markdown(message: str) -> str:
+    """A validation message as the person reads it: one bullet per field."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    bullets = "\n".join(f"- {line}" for line in lines)
+    return f"**Please fix before launching:**\n\n{bullets}"
+
+
+def prompts_from_upload(upload: Any, column: str) -> tuple[Any, Any, str]:
+    path = getattr(upload, "name", upload)
+    try:
+        prompts = forms.read_prompt_file(path, column or "prompt")
+    except (ConfigError, OSError, UnicodeError) as error:
+        return gr.skip(), gr.skip(), error_markdown(str(error))
+    if not prompts:
+        return gr.skip(), gr.skip(), error_markdown("prompts.file: the uploaded file has no prompts")
+    return "\n".join(prompts), "text", f"Loaded {len(prompts)} prompts from the file."
+
+
+def _reward_dropdown_choices(kind: str, current: str | None) -> list[tuple[str, str]]:
     choices = [(name, name) for _, name in forms.reward_choices(kind)]
     if current and current not in [name for _, name in choices]:
         choices.append((current, current))
     return choices
 
 
-def reward_summary(kind: str, reward: str | None) -> str:
+def _reward_summary(kind: str, reward: str | None) -> str:
     for label, name in forms.reward_choices(kind):
         if name == reward:
             return f"*{label}*"
@@ -163,3 +227,9 @@ def reward_summary(kind: str, reward: str | None) -> str:
     if reward and ":" in reward and not reward.startswith(("digits:", "builtin:")):
         return "*A user function `module:function`, imported on the worker.*"
     return ""
+
+
+def form_updates_from_config(config: dict[str, Any]) -> list[Any]:
+    """Form values (and base) showing a job's config: "copy to Launch" from the Jobs tab."""
+    values = forms.form_from_config(config, CUSTOM)
+    return [config] + [values[name] for name in FIELDS]

@@ -28,7 +28,6 @@ class Studio:
     data_dir: Path
     log_path: Path
     auth: tuple[str, str] | None
-    process: subprocess.Popen | None = None  # the `adrpo serve` process (tests of its shutdown signal it)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -69,7 +68,7 @@ def running_studio(data_dir: Path, auth: tuple[str, str] | None = None, worker: 
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=server_env(data_dir, auth), stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
-    studio = Studio(f"http://127.0.0.1:{port}", data_dir, log_path, auth, process)
+    studio = Studio(f"http://127.0.0.1:{port}", data_dir, log_path, auth)
     try:
         wait_until_up(studio, process)
         yield studio
