@@ -50,8 +50,9 @@ class ConsoleSink(NullSink):
             shown = sample.text if sample.text is not None else sample.image_path
             reward = "" if sample.reward is None else f" [reward {sample.reward:.3f}]"
             # escape(): "[reward 0.5]" and brackets in generated text are not rich markup
-            self.progress.console.print(f"[dim]step {step} {sample.role}:[/] "
-                                        + escape(f"{sample.prompt!r} -> {shown!r}{reward}"))
+            self.progress.console.print(
+                f"[dim]step {step} {sample.role}:[/] " + escape(f"{sample.prompt!r} -> {shown!r}{reward}")
+            )
 
     def on_log(self, message: str) -> None:
         self.progress.console.print(f"[yellow]{escape(message)}[/]")
@@ -72,7 +73,9 @@ def resolve_job_config(config: Path | None, preset: str | None, assignments: lis
 def train(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Job config YAML.")] = None,
     preset: Annotated[str | None, typer.Option("--preset", "-p", help="A preset name (see `adrpo presets`).")] = None,
-    assignments: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override KEY=VALUE (dotted keys).")] = None,
+    assignments: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override KEY=VALUE (dotted keys).")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory (default runs/NAME).")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Ignore checkpoints already in the run directory.")] = False,
 ) -> None:
@@ -89,8 +92,13 @@ def train(
     from .trainers.base import TrainingError
 
     run_dir = out or Path("runs") / job.name
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[info]}"))
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         try:
             result = run_training(job, run_dir, ConsoleSink(progress, job.kind), resume=not fresh)
@@ -124,7 +132,9 @@ def sweep(
     grid: Annotated[list[str], typer.Option("--grid", "-g", help="KEY=V1,V2,... (repeat for more keys).")],
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Base job config YAML.")] = None,
     preset: Annotated[str | None, typer.Option("--preset", "-p", help="Base preset.")] = None,
-    assignments: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override KEY=VALUE for every job.")] = None,
+    assignments: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override KEY=VALUE for every job.")
+    ] = None,
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds: --seeds 0 1 2 (or 0,1,2).")] = "0",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Sweep directory (default runs/sweep-NAME).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the jobs, train nothing.")] = False,
@@ -158,12 +168,19 @@ def sweep(
     from .trainers.base import TrainingError
 
     def report(job, point, seconds):
-        console.print(f"[{job.index + 1}/{len(jobs)}] {job.config.name} ({seconds:.0f} s): "
-                      + escape(summary_line(point, job.config.kind)), highlight=False)
+        console.print(
+            f"[{job.index + 1}/{len(jobs)}] {job.config.name} ({seconds:.0f} s): "
+            + escape(summary_line(point, job.config.kind)),
+            highlight=False,
+        )
 
-    spec = {"base": str(config) if config else preset, "grid": parsed, "seeds": seed_list, "overrides": overrides,
-            "title": f"{preset or config}: " + ", ".join(f"{k} in {v}" for k, v in parsed.items())
-            + f", seeds {seed_list}"}
+    spec = {
+        "base": str(config) if config else preset,
+        "grid": parsed,
+        "seeds": seed_list,
+        "overrides": overrides,
+        "title": f"{preset or config}: " + ", ".join(f"{k} in {v}" for k, v in parsed.items()) + f", seeds {seed_list}",
+    }
     try:
         record = run_sweep(jobs, out_dir, list(parsed), spec, on_done=report)
     except TrainingError as error:
@@ -171,10 +188,13 @@ def sweep(
         raise typer.Exit(1) from None
     for point in record["summary"]["points"]:
         flags = point["frontier"]
-        console.print(f"{point['method']:6s} {point['params']}: reward {point['mean']['reward/mean']:.4f} "
-                      f"+- {point['std']['reward/mean']:.4f} (n={point['seeds']})  frontier: "
-                      f"diversity {flags['diversity']['on_method_frontier']}, "
-                      f"divergence {flags['divergence']['on_method_frontier']}", highlight=False)
+        console.print(
+            f"{point['method']:6s} {point['params']}: reward {point['mean']['reward/mean']:.4f} "
+            f"+- {point['std']['reward/mean']:.4f} (n={point['seeds']})  frontier: "
+            f"diversity {flags['diversity']['on_method_frontier']}, "
+            f"divergence {flags['divergence']['on_method_frontier']}",
+            highlight=False,
+        )
     console.print(f"wrote {out_dir / 'sweep.json'}, points.csv, frontier.png")
 
 

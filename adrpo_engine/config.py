@@ -89,12 +89,16 @@ class LLMConfig(_Strict):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling of rollouts.")
     eps_low: float = Field(0.2, ge=0.0, le=1.0, description="PPO clip: lower ratio bound 1 - eps_low.")
     eps_high: float | None = Field(
-        None, ge=0.0, le=10.0,
+        None,
+        ge=0.0,
+        le=10.0,
         description="PPO clip: upper ratio bound 1 + eps_high. None: 0.28 with loss_agg dapo (DAPO's clip-higher), "
         "else eps_low (TRL's rule).",
     )
     num_iterations: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="Optimisation passes over each rollout batch. Above 1 the LoRA dropout is off in every pass, "
         "so the first pass is on-policy (TRL's disable_dropout).",
     )
@@ -118,7 +122,9 @@ class LLMConfig(_Strict):
         False, description="Leave completions that hit max_new_tokens without EOS out of the loss (DAPO)."
     )
     top_entropy_quantile: float = Field(
-        1.0, ge=0.0, le=1.0,
+        1.0,
+        ge=0.0,
+        le=1.0,
         description="Policy loss only on the tokens in this top quantile of entropy per micro-batch (1 = all "
         "tokens; the '80/20' paper uses 0.2). The KL term keeps every token.",
     )
@@ -128,12 +134,15 @@ class LLMConfig(_Strict):
         "with the default clip about half of them), except on full_kl_every steps.",
     )
     full_kl_every: int = Field(
-        1, ge=1, le=1_000_000,
+        1,
+        ge=1,
+        le=1_000_000,
         description="Every this many steps the reference runs for every row, so `kl` is the whole batch's; on "
         "other steps `kl` is not logged (only kl/beta_nonzero). 1 = every step; larger gives back the skip's speed.",
     )
     fold_lora_for_sampling: bool = Field(
-        True, description="Sample rollouts with the LoRA update folded into the weights (faster; weights restored exactly)."
+        True,
+        description="Sample rollouts with the LoRA update folded into the weights (faster; weights restored exactly).",
     )
     decode: Literal["loop", "generate"] = Field(
         "loop", description="Rollout decoder: a KV-cached sampling loop, or transformers' generate (any architecture)."
@@ -157,24 +166,28 @@ class LLMConfig(_Strict):
 class FlowConfig(_Strict):
     sample_steps: int = Field(20, ge=1, le=1000, description="Euler steps of the rollout ODE sampler.")
     guidance_scale: float = Field(
-        1.0, ge=0.0, le=50.0,
+        1.0,
+        ge=0.0,
+        le=50.0,
         description="Classifier-free guidance of logged samples, comparisons and evals (and of training "
         "rollouts unless flow.train_guidance_scale is set).",
     )
     train_guidance_scale: float | None = Field(
-        None, ge=0.0, le=50.0,
+        None,
+        ge=0.0,
+        le=50.0,
         description="Guidance of the training rollouts (None: flow.guidance_scale). 1 = CFG-free rollouts, "
         "half the rollout cost, the default of the text-to-image presets.",
     )
     train_timesteps: int | None = Field(
-        None, ge=1, le=1000,
+        None,
+        ge=1,
+        le=1000,
         description="K: train each sample on K distinct noise levels of the rollout's time grid (K = "
         "sample_steps: all of them), each with fresh noise; None: flow.train_draws draws of t from "
         "flow.t_sampling (uniform or logit-normal).",
     )
-    t_sampling: Literal["uniform", "logit_normal"] = Field(
-        "uniform", description="How training times t are drawn."
-    )
+    t_sampling: Literal["uniform", "logit_normal"] = Field("uniform", description="How training times t are drawn.")
     logit_mean: float = Field(0.0, ge=-10.0, le=10.0, description="Mean of the logit-normal t.")
     logit_std: float = Field(1.0, gt=0.0, le=10.0, description="Std of the logit-normal t.")
     train_draws: int = Field(1, ge=1, le=64, description="Fresh (noise, t) draws per sample per step.")
@@ -182,22 +195,29 @@ class FlowConfig(_Strict):
     orw_tau: float = Field(1.0, ge=0.0, le=1000.0, description="ORW-CFM-W2 weight temperature: w = exp(tau*r).")
     orw_normalize: bool = Field(True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
     dpo_beta: float = Field(
-        1000.0, gt=0.0, le=1e7,
+        1000.0,
+        gt=0.0,
+        le=1e7,
         description="Diffusion-DPO temperature (algorithm dpo): -log sigmoid(-dpo_beta * (error differences)); "
         "beta0 is not used by dpo.",
     )
     dpo_pairs: Literal["best_worst", "all"] = Field(
-        "best_worst", description="DPO pairs per group of reference samples: best vs worst, or every pair "
+        "best_worst",
+        description="DPO pairs per group of reference samples: best vs worst, or every pair "
         "whose reward difference exceeds flow.dpo_margin.",
     )
     dpo_margin: float = Field(0.0, ge=0.0, le=1e6, description="DPO: a pair needs r_winner - r_loser > this.")
     dpo_refresh_every: int = Field(
-        0, ge=0, le=1_000_000,
+        0,
+        ge=0,
+        le=1_000_000,
         description="DPO: redraw the pairs from the current policy every K steps (0 = offline: one draw from "
         "the reference before training).",
     )
     dpo_pool_groups: int | None = Field(
-        None, ge=1, le=1_000_000,
+        None,
+        ge=1,
+        le=1_000_000,
         description="DPO: prompt groups drawn per pair pool (None: prompts_per_step x dpo_refresh_every, or x "
         "steps when offline: the prompts and reward evaluations of an online run of the same length).",
     )
@@ -217,12 +237,13 @@ class EvalConfig(_Strict):
     """Evaluation on held-out prompts with fixed noise (``adrpo_engine.evaluation``)."""
 
     every_checkpoint: bool = Field(
-        False, description="Queue an eval of each checkpoint (and of the reference) on a worker as it is written; "
-        "training does not wait for it."
+        False,
+        description="Queue an eval of each checkpoint (and of the reference) on a worker as it is written; "
+        "training does not wait for it.",
     )
     on_finish: bool = Field(
-        False, description="Queue an eval of the final checkpoint and of the reference when the job succeeds "
-        "(sweeps set it)."
+        False,
+        description="Queue an eval of the final checkpoint and of the reference when the job succeeds (sweeps set it).",
     )
     prompts: list[str] = Field(
         default_factory=list,
@@ -235,11 +256,14 @@ class EvalConfig(_Strict):
     limit: int | None = Field(None, ge=1, le=100_000, description="Evaluate at most this many prompts.")
     samples_per_prompt: int = Field(16, ge=2, le=1024, description="Samples drawn per held-out prompt (N).")
     seed: int = Field(
-        2026, ge=0, le=2**31 - 1,
+        2026,
+        ge=0,
+        le=2**31 - 1,
         description="Noise seed of the eval: prompt j uses seed + j for every checkpoint and every job.",
     )
     rewards: list[RewardSpec] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         description="Eval-only rewards, reported as eval/<name> beside the job's own rewards.",
     )
 
@@ -269,7 +293,9 @@ class JobConfig(_Strict):
     )
     beta0: float = Field(0.04, ge=0.0, le=10.0, description="Base regularisation strength beta0.")
     a_min: float | None = Field(
-        None, ge=-10.0, le=10.0,
+        None,
+        ge=-10.0,
+        le=10.0,
         description="Lower clip of the advantage in beta_i (default -beta0; -beta0/2 for fixed-beta flow, "
         "whose loss needs a_min > -beta0).",
     )
@@ -324,9 +350,10 @@ class JobConfig(_Strict):
         spec = get_kind(self.kind)
         if self.algorithm not in spec.algorithms:
             where = ", ".join(f"'{k.name}'" for k in KINDS.values() if self.algorithm in k.algorithms)
-            raise ValueError(f"algorithm '{self.algorithm}' ({ALGORITHM_NAMES[self.algorithm]}) is for kind {where} only")
-        if (self.algorithm in spec.positive_beta0_with_clip and self.beta0 == 0
-                and self.clip_low < self.clip_high):
+            raise ValueError(
+                f"algorithm '{self.algorithm}' ({ALGORITHM_NAMES[self.algorithm]}) is for kind {where} only"
+            )
+        if self.algorithm in spec.positive_beta0_with_clip and self.beta0 == 0 and self.clip_low < self.clip_high:
             raise ValueError(
                 f"beta0 must be > 0 for {self.algorithm} on a {self.kind} model when the clip range [a_min, a_max] = "
                 f"[{self.clip_low}, {self.clip_high}] is not empty (with beta0 = 0 the loss has no lower bound)"

@@ -12,8 +12,11 @@ from .config import JobConfig, RewardSpec
 
 def _sections(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
     """The nested sections of ``model`` (``model``, ``lora``, ``prompts``, one per kind ...), in schema order."""
-    return [(name, info.annotation) for name, info in model.model_fields.items()
-            if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)]
+    return [
+        (name, info.annotation)
+        for name, info in model.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+    ]
 
 
 def _type_name(annotation: Any) -> str:
@@ -35,8 +38,12 @@ def _section_rows(model: type[BaseModel], prefix: str) -> list[str]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             continue
         default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        limits = [f"{sym} {getattr(m, attr)}" for m in info.metadata
-                  for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if hasattr(m, attr)]
+        limits = [
+            f"{sym} {getattr(m, attr)}"
+            for m in info.metadata
+            for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if hasattr(m, attr)
+        ]
         allowed = ", ".join(limits)
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
         choices = extra.get("enum")

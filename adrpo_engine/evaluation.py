@@ -116,8 +116,14 @@ def eval_rows(config: JobConfig) -> tuple[list[PromptRow], bool]:
     else ``prompts.eval``, else the training prompts (``held_out`` False)."""
     ev = config.eval
     if ev.prompts or ev.file or ev.dataset:
-        source = PromptsConfig(texts=ev.prompts, file=ev.file, dataset=ev.dataset, split=ev.split,
-                               column=config.prompts.column, limit=ev.limit)
+        source = PromptsConfig(
+            texts=ev.prompts,
+            file=ev.file,
+            dataset=ev.dataset,
+            split=ev.split,
+            column=config.prompts.column,
+            limit=ev.limit,
+        )
         return load_prompts(source), True
     if config.prompts.eval:
         rows = [PromptRow(text) for text in config.prompts.eval]
@@ -141,7 +147,7 @@ def words(text: str) -> list[str]:
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Distinct word n-grams over all n-grams of ``texts`` (1 = no n-gram repeats; 0 when there are none)."""
-    grams = [tuple(tokens[i:i + n]) for tokens in map(words, texts) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for tokens in map(words, texts) for i in range(len(tokens) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
@@ -168,11 +174,17 @@ def evaluate(config: JobConfig, checkpoints: Sequence[tuple[int, Path | None]]) 
         points = []
         for step, adapter_dir in checkpoints:
             metrics, counts = evaluator.run(adapter_dir)
-            points.append(EvalPoint(
-                step=REFERENCE_STEP if adapter_dir is None else int(step),
-                role="reference" if adapter_dir is None else "policy", metrics=metrics, counts=counts,
-                prompts=len(rows), samples_per_prompt=config.eval.samples_per_prompt, held_out=held_out,
-            ))
+            points.append(
+                EvalPoint(
+                    step=REFERENCE_STEP if adapter_dir is None else int(step),
+                    role="reference" if adapter_dir is None else "policy",
+                    metrics=metrics,
+                    counts=counts,
+                    prompts=len(rows),
+                    samples_per_prompt=config.eval.samples_per_prompt,
+                    held_out=held_out,
+                )
+            )
         return points
 
 
@@ -183,8 +195,7 @@ def _device_and_dtype(config: JobConfig) -> tuple[torch.device, torch.dtype]:
     return device, resolve_dtype(config.model, device)
 
 
-def _score(rewards: WeightedRewards, extra: WeightedRewards | None, tally: _Tally, *args: Any,
-           **columns: Any) -> None:
+def _score(rewards: WeightedRewards, extra: WeightedRewards | None, tally: _Tally, *args: Any, **columns: Any) -> None:
     total, parts = rewards(*args, **columns)
     tally.add(M.REWARD_MEAN, total)
     if len(parts) > 1:
@@ -219,8 +230,9 @@ class FlowEvaluator:
     def _draw(self, cond: dict[str, Tensor], noise: Tensor, adapter: bool) -> Tensor:
         flow = self.config.flow
         with self.policy.eval_mode():
-            return self.policy.sample(cond, torch.Generator(), flow.sample_steps, flow.guidance_scale,
-                                      adapter=adapter, noise=noise)
+            return self.policy.sample(
+                cond, torch.Generator(), flow.sample_steps, flow.guidance_scale, adapter=adapter, noise=noise
+            )
 
     def _reference_latents(self, index: int, cond: dict[str, Tensor], noise: Tensor) -> Tensor:
         if index not in self._reference:
@@ -233,8 +245,9 @@ class FlowEvaluator:
         flow = self.config.flow
         generator = torch.Generator().manual_seed(prompt_seed(self.config, index) + W2_NOISE_OFFSET)
         noise = torch.randn(latents.shape, generator=generator).to(latents.device, latents.dtype)
-        t = O.sample_times(latents.shape[0], flow.t_sampling, flow.logit_mean, flow.logit_std,
-                           generator=generator).to(latents.device)
+        t = O.sample_times(latents.shape[0], flow.t_sampling, flow.logit_mean, flow.logit_std, generator=generator).to(
+            latents.device
+        )
         x_t = O.interpolate(latents, noise, t)
         with self.policy.eval_mode():
             v = self.policy.velocity(x_t, t, cond, adapter=True)
@@ -337,6 +350,8 @@ def summary_line(point: EvalPoint, kind: str) -> str:
     divergence = get_kind(kind).divergence
     m, c = point.metrics, point.counts
     where = "reference" if point.role == "reference" else f"step {point.step}"
-    return (f"{where}: reward {m[M.REWARD_MEAN]:.4f} +- {m[M.REWARD_STD]:.4f} (n={c[M.REWARD_MEAN]}), "
-            f"diversity {m[M.DIVERSITY]:.4f} (n={c[M.DIVERSITY]}), {divergence} {m[divergence]:.5f} "
-            f"(n={c[divergence]})")
+    return (
+        f"{where}: reward {m[M.REWARD_MEAN]:.4f} +- {m[M.REWARD_STD]:.4f} (n={c[M.REWARD_MEAN]}), "
+        f"diversity {m[M.DIVERSITY]:.4f} (n={c[M.DIVERSITY]}), {divergence} {m[divergence]:.5f} "
+        f"(n={c[divergence]})"
+    )

@@ -52,8 +52,14 @@ def frontier_indices(points: Sequence[Mapping[str, float]], senses: Senses) -> l
 
 def dominated_by(points: Sequence[Mapping[str, float]], senses: Senses) -> list[list[int]]:
     """For each point, the indices of the points that dominate it."""
-    return [[j for j, other in enumerate(points) if j != i and _usable(other, senses) and _usable(point, senses)
-             and dominates(other, point, senses)] for i, point in enumerate(points)]
+    return [
+        [
+            j
+            for j, other in enumerate(points)
+            if j != i and _usable(other, senses) and _usable(point, senses) and dominates(other, point, senses)
+        ]
+        for i, point in enumerate(points)
+    ]
 
 
 def frontier_line(points: Sequence[Mapping[str, float]], senses: Senses, x: str, y: str) -> list[tuple[float, float]]:
@@ -62,14 +68,17 @@ def frontier_line(points: Sequence[Mapping[str, float]], senses: Senses, x: str,
     return sorted((float(points[i][x]), float(points[i][y])) for i in on)
 
 
-def per_method_frontiers(points: Sequence[Mapping[str, Any]], senses: Senses, method_key: str = "method"
-                         ) -> dict[Hashable, list[int]]:
+def per_method_frontiers(
+    points: Sequence[Mapping[str, Any]], senses: Senses, method_key: str = "method"
+) -> dict[Hashable, list[int]]:
     """For each method (``point[method_key]``), the indices (into ``points``) of its own frontier."""
     groups: dict[Hashable, list[int]] = {}
     for index, point in enumerate(points):
         groups.setdefault(point[method_key], []).append(index)
-    return {method: [members[i] for i in frontier_indices([points[m] for m in members], senses)]
-            for method, members in groups.items()}
+    return {
+        method: [members[i] for i in frontier_indices([points[m] for m in members], senses)]
+        for method, members in groups.items()
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,8 +100,7 @@ class Aggregate:
         return dict(self.key)
 
 
-def aggregate(rows: Sequence[Mapping[str, Any]], group_keys: Sequence[str], metrics: Iterable[str]
-              ) -> list[Aggregate]:
+def aggregate(rows: Sequence[Mapping[str, Any]], group_keys: Sequence[str], metrics: Iterable[str]) -> list[Aggregate]:
     """Group rows by the values of ``group_keys`` (first-seen order) and average each metric over the
     group's rows that have a finite value for it."""
     metrics = list(metrics)
@@ -102,8 +110,11 @@ def aggregate(rows: Sequence[Mapping[str, Any]], group_keys: Sequence[str], metr
         groups.setdefault(key, Aggregate(key=key)).members.append(index)
     for group in groups.values():
         for metric in metrics:
-            values = [float(rows[i][metric]) for i in group.members
-                      if isinstance(rows[i].get(metric), (int, float)) and math.isfinite(rows[i][metric])]
+            values = [
+                float(rows[i][metric])
+                for i in group.members
+                if isinstance(rows[i].get(metric), (int, float)) and math.isfinite(rows[i][metric])
+            ]
             if not values:
                 continue
             group.mean[metric] = statistics.fmean(values)

@@ -33,8 +33,11 @@ def file_sha256(path: Path) -> str:
 
 def write_manifest(directory: Path) -> None:
     """Record size and sha256 of every file in ``directory`` (call it last, before publishing)."""
-    files = {path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)}
-             for path in sorted(directory.iterdir()) if path.is_file() and path.name != MANIFEST}
+    files = {
+        path.name: {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        for path in sorted(directory.iterdir())
+        if path.is_file() and path.name != MANIFEST
+    }
     (directory / MANIFEST).write_text(json.dumps({"files": files}, indent=1, sort_keys=True))
 
 

@@ -224,100 +224,156 @@ def load_target(target: str) -> Any:
 # The kinds
 
 
-register_kind(KindSpec(
-    name="flow",
-    label="Text-to-image (flow matching)",
-    summary="flow matching, W2",
-    trainer="adrpo_engine.trainers.flow:FlowTrainer",
-    comparer="adrpo_engine.comparisons:compare_images",
-    sample_kind="image",
-    reward_kind="image",
-    divergence=M.W2,
-    metric_names=M.FLOW,
-    spread_metrics=(M.DIVERSITY,),
-    algorithms=("adrpo", "fixed", "orw", "dpo"),
-    # a*||v-u||^2 + beta0*||v-v_ref||^2 has quadratic weight a + beta0: it must stay > 0.
-    bounded_a_min=frozenset({"fixed"}),
-    positive_beta0_with_clip=frozenset({"adrpo"}),
-    policy_factory="adrpo_engine.models.sd3:SD3Policy.from_config",
-    starter=MappingProxyType({"rewards": ({"name": "digits:even"},), "prompts": {"texts": ("any digit",)}}),
-))
+register_kind(
+    KindSpec(
+        name="flow",
+        label="Text-to-image (flow matching)",
+        summary="flow matching, W2",
+        trainer="adrpo_engine.trainers.flow:FlowTrainer",
+        comparer="adrpo_engine.comparisons:compare_images",
+        sample_kind="image",
+        reward_kind="image",
+        divergence=M.W2,
+        metric_names=M.FLOW,
+        spread_metrics=(M.DIVERSITY,),
+        algorithms=("adrpo", "fixed", "orw", "dpo"),
+        # a*||v-u||^2 + beta0*||v-v_ref||^2 has quadratic weight a + beta0: it must stay > 0.
+        bounded_a_min=frozenset({"fixed"}),
+        positive_beta0_with_clip=frozenset({"adrpo"}),
+        policy_factory="adrpo_engine.models.sd3:SD3Policy.from_config",
+        starter=MappingProxyType({"rewards": ({"name": "digits:even"},), "prompts": {"texts": ("any digit",)}}),
+    )
+)
 
-register_kind(KindSpec(
-    name="llm",
-    label="LLM (GRPO)",
-    summary="GRPO, KL",
-    trainer="adrpo_engine.trainers.llm:LLMTrainer",
-    comparer="adrpo_engine.comparisons:compare_texts",
-    sample_kind="text",
-    reward_kind="text",
-    divergence=M.KL,
-    metric_names=M.LLM,
-    spread_metrics=(M.ENTROPY, M.DIVERSITY),
-    algorithms=("adrpo", "fixed"),
-    starter=MappingProxyType({"rewards": ({"name": "builtin:tiny-lm-task"},),
-                              "prompts": {"dataset": "builtin:tiny-lm-task"}}),
-))
+register_kind(
+    KindSpec(
+        name="llm",
+        label="LLM (GRPO)",
+        summary="GRPO, KL",
+        trainer="adrpo_engine.trainers.llm:LLMTrainer",
+        comparer="adrpo_engine.comparisons:compare_texts",
+        sample_kind="text",
+        reward_kind="text",
+        divergence=M.KL,
+        metric_names=M.LLM,
+        spread_metrics=(M.ENTROPY, M.DIVERSITY),
+        algorithms=("adrpo", "fixed"),
+        starter=MappingProxyType(
+            {"rewards": ({"name": "builtin:tiny-lm-task"},), "prompts": {"dataset": "builtin:tiny-lm-task"}}
+        ),
+    )
+)
 
 
 # ----------------------------------------------------------------------------------------------
 # The built-in worlds (CPU-sized: the project builds the data, the model and the reward's truth)
 
 # digits: scikit-learn's 8x8 digits, a class-conditional flow MLP, a digit classifier as the reward.
-register_builtin_model(BuiltinModel(
-    "builtin:digits-flow", "flow", "class-conditional flow-matching MLP on 8x8 digits (CPU demo)",
-    policy="adrpo_engine.models.digits:DigitsPolicy.from_config", threads=1,
-    diversity="adrpo_engine.rewards.image:digits_diversity_measure",
-))
-register_prompt_source(PromptSource(
-    "builtin:digits", "flow", "the prompts builtin:digits-flow understands: 'any digit', 'digit K'",
-    rows="adrpo_engine.prompt_lists:digit_prompts",
-))
+register_builtin_model(
+    BuiltinModel(
+        "builtin:digits-flow",
+        "flow",
+        "class-conditional flow-matching MLP on 8x8 digits (CPU demo)",
+        policy="adrpo_engine.models.digits:DigitsPolicy.from_config",
+        threads=1,
+        diversity="adrpo_engine.rewards.image:digits_diversity_measure",
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:digits",
+        "flow",
+        "the prompts builtin:digits-flow understands: 'any digit', 'digit K'",
+        rows="adrpo_engine.prompt_lists:digit_prompts",
+    )
+)
 
 # tiny-sd3: an architecture-true miniature of Stable Diffusion 3 (noise-like images: exercises the code).
-register_builtin_model(BuiltinModel(
-    "builtin:tiny-sd3", "flow", "a randomly initialised miniature StableDiffusion3Pipeline",
-    path="adrpo_engine.models.tiny_sd3:tiny_sd3_path",
-))
-register_builtin_model(BuiltinModel(
-    "builtin:tiny-clip", None, "a randomly initialised miniature CLIPModel (clip_score option model)",
-    path="adrpo_engine.models.tiny_sd3:tiny_clip_path",
-))
-register_prompt_source(PromptSource(
-    "builtin:t2i-prompts", "flow", "40 varied text-to-image prompts written for this project",
-    rows="adrpo_engine.prompt_lists:t2i_prompts",
-))
+register_builtin_model(
+    BuiltinModel(
+        "builtin:tiny-sd3",
+        "flow",
+        "a randomly initialised miniature StableDiffusion3Pipeline",
+        path="adrpo_engine.models.tiny_sd3:tiny_sd3_path",
+    )
+)
+register_builtin_model(
+    BuiltinModel(
+        "builtin:tiny-clip",
+        None,
+        "a randomly initialised miniature CLIPModel (clip_score option model)",
+        path="adrpo_engine.models.tiny_sd3:tiny_clip_path",
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:t2i-prompts",
+        "flow",
+        "40 varied text-to-image prompts written for this project",
+        rows="adrpo_engine.prompt_lists:t2i_prompts",
+    )
+)
 
 # tiny-lm: a 2-layer Qwen2 pre-trained here on generated topic lists; the rule reward builtin:tiny-lm-task.
-register_builtin_model(BuiltinModel(
-    "builtin:tiny-lm", "llm", "2-layer Qwen2 pre-trained on generated topic lists (CPU demo)",
-    path="adrpo_engine.models.tiny_lm:tiny_lm_path", threads=1,
-))
-register_prompt_source(PromptSource(
-    "builtin:tiny-lm-task", "llm", "topic prompts of the tiny-lm list task (with a topic column)",
-    rows="adrpo_engine.models.tiny_lm:task_rows",
-))
+register_builtin_model(
+    BuiltinModel(
+        "builtin:tiny-lm",
+        "llm",
+        "2-layer Qwen2 pre-trained on generated topic lists (CPU demo)",
+        path="adrpo_engine.models.tiny_lm:tiny_lm_path",
+        threads=1,
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:tiny-lm-task",
+        "llm",
+        "topic prompts of the tiny-lm list task (with a topic column)",
+        rows="adrpo_engine.models.tiny_lm:task_rows",
+    )
+)
 
 # shapes: generated captioned images of flat shapes, a miniature SD3 pre-trained here, its own CLIP, and
 # the rule-based shapes:geneval verifier (adrpo_engine/worlds/shapes, docs/flow.md).
-register_builtin_model(BuiltinModel(
-    "builtin:shapes-sd3", "flow", "miniature StableDiffusion3Pipeline pre-trained on captioned shapes (CPU demo)",
-    path="adrpo_engine.worlds.shapes.builtins:shapes_sd3_path", threads=1,
-    diversity="adrpo_engine.worlds.shapes.builtins:diversity_measure",
-))
-register_builtin_model(BuiltinModel(
-    "builtin:shapes-clip", None, "CLIPModel trained on captioned shapes (clip_score option model, ClipDiversity)",
-    path="adrpo_engine.worlds.shapes.builtins:shapes_clip_path",
-))
-register_prompt_source(PromptSource(
-    "builtin:shapes-single", "flow", "the 12 one-object captions of the shapes world ('a red circle')",
-    rows="adrpo_engine.worlds.shapes.prompts:shapes_single",
-))
-register_prompt_source(PromptSource(
-    "builtin:shapes-compose", "flow", "compositional shapes captions on seen colour/shape combinations (training)",
-    rows="adrpo_engine.worlds.shapes.prompts:shapes_compose",
-))
-register_prompt_source(PromptSource(
-    "builtin:shapes-heldout", "flow", "compositional shapes captions on held-out combinations (evaluation)",
-    rows="adrpo_engine.worlds.shapes.prompts:shapes_heldout",
-))
+register_builtin_model(
+    BuiltinModel(
+        "builtin:shapes-sd3",
+        "flow",
+        "miniature StableDiffusion3Pipeline pre-trained on captioned shapes (CPU demo)",
+        path="adrpo_engine.worlds.shapes.builtins:shapes_sd3_path",
+        threads=1,
+        diversity="adrpo_engine.worlds.shapes.builtins:diversity_measure",
+    )
+)
+register_builtin_model(
+    BuiltinModel(
+        "builtin:shapes-clip",
+        None,
+        "CLIPModel trained on captioned shapes (clip_score option model, ClipDiversity)",
+        path="adrpo_engine.worlds.shapes.builtins:shapes_clip_path",
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:shapes-single",
+        "flow",
+        "the 12 one-object captions of the shapes world ('a red circle')",
+        rows="adrpo_engine.worlds.shapes.prompts:shapes_single",
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:shapes-compose",
+        "flow",
+        "compositional shapes captions on seen colour/shape combinations (training)",
+        rows="adrpo_engine.worlds.shapes.prompts:shapes_compose",
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:shapes-heldout",
+        "flow",
+        "compositional shapes captions on held-out combinations (evaluation)",
+        rows="adrpo_engine.worlds.shapes.prompts:shapes_heldout",
+    )
+)

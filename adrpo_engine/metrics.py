@@ -30,12 +30,31 @@ CLIP_HIGH_MEAN = "clip_ratio/high_mean"  # tokens with rho > 1 + eps_high and A 
 CLIP_REGION_MEAN = "clip_ratio/region_mean"  # either of the two
 CLIP_LOW_MIN = "clip_ratio/low_min"  # min over sequences of their low-clipped fraction
 CLIP_HIGH_MAX = "clip_ratio/high_max"  # max over sequences of their high-clipped fraction
-LLM_EXTRAS = (KL_BETA_NONZERO, KL_REF_FRAC, FRAC_REWARD_ZERO_STD, CLIP_LOW_MEAN, CLIP_HIGH_MEAN, CLIP_REGION_MEAN,
-              CLIP_LOW_MIN, CLIP_HIGH_MAX)
+LLM_EXTRAS = (
+    KL_BETA_NONZERO,
+    KL_REF_FRAC,
+    FRAC_REWARD_ZERO_STD,
+    CLIP_LOW_MEAN,
+    CLIP_HIGH_MEAN,
+    CLIP_REGION_MEAN,
+    CLIP_LOW_MIN,
+    CLIP_HIGH_MAX,
+)
 
 COMMON = (
-    REWARD_MEAN, REWARD_STD, ADVANTAGE_ABS_MEAN, BETA_MEAN, BETA_MIN, BETA_MAX, BETA_FRAC_NEG,
-    LOSS, DIVERSITY, GRAD_NORM, LR, STEP_TIME, SAMPLES_PER_S,
+    REWARD_MEAN,
+    REWARD_STD,
+    ADVANTAGE_ABS_MEAN,
+    BETA_MEAN,
+    BETA_MIN,
+    BETA_MAX,
+    BETA_FRAC_NEG,
+    LOSS,
+    DIVERSITY,
+    GRAD_NORM,
+    LR,
+    STEP_TIME,
+    SAMPLES_PER_S,
 )
 LLM = COMMON + (POLICY_LOSS, KL, ENTROPY, TOKENS_PER_S)
 FLOW = COMMON + (FM_LOSS, W2)

@@ -107,9 +107,7 @@ def clipped_surrogate(ratio: Tensor, advantages: Tensor, eps_low: float, eps_hig
     return -torch.minimum(ratio * adv, ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv)
 
 
-def ppo_clip_token_loss(
-    logp: Tensor, logp_old: Tensor, advantages: Tensor, eps_low: float, eps_high: float
-) -> Tensor:
+def ppo_clip_token_loss(logp: Tensor, logp_old: Tensor, advantages: Tensor, eps_low: float, eps_high: float) -> Tensor:
     """``-min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A)`` per token, ``rho = exp(logp - logp_old)``.
 
     ``logp`` and ``logp_old`` are ``(N, T)``; ``advantages`` is ``(N,)``, the full normalised advantage.
@@ -197,7 +195,9 @@ def high_entropy_mask(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
     return (entropy * mask.to(entropy.dtype) >= threshold) & valid
 
 
-def clip_fractions(ratio: Tensor, advantages: Tensor, mask: Tensor, eps_low: float, eps_high: float) -> dict[str, Tensor]:
+def clip_fractions(
+    ratio: Tensor, advantages: Tensor, mask: Tensor, eps_low: float, eps_high: float
+) -> dict[str, Tensor]:
     """Sums behind TRL's ``clip_ratio/*`` metrics for one micro-batch.
 
     A token (a sequence, for ``(N, 1)`` ratios) is low-clipped when ``rho < 1 - eps_low`` and ``A < 0``,
@@ -216,9 +216,12 @@ def clip_fractions(ratio: Tensor, advantages: Tensor, mask: Tensor, eps_low: flo
         per_seq_low = (low * weights).sum(dim=1) / count
         per_seq_high = (high * weights).sum(dim=1) / count
     return {
-        "low": (low * weights).sum(), "high": (high * weights).sum(),
-        "region": (((low + high) > 0).float() * weights).sum(), "units": weights.sum(),
-        "seq_low": per_seq_low, "seq_high": per_seq_high,
+        "low": (low * weights).sum(),
+        "high": (high * weights).sum(),
+        "region": (((low + high) > 0).float() * weights).sum(),
+        "units": weights.sum(),
+        "seq_low": per_seq_low,
+        "seq_high": per_seq_high,
     }
 
 
@@ -251,8 +254,12 @@ def velocity_target(x_data: Tensor, noise: Tensor) -> Tensor:
 
 
 def sample_times(
-    batch: int, mode: str = "uniform", logit_mean: float = 0.0, logit_std: float = 1.0,
-    generator: torch.Generator | None = None, device: torch.device | str = "cpu",
+    batch: int,
+    mode: str = "uniform",
+    logit_mean: float = 0.0,
+    logit_std: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
 ) -> Tensor:
     """Training times ``t`` in (0, 1): uniform, or logit-normal (``sigmoid(N(mean, std))``, as in SD3)."""
     if mode == "uniform":
@@ -312,9 +319,7 @@ def regularized_fm_loss(
     return fm_term + (w_w2 * w2).mean(), fm_term, w2
 
 
-def grid_times(
-    batch: int, grid: Tensor, count: int, generator: torch.Generator | None = None
-) -> Tensor:
+def grid_times(batch: int, grid: Tensor, count: int, generator: torch.Generator | None = None) -> Tensor:
     """``count`` distinct noise levels per sample from a rollout's time grid: ``(count, batch)``.
 
     ``grid`` holds the ``steps + 1`` levels of the Euler sampler from 1 down to 0; the levels where the

@@ -39,131 +39,146 @@ def preset_config(name: str, overrides: dict[str, Any] | None = None) -> JobConf
     return validate_config(apply_overrides(get_preset(name).config, overrides or {}))
 
 
-register(Preset(
-    name="tiny-lm",
-    summary="Built-in tiny causal LM (CPU, minutes): ADRPO-GRPO on a rule reward it starts low on.",
-    demo=True,
-    config={
-        "name": "tiny-lm",
-        "kind": "llm",
-        "model": {"name_or_path": "builtin:tiny-lm"},
-        "rewards": [{"name": "builtin:tiny-lm-task"}],
-        "prompts": {"dataset": "builtin:tiny-lm-task"},
-        # reward/mean rises from ~0.27 to ~0.6 in 150 steps (1-3 min on 2 busy cores, plus ~40 s to build
-        # the model once); lr 2e-3 sometimes and 3e-3 always drift off (KL > 1). docs/llm.md has the numbers.
-        "steps": 150,
-        "group_size": 8,
-        "prompts_per_step": 8,
-        "lr": 1e-3,
-        "warmup_steps": 10,
-        "checkpoint_every": 50,
-        "sample_every": 50,
-        "lora": {"rank": 16, "alpha": 32},
-        "llm": {"max_new_tokens": 48, "temperature": 1.0},
-    },
-))
-
-register(Preset(
-    name="digits-even",
-    summary="Built-in 8x8 digits flow model (CPU, minutes): ADRPO-FM towards even digits without collapse.",
-    demo=True,
-    config={
-        "name": "digits-even",
-        "kind": "flow",
-        "model": {"name_or_path": "builtin:digits-flow"},
-        "rewards": [{"name": "digits:even"}],
-        "prompts": {"texts": ["any digit"]},
-        # ~2-5 s of training on 2 cores (plus ~30 s to build the model once); P(even) rises from ~0.46
-        # to ~0.86 while the samples keep all five even digits (docs/flow.md has the numbers).
-        "steps": 120,
-        "group_size": 16,
-        "prompts_per_step": 4,
-        "lr": 1e-3,
-        "beta0": 0.1,
-        "checkpoint_every": 40,
-        "sample_every": 20,
-        "lora": {"rank": 8, "alpha": 16},
-        "flow": {"sample_steps": 16, "guidance_scale": 1.0},
-    },
-))
-
-register(Preset(
-    name="shapes-compose",
-    summary="Built-in miniature SD3 on captioned shapes (CPU): ADRPO-FM on compositional prompts, GenEval-style verifier.",
-    demo=True,
-    config={
-        "name": "shapes-compose",
-        "kind": "flow",
-        "model": {"name_or_path": "builtin:shapes-sd3"},
-        "rewards": [{"name": "shapes:geneval"}],
-        # Training on the seen combinations; the logged samples (and bench/shapes_compose_bench.py's
-        # held-out score) are on held-out colour/shape combinations the model never saw.
-        "prompts": {
-            "file": "builtin:shapes-compose",
-            "eval": ["a red circle to the left of a blue square", "three blue squares"],
+register(
+    Preset(
+        name="tiny-lm",
+        summary="Built-in tiny causal LM (CPU, minutes): ADRPO-GRPO on a rule reward it starts low on.",
+        demo=True,
+        config={
+            "name": "tiny-lm",
+            "kind": "llm",
+            "model": {"name_or_path": "builtin:tiny-lm"},
+            "rewards": [{"name": "builtin:tiny-lm-task"}],
+            "prompts": {"dataset": "builtin:tiny-lm-task"},
+            # reward/mean rises from ~0.27 to ~0.6 in 150 steps (1-3 min on 2 busy cores, plus ~40 s to build
+            # the model once); lr 2e-3 sometimes and 3e-3 always drift off (KL > 1). docs/llm.md has the numbers.
+            "steps": 150,
+            "group_size": 8,
+            "prompts_per_step": 8,
+            "lr": 1e-3,
+            "warmup_steps": 10,
+            "checkpoint_every": 50,
+            "sample_every": 50,
+            "lora": {"rank": 16, "alpha": 32},
+            "llm": {"max_new_tokens": 48, "temperature": 1.0},
         },
-        "steps": SHAPES_COMPOSE_STEPS,
-        "group_size": 8,
-        "prompts_per_step": 4,
-        "lr": 1e-3,
-        "beta0": 0.05,
-        "checkpoint_every": 50,
-        "sample_every": 25,
-        "lora": {"rank": 8, "alpha": 16},
-        "flow": {"sample_steps": 10, "guidance_scale": 1.0, "t_sampling": "logit_normal"},
-    },
-))
+    )
+)
 
-register(Preset(
-    name="sd3-medium-clip",
-    summary="GPU: Stable Diffusion 3 medium, LoRA, ADRPO-FM with a CLIP-score reward (downloads weights).",
-    demo=False,
-    config={
-        "name": "sd3-medium-clip",
-        "kind": "flow",
-        "model": {"name_or_path": "stabilityai/stable-diffusion-3-medium-diffusers"},
-        "rewards": [{"name": "clip_score", "options": {"model": "openai/clip-vit-large-patch14"}}],
-        "prompts": {"file": "builtin:t2i-prompts"},
-        "steps": 1000,
-        "group_size": 8,
-        "prompts_per_step": 4,
-        "lr": 1e-4,
-        "beta0": 0.04,
-        "checkpoint_every": 100,
-        "sample_every": 50,
-        # 32 rollouts of 512 px per step; 4 micro-batches keep the policy + reference passes within one GPU.
-        "grad_accum": 4,
-        "lora": {"rank": 32, "alpha": 32},
-        # CFG-free training rollouts (half the rollout cost, samples from the conditional velocity the loss
-        # trains); samples, comparisons and evals use guidance 7.
-        "flow": {"sample_steps": 28, "guidance_scale": 7.0, "train_guidance_scale": 1.0, "resolution": 512,
-                 "t_sampling": "logit_normal"},
-    },
-))
+register(
+    Preset(
+        name="digits-even",
+        summary="Built-in 8x8 digits flow model (CPU, minutes): ADRPO-FM towards even digits without collapse.",
+        demo=True,
+        config={
+            "name": "digits-even",
+            "kind": "flow",
+            "model": {"name_or_path": "builtin:digits-flow"},
+            "rewards": [{"name": "digits:even"}],
+            "prompts": {"texts": ["any digit"]},
+            # ~2-5 s of training on 2 cores (plus ~30 s to build the model once); P(even) rises from ~0.46
+            # to ~0.86 while the samples keep all five even digits (docs/flow.md has the numbers).
+            "steps": 120,
+            "group_size": 16,
+            "prompts_per_step": 4,
+            "lr": 1e-3,
+            "beta0": 0.1,
+            "checkpoint_every": 40,
+            "sample_every": 20,
+            "lora": {"rank": 8, "alpha": 16},
+            "flow": {"sample_steps": 16, "guidance_scale": 1.0},
+        },
+    )
+)
 
-register(Preset(
-    name="qwen-0.5b-math",
-    summary="GPU: Qwen2.5-0.5B-Instruct, LoRA, ADRPO-GRPO on GSM8K with an exact-answer reward (downloads).",
-    demo=False,
-    config={
-        "name": "qwen-0.5b-math",
-        "kind": "llm",
-        "model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"},
-        "rewards": [
-            {"name": "answer_match", "options": {"column": "answer", "numeric": True}},
-            {"name": "regex_format", "weight": 0.2, "options": {"pattern": r"####\s*-?[\d,\.]+"}},
-        ],
-        "prompts": {"dataset": "openai/gsm8k", "split": "train", "column": "question"},
-        "steps": 500,
-        "group_size": 8,
-        "prompts_per_step": 8,
-        "lr": 1e-5,
-        "beta0": 0.04,
-        "checkpoint_every": 50,
-        "sample_every": 25,
-        "lora": {"rank": 32, "alpha": 64},
-        # An instruct model answers in its own turn: the question goes in as a user message of its chat
-        # template (else it continues the raw text); long questions lose their start, never the header.
-        "llm": {"max_new_tokens": 256, "temperature": 1.0, "chat_template": True, "max_prompt_tokens": 512},
-    },
-))
+register(
+    Preset(
+        name="shapes-compose",
+        summary="Built-in miniature SD3 on captioned shapes (CPU): ADRPO-FM on compositional prompts, GenEval-style verifier.",
+        demo=True,
+        config={
+            "name": "shapes-compose",
+            "kind": "flow",
+            "model": {"name_or_path": "builtin:shapes-sd3"},
+            "rewards": [{"name": "shapes:geneval"}],
+            # Training on the seen combinations; the logged samples (and bench/shapes_compose_bench.py's
+            # held-out score) are on held-out colour/shape combinations the model never saw.
+            "prompts": {
+                "file": "builtin:shapes-compose",
+                "eval": ["a red circle to the left of a blue square", "three blue squares"],
+            },
+            "steps": SHAPES_COMPOSE_STEPS,
+            "group_size": 8,
+            "prompts_per_step": 4,
+            "lr": 1e-3,
+            "beta0": 0.05,
+            "checkpoint_every": 50,
+            "sample_every": 25,
+            "lora": {"rank": 8, "alpha": 16},
+            "flow": {"sample_steps": 10, "guidance_scale": 1.0, "t_sampling": "logit_normal"},
+        },
+    )
+)
+
+register(
+    Preset(
+        name="sd3-medium-clip",
+        summary="GPU: Stable Diffusion 3 medium, LoRA, ADRPO-FM with a CLIP-score reward (downloads weights).",
+        demo=False,
+        config={
+            "name": "sd3-medium-clip",
+            "kind": "flow",
+            "model": {"name_or_path": "stabilityai/stable-diffusion-3-medium-diffusers"},
+            "rewards": [{"name": "clip_score", "options": {"model": "openai/clip-vit-large-patch14"}}],
+            "prompts": {"file": "builtin:t2i-prompts"},
+            "steps": 1000,
+            "group_size": 8,
+            "prompts_per_step": 4,
+            "lr": 1e-4,
+            "beta0": 0.04,
+            "checkpoint_every": 100,
+            "sample_every": 50,
+            # 32 rollouts of 512 px per step; 4 micro-batches keep the policy + reference passes within one GPU.
+            "grad_accum": 4,
+            "lora": {"rank": 32, "alpha": 32},
+            # CFG-free training rollouts (half the rollout cost, samples from the conditional velocity the loss
+            # trains); samples, comparisons and evals use guidance 7.
+            "flow": {
+                "sample_steps": 28,
+                "guidance_scale": 7.0,
+                "train_guidance_scale": 1.0,
+                "resolution": 512,
+                "t_sampling": "logit_normal",
+            },
+        },
+    )
+)
+
+register(
+    Preset(
+        name="qwen-0.5b-math",
+        summary="GPU: Qwen2.5-0.5B-Instruct, LoRA, ADRPO-GRPO on GSM8K with an exact-answer reward (downloads).",
+        demo=False,
+        config={
+            "name": "qwen-0.5b-math",
+            "kind": "llm",
+            "model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"},
+            "rewards": [
+                {"name": "answer_match", "options": {"column": "answer", "numeric": True}},
+                {"name": "regex_format", "weight": 0.2, "options": {"pattern": r"####\s*-?[\d,\.]+"}},
+            ],
+            "prompts": {"dataset": "openai/gsm8k", "split": "train", "column": "question"},
+            "steps": 500,
+            "group_size": 8,
+            "prompts_per_step": 8,
+            "lr": 1e-5,
+            "beta0": 0.04,
+            "checkpoint_every": 50,
+            "sample_every": 25,
+            "lora": {"rank": 32, "alpha": 64},
+            # An instruct model answers in its own turn: the question goes in as a user message of its chat
+            # template (else it continues the raw text); long questions lose their start, never the header.
+            "llm": {"max_new_tokens": 256, "temperature": 1.0, "chat_template": True, "max_prompt_tokens": 512},
+        },
+    )
+)

@@ -18,9 +18,7 @@ def create_trainer(config: JobConfig, run_dir: str | Path, sink: ProgressSink | 
     return get_kind(config.kind).load_trainer()(config, run_dir, sink)
 
 
-def train(
-    config: JobConfig, run_dir: str | Path, sink: ProgressSink | None = None, resume: bool = True
-) -> RunResult:
+def train(config: JobConfig, run_dir: str | Path, sink: ProgressSink | None = None, resume: bool = True) -> RunResult:
     """Run (or resume, from the run directory's latest checkpoint) a training job."""
     return create_trainer(config, run_dir, sink).run(resume=resume)
 

@@ -132,8 +132,14 @@ def job_name(sweep_name: str, params: Mapping[str, Any], seed: int) -> str:
     return name if re.fullmatch(NAME_PATTERN, name) else f"sweep-s{seed}"
 
 
-def expand_sweep(base: Mapping[str, Any], grid: Any, seeds: Any, overrides: Mapping[str, Any] | None = None,
-                 name: str | None = None, extra: Mapping[str, Any] | None = None) -> list[SweepJob]:
+def expand_sweep(
+    base: Mapping[str, Any],
+    grid: Any,
+    seeds: Any,
+    overrides: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> list[SweepJob]:
     """Every job of the sweep, validated; raises one ConfigError listing the grid points that fail.
 
     ``extra`` are overrides the caller adds to every job (e.g. ``eval.on_finish: true``)."""
@@ -164,8 +170,9 @@ def expand_sweep(base: Mapping[str, Any], grid: Any, seeds: Any, overrides: Mapp
 # Summaries
 
 
-def summarise_sweep(kind: str, grid_keys: Sequence[str], jobs: Sequence[Mapping[str, Any]],
-                    reference: Mapping[str, float] | None = None) -> dict[str, Any]:
+def summarise_sweep(
+    kind: str, grid_keys: Sequence[str], jobs: Sequence[Mapping[str, Any]], reference: Mapping[str, float] | None = None
+) -> dict[str, Any]:
     """One point per grid point from the jobs' final evals, with frontier flags.
 
     ``jobs``: dicts with ``params`` (grid values), ``seed``, ``method`` and ``eval`` (the metrics of the
@@ -176,16 +183,29 @@ def summarise_sweep(kind: str, grid_keys: Sequence[str], jobs: Sequence[Mapping[
     rows = []
     for job in jobs:
         if job.get("eval"):
-            rows.append({**{f"param:{k}": v for k, v in job["params"].items()}, "method": job["method"],
-                         **job["eval"]})
-    metric_names = sorted({name for row in rows for name, value in row.items()
-                           if not name.startswith("param:") and name != "method" and isinstance(value, (int, float))})
+            rows.append({**{f"param:{k}": v for k, v in job["params"].items()}, "method": job["method"], **job["eval"]})
+    metric_names = sorted(
+        {
+            name
+            for row in rows
+            for name, value in row.items()
+            if not name.startswith("param:") and name != "method" and isinstance(value, (int, float))
+        }
+    )
     groups = F.aggregate(rows, ["method", *[f"param:{k}" for k in grid_keys]], metric_names)
     points = []
     for group in groups:
         params = {key.removeprefix("param:"): value for key, value in group.key if key != "method"}
-        points.append({"params": params, "method": group.params["method"], "seeds": len(group.members),
-                       "mean": group.mean, "std": group.std, "n": group.n})
+        points.append(
+            {
+                "params": params,
+                "method": group.params["method"],
+                "seeds": len(group.members),
+                "mean": group.mean,
+                "std": group.std,
+                "n": group.n,
+            }
+        )
     flat = [{"method": p["method"], **p["mean"]} for p in points]
     for plane, senses in planes(kind).items():
         fronts = F.per_method_frontiers(flat, senses)
@@ -194,11 +214,15 @@ def summarise_sweep(kind: str, grid_keys: Sequence[str], jobs: Sequence[Mapping[
         beaten = F.dominated_by(flat, senses)
         for index, point in enumerate(points):
             point.setdefault("frontier", {})[plane] = {
-                "on_method_frontier": index in on_method, "on_frontier": index in overall,
+                "on_method_frontier": index in on_method,
+                "on_frontier": index in overall,
                 "dominated_by": beaten[index],
             }
-    return {"points": points, "reference": dict(reference) if reference else None,
-            "planes": {plane: dict(senses) for plane, senses in planes(kind).items()}}
+    return {
+        "points": points,
+        "reference": dict(reference) if reference else None,
+        "planes": {plane: dict(senses) for plane, senses in planes(kind).items()},
+    }
 
 
 def points_csv(summary: Mapping[str, Any], grid_keys: Sequence[str]) -> str:

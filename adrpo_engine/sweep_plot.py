@@ -37,21 +37,41 @@ def _axes_of(summary: Mapping[str, Any], plane: str) -> tuple[str, str]:
 def draw_plane(axis, summary: Mapping[str, Any], plane: str) -> None:
     x_name, y_name = _axes_of(summary, plane)
     points = [p for p in summary["points"] if x_name in p["mean"] and y_name in p["mean"]]
-    methods = sorted({p["method"] for p in points}, key=lambda m: list(METHOD_COLOURS).index(m)
-                     if m in METHOD_COLOURS else 99)
+    methods = sorted(
+        {p["method"] for p in points}, key=lambda m: list(METHOD_COLOURS).index(m) if m in METHOD_COLOURS else 99
+    )
     for method in methods:
         colour = METHOD_COLOURS.get(method, "#7f7f7f")
         mine = [p for p in points if p["method"] == method]
         for p in mine:
             flags = p["frontier"][plane]
-            axis.errorbar(p["mean"][x_name], p["mean"][y_name], xerr=p["std"].get(x_name, 0.0),
-                          yerr=p["std"].get(y_name, 0.0), fmt="o", color=colour, capsize=3, markersize=7,
-                          markerfacecolor=colour if flags["on_frontier"] else "white", alpha=0.9)
-            axis.annotate(point_label(p["params"]), (p["mean"][x_name], p["mean"][y_name]), fontsize=7,
-                          textcoords="offset points", xytext=(4, 4), color=colour)
-        front = sorted((p["mean"][x_name], p["mean"][y_name]) for p in mine if p["frontier"][plane]["on_method_frontier"])
+            axis.errorbar(
+                p["mean"][x_name],
+                p["mean"][y_name],
+                xerr=p["std"].get(x_name, 0.0),
+                yerr=p["std"].get(y_name, 0.0),
+                fmt="o",
+                color=colour,
+                capsize=3,
+                markersize=7,
+                markerfacecolor=colour if flags["on_frontier"] else "white",
+                alpha=0.9,
+            )
+            axis.annotate(
+                point_label(p["params"]),
+                (p["mean"][x_name], p["mean"][y_name]),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(4, 4),
+                color=colour,
+            )
+        front = sorted(
+            (p["mean"][x_name], p["mean"][y_name]) for p in mine if p["frontier"][plane]["on_method_frontier"]
+        )
         if front:
-            axis.plot(*zip(*front), "-", color=colour, linewidth=1.5, label=f"{METHOD_NAMES.get(method, method)} frontier")
+            axis.plot(
+                *zip(*front), "-", color=colour, linewidth=1.5, label=f"{METHOD_NAMES.get(method, method)} frontier"
+            )
     reference = summary.get("reference") or {}
     if x_name in reference and y_name in reference:
         axis.plot(reference[x_name], reference[y_name], "k*", markersize=12, label="reference")
@@ -67,8 +87,11 @@ def sweep_figure(summary: Mapping[str, Any], title: str = "") -> Figure:
     for axis, plane in zip(axes, ("diversity", "divergence")):
         draw_plane(axis, summary, plane)
         axis.set_title(f"reward vs {plane}", fontsize=10)
-    figure.suptitle((title + "\n" if title else "") + "mean +- std over seeds; filled = on the overall frontier, "
-                    "hollow = dominated; lines join each method's own frontier", fontsize=9)
+    figure.suptitle(
+        (title + "\n" if title else "") + "mean +- std over seeds; filled = on the overall frontier, "
+        "hollow = dominated; lines join each method's own frontier",
+        fontsize=9,
+    )
     figure.tight_layout(rect=(0, 0, 1, 0.9))  # room for the two-line title
     return figure
 

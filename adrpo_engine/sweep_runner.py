@@ -19,11 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import latest_checkpoint
 from .config import JobConfig
 from .evaluation import EvalPoint, evaluate
 from .progress import NullSink, ProgressSink
 from .sweep import SweepJob, points_csv, summarise_sweep
-from .checkpoints import latest_checkpoint
 
 EVAL_FILE = "eval.json"
 
@@ -37,9 +37,14 @@ def reference_key(config: JobConfig) -> str:
     return json.dumps(keep, sort_keys=True)
 
 
-def run_sweep(jobs: Sequence[SweepJob], out_dir: Path, grid_keys: Sequence[str], spec: Mapping[str, Any],
-              sink_for: Callable[[SweepJob], ProgressSink] | None = None,
-              on_done: Callable[[SweepJob, EvalPoint, float], None] | None = None) -> dict[str, Any]:
+def run_sweep(
+    jobs: Sequence[SweepJob],
+    out_dir: Path,
+    grid_keys: Sequence[str],
+    spec: Mapping[str, Any],
+    sink_for: Callable[[SweepJob], ProgressSink] | None = None,
+    on_done: Callable[[SweepJob, EvalPoint, float], None] | None = None,
+) -> dict[str, Any]:
     """Train and evaluate every job in order; returns (and writes) the sweep record."""
     from .runner import train
 
@@ -61,9 +66,19 @@ def run_sweep(jobs: Sequence[SweepJob], out_dir: Path, grid_keys: Sequence[str],
             final, reference = points[-1].to_dict(), references[key]
             (run_dir / EVAL_FILE).write_text(json.dumps({"final": final, "reference": reference}, indent=1))
         references.setdefault(reference_key(job.config), reference)
-        records.append({"name": job.config.name, "params": job.params, "seed": job.seed, "method": job.method,
-                        "run_dir": job.config.name, "eval": final["metrics"], "counts": final["counts"],
-                        "step": final["step"], "held_out": final["held_out"]})
+        records.append(
+            {
+                "name": job.config.name,
+                "params": job.params,
+                "seed": job.seed,
+                "method": job.method,
+                "run_dir": job.config.name,
+                "eval": final["metrics"],
+                "counts": final["counts"],
+                "step": final["step"],
+                "held_out": final["held_out"],
+            }
+        )
         if on_done:
             on_done(job, EvalPoint(**final), time.perf_counter() - started)
     kind = jobs[0].config.kind

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from adrpo_engine.presets import PRESETS
+from worker.inputs import MAX_SQL_INT, printable
 from worker.service import (
     BrokerUnavailable,
     CheckpointView,
@@ -25,7 +25,6 @@ from worker.service import (
     SubmissionError,
     SweepView,
 )
-from worker.inputs import MAX_SQL_INT, printable
 from worker.settings import Settings
 
 from .auth import basic_auth
@@ -40,7 +39,9 @@ class _Request(BaseModel):
 
 
 class ComparisonRequest(_Request):
-    step: StrictInt | None = Field(None, ge=0, le=MAX_SQL_INT, description="Checkpoint step; null = the latest checkpoint.")
+    step: StrictInt | None = Field(
+        None, ge=0, le=MAX_SQL_INT, description="Checkpoint step; null = the latest checkpoint."
+    )
     prompt: str = Field(description="Prompt (or condition) given to both models.")
     seed: StrictInt = Field(0, description="Seed shared by the reference and the fine-tuned model.")
     num_samples: StrictInt = Field(1, description="Samples per model.")
@@ -51,8 +52,12 @@ class EvalRequest(_Request):
     reference: bool = Field(True, description="Also evaluate the reference (adapter off), reported as step 0.")
 
 
-SWEEP_EXAMPLE = {"preset": "digits-even", "overrides": {"steps": 100},
-                 "grid": {"algorithm": ["adrpo", "fixed"], "beta0": [0.05, 0.1]}, "seeds": [0, 1, 2]}
+SWEEP_EXAMPLE = {
+    "preset": "digits-even",
+    "overrides": {"steps": 100},
+    "grid": {"algorithm": ["adrpo", "fixed"], "beta0": [0.05, 0.1]},
+    "seeds": [0, 1, 2],
+}
 
 
 class CloneRequest(_Request):
@@ -107,8 +112,11 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         """The web process is up and the store answers; with an embedded worker (``adrpo serve``), its state:
         503 while it is down or restarting."""
         service.list_jobs(limit=1)
-        body: dict[str, Any] = {"status": "ok", "broker": settings.broker_url.split("://")[0],
-                                "database": service.store.dialect}
+        body: dict[str, Any] = {
+            "status": "ok",
+            "broker": settings.broker_url.split("://")[0],
+            "database": service.store.dialect,
+        }
         state = service.worker_state() if callable(service.worker_state) else None
         if state is not None:
             body["worker"] = state
@@ -121,8 +129,13 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         return [PresetView(name=p.name, summary=p.summary, demo=p.demo, config=p.config) for p in PRESETS.values()]
 
     @router.post("/jobs", response_model=JobView, status_code=201)
-    def submit(body: Any = Body(..., examples=[SUBMIT_EXAMPLE],
-                                description='A full job config, or {"preset": NAME, "overrides": {key: value}}.')) -> JobView:
+    def submit(
+        body: Any = Body(
+            ...,
+            examples=[SUBMIT_EXAMPLE],
+            description='A full job config, or {"preset": NAME, "overrides": {key: value}}.',
+        ),
+    ) -> JobView:
         return service.submit(**split_submission(body))
 
     @router.get("/jobs", response_model=list[JobView])
@@ -134,13 +147,17 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         return service.get_job(job_id)
 
     @router.get("/jobs/{job_id}/metrics", response_model=dict[str, list[tuple[int, float]]])
-    def metrics(job_id: str, since: int = Query(0, ge=0, le=MAX_SQL_INT, description="Only points with step > since.")) -> Response:
+    def metrics(
+        job_id: str, since: int = Query(0, ge=0, le=MAX_SQL_INT, description="Only points with step > since.")
+    ) -> Response:
         # Serialised directly (orjson, a Gradio dependency): a 150k-point answer skips per-item validation.
         points = service.get_metrics(job_id, since_step=since)
         return Response(orjson.dumps(points), media_type="application/json")
 
     @router.get("/jobs/{job_id}/samples", response_model=list[SampleView])
-    def samples(job_id: str, since: int = Query(-1, ge=-1, le=MAX_SQL_INT, description="Only samples with step > since.")) -> list[SampleView]:
+    def samples(
+        job_id: str, since: int = Query(-1, ge=-1, le=MAX_SQL_INT, description="Only samples with step > since.")
+    ) -> list[SampleView]:
         return service.get_samples(job_id, since_step=since)
 
     @router.post("/jobs/{job_id}/cancel", response_model=JobView)
@@ -170,8 +187,9 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
 
     @router.post("/jobs/{job_id}/comparisons", response_model=ComparisonView, status_code=202)
     def request_comparison(job_id: str, body: ComparisonRequest) -> ComparisonView:
-        return service.request_comparison(job_id, step=body.step, prompt=body.prompt, seed=body.seed,
-                                          num_samples=body.num_samples)
+        return service.request_comparison(
+            job_id, step=body.step, prompt=body.prompt, seed=body.seed, num_samples=body.num_samples
+        )
 
     @router.get("/jobs/{job_id}/comparisons", response_model=list[ComparisonView])
     def list_comparisons(job_id: str) -> list[ComparisonView]:
@@ -197,9 +215,16 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         return service.list_evals(job_id)
 
     @router.post("/sweeps", response_model=SweepView, status_code=201)
-    def submit_sweep(body: Any = Body(..., examples=[SWEEP_EXAMPLE], description=(
-            'A grid of jobs: {"preset" or "config", "overrides", "grid": {key: [values]}, "seeds": [...], '
-            '"name"}. Every job is validated before any is created.'))) -> SweepView:
+    def submit_sweep(
+        body: Any = Body(
+            ...,
+            examples=[SWEEP_EXAMPLE],
+            description=(
+                'A grid of jobs: {"preset" or "config", "overrides", "grid": {key: [values]}, "seeds": [...], '
+                '"name"}. Every job is validated before any is created.'
+            ),
+        ),
+    ) -> SweepView:
         return service.submit_sweep(**split_sweep(body))
 
     @router.get("/sweeps")

@@ -28,8 +28,11 @@ def basic_auth(settings: Settings) -> Callable[..., None]:
         if not settings.auth_enabled:
             return
         if credentials is None or not credentials_match(settings, credentials.username, credentials.password):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "credentials: wrong or missing user/password",
-                                headers={"WWW-Authenticate": "Basic"})
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "credentials: wrong or missing user/password",
+                headers={"WWW-Authenticate": "Basic"},
+            )
 
     return check
 

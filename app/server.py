@@ -17,8 +17,14 @@ def create_app(settings: Settings | None = None, service: JobService | None = No
     settings = settings or Settings()
     service = service or JobService(settings)
     # FastAPI's own docs routes take no dependencies: turn them off and serve them behind the API's auth.
-    app = FastAPI(title="ADRPO Studio", version="0.1.0", description="Jobs, metrics, samples, comparisons, adapters.",
-                  docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="ADRPO Studio",
+        version="0.1.0",
+        description="Jobs, metrics, samples, comparisons, adapters.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.service = service
     app.state.settings = settings
     install_error_handlers(app)

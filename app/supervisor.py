@@ -27,9 +27,15 @@ class WorkerSupervisor(threading.Thread):
     """Keeps one worker process alive. ``start_process()`` starts one; ``on_exit(pid)`` is called (in this
     thread) after a worker ended without being asked to, before the next one starts."""
 
-    def __init__(self, start_process: Callable[[], subprocess.Popen], on_exit: Callable[[int], None],
-                 stop_process: Callable[[subprocess.Popen], None], backoff_s: tuple[float, ...] = BACKOFF_S,
-                 poll_s: float = POLL_S, stable_s: float = STABLE_S) -> None:
+    def __init__(
+        self,
+        start_process: Callable[[], subprocess.Popen],
+        on_exit: Callable[[int], None],
+        stop_process: Callable[[subprocess.Popen], None],
+        backoff_s: tuple[float, ...] = BACKOFF_S,
+        poll_s: float = POLL_S,
+        stable_s: float = STABLE_S,
+    ) -> None:
         super().__init__(name="adrpo-worker-supervisor", daemon=True)
         self.start_process = start_process
         self.on_exit = on_exit
@@ -68,8 +74,13 @@ class WorkerSupervisor(threading.Thread):
         lived = time.monotonic() - self._started_at
         self._failures = 0 if lived >= self.stable_s else self._failures + 1
         delay = self.backoff_s[min(max(self._failures - 1, 0), len(self.backoff_s) - 1)]
-        log.warning("embedded worker (pid %s) exited with %s after %.1f s; restarting it in %.1f s",
-                    process.pid, process.returncode, lived, delay)
+        log.warning(
+            "embedded worker (pid %s) exited with %s after %.1f s; restarting it in %.1f s",
+            process.pid,
+            process.returncode,
+            lived,
+            delay,
+        )
         with self._lock:
             self.process = None
             self._next_start_at = time.monotonic() + delay

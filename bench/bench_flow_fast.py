@@ -63,8 +63,9 @@ class TimedEvalTrainer(FlowTrainer):
         super().setup()
         self.trained_seconds = 0.0
         self.curve: list[dict] = []
-        self.eval_noise = torch.randn(self.eval_samples, D.DATA_DIM,
-                                      generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
+        self.eval_noise = torch.randn(
+            self.eval_samples, D.DATA_DIM, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED)
+        )
         self.eval_cond = self.policy.null_cond(self.eval_samples)
 
     def train_step(self, step: int) -> dict[str, float]:
@@ -75,20 +76,38 @@ class TimedEvalTrainer(FlowTrainer):
     def log_samples(self, step: int) -> list:
         flow = self.config.flow
         with self.policy.eval_mode():
-            samples = self.policy.sample(self.eval_cond, torch.Generator(), flow.sample_steps, flow.guidance_scale,
-                                         adapter=True, noise=self.eval_noise)
+            samples = self.policy.sample(
+                self.eval_cond,
+                torch.Generator(),
+                flow.sample_steps,
+                flow.guidance_scale,
+                adapter=True,
+                noise=self.eval_noise,
+            )
         probabilities = D.digit_classifier().probabilities(self.policy.decode(samples))
-        self.curve.append({"step": step, "seconds": self.trained_seconds,
-                           "reward": probabilities[:, EVEN].sum(dim=1).mean().item(),
-                           "even_spread": D.even_spread(probabilities)})
+        self.curve.append(
+            {
+                "step": step,
+                "seconds": self.trained_seconds,
+                "reward": probabilities[:, EVEN].sum(dim=1).mean().item(),
+                "even_spread": D.even_spread(probabilities),
+            }
+        )
         return []
 
 
 def run_one(overrides: dict, seed: int, args: argparse.Namespace) -> list[dict]:
-    config = preset_config("digits-even", {
-        **overrides, "seed": seed, "steps": args.steps, "sample_every": args.eval_every,
-        "checkpoint_every": args.steps, "flow.sample_steps": args.sample_steps,
-    })
+    config = preset_config(
+        "digits-even",
+        {
+            **overrides,
+            "seed": seed,
+            "steps": args.steps,
+            "sample_every": args.eval_every,
+            "checkpoint_every": args.steps,
+            "flow.sample_steps": args.sample_steps,
+        },
+    )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = TimedEvalTrainer(config, run_dir, NullSink())
         trainer.eval_samples = args.eval_samples
@@ -167,15 +186,25 @@ def main() -> None:
         for arm in args.arms:  # interleaved: each seed's arms run back to back under the same load
             curve = run_one(settings[arm], seed, args)
             results[arm].append(curve)
-            print(f"{arm:9s} seed {seed}: reward {curve[-1]['reward']:.3f} after {curve[-1]['seconds']:.1f} s "
-                  f"of training ({curve[-1]['seconds'] / curve[-1]['step'] * 1000:.1f} ms/step)", flush=True)
+            print(
+                f"{arm:9s} seed {seed}: reward {curve[-1]['reward']:.3f} after {curve[-1]['seconds']:.1f} s "
+                f"of training ({curve[-1]['seconds'] / curve[-1]['step'] * 1000:.1f} ms/step)",
+                flush=True,
+            )
     wall = time.perf_counter() - started
     text = report(results, args, wall)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "flow_fast.md").write_text(text)
-    (args.out / "flow_fast.json").write_text(json.dumps(
-        {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-         "wall_seconds": wall, "curves": results}, indent=1))
+    (args.out / "flow_fast.json").write_text(
+        json.dumps(
+            {
+                "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                "wall_seconds": wall,
+                "curves": results,
+            },
+            indent=1,
+        )
+    )
     print(text)
 
 

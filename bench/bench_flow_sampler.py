@@ -52,10 +52,17 @@ def wider_transformer(pipeline, heads: int, layers: int):
     old = pipeline.transformer.config
     torch.manual_seed(0)
     return SD3Transformer2DModel(
-        sample_size=old.sample_size, patch_size=old.patch_size, in_channels=old.in_channels, num_layers=layers,
-        attention_head_dim=32, num_attention_heads=heads, joint_attention_dim=old.joint_attention_dim,
-        caption_projection_dim=heads * 32, pooled_projection_dim=old.pooled_projection_dim,
-        out_channels=old.out_channels, pos_embed_max_size=old.pos_embed_max_size,
+        sample_size=old.sample_size,
+        patch_size=old.patch_size,
+        in_channels=old.in_channels,
+        num_layers=layers,
+        attention_head_dim=32,
+        num_attention_heads=heads,
+        joint_attention_dim=old.joint_attention_dim,
+        caption_projection_dim=heads * 32,
+        pooled_projection_dim=old.pooled_projection_dim,
+        out_channels=old.out_channels,
+        pos_embed_max_size=old.pos_embed_max_size,
     ).eval()
 
 
@@ -68,8 +75,14 @@ def bench_sampler(args: argparse.Namespace) -> dict[str, float]:
     images = len(PROMPTS) * group
 
     def run_pipeline():
-        return pipeline(PROMPTS, num_images_per_prompt=group, num_inference_steps=args.steps,
-                        guidance_scale=args.guidance, generator=torch.Generator().manual_seed(0), output_type="pt").images
+        return pipeline(
+            PROMPTS,
+            num_images_per_prompt=group,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=torch.Generator().manual_seed(0),
+            output_type="pt",
+        ).images
 
     def run_ours():
         cond = {k: v.repeat_interleave(group, 0) for k, v in policy.encode_prompts(PROMPTS).items()}
@@ -86,8 +99,13 @@ def bench_sampler(args: argparse.Namespace) -> dict[str, float]:
     lora_time = median_seconds(run_ours, args.reps)
     pipe, ours = statistics.median(pipe_times), statistics.median(our_times)
     return {
-        "images": images, "pipeline_s": pipe, "ours_s": ours, "ours_lora_s": lora_time,
-        "ratio": pipe / ours, "ratio_lora": pipe / lora_time, "same_images": same,
+        "images": images,
+        "pipeline_s": pipe,
+        "ours_s": ours,
+        "ours_lora_s": lora_time,
+        "ratio": pipe / ours,
+        "ratio_lora": pipe / lora_time,
+        "same_images": same,
     }
 
 
@@ -121,8 +139,14 @@ def bench_train_step(config, reps: int) -> dict[str, float]:
             rollouts.append(trainer.rollout_seconds)
             scores.append(trainer.score_seconds)
     step_s, rollout_s, score_s = map(statistics.median, (steps, rollouts, scores))
-    return {"samples": config.group_size * config.prompts_per_step, "step_s": step_s, "rollout_s": rollout_s,
-            "reward_s": score_s, "update_s": step_s - rollout_s - score_s, "step_over_rollout": step_s / rollout_s}
+    return {
+        "samples": config.group_size * config.prompts_per_step,
+        "step_s": step_s,
+        "rollout_s": rollout_s,
+        "reward_s": score_s,
+        "update_s": step_s - rollout_s - score_s,
+        "step_over_rollout": step_s / rollout_s,
+    }
 
 
 def main() -> None:
@@ -131,8 +155,12 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--images-per-prompt", type=int, default=4)
     parser.add_argument("--reps", type=int, default=10)
-    parser.add_argument("--heads", type=int, default=0,
-                        help="0: the tiny transformer as built; N: swap in an N x 32 wide one (sampler bench only)")
+    parser.add_argument(
+        "--heads",
+        type=int,
+        default=0,
+        help="0: the tiny transformer as built; N: swap in an N x 32 wide one (sampler bench only)",
+    )
     parser.add_argument("--layers", type=int, default=2, help="layers of the --heads transformer")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -140,26 +168,40 @@ def main() -> None:
     sampler = bench_sampler(args)
     width = f" with a {args.heads * 32}-wide {args.layers}-layer transformer" if args.heads else ""
     print(f"tiny SD3{width}, {sampler['images']} images of 32x32, {args.steps} Euler steps, CFG {args.guidance}:")
-    print(f"  diffusers pipeline call   {sampler['pipeline_s'] * 1000:8.1f} ms  "
-          f"({sampler['images'] / sampler['pipeline_s']:.1f} images/s)")
-    print(f"  our sampler (no adapter)  {sampler['ours_s'] * 1000:8.1f} ms  "
-          f"({sampler['images'] / sampler['ours_s']:.1f} images/s)  ratio {sampler['ratio']:.2f}x")
-    print(f"  our sampler (LoRA r=8)    {sampler['ours_lora_s'] * 1000:8.1f} ms  "
-          f"({sampler['images'] / sampler['ours_lora_s']:.1f} images/s)  ratio {sampler['ratio_lora']:.2f}x")
+    print(
+        f"  diffusers pipeline call   {sampler['pipeline_s'] * 1000:8.1f} ms  "
+        f"({sampler['images'] / sampler['pipeline_s']:.1f} images/s)"
+    )
+    print(
+        f"  our sampler (no adapter)  {sampler['ours_s'] * 1000:8.1f} ms  "
+        f"({sampler['images'] / sampler['ours_s']:.1f} images/s)  ratio {sampler['ratio']:.2f}x"
+    )
+    print(
+        f"  our sampler (LoRA r=8)    {sampler['ours_lora_s'] * 1000:8.1f} ms  "
+        f"({sampler['images'] / sampler['ours_lora_s']:.1f} images/s)  ratio {sampler['ratio_lora']:.2f}x"
+    )
     print(f"  same images as the pipeline: {sampler['same_images']}")
 
-    tiny = validate_config({
-        "kind": "flow", "model": {"name_or_path": "builtin:tiny-sd3"},
-        "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
-        "prompts": {"texts": PROMPTS}, "group_size": args.images_per_prompt, "prompts_per_step": len(PROMPTS),
-        "lora": {"rank": 8, "alpha": 16}, "flow": {"sample_steps": args.steps, "guidance_scale": args.guidance},
-    })
+    tiny = validate_config(
+        {
+            "kind": "flow",
+            "model": {"name_or_path": "builtin:tiny-sd3"},
+            "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+            "prompts": {"texts": PROMPTS},
+            "group_size": args.images_per_prompt,
+            "prompts_per_step": len(PROMPTS),
+            "lora": {"rank": 8, "alpha": 16},
+            "flow": {"sample_steps": args.steps, "guidance_scale": args.guidance},
+        }
+    )
     for name, config in (("tiny SD3 + tiny-CLIP reward", tiny), ("digits-even preset", preset_config("digits-even"))):
         cost = bench_train_step(config, args.reps)
-        print(f"training step, {name} ({cost['samples']} samples, {config.flow.sample_steps} Euler steps, "
-              f"CFG {config.flow.guidance_scale}): step {cost['step_s'] * 1000:.1f} ms = rollout "
-              f"{cost['rollout_s'] * 1000:.1f} + reward {cost['reward_s'] * 1000:.1f} + update "
-              f"{cost['update_s'] * 1000:.1f} ms; step / rollout = {cost['step_over_rollout']:.2f}x")
+        print(
+            f"training step, {name} ({cost['samples']} samples, {config.flow.sample_steps} Euler steps, "
+            f"CFG {config.flow.guidance_scale}): step {cost['step_s'] * 1000:.1f} ms = rollout "
+            f"{cost['rollout_s'] * 1000:.1f} + reward {cost['reward_s'] * 1000:.1f} + update "
+            f"{cost['update_s'] * 1000:.1f} ms; step / rollout = {cost['step_over_rollout']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -54,10 +54,19 @@ def build_model(folder: Path) -> Path:
 
     tokenizer = train_tokenizer(corpus_lines(2000))
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=1024, num_hidden_layers=4,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
     model = Qwen2ForCausalLM(config)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -70,15 +79,33 @@ def prompt_texts() -> list[str]:
 
 
 def our_config(model_dir: Path, algorithm: str, steps: int, skip_ref: bool = True, **llm):
-    return validate_config({
-        "kind": "llm", "algorithm": algorithm, "beta0": BETA, "model": {"name_or_path": str(model_dir)},
-        "rewards": [{"name": "bench_llm_step:length_reward"}], "prompts": {"texts": prompt_texts()},
-        "steps": steps, "group_size": GROUP, "prompts_per_step": PROMPTS, "lr": LR, "seed": 0,
-        "checkpoint_every": 10_000, "sample_every": 10_000, "lora": {"rank": 16, "alpha": 32, "target_modules": TARGETS},
-        # with the skip, whole-batch KL only every 10k steps: the skip's speed, as measured before full_kl_every
-        "llm": {"max_new_tokens": NEW_TOKENS, "temperature": 1.0, "skip_zero_beta_reference": skip_ref,
-                "full_kl_every": 10_000 if skip_ref else 1, "eval_samples": 1, **llm},
-    })
+    return validate_config(
+        {
+            "kind": "llm",
+            "algorithm": algorithm,
+            "beta0": BETA,
+            "model": {"name_or_path": str(model_dir)},
+            "rewards": [{"name": "bench_llm_step:length_reward"}],
+            "prompts": {"texts": prompt_texts()},
+            "steps": steps,
+            "group_size": GROUP,
+            "prompts_per_step": PROMPTS,
+            "lr": LR,
+            "seed": 0,
+            "checkpoint_every": 10_000,
+            "sample_every": 10_000,
+            "lora": {"rank": 16, "alpha": 32, "target_modules": TARGETS},
+            # with the skip, whole-batch KL only every 10k steps: the skip's speed, as measured before full_kl_every
+            "llm": {
+                "max_new_tokens": NEW_TOKENS,
+                "temperature": 1.0,
+                "skip_zero_beta_reference": skip_ref,
+                "full_kl_every": 10_000 if skip_ref else 1,
+                "eval_samples": 1,
+                **llm,
+            },
+        }
+    )
 
 
 class OursRunner:
@@ -125,16 +152,39 @@ class TrlRunner:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
         tokenizer.padding_side = "left"
         args = GRPOConfig(
-            output_dir=str(out), use_cpu=True, max_steps=steps, per_device_train_batch_size=PROMPTS * GROUP,
-            gradient_accumulation_steps=1, num_generations=GROUP, max_completion_length=NEW_TOKENS,
-            temperature=1.0, top_p=1.0, beta=BETA, loss_type="grpo", scale_rewards="group", num_iterations=1,
-            learning_rate=LR, lr_scheduler_type="constant", warmup_steps=0, max_grad_norm=1.0, logging_strategy="no",
-            save_strategy="no", report_to=[], seed=0, bf16=False, disable_tqdm=True, dataloader_num_workers=0,
+            output_dir=str(out),
+            use_cpu=True,
+            max_steps=steps,
+            per_device_train_batch_size=PROMPTS * GROUP,
+            gradient_accumulation_steps=1,
+            num_generations=GROUP,
+            max_completion_length=NEW_TOKENS,
+            temperature=1.0,
+            top_p=1.0,
+            beta=BETA,
+            loss_type="grpo",
+            scale_rewards="group",
+            num_iterations=1,
+            learning_rate=LR,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            max_grad_norm=1.0,
+            logging_strategy="no",
+            save_strategy="no",
+            report_to=[],
+            seed=0,
+            bf16=False,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
         )
         data = Dataset.from_dict({"prompt": prompt_texts() * (steps + 2)})
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         self.trainer = GRPOTrainer(
-            model=model, reward_funcs=length_reward, args=args, train_dataset=data, processing_class=tokenizer,
+            model=model,
+            reward_funcs=length_reward,
+            args=args,
+            train_dataset=data,
+            processing_class=tokenizer,
             peft_config=LoraConfig(r=16, lora_alpha=32, target_modules=TARGETS, task_type="CAUSAL_LM"),
             callbacks=[StepTimer()],
         )
@@ -168,11 +218,22 @@ def breakdown(runner: OursRunner, repeats: int = 3) -> dict[str, float]:
         torch.manual_seed(repeat)
         rollouts = timed("sample: folded LoRA + KV loop", lambda: policy.sample(prompts, GROUP))
         ids, mask = policy.encode(prompts)
-        common = dict(max_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, eos_ids=policy.eos_ids,
-                      pad_id=policy.pad_id, repeat=GROUP)
-        timed("sample: adapter active + KV loop", lambda: S.sample_completions(policy.model, ids, mask, fold_lora=False, **common))
-        timed("sample: adapter active + generate()", lambda: S.sample_completions(
-            policy.model, ids, mask, fold_lora=False, decode="generate", **common))
+        common = dict(
+            max_new_tokens=NEW_TOKENS,
+            temperature=1.0,
+            top_p=1.0,
+            eos_ids=policy.eos_ids,
+            pad_id=policy.pad_id,
+            repeat=GROUP,
+        )
+        timed(
+            "sample: adapter active + KV loop",
+            lambda: S.sample_completions(policy.model, ids, mask, fold_lora=False, **common),
+        )
+        timed(
+            "sample: adapter active + generate()",
+            lambda: S.sample_completions(policy.model, ids, mask, fold_lora=False, decode="generate", **common),
+        )
         timed("reference log-probs (all rows)", lambda: policy.logprobs(rollouts, adapter=False))
         with torch.enable_grad():
             policy.model.train()
@@ -201,9 +262,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = build_model(tmp / "model")
-        print(f"model: Qwen2 4 layers, hidden 256, vocab {len(train_tokenizer(corpus_lines(50)))}+ (random), "
-              f"{PROMPTS} prompts x G={GROUP} x {NEW_TOKENS} new tokens, LoRA r16 q/k/v/o, beta {BETA}, "
-              f"{args.threads} thread(s), {args.steps} timed steps + 1 warm-up each")
+        print(
+            f"model: Qwen2 4 layers, hidden 256, vocab {len(train_tokenizer(corpus_lines(50)))}+ (random), "
+            f"{PROMPTS} prompts x G={GROUP} x {NEW_TOKENS} new tokens, LoRA r16 q/k/v/o, beta {BETA}, "
+            f"{args.threads} thread(s), {args.steps} timed steps + 1 warm-up each"
+        )
         ours = {
             "fixed": OursRunner(our_config(model_dir, "fixed", total), tmp / "fixed"),
             "adrpo": OursRunner(our_config(model_dir, "adrpo", total), tmp / "adrpo"),
@@ -218,19 +281,27 @@ def main() -> None:
                 trl.step()
         medians = {name: median_after_warmup(r.times) for name, r in ours.items()}
         for name, runner in ours.items():
-            print(f"ours {name:<15} median step {medians[name]:.3f} s  (mean completion "
-                  f"{statistics.mean(runner.tokens):.1f} tokens)  steps: {' '.join(f'{t:.2f}' for t in runner.times)}")
+            print(
+                f"ours {name:<15} median step {medians[name]:.3f} s  (mean completion "
+                f"{statistics.mean(runner.tokens):.1f} tokens)  steps: {' '.join(f'{t:.2f}' for t in runner.times)}"
+            )
         if trl is not None:
             trl_median = median_after_warmup(trl.times)
-            print(f"TRL GRPOTrainer     median step {trl_median:.3f} s  steps: {' '.join(f'{t:.2f}' for t in trl.times)}")
+            print(
+                f"TRL GRPOTrainer     median step {trl_median:.3f} s  steps: {' '.join(f'{t:.2f}' for t in trl.times)}"
+            )
             print(f"RATIO ours(fixed) / TRL = {medians['fixed'] / trl_median:.3f}   (target <= 0.67; ratio of medians)")
             print(f"RATIO ours(adrpo) / TRL = {medians['adrpo'] / trl_median:.3f}")
             paired = [a / b for a, b in zip(ours["fixed"].times[1:], trl.times[1:])]
             print(f"RATIO ours(fixed) / TRL, median of same-round ratios = {statistics.median(paired):.3f}")
-        print(f"RATIO adrpo / fixed = {medians['adrpo'] / medians['fixed']:.3f}   "
-              f"(overhead target <= 1.01; ADRPO skips the reference for beta_i = 0 rows)")
-        print(f"RATIO adrpo-full-ref / fixed = {medians['adrpo-full-ref'] / medians['fixed']:.3f}   "
-              "(the adaptive coefficient alone)")
+        print(
+            f"RATIO adrpo / fixed = {medians['adrpo'] / medians['fixed']:.3f}   "
+            f"(overhead target <= 1.01; ADRPO skips the reference for beta_i = 0 rows)"
+        )
+        print(
+            f"RATIO adrpo-full-ref / fixed = {medians['adrpo-full-ref'] / medians['fixed']:.3f}   "
+            "(the adaptive coefficient alone)"
+        )
         print("where our step's time goes (median s, one batch):")
         for name, seconds in breakdown(ours["fixed"]).items():
             print(f"  {name:<38} {seconds:.3f}")

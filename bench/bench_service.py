@@ -53,14 +53,29 @@ def median_ms(function, reps: int) -> float:
 def fill_metrics(store: Store) -> str:
     job_id = uuid.uuid4().hex[:16]
     with store.session() as session:
-        session.add(Job(id=job_id, name="bench", kind="flow", algorithm="adrpo", config={}, status="succeeded",
-                        total_steps=STEPS, current_step=STEPS, cancel_requested=False, attempts=1))
+        session.add(
+            Job(
+                id=job_id,
+                name="bench",
+                kind="flow",
+                algorithm="adrpo",
+                config={},
+                status="succeeded",
+                total_steps=STEPS,
+                current_step=STEPS,
+                cancel_requested=False,
+                attempts=1,
+            )
+        )
     names = [f"metric/{k:02d}" for k in range(METRICS)]
-    rows = [{"job_id": job_id, "name": name, "step": step, "value": step * 0.001 + k}
-            for step in range(1, STEPS + 1) for k, name in enumerate(names)]
+    rows = [
+        {"job_id": job_id, "name": name, "step": step, "value": step * 0.001 + k}
+        for step in range(1, STEPS + 1)
+        for k, name in enumerate(names)
+    ]
     with store.session() as session:
         for start in range(0, len(rows), 20_000):
-            session.execute(insert(Metric), rows[start:start + 20_000])
+            session.execute(insert(Metric), rows[start : start + 20_000])
     settle(store)
     return job_id
 
@@ -76,8 +91,9 @@ def settle(store: Store) -> None:
 def orm_baseline(store: Store, job_id: str, since: int) -> dict:
     grouped = defaultdict(list)
     with store.session() as session:
-        for row in session.scalars(select(Metric).where(Metric.job_id == job_id, Metric.step > since)
-                                   .order_by(Metric.name, Metric.step)):
+        for row in session.scalars(
+            select(Metric).where(Metric.job_id == job_id, Metric.step > since).order_by(Metric.name, Metric.step)
+        ):
             grouped[row.name].append((row.step, row.value))
     return grouped
 
@@ -92,8 +108,10 @@ def bench_metrics(label: str, url: str, reps: int) -> None:
     ours = median_ms(lambda: fetch_metrics(store.engine, job_id, 0), reps)
     base = median_ms(lambda: orm_baseline(store, job_id, 0), reps)
     tail = median_ms(lambda: fetch_metrics(store.engine, job_id, STEPS - 10), reps)
-    print(f"{label:<10} all 150k points: {ours:7.1f} ms (ORM baseline {base:7.1f} ms, {base / ours:4.1f}x faster)"
-          f"   last 10 steps: {tail:5.1f} ms   target < 100 ms: {'yes' if ours < 100 else 'NO'}")
+    print(
+        f"{label:<10} all 150k points: {ours:7.1f} ms (ORM baseline {base:7.1f} ms, {base / ours:4.1f}x faster)"
+        f"   last 10 steps: {tail:5.1f} ms   target < 100 ms: {'yes' if ours < 100 else 'NO'}"
+    )
     store.engine.dispose()
 
 
@@ -113,8 +131,13 @@ def postgres_database():
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADRPO_")}
     env.update(settings.environment(), PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"], cwd=ROOT, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def bench_latency(label: str, settings: Settings, jobs: int) -> list[float]:
@@ -124,8 +147,14 @@ def bench_latency(label: str, settings: Settings, jobs: int) -> list[float]:
     worker = start_worker(settings, settings.data_dir / f"worker-{label}.log")
     latencies = []
     try:
-        overrides = {"steps": 2, "checkpoint_every": 2, "sample_every": 100, "group_size": 4, "prompts_per_step": 1,
-                     "flow.sample_steps": 2}
+        overrides = {
+            "steps": 2,
+            "checkpoint_every": 2,
+            "sample_every": 100,
+            "group_size": 4,
+            "prompts_per_step": 1,
+            "flow.sample_steps": 2,
+        }
         # The first job also waits for the worker to start (imports); it is not counted.
         for index in range(jobs + 1):
             job = service.submit(preset="digits-even", overrides=overrides)
@@ -138,8 +167,10 @@ def bench_latency(label: str, settings: Settings, jobs: int) -> list[float]:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
         service.close()
-    print(f"{label:<10} submit -> running: median {statistics.median(latencies) * 1000:.0f} ms, "
-          f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} jobs (target < 2000 ms)")
+    print(
+        f"{label:<10} submit -> running: median {statistics.median(latencies) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} jobs (target < 2000 ms)"
+    )
     return latencies
 
 

@@ -29,10 +29,24 @@ from adrpo_engine.models.tiny_lm import corpus_lines, task_rows, train_tokenizer
 from adrpo_engine.progress import RecordingSink  # noqa: E402
 from adrpo_engine.runner import train  # noqa: E402
 
-QWEN_05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                num_key_value_heads=2, vocab_size=151936, max_position_embeddings=4096)
-TINY = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=1024, max_position_embeddings=512)  # > the tokenizer, as in the real shape
+QWEN_05B = dict(
+    hidden_size=896,
+    intermediate_size=4864,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    vocab_size=151936,
+    max_position_embeddings=4096,
+)
+TINY = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=1024,
+    max_position_embeddings=512,
+)  # > the tokenizer, as in the real shape
 
 
 def build(folder: Path, shape: dict, dtype: torch.dtype) -> int:
@@ -40,8 +54,13 @@ def build(folder: Path, shape: dict, dtype: torch.dtype) -> int:
 
     tokenizer = train_tokenizer(corpus_lines(500))
     torch.manual_seed(0)
-    config = Qwen2Config(**shape, tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id)
+    config = Qwen2Config(
+        **shape,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
     model = Qwen2ForCausalLM(config).to(dtype)
     # Random weights rarely emit EOS, so every completion runs to max_new_tokens (the worst case).
     model.save_pretrained(folder)
@@ -71,23 +90,37 @@ def main() -> None:
         started = time.perf_counter()
         params = build(tmp / "model", TINY if args.tiny else QWEN_05B, dtype)
         device_name = torch.cuda.get_device_name() if cuda else "CPU"
-        print(f"model: Qwen2 {params / 1e6:.1f}M parameters (built in {time.perf_counter() - started:.0f} s), "
-              f"{device_name}, {str(dtype).removeprefix('torch.')}; {args.prompts} prompts x G={args.group} x "
-              f"{args.new_tokens} new tokens, LoRA r16 q/k/v/o, grad_accum {args.grad_accum}")
+        print(
+            f"model: Qwen2 {params / 1e6:.1f}M parameters (built in {time.perf_counter() - started:.0f} s), "
+            f"{device_name}, {str(dtype).removeprefix('torch.')}; {args.prompts} prompts x G={args.group} x "
+            f"{args.new_tokens} new tokens, LoRA r16 q/k/v/o, grad_accum {args.grad_accum}"
+        )
         prompts = [row["prompt"] for row in task_rows()]
         results = {}
         for algorithm in ("adrpo", "fixed"):
-            cfg = validate_config({
-                "kind": "llm", "algorithm": algorithm, "beta0": 0.04,
-                "model": {"name_or_path": str(tmp / "model"), "device": "cuda" if cuda else "cpu",
-                          "dtype": "bfloat16" if cuda else "float32"},
-                "rewards": [{"name": "length", "options": {"target": 400, "unit": "chars"}}],
-                "prompts": {"texts": prompts}, "steps": args.steps + 1, "group_size": args.group,
-                "prompts_per_step": args.prompts, "lr": 1e-5, "grad_accum": args.grad_accum,
-                "checkpoint_every": 10_000, "sample_every": 10_000,
-                "lora": {"rank": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
-                "llm": {"max_new_tokens": args.new_tokens, "eval_samples": 1},
-            })
+            cfg = validate_config(
+                {
+                    "kind": "llm",
+                    "algorithm": algorithm,
+                    "beta0": 0.04,
+                    "model": {
+                        "name_or_path": str(tmp / "model"),
+                        "device": "cuda" if cuda else "cpu",
+                        "dtype": "bfloat16" if cuda else "float32",
+                    },
+                    "rewards": [{"name": "length", "options": {"target": 400, "unit": "chars"}}],
+                    "prompts": {"texts": prompts},
+                    "steps": args.steps + 1,
+                    "group_size": args.group,
+                    "prompts_per_step": args.prompts,
+                    "lr": 1e-5,
+                    "grad_accum": args.grad_accum,
+                    "checkpoint_every": 10_000,
+                    "sample_every": 10_000,
+                    "lora": {"rank": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+                    "llm": {"max_new_tokens": args.new_tokens, "eval_samples": 1},
+                }
+            )
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             sink = RecordingSink()
@@ -95,14 +128,17 @@ def main() -> None:
             steps = [sink.steps[s] for s in sorted(sink.steps)][1:]  # the first step warms up kernels
             results[algorithm] = steps
             peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-            print(f"{algorithm:<6} step time median {statistics.median(s['step_time'] for s in steps):.2f} s, "
-                  f"completion tokens/s {statistics.median(s['tokens_per_s'] for s in steps):.0f}, "
-                  f"samples/s {statistics.median(s['samples_per_s'] for s in steps):.1f}, "
-                  f"mean completion {statistics.mean(s['completion/mean_tokens'] for s in steps):.0f} tokens, "
-                  f"reference rows {statistics.mean(s['kl/ref_frac'] for s in steps):.2f}, "
-                  f"loss finite {all(torch.isfinite(torch.tensor(s['loss'])) for s in steps)}, peak memory {peak:.1f} GiB")
-        ratio = (statistics.median(s["step_time"] for s in results["adrpo"])
-                 / statistics.median(s["step_time"] for s in results["fixed"]))
+            print(
+                f"{algorithm:<6} step time median {statistics.median(s['step_time'] for s in steps):.2f} s, "
+                f"completion tokens/s {statistics.median(s['tokens_per_s'] for s in steps):.0f}, "
+                f"samples/s {statistics.median(s['samples_per_s'] for s in steps):.1f}, "
+                f"mean completion {statistics.mean(s['completion/mean_tokens'] for s in steps):.0f} tokens, "
+                f"reference rows {statistics.mean(s['kl/ref_frac'] for s in steps):.2f}, "
+                f"loss finite {all(torch.isfinite(torch.tensor(s['loss'])) for s in steps)}, peak memory {peak:.1f} GiB"
+            )
+        ratio = statistics.median(s["step_time"] for s in results["adrpo"]) / statistics.median(
+            s["step_time"] for s in results["fixed"]
+        )
         print(f"RATIO adrpo / fixed step time = {ratio:.3f}")
 
 

@@ -34,17 +34,42 @@ from adrpo_engine.progress import NullSink  # noqa: E402
 from adrpo_engine.trainers.base import seed_everything  # noqa: E402
 from adrpo_engine.trainers.flow import FlowTrainer  # noqa: E402
 
-MEDIUM = dict(num_layers=24, attention_head_dim=64, num_attention_heads=24, joint_attention_dim=4096,
-              caption_projection_dim=1536, pooled_projection_dim=2048, in_channels=16, out_channels=16,
-              patch_size=2, sample_size=128, pos_embed_max_size=192)
-TINY = dict(num_layers=1, attention_head_dim=8, num_attention_heads=4, joint_attention_dim=64,
-            caption_projection_dim=32, pooled_projection_dim=64, in_channels=16, out_channels=16,
-            patch_size=2, sample_size=32, pos_embed_max_size=64)
+MEDIUM = dict(
+    num_layers=24,
+    attention_head_dim=64,
+    num_attention_heads=24,
+    joint_attention_dim=4096,
+    caption_projection_dim=1536,
+    pooled_projection_dim=2048,
+    in_channels=16,
+    out_channels=16,
+    patch_size=2,
+    sample_size=128,
+    pos_embed_max_size=192,
+)
+TINY = dict(
+    num_layers=1,
+    attention_head_dim=8,
+    num_attention_heads=4,
+    joint_attention_dim=64,
+    caption_projection_dim=32,
+    pooled_projection_dim=64,
+    in_channels=16,
+    out_channels=16,
+    patch_size=2,
+    sample_size=32,
+    pos_embed_max_size=64,
+)
 
 
 def build_pipeline(shape: dict, workdir: Path, dtype: torch.dtype):
     """An SD3 pipeline with a transformer of ``shape`` and minimal text encoders / VAE that fit it."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
     torch.manual_seed(0)
@@ -52,20 +77,39 @@ def build_pipeline(shape: dict, workdir: Path, dtype: torch.dtype):
     # SD3 concatenates the two CLIP hidden states (-> joint_attention_dim) and the two projections (-> pooled)
     hidden = shape["joint_attention_dim"] // 2
     text_config = CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden, num_hidden_layers=1,
-        num_attention_heads=8, max_position_embeddings=77, projection_dim=shape["pooled_projection_dim"] // 2,
-        bos_token_id=0, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden,
+        num_hidden_layers=1,
+        num_attention_heads=8,
+        max_position_embeddings=77,
+        projection_dim=shape["pooled_projection_dim"] // 2,
+        bos_token_id=0,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=shape["in_channels"], block_out_channels=(32, 32, 32, 32),
-        layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        norm_num_groups=8, scaling_factor=1.5305, shift_factor=0.0609,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=shape["in_channels"],
+        block_out_channels=(32, 32, 32, 32),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=8,
+        scaling_factor=1.5305,
+        shift_factor=0.0609,
     )
     pipeline = StableDiffusion3Pipeline(
-        transformer=SD3Transformer2DModel(**shape), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
-        text_encoder=CLIPTextModelWithProjection(text_config), tokenizer=tokenizer,
-        text_encoder_2=CLIPTextModelWithProjection(text_config), tokenizer_2=tokenizer,
-        text_encoder_3=None, tokenizer_3=None,
+        transformer=SD3Transformer2DModel(**shape),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae,
+        text_encoder=CLIPTextModelWithProjection(text_config),
+        tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(text_config),
+        tokenizer_2=tokenizer,
+        text_encoder_3=None,
+        tokenizer_3=None,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline.to(dtype)
@@ -106,22 +150,40 @@ def main() -> None:
     dtype = torch.bfloat16 if cuda else torch.float32
     shape, resolution = (TINY, 64) if args.tiny else (MEDIUM, 512)
 
-    config = validate_config({
-        "kind": "flow", "model": {"name_or_path": "sd3-medium-shaped (in memory)", "device": "cuda" if cuda else "cpu",
-                                  "dtype": "bfloat16" if cuda else "float32"},
-        "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
-        "prompts": {"texts": ["a red apple on a wooden table", "a lighthouse on a rocky cliff"]},
-        "group_size": args.group_size, "prompts_per_step": args.prompts_per_step, "steps": args.steps + 1,
-        "lr": 1e-4, "beta0": 0.04, "grad_accum": 2, "lora": {"rank": 32, "alpha": 32},
-        "flow": {"sample_steps": args.sample_steps, "guidance_scale": 7.0, "resolution": resolution,
-                 "t_sampling": "logit_normal"},
-    })
+    config = validate_config(
+        {
+            "kind": "flow",
+            "model": {
+                "name_or_path": "sd3-medium-shaped (in memory)",
+                "device": "cuda" if cuda else "cpu",
+                "dtype": "bfloat16" if cuda else "float32",
+            },
+            "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+            "prompts": {"texts": ["a red apple on a wooden table", "a lighthouse on a rocky cliff"]},
+            "group_size": args.group_size,
+            "prompts_per_step": args.prompts_per_step,
+            "steps": args.steps + 1,
+            "lr": 1e-4,
+            "beta0": 0.04,
+            "grad_accum": 2,
+            "lora": {"rank": 32, "alpha": 32},
+            "flow": {
+                "sample_steps": args.sample_steps,
+                "guidance_scale": 7.0,
+                "resolution": resolution,
+                "t_sampling": "logit_normal",
+            },
+        }
+    )
     with tempfile.TemporaryDirectory() as workdir:
         started = time.perf_counter()
         CheckTrainer.pipeline = build_pipeline(shape, Path(workdir), dtype)
         params = sum(p.numel() for p in CheckTrainer.pipeline.transformer.parameters())
-        print(f"built pipeline: transformer {params / 1e9:.2f} B parameters, {time.perf_counter() - started:.1f} s; "
-              f"device {'cuda: ' + torch.cuda.get_device_name() if cuda else 'cpu'}, {dtype}", flush=True)
+        print(
+            f"built pipeline: transformer {params / 1e9:.2f} B parameters, {time.perf_counter() - started:.1f} s; "
+            f"device {'cuda: ' + torch.cuda.get_device_name() if cuda else 'cpu'}, {dtype}",
+            flush=True,
+        )
         trainer = CheckTrainer(config, Path(workdir) / "run", NullSink())
         seed_everything(0)
         trainer.setup()
@@ -133,16 +195,21 @@ def main() -> None:
             metrics = trainer.train_step(step)
             trainer._sync()
             elapsed = time.perf_counter() - begun
-            print(f"step {step}: {elapsed:.2f} s (rollout {trainer.rollout_seconds:.2f} s), loss {metrics['loss']:.4g}, "
-                  f"w2 {metrics['w2']:.3g}, grad_norm {metrics['grad_norm']:.3g}", flush=True)
+            print(
+                f"step {step}: {elapsed:.2f} s (rollout {trainer.rollout_seconds:.2f} s), loss {metrics['loss']:.4g}, "
+                f"w2 {metrics['w2']:.3g}, grad_norm {metrics['grad_norm']:.3g}",
+                flush=True,
+            )
             if step > 1:  # step 1 warms up kernels and the prompt cache
                 steps.append(elapsed)
                 rollouts.append(trainer.rollout_seconds)
         step_s, rollout_s = statistics.median(steps), statistics.median(rollouts)
         memory = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else ""
-        print(f"{samples} images of {resolution} px, {args.sample_steps} Euler steps, CFG 7: "
-              f"rollout {samples / rollout_s:.2f} images/s, training step {samples / step_s:.2f} images/s "
-              f"(update {step_s - rollout_s:.2f} s){memory}")
+        print(
+            f"{samples} images of {resolution} px, {args.sample_steps} Euler steps, CFG 7: "
+            f"rollout {samples / rollout_s:.2f} images/s, training step {samples / step_s:.2f} images/s "
+            f"(update {step_s - rollout_s:.2f} s){memory}"
+        )
 
 
 if __name__ == "__main__":

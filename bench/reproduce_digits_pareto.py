@@ -35,8 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adrpo_engine import objectives as O  # noqa: E402
 from adrpo_engine import diversity as V  # noqa: E402
+from adrpo_engine import objectives as O  # noqa: E402
 from adrpo_engine.models import digits_data as Dd  # noqa: E402
 from adrpo_engine.models import digits_pretrain as Dp  # noqa: E402
 from adrpo_engine.presets import preset_config  # noqa: E402
@@ -48,8 +48,9 @@ EVEN = [0, 2, 4, 6, 8]
 METRICS = ["reward", "diversity", "even_spread", "feature_dist", "w2_coupling", "w2_velocity"]
 
 
-def methods(beta0: float, alphas: list[float], dpo_betas: list[float], dpo_pairs: str = "best_worst",
-            dpo_margin: float = 0.0) -> list[tuple[str, dict]]:
+def methods(
+    beta0: float, alphas: list[float], dpo_betas: list[float], dpo_pairs: str = "best_worst", dpo_margin: float = 0.0
+) -> list[tuple[str, dict]]:
     runs = [
         (f"ADRPO (beta0={beta0:g})", {"algorithm": "adrpo", "beta0": beta0}),
         (f"fixed-beta W2 (beta0={beta0:g})", {"algorithm": "fixed", "beta0": beta0}),
@@ -57,9 +58,13 @@ def methods(beta0: float, alphas: list[float], dpo_betas: list[float], dpo_pairs
     runs += [(f"ORW-CFM-W2 (alpha={alpha:g})", {"algorithm": "orw", "beta0": alpha}) for alpha in alphas]
     # Diffusion-DPO, offline: one pool of reference pairs from as many reward evaluations as an online run
     # of the same length (prompts_per_step x group_size x steps), the same optimisation steps.
-    runs += [(f"Diffusion-DPO (beta={beta:g}, {dpo_pairs})",
-              {"algorithm": "dpo", "flow.dpo_beta": beta, "flow.dpo_pairs": dpo_pairs, "flow.dpo_margin": dpo_margin})
-             for beta in dpo_betas]
+    runs += [
+        (
+            f"Diffusion-DPO (beta={beta:g}, {dpo_pairs})",
+            {"algorithm": "dpo", "flow.dpo_beta": beta, "flow.dpo_pairs": dpo_pairs, "flow.dpo_margin": dpo_margin},
+        )
+        for beta in dpo_betas
+    ]
     return runs
 
 
@@ -72,15 +77,23 @@ class EvaluatingTrainer(FlowTrainer):
     def setup(self) -> None:
         super().setup()
         self.trajectory = []
-        self.eval_noise = torch.randn(self.eval_samples, Dd.DATA_DIM, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
+        self.eval_noise = torch.randn(
+            self.eval_samples, Dd.DATA_DIM, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED)
+        )
         self.eval_cond = self.policy.null_cond(self.eval_samples)  # the preset's prompt: "any digit"
         self.reference_samples = self._draw(adapter=False)
 
     def _draw(self, adapter: bool) -> torch.Tensor:
         flow = self.config.flow
         with self.policy.eval_mode():
-            return self.policy.sample(self.eval_cond, torch.Generator(), flow.sample_steps, flow.guidance_scale,
-                                      adapter=adapter, noise=self.eval_noise)
+            return self.policy.sample(
+                self.eval_cond,
+                torch.Generator(),
+                flow.sample_steps,
+                flow.guidance_scale,
+                adapter=adapter,
+                noise=self.eval_noise,
+            )
 
     def log_samples(self, step: int) -> list:
         samples = self._draw(adapter=True)
@@ -93,28 +106,41 @@ class EvaluatingTrainer(FlowTrainer):
             noise = torch.randn(samples.shape, generator=generator)
             t = torch.rand(samples.shape[0], generator=generator)
             x_t = O.interpolate(samples, noise, t)
-            w2_velocity = O.per_sample_mse(
-                self.policy.velocity(x_t, t, self.eval_cond, adapter=True),
-                self.policy.velocity(x_t, t, self.eval_cond, adapter=False),
-            ).mean().item()
+            w2_velocity = (
+                O.per_sample_mse(
+                    self.policy.velocity(x_t, t, self.eval_cond, adapter=True),
+                    self.policy.velocity(x_t, t, self.eval_cond, adapter=False),
+                )
+                .mean()
+                .item()
+            )
         even = probabilities[:, EVEN]
-        self.trajectory.append({
-            "step": step,
-            "reward": even.sum(dim=1).mean().item(),
-            "diversity": V.class_entropy(probabilities),
-            "even_spread": V.even_spread(probabilities),
-            "feature_dist": V.mean_pairwise_distance(features),
-            "w2_coupling": (samples - self.reference_samples).pow(2).sum(dim=1).mean().sqrt().item(),
-            "w2_velocity": w2_velocity,
-            "class_counts": torch.bincount(probabilities.argmax(-1), minlength=10).tolist(),
-        })
+        self.trajectory.append(
+            {
+                "step": step,
+                "reward": even.sum(dim=1).mean().item(),
+                "diversity": V.class_entropy(probabilities),
+                "even_spread": V.even_spread(probabilities),
+                "feature_dist": V.mean_pairwise_distance(features),
+                "w2_coupling": (samples - self.reference_samples).pow(2).sum(dim=1).mean().sqrt().item(),
+                "w2_velocity": w2_velocity,
+                "class_counts": torch.bincount(probabilities.argmax(-1), minlength=10).tolist(),
+            }
+        )
         return []
 
 
 def run_one(overrides: dict, seed: int, steps: int, eval_every: int, eval_samples: int) -> list[dict]:
-    config = preset_config("digits-even", {
-        **overrides, "seed": seed, "steps": steps, "sample_every": eval_every, "checkpoint_every": steps,
-    })
+    config = preset_config(
+        "digits-even",
+        {
+            **overrides,
+            "seed": seed,
+            "steps": steps,
+            "sample_every": eval_every,
+            "checkpoint_every": steps,
+        },
+    )
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = EvaluatingTrainer(config, run_dir, NullSink())
         trainer.eval_samples = eval_samples
@@ -150,13 +176,24 @@ def dominance_lines(summary: dict, adrpo: str) -> list[str]:
             verdict = "trade-off: the baseline has higher reward, ADRPO a larger even-digit spread"
         else:
             verdict = "the baseline dominates ADRPO"
-        lines.append(f"- vs {name}: {verdict} "
-                     f"(reward {ours['reward'][0]:.3f} vs {point['reward'][0]:.3f}, "
-                     f"even spread {ours['even_spread'][0]:.3f} vs {point['even_spread'][0]:.3f})")
-    dominated_by = [name for name, point in summary.items() if name != adrpo
-                    and point["reward"][0] > ours["reward"][0] and point["even_spread"][0] > ours["even_spread"][0]]
-    lines.append("- ADRPO's point is " + (f"dominated by {', '.join(dominated_by)}" if dominated_by
-                 else "Pareto-optimal among these final points (no run has both higher reward and larger spread)"))
+        lines.append(
+            f"- vs {name}: {verdict} "
+            f"(reward {ours['reward'][0]:.3f} vs {point['reward'][0]:.3f}, "
+            f"even spread {ours['even_spread'][0]:.3f} vs {point['even_spread'][0]:.3f})"
+        )
+    dominated_by = [
+        name
+        for name, point in summary.items()
+        if name != adrpo and point["reward"][0] > ours["reward"][0] and point["even_spread"][0] > ours["even_spread"][0]
+    ]
+    lines.append(
+        "- ADRPO's point is "
+        + (
+            f"dominated by {', '.join(dominated_by)}"
+            if dominated_by
+            else "Pareto-optimal among these final points (no run has both higher reward and larger spread)"
+        )
+    )
     return lines
 
 
@@ -204,10 +241,17 @@ def plot(results: dict, path: Path) -> None:
             axis.plot(mean_d, mean_r, "-", color=colour, alpha=0.5, marker=".", markersize=4)
             final_r = [run[-1]["reward"] for run in runs]
             final_d = [run[-1][diversity] for run in runs]
-            axis.errorbar(statistics.fmean(final_d), statistics.fmean(final_r),
-                          xerr=statistics.stdev(final_d) if len(runs) > 1 else 0,
-                          yerr=statistics.stdev(final_r) if len(runs) > 1 else 0,
-                          fmt="o", color=colour, markersize=8, capsize=3, label=name)
+            axis.errorbar(
+                statistics.fmean(final_d),
+                statistics.fmean(final_r),
+                xerr=statistics.stdev(final_d) if len(runs) > 1 else 0,
+                yerr=statistics.stdev(final_r) if len(runs) > 1 else 0,
+                fmt="o",
+                color=colour,
+                markersize=8,
+                capsize=3,
+                label=name,
+            )
             axis.plot(mean_d[0], mean_r[0], "k*", markersize=12)
     axes[0].axvline(math.log(5), color="grey", linestyle=":", linewidth=1)
     axes[0].set_xlabel("even-digit spread: entropy over the 5 even classes (nats; ln 5 = uniform)")
@@ -216,8 +260,10 @@ def plot(results: dict, path: Path) -> None:
         axis.set_ylabel("reward: P(even)")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower left")
-    figure.suptitle("digits-even: trajectories (mean over seeds, every eval step) and final points (mean +- std); "
-                    "star = reference", fontsize=10)
+    figure.suptitle(
+        "digits-even: trajectories (mean over seeds, every eval step) and final points (mean +- std); star = reference",
+        fontsize=10,
+    )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
@@ -254,9 +300,14 @@ def main() -> None:
     parser.add_argument("--dpo-pairs", choices=["best_worst", "all"], default="best_worst")
     parser.add_argument("--dpo-margin", type=float, default=0.0)
     parser.add_argument("--only", nargs="*", default=None, help="run only methods whose name contains one of these")
-    parser.add_argument("--reuse", type=Path, nargs="*", default=[],
-                        help="digits_pareto.json files of earlier runs (same steps and settings): a (method, seed) "
-                             "run found there is taken from it instead of re-run, and the table says so")
+    parser.add_argument(
+        "--reuse",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="digits_pareto.json files of earlier runs (same steps and settings): a (method, seed) "
+        "run found there is taken from it instead of re-run, and the table says so",
+    )
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--eval-samples", type=int, default=512)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
@@ -280,8 +331,11 @@ def main() -> None:
             trajectory = run_one(overrides, seed, args.steps, args.eval_every, args.eval_samples)
             results[name].append(trajectory)
             end = trajectory[-1]
-            print(f"{name:32s} seed {seed}: reward {end['reward']:.3f}  diversity {end['diversity']:.3f}  "
-                  f"even spread {end['even_spread']:.3f}  W2 {end['w2_coupling']:.3f}", flush=True)
+            print(
+                f"{name:32s} seed {seed}: reward {end['reward']:.3f}  diversity {end['diversity']:.3f}  "
+                f"even spread {end['even_spread']:.3f}  W2 {end['w2_coupling']:.3f}",
+                flush=True,
+            )
     seconds = time.perf_counter() - started
 
     summary = summarise(results)
@@ -289,15 +343,20 @@ def main() -> None:
     table = markdown_table(summary, results, args, seconds)
     verdicts = dominance_lines(summary, adrpo)
     if reused:
-        table += (f"\nRuns taken from earlier runs of this script with the same settings ({', '.join(map(str, args.reuse))}; "
-                  f"not re-run here to save CPU): {', '.join(reused)}. The wall time above is for the other runs "
-                  f"only.\n")
+        table += (
+            f"\nRuns taken from earlier runs of this script with the same settings ({', '.join(map(str, args.reuse))}; "
+            f"not re-run here to save CPU): {', '.join(reused)}. The wall time above is for the other runs "
+            f"only.\n"
+        )
     text = table + "\nDominance of ADRPO's final point (reward vs even-digit spread):\n\n" + "\n".join(verdicts) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "digits_pareto.md").write_text(text)
-    (args.out / "digits_pareto.json").write_text(json.dumps(
-        {"settings": {k: json_safe(v) for k, v in vars(args).items()},
-         "seconds": seconds, "trajectories": results}, indent=1))
+    (args.out / "digits_pareto.json").write_text(
+        json.dumps(
+            {"settings": {k: json_safe(v) for k, v in vars(args).items()}, "seconds": seconds, "trajectories": results},
+            indent=1,
+        )
+    )
     plot(results, args.out / "digits_pareto.png")
     print(text)
     print(f"wrote {args.out / 'digits_pareto.md'}, .json and .png")

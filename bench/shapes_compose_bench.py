@@ -60,15 +60,28 @@ def held_out_prompts(count: int) -> list[str]:
 
 
 def run_one(overrides: dict, steps: int, seed: int, prompts: list[str], args, workdir: Path) -> dict:
-    config = preset_config("shapes-compose", {
-        **overrides, "steps": steps, "seed": seed, "checkpoint_every": steps, "sample_every": 1_000_000,
-    })
+    config = preset_config(
+        "shapes-compose",
+        {
+            **overrides,
+            "steps": steps,
+            "seed": seed,
+            "checkpoint_every": steps,
+            "sample_every": 1_000_000,
+        },
+    )
     trainer = FlowTrainer(config, workdir / f"{config.algorithm}-{config.beta0:g}-s{seed}", NullSink())
     started = time.perf_counter()
     trainer.run(resume=False)
     seconds = time.perf_counter() - started
-    result = evaluate(trainer.policy, prompts, samples=args.samples, seed=EVAL_SEED,
-                      steps=config.flow.sample_steps, guidance=config.flow.guidance_scale)
+    result = evaluate(
+        trainer.policy,
+        prompts,
+        samples=args.samples,
+        seed=EVAL_SEED,
+        steps=config.flow.sample_steps,
+        guidance=config.flow.guidance_scale,
+    )
     result["train_seconds"] = seconds
     return result
 
@@ -77,8 +90,15 @@ def reference(prompts: list[str], args, workdir: Path) -> dict:
     config = preset_config("shapes-compose", {"steps": 1})
     trainer = FlowTrainer(config, workdir / "reference", NullSink())
     trainer.setup()
-    return evaluate(trainer.policy, prompts, samples=args.samples, seed=EVAL_SEED,
-                    steps=config.flow.sample_steps, guidance=config.flow.guidance_scale, adapter=False)
+    return evaluate(
+        trainer.policy,
+        prompts,
+        samples=args.samples,
+        seed=EVAL_SEED,
+        steps=config.flow.sample_steps,
+        guidance=config.flow.guidance_scale,
+        adapter=False,
+    )
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, float]]]:
@@ -94,8 +114,12 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, f
 
 def write_outputs(out: Path, ref: dict, table: dict, args, prompts: list[str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"args": vars(args), "held_out_prompts": prompts, "reference": ref,
-               "runs": {k: {m: list(v) for m, v in row.items()} for k, row in table.items()}}
+    payload = {
+        "args": vars(args),
+        "held_out_prompts": prompts,
+        "reference": ref,
+        "runs": {k: {m: list(v) for m, v in row.items()} for k, row in table.items()},
+    }
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
     lines = [
         f"# shapes-compose: ADRPO-FM vs baselines ({args.steps} steps, seeds {args.seeds}, "

@@ -34,14 +34,18 @@ from adrpo_engine.worlds.shapes.evaluate import evaluate
 def prompt_sets(every: int) -> dict[str, list[str]]:
     return {
         "single": single_prompts(),
-        "compositional-seen": compositional_prompts(held_out=False)[::every * 3],
+        "compositional-seen": compositional_prompts(held_out=False)[:: every * 3],
         "compositional-held-out": compositional_prompts(held_out=True)[::every],
     }
 
 
 GRID_PROMPTS = [
-    "a red circle", "a blue square", "a yellow triangle", "two green circles",
-    "a red circle to the left of a blue square", "three blue squares",
+    "a red circle",
+    "a blue square",
+    "a yellow triangle",
+    "two green circles",
+    "a red circle to the left of a blue square",
+    "three blue squares",
 ]
 
 
@@ -55,8 +59,13 @@ def write_grid(policy: SD3Policy, path: Path, config, with_adapter: bool) -> Non
         for adapter in (False, True) if with_adapter else (False,):
             cond = repeat_cond(policy.encode_prompts([prompt]), 8)
             with policy.eval_mode():
-                latents = policy.sample(cond, torch.Generator().manual_seed(0), config.flow.sample_steps,
-                                        config.flow.guidance_scale, adapter=adapter)
+                latents = policy.sample(
+                    cond,
+                    torch.Generator().manual_seed(0),
+                    config.flow.sample_steps,
+                    config.flow.guidance_scale,
+                    adapter=adapter,
+                )
             rows.append(policy.decode(latents))
     save_grid(rows, path)
     print(f"grid ({', '.join(GRID_PROMPTS)}): {path}")
@@ -82,9 +91,20 @@ def main() -> None:
         rows = []
         for role, adapter in [("reference", False)] + ([("fine-tuned", True)] if args.adapter else []):
             for name, prompts in prompt_sets(args.every).items():
-                result = evaluate(policy, prompts, samples=args.samples, steps=config.flow.sample_steps,
-                                  guidance=config.flow.guidance_scale, adapter=adapter)
-                row = {"model": role, "prompts": name, "count": len(prompts), **{k: round(v, 4) for k, v in result.items()}}
+                result = evaluate(
+                    policy,
+                    prompts,
+                    samples=args.samples,
+                    steps=config.flow.sample_steps,
+                    guidance=config.flow.guidance_scale,
+                    adapter=adapter,
+                )
+                row = {
+                    "model": role,
+                    "prompts": name,
+                    "count": len(prompts),
+                    **{k: round(v, 4) for k, v in result.items()},
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         if args.grid:

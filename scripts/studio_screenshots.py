@@ -19,18 +19,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from playwright.sync_api import expect  # noqa: E402
+
 from tests.app.studio_server import running_studio  # noqa: E402
 from tests.browser import driver  # noqa: E402
-
-from playwright.sync_api import expect  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch, running_studio(Path(scratch) / "data") as studio, \
-            driver.chromium_page() as page:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        running_studio(Path(scratch) / "data") as studio,
+        driver.chromium_page() as page,
+    ):
         page.goto(studio.url)
         page.locator("#launch-button").wait_for()
         driver.screenshot(page, args.out, "launch")

@@ -17,8 +17,20 @@ ALLOWED = {
     "migrations": {"worker"},
 }
 # Libraries of the web layer, the task queue and the database: the engine must run without them.
-SERVICE_LIBRARIES = {"fastapi", "starlette", "uvicorn", "gradio", "gradio_client", "celery", "kombu", "redis",
-                     "sqlalchemy", "alembic", "psycopg", "psycopg2"}
+SERVICE_LIBRARIES = {
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "gradio",
+    "gradio_client",
+    "celery",
+    "kombu",
+    "redis",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "psycopg2",
+}
 
 
 def module_name(path: Path) -> str:
@@ -91,7 +103,7 @@ def test_no_import_circle_among_modules():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                circles.append(" -> ".join(trail[trail.index(nxt):] + [nxt]))
+                circles.append(" -> ".join(trail[trail.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt, trail + [nxt])
         state[node] = 2

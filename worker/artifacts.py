@@ -70,8 +70,10 @@ def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int, expecte
     if not checkpoint.is_dir():
         raise ArtifactError(f"checkpoint of step {step} is missing on disk")
     if expected_sha256 is not None and checkpoint_sha256(checkpoint) != expected_sha256:
-        raise CorruptCheckpoint(f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
-                                "saved (damaged on disk); download another step")
+        raise CorruptCheckpoint(
+            f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
+            "saved (damaged on disk); download another step"
+        )
     target = inside(run_dir, Path(EXPORTS) / f"adapter-step-{step:06d}.zip")
     if target.is_file() and _zip_is_intact(target):
         return target

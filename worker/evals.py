@@ -37,9 +37,13 @@ def request_eval(store: Store, send: Send, job_id: str, step: int, reason: str =
     """The eval of ``job_id`` at ``step`` (0 = the reference): an existing one, else a new queued row
     whose task is sent. Returns ``(eval id, whether a task was sent)``."""
     with store.session() as session:
-        if step != REFERENCE_STEP and session.scalars(
-            select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
-        ).first() is None:
+        if (
+            step != REFERENCE_STEP
+            and session.scalars(
+                select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
+            ).first()
+            is None
+        ):
             raise EvalRequestError(f"steps: job {job_id} has no checkpoint at step {step}")
         found = session.scalars(select(Evaluation).where(Evaluation.job_id == job_id, Evaluation.step == step)).first()
         if found is not None and found.status != "failed":
@@ -55,7 +59,8 @@ def request_eval(store: Store, send: Send, job_id: str, step: int, reason: str =
         except IntegrityError:  # another process asked for the same (job, step) a moment ago
             with store.session() as session:
                 existing = session.scalars(
-                    select(Evaluation.id).where(Evaluation.job_id == job_id, Evaluation.step == step)).first()
+                    select(Evaluation.id).where(Evaluation.job_id == job_id, Evaluation.step == step)
+                ).first()
             return existing, False
     send(eval_id)
     return eval_id, True
@@ -63,10 +68,14 @@ def request_eval(store: Store, send: Send, job_id: str, step: int, reason: str =
 
 def claim_eval(store: Store, eval_id: str, worker: str = WORKER_ID) -> bool:
     with store.session() as session:
-        return session.execute(
-            update(Evaluation).where(Evaluation.id == eval_id, Evaluation.status == "queued")
-            .values(status="running", worker=worker, started_at=utcnow(), error=None)
-        ).rowcount == 1
+        return (
+            session.execute(
+                update(Evaluation)
+                .where(Evaluation.id == eval_id, Evaluation.status == "queued")
+                .values(status="running", worker=worker, started_at=utcnow(), error=None)
+            ).rowcount
+            == 1
+        )
 
 
 def run_eval(store: Store, run_dir_of: Callable[[str], Path], eval_id: str) -> str:
@@ -80,8 +89,9 @@ def run_eval(store: Store, run_dir_of: Callable[[str], Path], eval_id: str) -> s
         job = session.get(Job, row.job_id)
         checkpoint = None
         if row.step != REFERENCE_STEP:
-            checkpoint = session.scalars(select(Checkpoint).where(
-                Checkpoint.job_id == row.job_id, Checkpoint.step == row.step)).first()
+            checkpoint = session.scalars(
+                select(Checkpoint).where(Checkpoint.job_id == row.job_id, Checkpoint.step == row.step)
+            ).first()
         job_id, step, config_data = row.job_id, row.step, job.config
         checkpoint_path = checkpoint.path if checkpoint is not None else None
     run_dir = run_dir_of(job_id)
@@ -98,21 +108,36 @@ def run_eval(store: Store, run_dir_of: Callable[[str], Path], eval_id: str) -> s
         return "failed"
     with store.session() as session:
         session.query(EvalMetric).filter(EvalMetric.eval_id == eval_id).delete()
-        session.add_all(EvalMetric(eval_id=eval_id, name=name, value=float(value), count=int(point.counts.get(name, 0)))
-                        for name, value in point.metrics.items() if math.isfinite(value))
-        session.execute(update(Evaluation).where(Evaluation.id == eval_id).values(
-            status="succeeded", finished_at=utcnow(), prompts=point.prompts,
-            samples_per_prompt=point.samples_per_prompt, held_out=point.held_out))
-    append_log(run_dir, f"eval of {'the reference' if step == 0 else f'step {step}'}: "
-                        f"reward {point.metrics.get('reward/mean', float('nan')):.4f} "
-                        f"({point.prompts} prompts x {point.samples_per_prompt} samples)")
+        session.add_all(
+            EvalMetric(eval_id=eval_id, name=name, value=float(value), count=int(point.counts.get(name, 0)))
+            for name, value in point.metrics.items()
+            if math.isfinite(value)
+        )
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.id == eval_id)
+            .values(
+                status="succeeded",
+                finished_at=utcnow(),
+                prompts=point.prompts,
+                samples_per_prompt=point.samples_per_prompt,
+                held_out=point.held_out,
+            )
+        )
+    append_log(
+        run_dir,
+        f"eval of {'the reference' if step == 0 else f'step {step}'}: "
+        f"reward {point.metrics.get('reward/mean', float('nan')):.4f} "
+        f"({point.prompts} prompts x {point.samples_per_prompt} samples)",
+    )
     return "succeeded"
 
 
 def _finish(store: Store, eval_id: str, status: str, error: str | None = None) -> None:
     with store.session() as session:
-        session.execute(update(Evaluation).where(Evaluation.id == eval_id)
-                        .values(status=status, error=error, finished_at=utcnow()))
+        session.execute(
+            update(Evaluation).where(Evaluation.id == eval_id).values(status=status, error=error, finished_at=utcnow())
+        )
 
 
 def eval_metrics(session, eval_ids: list[str]) -> dict[str, dict[str, tuple[float, int]]]:

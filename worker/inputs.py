@@ -84,8 +84,9 @@ def check_tree(payload: Any, field: str = "", max_depth: int = MAX_DEPTH) -> Non
                     check_text(below, key)
                 stack.append((value, below, depth + 1))
         elif isinstance(node, (list, tuple)):
-            stack.extend((value, f"{where}.{index}" if where else str(index), depth + 1)
-                         for index, value in enumerate(node))
+            stack.extend(
+                (value, f"{where}.{index}" if where else str(index), depth + 1) for index, value in enumerate(node)
+            )
 
 
 def check_id(value: Any) -> bool:

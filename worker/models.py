@@ -7,7 +7,7 @@ the key INCLUDEs the value, so one metric's points since step k are one contiguo
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -28,9 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from .status import JobStatus
 
 
-
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):

@@ -25,8 +25,8 @@ from typing import Any
 
 from adrpo_engine.config import JobConfig
 
-from .settings import Settings
 from .inputs import SubmissionError, looks_like_path
+from .settings import Settings
 
 REWARD_ALLOWLIST_ENV = "ADRPO_USER_REWARD_MODULES"
 UPLOADS_ENV = "ADRPO_UPLOADS_DIR"
@@ -49,8 +49,12 @@ class Policy:
         never = [settings.artifacts_dir, settings.broker_dir]
         if settings.database_url.startswith("sqlite:///"):
             never.append(Path(settings.database_url.removeprefix("sqlite:///")))
-        return cls(settings.reward_module_allowlist, settings.uploads_dir, settings.models_dir,
-                   tuple(_real(path) for path in never))
+        return cls(
+            settings.reward_module_allowlist,
+            settings.uploads_dir,
+            settings.models_dir,
+            tuple(_real(path) for path in never),
+        )
 
     def allows_module(self, module: str) -> bool:
         return any(module == allowed or module.startswith(allowed + ".") for allowed in self.reward_modules)
@@ -96,7 +100,8 @@ def _check_under(field: str, value: str, root: Path, env: str, policy: Policy) -
     """``value`` must resolve (symlinks followed) inside ``root`` and outside the service's own files.
     One message for every refusal, so the answer says nothing about what exists outside the root."""
     refusal = SubmissionError(
-        field, f"local paths of jobs submitted over the API or the studio must lie under {root} ({env})")
+        field, f"local paths of jobs submitted over the API or the studio must lie under {root} ({env})"
+    )
     if not value.startswith("/") or "\x00" in value:
         raise refusal
     resolved = _real(Path(value))

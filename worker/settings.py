@@ -24,7 +24,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from adrpo_engine.paths import DATA_DIR_ENV, data_dir as default_data_dir
+from adrpo_engine.paths import DATA_DIR_ENV
+from adrpo_engine.paths import data_dir as default_data_dir
 
 EMBEDDED_BROKER = "filesystem://"
 
@@ -48,9 +49,12 @@ class Settings(BaseSettings):
     @property
     def remote_reward_allowlist(self) -> frozenset[str]:
         return frozenset(item.strip().lower() for item in self.remote_reward_hosts.split(",") if item.strip())
+
     user_reward_modules: str = Field(
-        "", description="Comma-separated modules (and their submodules) whose functions API/studio jobs may name "
-        "as rewards ('module:function'); empty = none.")
+        "",
+        description="Comma-separated modules (and their submodules) whose functions API/studio jobs may name "
+        "as rewards ('module:function'); empty = none.",
+    )
     uploads_dir: Path | None = Field(None, description="Root of local prompt files/datasets; None = data_dir/uploads.")
     models_dir: Path | None = Field(None, description="Root of local model paths; None = data_dir/models.")
 
@@ -66,8 +70,11 @@ class Settings(BaseSettings):
         self.models_dir = Path(self.models_dir or self.data_dir / "models").expanduser().resolve()
         self.auth_user, self.auth_password = self.auth_user or None, self.auth_password or None
         if (self.auth_user is None) != (self.auth_password is None):
-            present, missing = (("ADRPO_AUTH_USER", "ADRPO_AUTH_PASSWORD") if self.auth_user
-                                else ("ADRPO_AUTH_PASSWORD", "ADRPO_AUTH_USER"))
+            present, missing = (
+                ("ADRPO_AUTH_USER", "ADRPO_AUTH_PASSWORD")
+                if self.auth_user
+                else ("ADRPO_AUTH_PASSWORD", "ADRPO_AUTH_USER")
+            )
             # Half a configuration must not silently mean "no auth".
             raise ValueError(f"{present} is set but {missing} is not: set both to turn auth on, or neither")
         if self.heartbeat_timeout_s <= self.heartbeat_interval_s:

@@ -35,8 +35,8 @@ from .lifecycle import (
 from .models import Checkpoint, Comparison, Job, utcnow
 from .policy import Policy, check_policy
 from .settings import Settings
-from .validation import SubmissionError
 from .status import JobStatus
+from .validation import SubmissionError
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +169,10 @@ def describe_failure(error: BaseException) -> str:
     import torch
 
     if isinstance(error, torch.cuda.OutOfMemoryError) or isinstance(error, MemoryError):
-        return ("out of memory: lower group_size or prompts_per_step, raise grad_accum, or use a smaller model "
-                f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
+        return (
+            "out of memory: lower group_size or prompts_per_step, raise grad_accum, or use a smaller model "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        )
     if isinstance(error, OSError) and "offline" in str(error).lower():
         return f"model not available offline: {error}"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -219,11 +221,14 @@ def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
     step = checkpoint.step if checkpoint is not None else 0
     with ctx.store.session() as session:
         # Samples and status in one transaction, and only while the comparison is still ours and running.
-        still_ours = session.execute(
-            update(Comparison).where(Comparison.id == comparison_id, Comparison.worker == WORKER_ID,
-                                     Comparison.status == "running")
-            .values(status="succeeded", step=step, finished_at=utcnow(), heartbeat_at=None)
-        ).rowcount == 1
+        still_ours = (
+            session.execute(
+                update(Comparison)
+                .where(Comparison.id == comparison_id, Comparison.worker == WORKER_ID, Comparison.status == "running")
+                .values(status="succeeded", step=step, finished_at=utcnow(), heartbeat_at=None)
+            ).rowcount
+            == 1
+        )
         if not still_ours:
             return "dropped"
         session.add_all(sample_rows(job_id, run_dir, samples, step=step, comparison_id=comparison_id))
@@ -247,14 +252,23 @@ def export_adapter_zip(ctx: WorkerContext, job_id: str, step: int | None = None)
         checkpoint = _checkpoint_for(session, job_id, step)
     if checkpoint is None:
         return "no checkpoint"
-    return str(build_adapter_zip(ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step,
-                                 expected_sha256=checkpoint.sha256))
+    return str(
+        build_adapter_zip(
+            ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step, expected_sha256=checkpoint.sha256
+        )
+    )
 
 
 def start_heartbeat(ctx: WorkerContext, parent_pid: int | None = None, on_orphaned=None) -> Heartbeat:
     heartbeat = Heartbeat(
-        ctx.store, ctx.settings.heartbeat_interval_s, ctx.settings.heartbeat_timeout_s, ctx.settings.artifacts_dir,
-        enqueue=enqueue_job, parent_pid=parent_pid, on_orphaned=on_orphaned, worker=WORKER_ID,
+        ctx.store,
+        ctx.settings.heartbeat_interval_s,
+        ctx.settings.heartbeat_timeout_s,
+        ctx.settings.artifacts_dir,
+        enqueue=enqueue_job,
+        parent_pid=parent_pid,
+        on_orphaned=on_orphaned,
+        worker=WORKER_ID,
         enqueue_comparison=enqueue_comparison,
     )
     ctx.heartbeat = heartbeat

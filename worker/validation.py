@@ -142,7 +142,9 @@ def _check_rewards(job: JobConfig) -> None:
             continue
         if spec.name in registered:
             if registered[spec.name] != expected:
-                raise SubmissionError(field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model")
+                raise SubmissionError(
+                    field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model"
+                )
             _check_reward_options(index, spec.name, spec.options)
             continue
         if not USER_FUNCTION.fullmatch(spec.name):
@@ -166,8 +168,13 @@ def check_remote_reward_host(field: str, name: str, allowed: frozenset[str] | No
     allowed = Settings().remote_reward_allowlist if allowed is None else allowed
     if host.lower() not in allowed:
         listed = ", ".join(sorted(allowed)) or "none"
-        raise SubmissionError(field, f"remote reward host {host} is not allowed for submitted jobs (the operator's "
-                                     f"ADRPO_REMOTE_REWARD_HOSTS lists: {listed})")
+        raise SubmissionError(
+            field,
+            f"remote reward host {host} is not allowed for submitted jobs (the operator's "
+            f"ADRPO_REMOTE_REWARD_HOSTS lists: {listed})",
+        )
+
+
 def _check_reward_options(index: int, name: str, options: dict[str, Any]) -> None:
     """A registered reward's options must fit its factory's signature (else the job fails minutes later)."""
     from adrpo_engine.rewards import REGISTRY
@@ -193,7 +200,9 @@ def _check_prompts(job: JobConfig) -> None:
             continue
         if value.startswith(BUILTIN_PREFIX):
             if value not in PROMPT_SOURCES:
-                raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(PROMPT_SOURCES)})")
+                raise SubmissionError(
+                    field, f"unknown built-in source {value!r} (choose from {', '.join(PROMPT_SOURCES)})"
+                )
         elif looks_like_path(value) or field == "prompts.file":
             _reject_path_tricks(field, value)
 
@@ -203,7 +212,9 @@ def _reject_path_tricks(field: str, value: str) -> None:
     if ".." in parts or value.startswith("~") or "\x00" in value:
         raise SubmissionError(field, f"{value!r}: '..', '~' and NUL are not allowed in paths; give an absolute path")
     if not value.startswith("/"):
-        raise SubmissionError(field, f"{value!r}: local paths must be absolute (the worker's working directory is not yours)")
+        raise SubmissionError(
+            field, f"{value!r}: local paths must be absolute (the worker's working directory is not yours)"
+        )
 
 
 @dataclass(frozen=True)
@@ -214,8 +225,15 @@ class PlannedSweep:
     jobs: list[SweepJob]
 
 
-def resolve_sweep(config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None,
-                  grid: Any, seeds: Any, name: Any = None, policy: Any = None) -> PlannedSweep:
+def resolve_sweep(
+    config: dict[str, Any] | None,
+    preset: str | None,
+    overrides: dict[str, Any] | None,
+    grid: Any,
+    seeds: Any,
+    name: Any = None,
+    policy: Any = None,
+) -> PlannedSweep:
     """Every job of a sweep, validated like single submissions (``policy`` included), before any is
     created; one bad grid point refuses the whole sweep."""
     if (config is None) == (preset is None):

@@ -33,8 +33,13 @@ _ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 # Default LoRA targets by ``config.model_type`` (attention projections; add the MLP's gate/up/down via
 # lora.target_modules). Architectures not listed fall back to peft's own per-architecture defaults.
 DEFAULT_TARGETS: dict[str, list[str]] = {
-    "llama": _ATTENTION, "qwen2": _ATTENTION, "qwen3": _ATTENTION, "mistral": _ATTENTION,
-    "gemma": _ATTENTION, "gemma2": _ATTENTION, "phi3": ["qkv_proj", "o_proj"],
+    "llama": _ATTENTION,
+    "qwen2": _ATTENTION,
+    "qwen3": _ATTENTION,
+    "mistral": _ATTENTION,
+    "gemma": _ATTENTION,
+    "gemma2": _ATTENTION,
+    "phi3": ["qkv_proj", "o_proj"],
     "gpt2": ["c_attn", "c_proj"],
 }
 FAN_IN_FAN_OUT = {"gpt2"}  # Conv1D layers store weights transposed
@@ -92,9 +97,13 @@ def add_lora(model, lora: LoraConfig):
     from peft import get_peft_model
 
     peft_config = PeftLoraConfig(
-        r=lora.rank, lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
-        lora_dropout=lora.dropout, target_modules=lora_targets(model, lora),
-        fan_in_fan_out=model.config.model_type in FAN_IN_FAN_OUT, task_type="CAUSAL_LM", bias="none",
+        r=lora.rank,
+        lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
+        lora_dropout=lora.dropout,
+        target_modules=lora_targets(model, lora),
+        fan_in_fan_out=model.config.model_type in FAN_IN_FAN_OUT,
+        task_type="CAUSAL_LM",
+        bias="none",
     )
     try:
         return get_peft_model(model, peft_config)
@@ -133,21 +142,32 @@ def load_adapter_weights(peft_model, directory: Path) -> None:
 # Prompts
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], device: torch.device, chat_template: bool = False,
-                   max_length: int | None = None) -> tuple[Tensor, Tensor]:
+def encode_prompts(
+    tokenizer, prompts: Sequence[str], device: torch.device, chat_template: bool = False, max_length: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Left-padded ``(ids, mask)``; with ``chat_template`` each prompt becomes one user message; prompts longer
     than ``max_length`` tokens keep their last ``max_length`` tokens."""
     if chat_template:
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError("llm.chat_template: the model's tokenizer has no chat template")
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                 add_generation_prompt=True) for text in prompts]
+        prompts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
+            for text in prompts
+        ]
     # Long prompts lose their start, not their end (TRL truncates from the left too): the end holds the
     # question and the chat template's assistant header the completion must follow.
     side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
     try:
-        encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=not chat_template,
-                            truncation=max_length is not None, max_length=max_length)
+        encoded = tokenizer(
+            list(prompts),
+            return_tensors="pt",
+            padding=True,
+            add_special_tokens=not chat_template,
+            truncation=max_length is not None,
+            max_length=max_length,
+        )
     finally:
         tokenizer.truncation_side = side
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
@@ -182,15 +202,17 @@ def token_logprobs_from_logits(logits: Tensor, tokens: Tensor) -> Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
-def completion_logprobs(model, rollouts: Rollouts, temperature: float = 1.0, with_entropy: bool = False
-                        ) -> tuple[Tensor, Tensor | None]:
+def completion_logprobs(
+    model, rollouts: Rollouts, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[Tensor, Tensor | None]:
     """Per-token log-probs ``(N, T)`` of the completion tokens under ``model`` (as it is: adapter on or
     off is the caller's context), and their entropy ``(N, T)`` (detached) if asked."""
     input_ids, mask = rollouts.input_ids, rollouts.attention_mask
     width = rollouts.completion_ids.shape[1]
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                   logits_to_keep=width + 1).logits[:, :-1]
+    logits = model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=width + 1
+    ).logits[:, :-1]
     logits = logits / temperature
     logp = token_logprobs_from_logits(logits, rollouts.completion_ids)
     entropy = None

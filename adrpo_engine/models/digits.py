@@ -85,10 +85,14 @@ class DigitsPolicy(FlowPolicy):
         targets = lora.target_modules or LORA_TARGETS
         unknown = sorted(set(targets) - set(LORA_TARGETS))
         if unknown:
-            raise ConfigError(f"lora.target_modules: {unknown} are not layers of {MODEL_NAME} (choose from {LORA_TARGETS})")
+            raise ConfigError(
+                f"lora.target_modules: {unknown} are not layers of {MODEL_NAME} (choose from {LORA_TARGETS})"
+            )
         peft_config = PeftLoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
-            lora_dropout=lora.dropout, target_modules=list(targets),
+            r=lora.rank,
+            lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
+            lora_dropout=lora.dropout,
+            target_modules=list(targets),
         )
         self.peft_model = get_peft_model(self.model, peft_config)
         self.model = self.peft_model

@@ -48,9 +48,7 @@ class DigitClassifier(nn.Module):
 
     def __init__(self, hidden: int = 128, feature_dim: int = 64) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Linear(DATA_DIM, hidden), nn.ReLU(), nn.Linear(hidden, feature_dim), nn.ReLU()
-        )
+        self.body = nn.Sequential(nn.Linear(DATA_DIM, hidden), nn.ReLU(), nn.Linear(hidden, feature_dim), nn.ReLU())
         self.head = nn.Linear(feature_dim, NUM_CLASSES)
 
     def features(self, images: Tensor) -> Tensor:

@@ -42,8 +42,9 @@ class Rollouts:
         return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
 
     def rows(self, index: Tensor | slice) -> Rollouts:
-        return Rollouts(self.prompt_ids[index], self.prompt_mask[index], self.completion_ids[index],
-                        self.completion_mask[index])
+        return Rollouts(
+            self.prompt_ids[index], self.prompt_mask[index], self.completion_ids[index], self.completion_mask[index]
+        )
 
 
 @contextmanager
@@ -131,8 +132,8 @@ def preallocated_cache(model, capacity: int):
             end = self.length + key_states.shape[-2]
             if end > capacity:
                 raise RuntimeError(f"KV cache capacity {capacity} exceeded")
-            self.key_buffer[:, :, self.length:end] = key_states
-            self.value_buffer[:, :, self.length:end] = value_states
+            self.key_buffer[:, :, self.length : end] = key_states
+            self.value_buffer[:, :, self.length : end] = value_states
             self.length = end
             self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
             return self.keys, self.values
@@ -161,9 +162,18 @@ def repeat_rows(tensor: Tensor, repeat: int) -> Tensor:
 
 
 @torch.no_grad()
-def decode_loop(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: int, temperature: float,
-                top_p: float, eos_ids: Sequence[int], pad_id: int, repeat: int = 1,
-                compact_at: float = COMPACT_AT) -> Tensor:
+def decode_loop(
+    model,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    repeat: int = 1,
+    compact_at: float = COMPACT_AT,
+) -> Tensor:
     """KV-cached sampling of ``repeat`` completions per prompt row (rows grouped per prompt).
 
     The prompts are pre-filled once and their cache copied ``repeat`` times (a group shares its prompt).
@@ -173,8 +183,14 @@ def decode_loop(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: 
     cache = preallocated_cache(model, prompt_ids.shape[1] + max_new_tokens)
     cache_arg = {cache_keyword(model): cache}
     positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
-    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True,
-                logits_to_keep=1, **cache_arg)
+    out = model(
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **cache_arg,
+    )
     logits = repeat_rows(out.logits[:, -1], repeat)
     mask = repeat_rows(prompt_mask, repeat)
     next_position = repeat_rows(positions[:, -1:] + 1, repeat)
@@ -198,28 +214,57 @@ def decode_loop(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: 
             mask, next_position, alive, chosen = mask[keep], next_position[keep], alive[keep], chosen[keep]
             finished = finished[keep]
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        out = model(input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position, use_cache=True,
-                    **cache_arg)
+        out = model(
+            input_ids=chosen[:, None], attention_mask=mask, position_ids=next_position, use_cache=True, **cache_arg
+        )
         logits = out.logits[:, -1]
         next_position = next_position + 1
     return tokens
 
 
 @torch.no_grad()
-def decode_generate(model, prompt_ids: Tensor, prompt_mask: Tensor, max_new_tokens: int, temperature: float,
-                    top_p: float, eos_ids: Sequence[int], pad_id: int, repeat: int = 1) -> Tensor:
+def decode_generate(
+    model,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    repeat: int = 1,
+) -> Tensor:
     """The same sampling through ``model.generate`` (slower per token; any architecture)."""
     out = model.generate(
-        input_ids=prompt_ids, attention_mask=prompt_mask, do_sample=True, temperature=temperature, top_p=top_p,
-        top_k=0, max_new_tokens=max_new_tokens, eos_token_id=list(eos_ids), pad_token_id=pad_id,
+        input_ids=prompt_ids,
+        attention_mask=prompt_mask,
+        do_sample=True,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=0,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=list(eos_ids),
+        pad_token_id=pad_id,
         num_return_sequences=repeat,
     )
-    return out[:, prompt_ids.shape[1]:]
+    return out[:, prompt_ids.shape[1] :]
 
 
-def sample_completions(peft_model, prompt_ids: Tensor, prompt_mask: Tensor, *, max_new_tokens: int,
-                       temperature: float, top_p: float, eos_ids: Sequence[int], pad_id: int, repeat: int = 1,
-                       adapter: bool = True, fold_lora: bool = True, decode: str = "loop") -> Rollouts:
+def sample_completions(
+    peft_model,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    *,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    repeat: int = 1,
+    adapter: bool = True,
+    fold_lora: bool = True,
+    decode: str = "loop",
+) -> Rollouts:
     """``repeat`` completions per prompt row (grouped per prompt), from the policy (``adapter``) or the
     reference; randomness from torch's global generator (the trainer seeds it per step)."""
     was_training = peft_model.training
@@ -228,9 +273,11 @@ def sample_completions(peft_model, prompt_ids: Tensor, prompt_mask: Tensor, *, m
     context = lora_folded(peft_model) if adapter and fold_lora else adapter_enabled(peft_model, adapter)
     try:
         with context:
-            tokens = decoder(peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id,
-                             repeat=repeat)
+            tokens = decoder(
+                peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id, repeat=repeat
+            )
     finally:
         peft_model.train(was_training)
-    return Rollouts(repeat_rows(prompt_ids, repeat), repeat_rows(prompt_mask, repeat), tokens,
-                    completion_mask_from(tokens, eos_ids))
+    return Rollouts(
+        repeat_rows(prompt_ids, repeat), repeat_rows(prompt_mask, repeat), tokens, completion_mask_from(tokens, eos_ids)
+    )

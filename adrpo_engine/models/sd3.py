@@ -78,8 +78,13 @@ class SD3Policy(FlowPolicy):
         self.device = torch.device(device)
         self.dtype = dtype
         self.transformer = pipeline.transformer
-        for module in (pipeline.transformer, pipeline.vae, pipeline.text_encoder, pipeline.text_encoder_2,
-                       pipeline.text_encoder_3):
+        for module in (
+            pipeline.transformer,
+            pipeline.vae,
+            pipeline.text_encoder,
+            pipeline.text_encoder_2,
+            pipeline.text_encoder_3,
+        ):
             if module is not None:
                 module.requires_grad_(False).eval()
         self.vae_scale = pipeline.vae_scale_factor
@@ -110,8 +115,12 @@ class SD3Policy(FlowPolicy):
                 self._prompt_cache.popitem(last=False)
             with torch.no_grad():
                 embeds, _, pooled, _ = self.pipeline.encode_prompt(
-                    prompt=prompt, prompt_2=None, prompt_3=None, device=self.device,
-                    do_classifier_free_guidance=False, max_sequence_length=self.t5_tokens,
+                    prompt=prompt,
+                    prompt_2=None,
+                    prompt_3=None,
+                    device=self.device,
+                    do_classifier_free_guidance=False,
+                    max_sequence_length=self.t5_tokens,
                 )
             self._prompt_cache[prompt] = (embeds[0].to(self.dtype), pooled[0].to(self.dtype))
         return self._prompt_cache[prompt]
@@ -136,8 +145,11 @@ class SD3Policy(FlowPolicy):
             self.transformer.disable_adapters()
         try:
             return self.transformer(
-                hidden_states=x_t.to(self.dtype), timestep=t.float() * 1000.0,
-                encoder_hidden_states=cond["embeds"], pooled_projections=cond["pooled"], return_dict=False,
+                hidden_states=x_t.to(self.dtype),
+                timestep=t.float() * 1000.0,
+                encoder_hidden_states=cond["embeds"],
+                pooled_projections=cond["pooled"],
+                return_dict=False,
             )[0]
         finally:
             if switch:
@@ -152,8 +164,11 @@ class SD3Policy(FlowPolicy):
         if scheduler.config.get("use_dynamic_shifting", False):
             side = self.resolution // self.vae_scale // self.pipeline.patch_size
             kwargs["mu"] = calculate_shift(
-                side * side, scheduler.config.get("base_image_seq_len", 256), scheduler.config.get("max_image_seq_len", 4096),
-                scheduler.config.get("base_shift", 0.5), scheduler.config.get("max_shift", 1.16),
+                side * side,
+                scheduler.config.get("base_image_seq_len", 256),
+                scheduler.config.get("max_image_seq_len", 4096),
+                scheduler.config.get("base_shift", 0.5),
+                scheduler.config.get("max_shift", 1.16),
             )
         scheduler.set_timesteps(steps, device="cpu", **kwargs)
         return scheduler.sigmas.detach().float().cpu()
@@ -175,8 +190,10 @@ class SD3Policy(FlowPolicy):
 
         targets = lora.target_modules or DEFAULT_TARGETS
         self.lora_config = PeftLoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
-            lora_dropout=lora.dropout, target_modules=list(targets),
+            r=lora.rank,
+            lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
+            lora_dropout=lora.dropout,
+            target_modules=list(targets),
             init_lora_weights=True,
         )
         try:
@@ -203,7 +220,8 @@ class SD3Policy(FlowPolicy):
         directory = Path(directory)
         state = self.lora_state_dict()
         StableDiffusion3Pipeline.save_lora_weights(
-            str(directory), transformer_lora_layers=state,
+            str(directory),
+            transformer_lora_layers=state,
             transformer_lora_adapter_metadata=self.lora_config.to_dict(),
         )
         save_file({PEFT_PREFIX + key: value for key, value in state.items()}, str(directory / PEFT_WEIGHTS))

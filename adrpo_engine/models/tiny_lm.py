@@ -37,11 +37,37 @@ TARGET_ITEMS = 10  # a list this long (distinct, on topic) earns the full reward
 UNFINISHED_FACTOR = 0.5  # a list cut off by max_new_tokens (no final '.') earns half
 
 TOPICS: dict[str, list[str]] = {
-    "fruits": ["apple", "pear", "plum", "grape", "lemon", "mango", "peach", "cherry", "melon", "kiwi", "lime", "banana"],
+    "fruits": [
+        "apple",
+        "pear",
+        "plum",
+        "grape",
+        "lemon",
+        "mango",
+        "peach",
+        "cherry",
+        "melon",
+        "kiwi",
+        "lime",
+        "banana",
+    ],
     "animals": ["cat", "dog", "horse", "cow", "sheep", "goat", "lion", "tiger", "bear", "wolf", "fox", "mouse"],
     "colors": ["red", "blue", "green", "yellow", "black", "white", "pink", "brown", "purple", "orange", "gray", "gold"],
     "tools": ["hammer", "saw", "drill", "wrench", "knife", "axe", "rake", "shovel", "ruler", "chisel", "file", "clamp"],
-    "metals": ["iron", "copper", "silver", "tin", "lead", "zinc", "nickel", "steel", "brass", "bronze", "chrome", "cobalt"],
+    "metals": [
+        "iron",
+        "copper",
+        "silver",
+        "tin",
+        "lead",
+        "zinc",
+        "nickel",
+        "steel",
+        "brass",
+        "bronze",
+        "chrome",
+        "cobalt",
+    ],
     "body parts": ["arm", "leg", "hand", "foot", "head", "neck", "knee", "elbow", "nose", "ear", "eye", "mouth"],
 }
 TEMPLATES = ["list {topic}:", "name some {topic}:", "{topic}:"]
@@ -128,7 +154,9 @@ def train_tokenizer(lines: list[str]):
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=[EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=VOCAB_SIZE,
+        special_tokens=[EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train_from_iterator([line.removesuffix(EOS) for line in lines], trainer)
@@ -139,9 +167,17 @@ def build_model(vocab_size: int, eos_id: int):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(
-        vocab_size=vocab_size, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE, num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS, max_position_embeddings=MAX_POSITIONS,
-        tie_word_embeddings=True, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
+        vocab_size=vocab_size,
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
     )
     return Qwen2ForCausalLM(config)
 
@@ -159,7 +195,9 @@ def pretrain(model, tokenizer, lines: list[str], steps: int = PRETRAIN_STEPS, se
     for _ in range(steps):
         batch = torch.randint(0, len(lines), (PRETRAIN_BATCH,), generator=generator)
         width = int(mask[batch].sum(dim=1).max())  # right padding: trim to the longest line of the batch
-        loss = model(input_ids=ids[batch, :width], attention_mask=mask[batch, :width], labels=labels[batch, :width]).loss
+        loss = model(
+            input_ids=ids[batch, :width], attention_mask=mask[batch, :width], labels=labels[batch, :width]
+        ).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -189,9 +227,13 @@ def build_cache(target: Path) -> None:
         tokenizer.padding_side = "left"  # generation pads prompts on the left
         tokenizer.save_pretrained(staging)
         info = {
-            "version": CACHE_VERSION, "parameters": sum(p.numel() for p in model.parameters()),
-            "vocab_size": len(tokenizer), "corpus_lines": len(lines), "pretrain_steps": PRETRAIN_STEPS,
-            "final_loss": round(final_loss, 4), "build_seconds": round(time.perf_counter() - started, 1),
+            "version": CACHE_VERSION,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_size": len(tokenizer),
+            "corpus_lines": len(lines),
+            "pretrain_steps": PRETRAIN_STEPS,
+            "final_loss": round(final_loss, 4),
+            "build_seconds": round(time.perf_counter() - started, 1),
             "task": "comma-separated lists of a topic's items; reward = long, distinct, on-topic lists",
         }
         (staging / "info.json").write_text(json.dumps(info, indent=2))

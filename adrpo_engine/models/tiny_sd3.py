@@ -31,7 +31,9 @@ MAX_TOKENS = 77
 
 def _byte_characters() -> list[str]:
     """The 256 printable stand-ins of byte-level BPE (GPT-2's ``bytes_to_unicode``)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes = keep[:]
     extra = 0
     for byte in range(256):
@@ -67,29 +69,57 @@ def tiny_text_config(vocab_size: int, eos_id: int):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=CLIP_HIDDEN, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, projection_dim=32,
-        bos_token_id=0, eos_token_id=eos_id, pad_token_id=eos_id,
+        vocab_size=vocab_size,
+        hidden_size=CLIP_HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        projection_dim=32,
+        bos_token_id=0,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
     )
 
 
 def build_tiny_sd3(directory: Path, seed: int = 0) -> Path:
     """Write a tiny ``StableDiffusion3Pipeline`` to ``directory`` (``save_pretrained`` layout)."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        SD3Transformer2DModel,
+        StableDiffusion3Pipeline,
+    )
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
     tokenizer = load_clip_tokenizer(write_clip_tokenizer(directory / "_tokenizer"))
     text_config = tiny_text_config(len(tokenizer), tokenizer.eos_token_id)
     transformer = SD3Transformer2DModel(
-        sample_size=16, patch_size=1, in_channels=4, num_layers=1, attention_head_dim=8, num_attention_heads=4,
-        joint_attention_dim=2 * CLIP_HIDDEN, caption_projection_dim=32, pooled_projection_dim=64,
-        out_channels=4, pos_embed_max_size=32,
+        sample_size=16,
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=2 * CLIP_HIDDEN,
+        caption_projection_dim=32,
+        pooled_projection_dim=64,
+        out_channels=4,
+        pos_embed_max_size=32,
     )
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8, sample_size=32, scaling_factor=1.0, shift_factor=0.0,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8,
+        sample_size=32,
+        scaling_factor=1.0,
+        shift_factor=0.0,
     )
     pipeline = StableDiffusion3Pipeline(
         transformer=transformer,
@@ -115,8 +145,13 @@ def build_tiny_clip(directory: Path, seed: int = 0) -> Path:
     tokenizer = load_clip_tokenizer(write_clip_tokenizer(directory))
     text = tiny_text_config(len(tokenizer), tokenizer.eos_token_id)
     vision = CLIPVisionConfig(
-        hidden_size=CLIP_HIDDEN, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        image_size=32, patch_size=8, projection_dim=32,
+        hidden_size=CLIP_HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
     )
     model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32))
     model.save_pretrained(str(directory))

@@ -46,20 +46,29 @@ class RegisteredReward:
         if self.options is not None:
             return self.options
         parameters = inspect.signature(self.factory).parameters.values()
-        return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
-                         for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        return ", ".join(
+            p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
 
 
 REGISTRY: dict[str, RegisteredReward] = {}
 
 # Modules whose import registers their rewards; loaded on first lookup so importing the registry
 # stays cheap (the image module pulls in CLIP and the digit classifier).
-_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image", "adrpo_engine.rewards.preference",
-              "adrpo_engine.rewards.remote", "adrpo_engine.rewards.geneval")
+_PROVIDERS = (
+    "adrpo_engine.rewards.text",
+    "adrpo_engine.rewards.image",
+    "adrpo_engine.rewards.preference",
+    "adrpo_engine.rewards.remote",
+    "adrpo_engine.rewards.geneval",
+)
 
 
-def register_reward(name: str, kind: str, summary: str, options: str | None = None
-                    ) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
+def register_reward(
+    name: str, kind: str, summary: str, options: str | None = None
+) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
     def decorate(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
         REGISTRY[name] = RegisteredReward(name, kind, summary, factory, options)
         return factory
@@ -115,8 +124,10 @@ def build_reward(spec: RewardSpec, kind: str) -> RewardFn:
             return lambda *args, **kwargs: function(*args, **{**spec.options, **kwargs})
         return load_user_function(spec.name)
     names = ", ".join(sorted(r.name for r in available_rewards(kind)))
-    raise ConfigError(f"rewards: unknown reward {spec.name!r} for {kind} models (choose from {names}, "
-                      "'remote:http://host:port/path', or 'module:function')")
+    raise ConfigError(
+        f"rewards: unknown reward {spec.name!r} for {kind} models (choose from {names}, "
+        "'remote:http://host:port/path', or 'module:function')"
+    )
 
 
 class WeightedRewards:

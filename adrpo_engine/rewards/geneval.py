@@ -172,7 +172,8 @@ class GenevalReward:
 
 
 @register_reward(
-    "shapes:geneval", "image",
+    "shapes:geneval",
+    "image",
     "Shapes-world verifier (builtin:shapes-sd3): fraction of a caption's object/colour/count/position constraints met.",
 )
 def shapes_geneval() -> GenevalReward:

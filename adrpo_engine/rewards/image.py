@@ -159,7 +159,10 @@ class ClipEmbedder:
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:
         tokens = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.model.config.text_config.max_position_embeddings,
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.model.config.text_config.max_position_embeddings,
             return_tensors="pt",
         ).to(self.device)
         embeds = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
@@ -182,7 +185,6 @@ def _clip_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ...
 def clip_embedder(model: str) -> ClipEmbedder:
     """One CLIP per model id per process (the reward and the diversity measure share it)."""
     return ClipEmbedder(resolve_model_path(model))
-
 
 
 @register_reward("clip_score", "image", "CLIP score: 100 * cos(image, prompt) with a CLIPModel (option model).")

@@ -99,11 +99,13 @@ class PickScorer:
     @torch.no_grad()
     def __call__(self, images: Tensor, prompts: Sequence[str]) -> Tensor:
         pixel = self.processor(images=to_pil(images), return_tensors="pt")["pixel_values"].to(self.device)
-        text = self.processor(text=list(prompts), padding=True, truncation=True, max_length=self.max_length,
-                              return_tensors="pt").to(self.device)
+        text = self.processor(
+            text=list(prompts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
         image_embeds = _features(self.model.get_image_features(pixel_values=pixel))
-        text_embeds = _features(self.model.get_text_features(input_ids=text["input_ids"],
-                                                             attention_mask=text["attention_mask"]))
+        text_embeds = _features(
+            self.model.get_text_features(input_ids=text["input_ids"], attention_mask=text["attention_mask"])
+        )
         return self.model.logit_scale.exp().float() * (image_embeds * text_embeds).sum(dim=-1)
 
 
@@ -118,8 +120,12 @@ def _paired(images: Tensor, prompts: Sequence[str], name: str) -> None:
 
 
 @register_reward("pickscore", "image", "PickScore: a CLIP preference model's logit_scale * cos(image, prompt).")
-def pickscore(model: str = PICKSCORE_MODEL, processor: str | None = PICKSCORE_PROCESSOR, scale: float = 1.0,
-              device: str | None = None) -> Callable[..., list[float]]:
+def pickscore(
+    model: str = PICKSCORE_MODEL,
+    processor: str | None = PICKSCORE_PROCESSOR,
+    scale: float = 1.0,
+    device: str | None = None,
+) -> Callable[..., list[float]]:
     """``processor`` None = the model's own folder/repo (a local PickScore copy saved with its processor)."""
     scorer = pick_scorer(model, processor, device)
 
@@ -140,8 +146,14 @@ class AestheticHead(torch.nn.Module):
     def __init__(self, width: int = 768) -> None:
         super().__init__()
         self.layers = torch.nn.Sequential(
-            torch.nn.Linear(width, 1024), torch.nn.Dropout(0.2), torch.nn.Linear(1024, 128), torch.nn.Dropout(0.2),
-            torch.nn.Linear(128, 64), torch.nn.Dropout(0.1), torch.nn.Linear(64, 16), torch.nn.Linear(16, 1),
+            torch.nn.Linear(width, 1024),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(1024, 128),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(128, 64),
+            torch.nn.Dropout(0.1),
+            torch.nn.Linear(64, 16),
+            torch.nn.Linear(16, 1),
         )
 
     def forward(self, embeds: Tensor) -> Tensor:
@@ -171,8 +183,9 @@ class AestheticScorer:
         try:
             self.head.load_state_dict(load_state(hub_file(head, "head")))
         except RuntimeError as error:  # wrong shapes or keys: a head for another CLIP
-            raise ConfigError(f"rewards: the aesthetic head {head!r} does not fit CLIP {clip!r}: "
-                              f"{str(error).splitlines()[0]}") from None
+            raise ConfigError(
+                f"rewards: the aesthetic head {head!r} does not fit CLIP {clip!r}: {str(error).splitlines()[0]}"
+            ) from None
         self.head = self.head.to(self.device).eval().requires_grad_(False)
 
     @torch.no_grad()
@@ -186,9 +199,12 @@ def aesthetic_scorer(clip: str, head: str, device: str | None) -> AestheticScore
     return AestheticScorer(clip, head, device)
 
 
-@register_reward("aesthetic", "image", "LAION aesthetic predictor: an MLP head on CLIP ViT-L/14 image embeddings (~1-10).")
-def aesthetic(clip: str = AESTHETIC_CLIP, head: str = AESTHETIC_HEAD, device: str | None = None
-              ) -> Callable[..., list[float]]:
+@register_reward(
+    "aesthetic", "image", "LAION aesthetic predictor: an MLP head on CLIP ViT-L/14 image embeddings (~1-10)."
+)
+def aesthetic(
+    clip: str = AESTHETIC_CLIP, head: str = AESTHETIC_HEAD, device: str | None = None
+) -> Callable[..., list[float]]:
     """``head``: a local .pth/.safetensors state dict, or 'org/repo/filename' on the hub."""
     scorer = aesthetic_scorer(clip, head, device)
 
@@ -207,8 +223,9 @@ class HPSv2Scorer:
         try:
             import open_clip
         except ImportError:
-            raise ConfigError("rewards: hpsv2 needs open_clip_torch (pip install 'adrpo-studio[hpsv2]'; "
-                              "it installs torchvision too)") from None
+            raise ConfigError(
+                "rewards: hpsv2 needs open_clip_torch (pip install 'adrpo-studio[hpsv2]'; it installs torchvision too)"
+            ) from None
         self.device = _device(device)
         try:
             model, _, self.preprocess = open_clip.create_model_and_transforms(architecture, pretrained=None)
@@ -217,8 +234,10 @@ class HPSv2Scorer:
         try:
             model.load_state_dict(load_state(hub_file(checkpoint, "checkpoint")))
         except RuntimeError as error:
-            raise ConfigError(f"rewards: the HPSv2 checkpoint {checkpoint!r} does not fit {architecture}: "
-                              f"{str(error).splitlines()[0]}") from None
+            raise ConfigError(
+                f"rewards: the HPSv2 checkpoint {checkpoint!r} does not fit {architecture}: "
+                f"{str(error).splitlines()[0]}"
+            ) from None
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(architecture)
 
@@ -227,7 +246,8 @@ class HPSv2Scorer:
         pixel = torch.stack([self.preprocess(image) for image in to_pil(images)]).to(self.device)
         image_embeds = torch.nn.functional.normalize(self.model.encode_image(pixel).float(), dim=-1)
         text_embeds = torch.nn.functional.normalize(
-            self.model.encode_text(self.tokenizer(list(prompts)).to(self.device)).float(), dim=-1)
+            self.model.encode_text(self.tokenizer(list(prompts)).to(self.device)).float(), dim=-1
+        )
         return (image_embeds * text_embeds).sum(dim=-1)
 
 
@@ -237,8 +257,9 @@ def hpsv2_scorer(checkpoint: str, architecture: str, device: str | None) -> HPSv
 
 
 @register_reward("hpsv2", "image", "HPS v2.1: OpenCLIP ViT-H-14 preference model, cos(image, prompt) (extra 'hpsv2').")
-def hpsv2(checkpoint: str = HPSV2_CHECKPOINT, architecture: str = HPSV2_ARCHITECTURE, device: str | None = None
-          ) -> Callable[..., list[float]]:
+def hpsv2(
+    checkpoint: str = HPSV2_CHECKPOINT, architecture: str = HPSV2_ARCHITECTURE, device: str | None = None
+) -> Callable[..., list[float]]:
     """``checkpoint``: a local .pt state dict (HPS_v2_compressed.pt / HPS_v2.1_compressed.pt) or 'org/repo/file'."""
     scorer = hpsv2_scorer(checkpoint, architecture, device)
 

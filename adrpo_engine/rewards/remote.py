@@ -86,8 +86,12 @@ class RemoteReward:
         self.url = remote_url(name)
         self.kind = kind
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600:
-            raise ConfigError(f"rewards: {name!r} option timeout must be a number of seconds in (0, 3600] (got {timeout!r})")
-        if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+            raise ConfigError(
+                f"rewards: {name!r} option timeout must be a number of seconds in (0, 3600] (got {timeout!r})"
+            )
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+        ):
             raise ConfigError(f"rewards: {name!r} option batch_size must be a positive integer (got {batch_size!r})")
         self.timeout = float(timeout)
         self.batch_size = batch_size
@@ -108,8 +112,11 @@ class RemoteReward:
         return scores
 
     def _score_batch(self, prompts: list[str], samples: Any, columns: dict[str, list]) -> list[float]:
-        body: dict[str, Any] = {"kind": self.kind, "prompts": prompts,
-                                "columns": {k: [_jsonable(v) for v in values] for k, values in columns.items()}}
+        body: dict[str, Any] = {
+            "kind": self.kind,
+            "prompts": prompts,
+            "columns": {k: [_jsonable(v) for v in values] for k, values in columns.items()},
+        }
         if self.kind == "text":
             body["completions"] = list(samples)
         else:
@@ -117,22 +124,31 @@ class RemoteReward:
         return self._parse(self._post(json.dumps(body).encode()), len(prompts))
 
     def _post(self, data: bytes) -> bytes:
-        request = urllib.request.Request(self.url, data=data, method="POST",
-                                         headers={"Content-Type": "application/json", "Accept": "application/json"})
+        request = urllib.request.Request(
+            self.url,
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # http(s) only: remote_url checked the scheme
+            with urllib.request.urlopen(
+                request, timeout=self.timeout
+            ) as response:  # http(s) only: remote_url checked the scheme
                 return response.read()
         except urllib.error.HTTPError as error:
             detail = error.read()[:MAX_ERROR_BODY].decode(errors="replace").strip()
-            raise RemoteRewardError(f"remote reward {self.url}: HTTP {error.code} {error.reason}"
-                                    + (f": {detail}" if detail else "")) from None
+            raise RemoteRewardError(
+                f"remote reward {self.url}: HTTP {error.code} {error.reason}" + (f": {detail}" if detail else "")
+            ) from None
         except TimeoutError:
-            raise RemoteRewardError(f"remote reward {self.url}: no answer within {self.timeout:g} s "
-                                    "(option timeout)") from None
+            raise RemoteRewardError(
+                f"remote reward {self.url}: no answer within {self.timeout:g} s (option timeout)"
+            ) from None
         except urllib.error.URLError as error:
             if isinstance(error.reason, TimeoutError):
-                raise RemoteRewardError(f"remote reward {self.url}: no answer within {self.timeout:g} s "
-                                        "(option timeout)") from None
+                raise RemoteRewardError(
+                    f"remote reward {self.url}: no answer within {self.timeout:g} s (option timeout)"
+                ) from None
             raise RemoteRewardError(f"remote reward {self.url}: cannot connect ({error.reason})") from None
         except (ConnectionError, OSError) as error:
             raise RemoteRewardError(f"remote reward {self.url}: connection failed ({error})") from None
@@ -145,8 +161,9 @@ class RemoteReward:
             raise RemoteRewardError(f"remote reward {self.url}: the answer is not JSON ({shown!r})") from None
         scores = answer.get("scores") if isinstance(answer, dict) else answer
         if not isinstance(scores, list):
-            raise RemoteRewardError(f"remote reward {self.url}: expected {{\"scores\": [...]}} or a list, "
-                                    f"got {type(answer).__name__}")
+            raise RemoteRewardError(
+                f'remote reward {self.url}: expected {{"scores": [...]}} or a list, got {type(answer).__name__}'
+            )
         if len(scores) != expected:
             raise RemoteRewardError(f"remote reward {self.url}: {len(scores)} scores for {expected} samples")
         for index, score in enumerate(scores):
@@ -162,9 +179,9 @@ def remote_reward(name: str, kind: str, **options: Any) -> RemoteReward:
         raise ConfigError(f"rewards: bad options for {name!r}: {error} (options: timeout, batch_size)") from None
 
 
-
 @register_reward(
-    "remote:URL", "any",
+    "remote:URL",
+    "any",
     "An HTTP reward server: POST prompts + completions (or base64 PNGs) + columns as JSON, one score per sample back.",
     options="timeout=60.0 (seconds), batch_size=None (samples per request; None = all)",
 )

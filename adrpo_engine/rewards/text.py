@@ -54,9 +54,16 @@ def _column(columns: dict[str, Any], name: str, count: int) -> list[Any]:
     return values
 
 
-@register_reward("answer_match", "text", "1 if the answer matches the dataset column (options: column, numeric, answer_prefix).")
-def answer_match(column: str = "answer", numeric: bool = False, answer_prefix: str | None = None,
-                 case_sensitive: bool = False, tolerance: float = 1e-6) -> TextReward:
+@register_reward(
+    "answer_match", "text", "1 if the answer matches the dataset column (options: column, numeric, answer_prefix)."
+)
+def answer_match(
+    column: str = "answer",
+    numeric: bool = False,
+    answer_prefix: str | None = None,
+    case_sensitive: bool = False,
+    tolerance: float = 1e-6,
+) -> TextReward:
     def normalise(text: str) -> str:
         if answer_prefix and answer_prefix in text:
             text = text.rsplit(answer_prefix, 1)[1]
@@ -110,22 +117,28 @@ def length(target: int = 50, unit: str = "words") -> TextReward:
     return reward
 
 
-@register_reward("reward_model", "text", "Score of a 1-label sequence-classification model (options: model, batch_size, chat).")
-def reward_model(model: str, batch_size: int = 16, max_length: int = 1024, chat: bool = False,
-                 device: str = "auto") -> TextReward:
+@register_reward(
+    "reward_model", "text", "Score of a 1-label sequence-classification model (options: model, batch_size, chat)."
+)
+def reward_model(
+    model: str, batch_size: int = 16, max_length: int = 1024, chat: bool = False, device: str = "auto"
+) -> TextReward:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    target = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if device == "auto" else device))
+    target = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
     try:
         tokenizer = AutoTokenizer.from_pretrained(model)
         scorer = AutoModelForSequenceClassification.from_pretrained(model)
     except (OSError, ValueError) as error:
         raise ConfigError(f"rewards: reward_model cannot load {model!r}: {error}") from None
     if scorer.config.num_labels != 1:
-        raise ConfigError(f"rewards: reward_model {model!r} has {scorer.config.num_labels} labels; a reward model has 1")
+        raise ConfigError(
+            f"rewards: reward_model {model!r} has {scorer.config.num_labels} labels; a reward model has 1"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if scorer.config.pad_token_id is None:
@@ -134,8 +147,12 @@ def reward_model(model: str, batch_size: int = 16, max_length: int = 1024, chat:
 
     def texts_of(prompts: Sequence[str], completions: Sequence[str]) -> list[str]:
         if chat and getattr(tokenizer, "chat_template", None):
-            return [tokenizer.apply_chat_template([{"role": "user", "content": p}, {"role": "assistant", "content": c}],
-                                                  tokenize=False) for p, c in zip(prompts, completions)]
+            return [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": p}, {"role": "assistant", "content": c}], tokenize=False
+                )
+                for p, c in zip(prompts, completions)
+            ]
         return [p + c for p, c in zip(prompts, completions)]
 
     @torch.no_grad()
@@ -143,24 +160,34 @@ def reward_model(model: str, batch_size: int = 16, max_length: int = 1024, chat:
         texts = texts_of(prompts, completions)
         scores: list[float | None] = []
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, truncation=True,
-                              max_length=max_length).to(target)
+            batch = tokenizer(
+                texts[start : start + batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+            ).to(target)
             scores += scorer(**batch).logits[:, 0].float().cpu().tolist()
         return scores
 
     return reward
 
 
-@register_reward("builtin:tiny-lm-task", "text", "Built-in tiny LM task: long, distinct, on-topic comma lists (column topic).")
+@register_reward(
+    "builtin:tiny-lm-task", "text", "Built-in tiny LM task: long, distinct, on-topic comma lists (column topic)."
+)
 def tiny_lm_task(target: int | None = None) -> TextReward:
     from ..models import tiny_lm
 
     items = target or tiny_lm.TARGET_ITEMS
 
-    def reward(prompts: Sequence[str], completions: Sequence[str], topic: Sequence[str | None] | None = None,
-               **_: Any) -> list[float | None]:
+    def reward(
+        prompts: Sequence[str], completions: Sequence[str], topic: Sequence[str | None] | None = None, **_: Any
+    ) -> list[float | None]:
         topics = list(topic) if topic is not None else [None] * len(prompts)
-        return [tiny_lm.list_reward(text, name or tiny_lm.topic_of(prompt), items)
-                for prompt, text, name in zip(prompts, completions, topics)]
+        return [
+            tiny_lm.list_reward(text, name or tiny_lm.topic_of(prompt), items)
+            for prompt, text, name in zip(prompts, completions, topics)
+        ]
 
     return reward

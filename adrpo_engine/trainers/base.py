@@ -143,9 +143,7 @@ class BaseTrainer(ABC):
         self.trainable = [p for p in parameters if p.requires_grad]
         if not self.trainable:
             raise TrainingError("the model has no trainable parameters (check lora.target_modules)")
-        self.optimizer = torch.optim.AdamW(
-            self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay
-        )
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
         warmup = self.config.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda done: min(1.0, (done + 1) / (warmup + 1)) if warmup else 1.0
@@ -273,14 +271,20 @@ class BaseTrainer(ABC):
                 try:
                     return self.restore(path), path
                 except Exception as error:  # truncated safetensors, unreadable state: an older one may do
-                    problem = failed_load = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                    problem = failed_load = (
+                        f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                    )
             aside = quarantine_checkpoint(path)
-            self.log(f"checkpoint step {step} is unusable ({problem}); moved to {aside.name}, "
-                     "falling back to the previous checkpoint")
+            self.log(
+                f"checkpoint step {step} is unusable ({problem}); moved to {aside.name}, "
+                "falling back to the previous checkpoint"
+            )
         if failed_load is not None:
             # A failed load may have left part of its weights in the model: do not train on from there.
-            raise TrainingError(f"no usable checkpoint (the last one failed to load: {failed_load}); the bad ones "
-                                "were moved aside, so resuming the job starts again from step 0")
+            raise TrainingError(
+                f"no usable checkpoint (the last one failed to load: {failed_load}); the bad ones "
+                "were moved aside, so resuming the job starts again from step 0"
+            )
         return None
 
     def _report_samples(self, reporter: ProgressSink, step: int) -> None:

@@ -57,8 +57,13 @@ class PairPool:
 
     def to_dict(self) -> dict:
         return {
-            "drawn_at": self.drawn_at, "winners": self.winners, "losers": self.losers, "prompts": self.prompts,
-            "winner_rewards": self.winner_rewards, "loser_rewards": self.loser_rewards, "stats": self.stats,
+            "drawn_at": self.drawn_at,
+            "winners": self.winners,
+            "losers": self.losers,
+            "prompts": self.prompts,
+            "winner_rewards": self.winner_rewards,
+            "loser_rewards": self.loser_rewards,
+            "stats": self.stats,
         }
 
 
@@ -144,8 +149,9 @@ class FlowDPO:
             generator = torch.Generator().manual_seed(step_seed(cfg.seed, start + batch_index) ^ POOL_SEED_SALT)
             cond = repeat_cond(trainer.policy.encode_prompts([row.prompt for row in rows]), group)
             with trainer.policy.eval_mode():
-                latents = trainer.policy.sample(cond, generator, flow.sample_steps, flow.rollout_guidance,
-                                                adapter=start > 0)
+                latents = trainer.policy.sample(
+                    cond, generator, flow.sample_steps, flow.rollout_guidance, adapter=start > 0
+                )
                 images = trainer.policy.decode(latents)
             rewards, _ = trainer.score(rows, images)
             all_rewards.append(rewards.flatten())
@@ -164,12 +170,14 @@ class FlowDPO:
                 f"({flow.dpo_margin}); lower the margin or raise group_size"
             )
         rewards = torch.cat(all_rewards)
-        stats = {name: sum(part[name] for part in diversity_parts) / len(diversity_parts)
-                 for name in diversity_parts[0]}
+        stats = {
+            name: sum(part[name] for part in diversity_parts) / len(diversity_parts) for name in diversity_parts[0]
+        }
         stats[M.REWARD_MEAN] = float(rewards.mean())
         stats[M.REWARD_STD] = float(rewards.std()) if rewards.numel() > 1 else 0.0
-        return PairPool(start, torch.stack(winners), torch.stack(losers), prompts,
-                        torch.tensor(r_w), torch.tensor(r_l), stats)
+        return PairPool(
+            start, torch.stack(winners), torch.stack(losers), prompts, torch.tensor(r_w), torch.tensor(r_l), stats
+        )
 
     # ---------------------------------------------------------------- one step
 
@@ -184,17 +192,19 @@ class FlowDPO:
         r_w, r_l = pool.winner_rewards[picked], pool.loser_rewards[picked]
         both = torch.cat([r_w, r_l])
         metrics.update({name: value for name, value in pool.stats.items() if name.startswith(M.DIVERSITY)})
-        metrics.update({
-            # The step trains on stored pairs, not on fresh rollouts: reward/* describe those pairs (the
-            # policy's own reward shows in the logged samples and in eval jobs).
-            M.REWARD_MEAN: float(both.mean()),
-            M.REWARD_STD: float(both.std()) if both.numel() > 1 else 0.0,
-            # Winner and loser as a group of two with unscaled advantages: |A| = half the reward gap.
-            M.ADVANTAGE_ABS_MEAN: float((r_w - r_l).abs().mean() / 2),
-            M.DPO_WINNER_REWARD: float(r_w.mean()),
-            M.DPO_LOSER_REWARD: float(r_l.mean()),
-            M.DPO_PAIRS: float(len(pool)),
-        })
+        metrics.update(
+            {
+                # The step trains on stored pairs, not on fresh rollouts: reward/* describe those pairs (the
+                # policy's own reward shows in the logged samples and in eval jobs).
+                M.REWARD_MEAN: float(both.mean()),
+                M.REWARD_STD: float(both.std()) if both.numel() > 1 else 0.0,
+                # Winner and loser as a group of two with unscaled advantages: |A| = half the reward gap.
+                M.ADVANTAGE_ABS_MEAN: float((r_w - r_l).abs().mean() / 2),
+                M.DPO_WINNER_REWARD: float(r_w.mean()),
+                M.DPO_LOSER_REWARD: float(r_l.mean()),
+                M.DPO_PAIRS: float(len(pool)),
+            }
+        )
         # DPO's temperature is its KL strength: the analogue of the other algorithms' beta.
         metrics.update(O.beta_stats(torch.full((len(picked),), cfg.flow.dpo_beta)))
         elapsed = time.perf_counter() - started
@@ -221,8 +231,9 @@ class FlowDPO:
                 part = slice(lo, hi)
                 n = hi - lo
                 noise_part = noise[part]
-                x_t = torch.cat([O.interpolate(x_w[part], noise_part, t[part]),
-                                 O.interpolate(x_l[part], noise_part, t[part])])
+                x_t = torch.cat(
+                    [O.interpolate(x_w[part], noise_part, t[part]), O.interpolate(x_l[part], noise_part, t[part])]
+                )
                 u = torch.cat([O.velocity_target(x_w[part], noise_part), O.velocity_target(x_l[part], noise_part)])
                 t_both = torch.cat([t[part], t[part]])
                 part_cond = {key: value[part] for key, value in cond.items()}
@@ -244,8 +255,12 @@ class FlowDPO:
             raise TrainingError(f"DPO loss is {totals['loss']}; lower lr or flow.dpo_beta")
         grad_norm = trainer.optimizer_step()
         return {
-            M.LOSS: totals["loss"], M.FM_LOSS: totals["fm"], M.W2: totals["w2"], M.GRAD_NORM: grad_norm,
-            M.DPO_MARGIN: totals["margin"], M.DPO_ACCURACY: totals["acc"],
+            M.LOSS: totals["loss"],
+            M.FM_LOSS: totals["fm"],
+            M.W2: totals["w2"],
+            M.GRAD_NORM: grad_norm,
+            M.DPO_MARGIN: totals["margin"],
+            M.DPO_ACCURACY: totals["acc"],
         }
 
 

@@ -69,9 +69,18 @@ class TextPolicy:
         ids, mask = self.encode(prompts)
         llm = self.config.llm
         return S.sample_completions(
-            self.model, ids, mask, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature, top_p=llm.top_p,
-            eos_ids=self.eos_ids, pad_id=self.pad_id, repeat=repeat, adapter=adapter,
-            fold_lora=llm.fold_lora_for_sampling, decode=llm.decode,
+            self.model,
+            ids,
+            mask,
+            max_new_tokens=llm.max_new_tokens,
+            temperature=llm.temperature,
+            top_p=llm.top_p,
+            eos_ids=self.eos_ids,
+            pad_id=self.pad_id,
+            repeat=repeat,
+            adapter=adapter,
+            fold_lora=llm.fold_lora_for_sampling,
+            decode=llm.decode,
         )
 
     def texts(self, rollouts: S.Rollouts) -> list[str]:
@@ -85,7 +94,7 @@ class TextPolicy:
 
 def group_diversity(texts: list[str], group: int) -> float:
     """Mean over prompt groups of the fraction of distinct completions (1 = all different)."""
-    groups = [texts[i:i + group] for i in range(0, len(texts), group)]
+    groups = [texts[i : i + group] for i in range(0, len(texts), group)]
     return sum(len(set(g)) / len(g) for g in groups) / len(groups)
 
 
@@ -152,8 +161,16 @@ class LLMTrainer(BaseTrainer):
             mask = mask * self.ended(rollouts).float().unsqueeze(1)
         return mask
 
-    def update(self, rollouts: S.Rollouts, advantages: Tensor, beta: Tensor, ref_logp: Tensor, has_ref: Tensor,
-               old_logp: Tensor | None, first: bool) -> dict[str, float]:
+    def update(
+        self,
+        rollouts: S.Rollouts,
+        advantages: Tensor,
+        beta: Tensor,
+        ref_logp: Tensor,
+        has_ref: Tensor,
+        old_logp: Tensor | None,
+        first: bool,
+    ) -> dict[str, float]:
         """One optimizer step over micro-batches; returns the loss parts and clip sums (and, on the first pass,
         the KL and entropy sums over the completion tokens)."""
         cfg, llm = self.config, self.config.llm
@@ -161,8 +178,22 @@ class LLMTrainer(BaseTrainer):
         completion = rollouts.completion_mask.float()
         rows, tokens = mask.shape[0], float(mask.sum())
         parts = micro_batches(rows, cfg.grad_accum)
-        sums: dict[str, float] = dict.fromkeys(("loss", "policy", "kl_all", "tokens_all", "kl_beta", "tokens_beta",
-                                                "entropy", "low", "high", "region", "units"), 0.0)
+        sums: dict[str, float] = dict.fromkeys(
+            (
+                "loss",
+                "policy",
+                "kl_all",
+                "tokens_all",
+                "kl_beta",
+                "tokens_beta",
+                "entropy",
+                "low",
+                "high",
+                "region",
+                "units",
+            ),
+            0.0,
+        )
         seq_low, seq_high = [], []
         needs_entropy = first or llm.top_entropy_quantile < 1.0
         self.train_mode()
@@ -177,17 +208,31 @@ class LLMTrainer(BaseTrainer):
             if llm.top_entropy_quantile < 1.0:
                 token_mask = O.high_entropy_mask(entropy, chunk_mask, llm.top_entropy_quantile)
             per_token, policy = O.grpo_token_loss(
-                logp, logp_old, advantages[part], beta[part], kl, llm.eps_low, llm.clip_eps_high, mask=chunk_mask,
-                level=llm.importance_sampling_level, kl_bias_correction=llm.kl_bias_correction, token_mask=token_mask,
+                logp,
+                logp_old,
+                advantages[part],
+                beta[part],
+                kl,
+                llm.eps_low,
+                llm.clip_eps_high,
+                mask=chunk_mask,
+                level=llm.importance_sampling_level,
+                kl_bias_correction=llm.kl_bias_correction,
+                token_mask=token_mask,
             )
             # Weights that make the micro-batch losses sum to the full-batch aggregate (bnpo: TRL's local mean).
-            share = O.micro_batch_weight(llm.loss_agg, chunk_mask.shape[0], float(chunk_mask.sum()), rows, tokens,
-                                         len(parts))
+            share = O.micro_batch_weight(
+                llm.loss_agg, chunk_mask.shape[0], float(chunk_mask.sum()), rows, tokens, len(parts)
+            )
             loss = O.aggregate_tokens(per_token, chunk_mask, llm.loss_agg, llm.max_new_tokens) * share
             loss.backward()
             sums["loss"] += loss.item()
-            sums["policy"] += O.aggregate_tokens(policy.detach(), chunk_mask, llm.loss_agg, llm.max_new_tokens).item() * share
-            ratio = torch.exp(O.importance_log_weights(logp.detach(), logp_old, chunk_mask, llm.importance_sampling_level))
+            sums["policy"] += (
+                O.aggregate_tokens(policy.detach(), chunk_mask, llm.loss_agg, llm.max_new_tokens).item() * share
+            )
+            ratio = torch.exp(
+                O.importance_log_weights(logp.detach(), logp_old, chunk_mask, llm.importance_sampling_level)
+            )
             clipped = O.clip_fractions(ratio, advantages[part], chunk_mask, llm.eps_low, llm.clip_eps_high)
             for key in ("low", "high", "region", "units"):
                 sums[key] += float(clipped[key])
@@ -201,8 +246,9 @@ class LLMTrainer(BaseTrainer):
         return result
 
     @staticmethod
-    def _add_divergence_sums(sums: dict[str, float], kl: Tensor, entropy: Tensor, completion: Tensor,
-                             has_ref: Tensor, beta_nonzero: Tensor) -> None:
+    def _add_divergence_sums(
+        sums: dict[str, float], kl: Tensor, entropy: Tensor, completion: Tensor, has_ref: Tensor, beta_nonzero: Tensor
+    ) -> None:
         """KL over the rows that have a reference (all of them on full-KL steps) and over beta_i != 0 rows;
         entropy over every completion token. Loss masks do not apply: these measure the samples."""
         for suffix, rows in (("all", has_ref), ("beta", has_ref & beta_nonzero)):
@@ -233,23 +279,27 @@ class LLMTrainer(BaseTrainer):
         metrics = O.reward_stats(rewards, advantages)
         metrics.update(O.beta_stats(beta))
         metrics[M.FRAC_REWARD_ZERO_STD] = O.frac_zero_std(rewards)
-        passes = [self.update(rollouts, advantages, beta, ref_logp, has_ref, old_logp, first=i == 0)
-                  for i in range(cfg.llm.num_iterations)]
+        passes = [
+            self.update(rollouts, advantages, beta, ref_logp, has_ref, old_logp, first=i == 0)
+            for i in range(cfg.llm.num_iterations)
+        ]
         metrics.update(self.pass_metrics(passes, full_kl, rollouts))
         if len(parts) > 1:
             metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
         lengths = rollouts.completion_mask.sum(dim=1).float()
         elapsed = time.perf_counter() - started
-        metrics.update({
-            M.DIVERSITY: group_diversity(texts, cfg.group_size),
-            COMPLETION_LENGTH: float(lengths.mean()),
-            COMPLETION_CLIPPED: self.clipped_fraction(rollouts),
-            M.KL_REF_FRAC: float(has_ref.float().mean()),
-            M.LR: self.current_lr(),
-            M.STEP_TIME: elapsed,
-            M.SAMPLES_PER_S: len(texts) / max(elapsed, 1e-9),
-            M.TOKENS_PER_S: float(lengths.sum()) / max(elapsed, 1e-9),
-        })
+        metrics.update(
+            {
+                M.DIVERSITY: group_diversity(texts, cfg.group_size),
+                COMPLETION_LENGTH: float(lengths.mean()),
+                COMPLETION_CLIPPED: self.clipped_fraction(rollouts),
+                M.KL_REF_FRAC: float(has_ref.float().mean()),
+                M.LR: self.current_lr(),
+                M.STEP_TIME: elapsed,
+                M.SAMPLES_PER_S: len(texts) / max(elapsed, 1e-9),
+                M.TOKENS_PER_S: float(lengths.sum()) / max(elapsed, 1e-9),
+            }
+        )
         return metrics
 
     @staticmethod
@@ -309,9 +359,19 @@ class LLMTrainer(BaseTrainer):
         for index, row in enumerate(self.eval_rows):
             seed = cfg.seed + index
             texts, rewards = self.eval_completions(row, seed, cfg.llm.eval_samples, adapter=step > 0)
-            samples += [Sample(step=step, prompt=row.prompt, seed=seed, kind="text", role=role, text=text,
-                               reward=reward, extra={"index": k})
-                        for k, (text, reward) in enumerate(zip(texts, rewards))]
+            samples += [
+                Sample(
+                    step=step,
+                    prompt=row.prompt,
+                    seed=seed,
+                    kind="text",
+                    role=role,
+                    text=text,
+                    reward=reward,
+                    extra={"index": k},
+                )
+                for k, (text, reward) in enumerate(zip(texts, rewards))
+            ]
         if step == cfg.steps:
             self._log_before_after()
         return samples
@@ -324,8 +384,10 @@ class LLMTrainer(BaseTrainer):
             for index, row in enumerate(self.eval_rows):
                 scores += self.eval_completions(row, cfg.seed + index, SUMMARY_SAMPLES, adapter)[1]
             means[adapter] = sum(scores) / len(scores)
-        self.log(f"eval ({len(self.eval_rows)} prompts x {SUMMARY_SAMPLES} samples, same seeds): "
-                 f"reward {means[False]:.3f} (reference) -> {means[True]:.3f} (fine-tuned)")
+        self.log(
+            f"eval ({len(self.eval_rows)} prompts x {SUMMARY_SAMPLES} samples, same seeds): "
+            f"reward {means[False]:.3f} (reference) -> {means[True]:.3f} (fine-tuned)"
+        )
         row = self.eval_rows[0]
         before = self.eval_completions(row, cfg.seed, 1, adapter=False)
         after = self.eval_completions(row, cfg.seed, 1, adapter=True)

@@ -34,12 +34,20 @@ class CompareTab:
 
 
 def build_compare_tab() -> CompareTab:
-    gr.Markdown("Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
-                "same prompt and seed. It runs on a worker; this page shows its progress.")
+    gr.Markdown(
+        "Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
+        "same prompt and seed. It runs on a worker; this page shows its progress."
+    )
     with gr.Row():
         job = gr.Dropdown([], label="Job", elem_id="compare-job", scale=3, allow_custom_value=True)
-        checkpoint = gr.Dropdown([("latest", LATEST)], value=LATEST, label="Checkpoint", elem_id="compare-checkpoint", allow_custom_value=True,
-                                 scale=1)
+        checkpoint = gr.Dropdown(
+            [("latest", LATEST)],
+            value=LATEST,
+            label="Checkpoint",
+            elem_id="compare-checkpoint",
+            allow_custom_value=True,
+            scale=1,
+        )
     with gr.Row():
         prompt = gr.Textbox("", label="Prompt", elem_id="compare-prompt", scale=3)
         seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="compare-seed", scale=1)
@@ -49,16 +57,35 @@ def build_compare_tab() -> CompareTab:
         cancel = gr.Button("Cancel", variant="secondary", elem_id="compare-cancel", scale=1)
     status = gr.Markdown("", elem_id="compare-status")
     with gr.Row():
-        reference = gr.Gallery(label="Reference", columns=4, height=340, object_fit="contain",
-                               elem_id="compare-reference", elem_classes=["pixelated"])
-        policy = gr.Gallery(label="Fine-tuned", columns=4, height=340, object_fit="contain",
-                            elem_id="compare-policy", elem_classes=["pixelated"])
-    texts = gr.Dataframe(pd.DataFrame(columns=TEXT_COLUMNS), interactive=False, wrap=True, visible=False,
-                         label="Reference vs fine-tuned", elem_id="compare-texts")
+        reference = gr.Gallery(
+            label="Reference",
+            columns=4,
+            height=340,
+            object_fit="contain",
+            elem_id="compare-reference",
+            elem_classes=["pixelated"],
+        )
+        policy = gr.Gallery(
+            label="Fine-tuned",
+            columns=4,
+            height=340,
+            object_fit="contain",
+            elem_id="compare-policy",
+            elem_classes=["pixelated"],
+        )
+    texts = gr.Dataframe(
+        pd.DataFrame(columns=TEXT_COLUMNS),
+        interactive=False,
+        wrap=True,
+        visible=False,
+        label="Reference vs fine-tuned",
+        elem_id="compare-texts",
+    )
     comparison_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
-    return CompareTab(job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts,
-                      comparison_id, timer, cancel)
+    return CompareTab(
+        job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts, comparison_id, timer, cancel
+    )
 
 
 def mean_reward(samples: list[Any], role: str) -> float | None:
@@ -85,17 +112,26 @@ def comparison_outputs(comparison: Any) -> list[Any]:
     samples = list(comparison.samples)  # the service's order: sample k of both models share a noise draw
     images = [s for s in samples if s.kind == "image" and s.image_path]
     if images or not samples:
+
         def items(role: str) -> list[tuple[str, str]]:
             chosen = [s for s in images if s.role == role]
             return [(s.image_path, f"#{k + 1} r={_fmt(s.reward)}") for k, s in enumerate(chosen)]
 
-        return [comparison_summary(comparison), gr.update(value=items("reference"), visible=True),
-                gr.update(value=items("policy"), visible=True), gr.update(visible=False)]
+        return [
+            comparison_summary(comparison),
+            gr.update(value=items("reference"), visible=True),
+            gr.update(value=items("policy"), visible=True),
+            gr.update(visible=False),
+        ]
     ref = [s for s in samples if s.role == "reference"]
     pol = [s for s in samples if s.role == "policy"]
     rows = [[k, r.text, r.reward, p.text, p.reward] for k, (r, p) in enumerate(zip(ref, pol))]
-    return [comparison_summary(comparison), gr.update(visible=False), gr.update(visible=False),
-            gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True)]
+    return [
+        comparison_summary(comparison),
+        gr.update(visible=False),
+        gr.update(visible=False),
+        gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True),
+    ]
 
 
 def wire_compare_tab(tab: CompareTab, service: Any) -> None:
@@ -117,8 +153,9 @@ def wire_compare_tab(tab: CompareTab, service: Any) -> None:
             return ["Write a prompt first.", None, gr.Timer(active=False)]
         chosen = None if step in (None, LATEST, str(LATEST)) else int(step)
         try:
-            comparison = service.request_comparison(job_id, step=chosen, prompt=prompt.strip(),
-                                                    seed=int(seed or 0), num_samples=int(count or 1))
+            comparison = service.request_comparison(
+                job_id, step=chosen, prompt=prompt.strip(), seed=int(seed or 0), num_samples=int(count or 1)
+            )
         except (LookupError, ValueError) as error:
             return [f"**Could not compare:** {error}", None, gr.Timer(active=False)]
         return [comparison_summary(comparison), comparison.id, gr.Timer(active=True)]
@@ -143,11 +180,19 @@ def wire_compare_tab(tab: CompareTab, service: Any) -> None:
 
     tab.job.change(pick_job, inputs=tab.job, outputs=[tab.checkpoint, tab.prompt])
     tab.cancel.click(cancel, inputs=tab.comparison_id, outputs=[tab.status, tab.timer], api_name="cancel_comparison")
-    tab.run.click(request, inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples],
-                  outputs=[tab.status, tab.comparison_id, tab.timer], api_name="request_comparison")
-    tab.timer.tick(poll, inputs=tab.comparison_id,
-                   outputs=[tab.status, tab.reference, tab.policy, tab.texts, tab.timer], show_progress="hidden",
-                   api_name="comparison_status")
+    tab.run.click(
+        request,
+        inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples],
+        outputs=[tab.status, tab.comparison_id, tab.timer],
+        api_name="request_comparison",
+    )
+    tab.timer.tick(
+        poll,
+        inputs=tab.comparison_id,
+        outputs=[tab.status, tab.reference, tab.policy, tab.texts, tab.timer],
+        show_progress="hidden",
+        api_name="comparison_status",
+    )
 
 
 def _fmt(value: float | None) -> str:

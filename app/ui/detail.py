@@ -61,6 +61,7 @@ def sample_dicts(samples: list[Any]) -> list[dict[str, Any]]:
 
 def merge_samples(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add newly fetched samples; a (step, role, seed, prompt) already shown is replaced, not repeated."""
+
     def key(sample: dict[str, Any]) -> tuple:
         return (sample["step"], sample["role"], sample["seed"], sample["prompt"], sample.get("image_path"))
 
@@ -92,15 +93,24 @@ def gallery_items(samples: list[dict[str, Any]], role: str, step: int | None) ->
 def text_frame(samples: list[dict[str, Any]], step: int | None) -> pd.DataFrame:
     """The reference rows, then the chosen step's policy rows, for text jobs."""
     rows = [s for s in samples if s["role"] == "reference" or s["step"] == step]
-    return pd.DataFrame([[s["step"], s["role"], s["prompt"], s["seed"], s.get("reward"), s.get("text") or ""]
-                         for s in rows], columns=SAMPLE_COLUMNS)
+    return pd.DataFrame(
+        [[s["step"], s["role"], s["prompt"], s["seed"], s.get("reward"), s.get("text") or ""] for s in rows],
+        columns=SAMPLE_COLUMNS,
+    )
 
 
 def build_detail_tab(service: Any) -> DetailTab:
     with gr.Row():
         job = gr.Dropdown([], label="Job", elem_id="detail-job", scale=4, allow_custom_value=True)
-        smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA) of reward and loss",
-                              scale=2, elem_id="detail-smoothing")
+        smoothing = gr.Slider(
+            0.0,
+            0.95,
+            value=0.6,
+            step=0.05,
+            label="Smoothing (EMA) of reward and loss",
+            scale=2,
+            elem_id="detail-smoothing",
+        )
     header = gr.Markdown("Pick a job (or launch one).", elem_id="detail-header")
     line_plots = {}
     with gr.Row():
@@ -111,12 +121,30 @@ def build_detail_tab(service: Any) -> DetailTab:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     gr.Markdown("#### Samples: the reference model (step 0, adapter off) above, the chosen step below; same seeds")
     sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step", allow_custom_value=True)
-    reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height=340, object_fit="contain",
-                                   elem_id="detail-reference-gallery", elem_classes=["pixelated"])
-    policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height=340, object_fit="contain",
-                                elem_id="detail-policy-gallery", elem_classes=["pixelated"])
-    text_samples = gr.Dataframe(pd.DataFrame(columns=SAMPLE_COLUMNS), interactive=False, wrap=True,
-                                label="Samples", visible=False, elem_id="detail-text-samples")
+    reference_gallery = gr.Gallery(
+        label="Reference (step 0)",
+        columns=8,
+        height=340,
+        object_fit="contain",
+        elem_id="detail-reference-gallery",
+        elem_classes=["pixelated"],
+    )
+    policy_gallery = gr.Gallery(
+        label="Fine-tuned",
+        columns=8,
+        height=340,
+        object_fit="contain",
+        elem_id="detail-policy-gallery",
+        elem_classes=["pixelated"],
+    )
+    text_samples = gr.Dataframe(
+        pd.DataFrame(columns=SAMPLE_COLUMNS),
+        interactive=False,
+        wrap=True,
+        label="Samples",
+        visible=False,
+        elem_id="detail-text-samples",
+    )
     gr.Markdown("#### Checkpoints (LoRA adapter as a zip)")
     checkpoints = gr.State([])
     state = gr.State(DetailState())
@@ -130,25 +158,56 @@ def build_detail_tab(service: Any) -> DetailTab:
             return
         with gr.Row():
             for step in sorted(steps, reverse=True):
-                gr.DownloadButton(f"Adapter at step {step} (.zip)", value=str(service.adapter_zip(job_id, step)),
-                                  elem_classes=["checkpoint-download"], size="sm")
+                gr.DownloadButton(
+                    f"Adapter at step {step} (.zip)",
+                    value=str(service.adapter_zip(job_id, step)),
+                    elem_classes=["checkpoint-download"],
+                    size="sm",
+                )
 
     with gr.Row():
-        config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22,
-                         elem_id="detail-config")
+        config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22, elem_id="detail-config")
         log = gr.Textbox("", label="Log (tail)", lines=18, max_lines=18, autoscroll=True, elem_id="detail-log")
-    return DetailTab(job, header, smoothing, line_plots, sample_step, reference_gallery, policy_gallery,
-                     text_samples, config, log, checkpoints, state, timer)
+    return DetailTab(
+        job,
+        header,
+        smoothing,
+        line_plots,
+        sample_step,
+        reference_gallery,
+        policy_gallery,
+        text_samples,
+        config,
+        log,
+        checkpoints,
+        state,
+        timer,
+    )
 
 
 def _line_plot(title: str, key: str) -> gr.Plot:
-    return gr.Plot(plots.curve_figure(plots.typed_frame([]), title), show_label=False, format="png",
-                   elem_id=f"detail-plot-{key}", elem_classes=["curve"])
+    return gr.Plot(
+        plots.curve_figure(plots.typed_frame([]), title),
+        show_label=False,
+        format="png",
+        elem_id=f"detail-plot-{key}",
+        elem_classes=["curve"],
+    )
 
 
 def wire_detail_tab(tab: DetailTab, service: Any) -> None:
-    outputs = [tab.header, *tab.plots.values(), tab.sample_step, tab.reference_gallery, tab.policy_gallery,
-               tab.text_samples, tab.config, tab.log, tab.checkpoints, tab.state]
+    outputs = [
+        tab.header,
+        *tab.plots.values(),
+        tab.sample_step,
+        tab.reference_gallery,
+        tab.policy_gallery,
+        tab.text_samples,
+        tab.config,
+        tab.log,
+        tab.checkpoints,
+        tab.state,
+    ]
 
     def poll(job_id: str | None, smoothing: float, step: Any, state: DetailState) -> list[Any]:
         return poll_job(service, job_id, smoothing, step, state)
@@ -163,13 +222,22 @@ def wire_detail_tab(tab: DetailTab, service: Any) -> None:
     def show_step(step: Any, state: DetailState) -> list[Any]:
         return sample_outputs(state, _as_step(step))
 
-    tab.timer.tick(poll, inputs=[tab.job, tab.smoothing, tab.sample_step, tab.state], outputs=outputs,
-                   show_progress="hidden")
-    tab.job.change(open_job, inputs=[tab.job, tab.smoothing, tab.sample_step], outputs=outputs,
-                   show_progress="hidden", api_name="job_detail")
+    tab.timer.tick(
+        poll, inputs=[tab.job, tab.smoothing, tab.sample_step, tab.state], outputs=outputs, show_progress="hidden"
+    )
+    tab.job.change(
+        open_job,
+        inputs=[tab.job, tab.smoothing, tab.sample_step],
+        outputs=outputs,
+        show_progress="hidden",
+        api_name="job_detail",
+    )
     tab.smoothing.release(redraw, inputs=[tab.smoothing, tab.state], outputs=list(tab.plots.values()))
-    tab.sample_step.input(show_step, inputs=[tab.sample_step, tab.state],
-                          outputs=[tab.reference_gallery, tab.policy_gallery, tab.text_samples])
+    tab.sample_step.input(
+        show_step,
+        inputs=[tab.sample_step, tab.state],
+        outputs=[tab.reference_gallery, tab.policy_gallery, tab.text_samples],
+    )
 
 
 def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, state: DetailState) -> list[Any]:
@@ -200,20 +268,29 @@ def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, stat
     chosen = _as_step(step)
     if switched or new_samples or chosen not in steps:
         chosen = steps[0] if steps else None  # follow the newest samples while the job runs
-    samples_out = (sample_outputs(state, chosen) if switched or new_samples
-                   else [gr.skip()] * 3)
-    step_choice = (gr.update(choices=[(f"step {s}", s) for s in steps], value=chosen)
-                   if switched or new_samples else gr.skip())
+    samples_out = sample_outputs(state, chosen) if switched or new_samples else [gr.skip()] * 3
+    step_choice = (
+        gr.update(choices=[(f"step {s}", s) for s in steps], value=chosen) if switched or new_samples else gr.skip()
+    )
     config_text = yaml.safe_dump(job.config, sort_keys=False) if switched else gr.skip()
     checkpoints = checkpoint_steps if (switched or checkpoint_steps != state.checkpoints) else gr.skip()
     state.checkpoints = checkpoint_steps
-    return [job_status_line(job), *curves, step_choice, *samples_out, config_text,
-            service.log_tail(job_id, 200), checkpoints, state]
+    return [
+        job_status_line(job),
+        *curves,
+        step_choice,
+        *samples_out,
+        config_text,
+        service.log_tail(job_id, 200),
+        checkpoints,
+        state,
+    ]
 
 
 def curve_figures(points: plots.Points, kind: str, smoothing: float) -> list[Any]:
-    return [plots.curve_figure(plots.panel_frame(points, panel, smoothing), panel.title)
-            for panel in plots.panels_for(kind)]
+    return [
+        plots.curve_figure(plots.panel_frame(points, panel, smoothing), panel.title) for panel in plots.panels_for(kind)
+    ]
 
 
 def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
@@ -223,10 +300,16 @@ def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
         reference = gallery_items(state.samples, "reference", None)
         policy = gallery_items(state.samples, "policy", step)
         label = f"Fine-tuned at step {step}" if step is not None else "Fine-tuned"
-        return [gr.update(value=reference, visible=True), gr.update(value=policy, label=label, visible=True),
-                gr.update(visible=False)]
-    return [gr.update(visible=False), gr.update(visible=False),
-            gr.update(value=text_frame(state.samples, step), visible=True)]
+        return [
+            gr.update(value=reference, visible=True),
+            gr.update(value=policy, label=label, visible=True),
+            gr.update(visible=False),
+        ]
+    return [
+        gr.update(visible=False),
+        gr.update(visible=False),
+        gr.update(value=text_frame(state.samples, step), visible=True),
+    ]
 
 
 def _last_sample_step(state: DetailState) -> int:

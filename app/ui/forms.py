@@ -34,18 +34,47 @@ DPO_PAIR_MODES = (("best vs worst of each group", "best_worst"), ("every pair ab
 PROMPT_SOURCES = ("text", "file", "dataset")
 # What an empty A_min means, per kind and algorithm (the schema's default: -beta0, or -beta0/2 where the
 # loss needs a_min > -beta0).
-A_MIN_PLACEHOLDER = "empty = −β₀ (−β₀/2 for " + ", ".join(
-    f"{ALGORITHM_NAMES[algorithm]} {spec.name}" for spec in KINDS.values() for algorithm in sorted(spec.bounded_a_min)) + ")"
+A_MIN_PLACEHOLDER = (
+    "empty = −β₀ (−β₀/2 for "
+    + ", ".join(
+        f"{ALGORITHM_NAMES[algorithm]} {spec.name}"
+        for spec in KINDS.values()
+        for algorithm in sorted(spec.bounded_a_min)
+    )
+    + ")"
+)
 
 
 # Order of the form's fields: the Launch tab lays out one component per id, and the handlers take
 # the values in this order (the LLaMA-Factory pattern: one loop for fill, preview and submit).
 FIELDS = (
-    "preset", "name", "kind", "model", "reward", "reward_options",
-    "prompt_source", "prompt_texts", "prompt_file", "dataset", "dataset_split", "dataset_column",
-    "algorithm", "beta0", "a_min", "a_max", "dpo_beta", "dpo_pairs", "dpo_refresh_every",
-    "steps", "lr", "group_size", "prompts_per_step",
-    "lora_rank", "lora_targets", "seed", "extra",
+    "preset",
+    "name",
+    "kind",
+    "model",
+    "reward",
+    "reward_options",
+    "prompt_source",
+    "prompt_texts",
+    "prompt_file",
+    "dataset",
+    "dataset_split",
+    "dataset_column",
+    "algorithm",
+    "beta0",
+    "a_min",
+    "a_max",
+    "dpo_beta",
+    "dpo_pairs",
+    "dpo_refresh_every",
+    "steps",
+    "lr",
+    "group_size",
+    "prompts_per_step",
+    "lora_rank",
+    "lora_targets",
+    "seed",
+    "extra",
 )
 
 
@@ -76,8 +105,10 @@ def reward_choices(kind: str) -> list[tuple[str, str]]:
     from adrpo_engine.rewards import available_rewards
 
     rewards = available_rewards(KINDS[kind].reward_kind if kind in KINDS else None)
-    return [(f"{reward.name} — {reward.summary} Options: {reward.options_text() or 'none'}.", reward.name)
-            for reward in rewards]
+    return [
+        (f"{reward.name} — {reward.summary} Options: {reward.options_text() or 'none'}.", reward.name)
+        for reward in rewards
+    ]
 
 
 def preset_choices() -> list[tuple[str, str]]:
@@ -240,14 +271,18 @@ def _prompts_section(values: dict[str, Any], current: dict[str, Any]) -> dict[st
     keep = {key: current[key] for key in ("limit", "eval") if key in current}
     source = values.get("prompt_source") or "text"
     if source == "dataset":
-        section = {"dataset": _text(values.get("dataset")) or None,
-                   "split": _text(values.get("dataset_split")) or "train",
-                   "column": _text(values.get("dataset_column")) or "prompt"}
+        section = {
+            "dataset": _text(values.get("dataset")) or None,
+            "split": _text(values.get("dataset_split")) or "train",
+            "column": _text(values.get("dataset_column")) or "prompt",
+        }
     elif source == "file":
         path = _text(values.get("prompt_file"))
         if not path:
-            raise ConfigError("prompts.file: give a path on the worker or builtin:NAME, or upload a file "
-                              "(its prompts are copied into the text box)")
+            raise ConfigError(
+                "prompts.file: give a path on the worker or builtin:NAME, or upload a file "
+                "(its prompts are copied into the text box)"
+            )
         section = {"file": path, "column": _text(values.get("dataset_column")) or "prompt"}
     else:
         texts = [line.strip() for line in (values.get("prompt_texts") or "").splitlines() if line.strip()]

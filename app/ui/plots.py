@@ -107,8 +107,13 @@ def curve_figure(frame: pd.DataFrame, title: str, legend_title: str | None = Non
     raw_alpha = 0.35 if frame["series"].str.endswith("(EMA)").any() else 0.95
     for series, rows in frame.groupby("series", sort=False):
         smooth = str(series).endswith("(EMA)")
-        axes.plot(rows["step"], rows["value"], linewidth=2.0 if smooth else 1.2,
-                  alpha=0.95 if smooth else raw_alpha, label=str(series))
+        axes.plot(
+            rows["step"],
+            rows["value"],
+            linewidth=2.0 if smooth else 1.2,
+            alpha=0.95 if smooth else raw_alpha,
+            label=str(series),
+        )
     axes.set_title(title, fontsize=10)
     axes.set_xlabel("step", fontsize=8)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
@@ -143,8 +148,11 @@ def overlay_frame(runs: Mapping[str, Points], metric: str, smoothing: float = 0.
 def trajectory(points: Points, x_metric: str, y_metric: str = M.REWARD_MEAN) -> list[tuple[int, float, float]]:
     """(step, x, y) for the steps that logged both metrics, in step order."""
     xs = dict(points.get(x_metric, []))
-    return [(step, xs[step], y) for step, y in points.get(y_metric, [])
-            if step in xs and math.isfinite(xs[step]) and math.isfinite(y)]
+    return [
+        (step, xs[step], y)
+        for step, y in points.get(y_metric, [])
+        if step in xs and math.isfinite(xs[step]) and math.isfinite(y)
+    ]
 
 
 def divergence_metric(points: Points) -> str:

@@ -84,13 +84,25 @@ def _wire_launch(launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdown, compare_jo
         return [gr.update(choices=choices, value=job_id), gr.update(choices=choices, value=job_id)]
 
     launched = gr.State(None)
-    launch.launch.click(on_launch, inputs=[launch.base, *launch.inputs()],
-                        outputs=[launch.errors, launch.result, tabs, launched], api_name="launch").then(
-        open_launched, inputs=launched, outputs=[detail_job, compare_job], show_progress="hidden")
+    launch.launch.click(
+        on_launch,
+        inputs=[launch.base, *launch.inputs()],
+        outputs=[launch.errors, launch.result, tabs, launched],
+        api_name="launch",
+    ).then(open_launched, inputs=launched, outputs=[detail_job, compare_job], show_progress="hidden")
 
 
-def _wire_cross_tab(jobs: Any, launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdown, compare_job: gr.Dropdown,
-                    runs_jobs: gr.Dropdown, refresh_jobs: Any, service: Any, studio: gr.Blocks) -> None:
+def _wire_cross_tab(
+    jobs: Any,
+    launch: Any,
+    tabs: gr.Tabs,
+    detail_job: gr.Dropdown,
+    compare_job: gr.Dropdown,
+    runs_jobs: gr.Dropdown,
+    refresh_jobs: Any,
+    service: Any,
+    studio: gr.Blocks,
+) -> None:
     def open_job(job_id: str | None) -> list[Any]:
         if not job_id:
             return [gr.skip()] * 3
@@ -125,7 +137,12 @@ def _wire_cross_tab(jobs: Any, launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdo
     known_choices = gr.State([])
     jobs.open.click(open_job, inputs=jobs.job, outputs=[tabs, detail_job, compare_job])
     jobs.copy_to_launch.click(copy_to_launch, inputs=jobs.job, outputs=[tabs, launch.base, *launch.inputs()])
-    jobs.timer.tick(sync_choices, inputs=known_choices, outputs=[detail_job, compare_job, runs_jobs, known_choices],
-                    show_progress="hidden")
-    studio.load(on_load, outputs=[jobs.empty, jobs.table, jobs.job, detail_job, compare_job, runs_jobs,
-                                  known_choices, tabs])
+    jobs.timer.tick(
+        sync_choices,
+        inputs=known_choices,
+        outputs=[detail_job, compare_job, runs_jobs, known_choices],
+        show_progress="hidden",
+    )
+    studio.load(
+        on_load, outputs=[jobs.empty, jobs.table, jobs.job, detail_job, compare_job, runs_jobs, known_choices, tabs]
+    )

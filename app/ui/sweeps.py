@@ -70,7 +70,13 @@ def parse_form(preset: str, grid_text: str, seeds_text: str, overrides_text: str
     except ValueError:
         raise ConfigError(f"seeds: expected integers such as 0 1 2 (got {seeds_text!r})") from None
     overrides = dict(parse_override(line.strip()) for line in (overrides_text or "").splitlines() if line.strip())
-    return {"preset": preset, "grid": grid, "seeds": seeds, "overrides": overrides, "name": (name or "").strip() or None}
+    return {
+        "preset": preset,
+        "grid": grid,
+        "seeds": seeds,
+        "overrides": overrides,
+        "name": (name or "").strip() or None,
+    }
 
 
 def preview_count(preset: str, grid_text: str, seeds_text: str, overrides_text: str, name: str) -> str:
@@ -83,8 +89,10 @@ def preview_count(preset: str, grid_text: str, seeds_text: str, overrides_text: 
     except (ConfigError, SubmissionError) as error:
         return f"**Not launchable:** {error}"
     points = len(planned.jobs) // max(len(planned.seeds), 1)
-    return (f"**{len(planned.jobs)} jobs**: {points} grid points x {len(planned.seeds)} seeds, each evaluated "
-            f"on held-out prompts when it finishes.")
+    return (
+        f"**{len(planned.jobs)} jobs**: {points} grid points x {len(planned.seeds)} seeds, each evaluated "
+        f"on held-out prompts when it finishes."
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,8 +117,16 @@ def points_frame(view: Any) -> pd.DataFrame:
     divergence as mean ± std, and whether it is on its method's frontier in each plane."""
     divergence = divergence_of(view.kind)
     keys = [key for key in view.grid if key != "algorithm"]  # the method column says it
-    columns = [*keys, "method", "seeds", "reward", "diversity", divergence, "frontier (diversity)",
-               "frontier (divergence)"]
+    columns = [
+        *keys,
+        "method",
+        "seeds",
+        "reward",
+        "diversity",
+        divergence,
+        "frontier (diversity)",
+        "frontier (divergence)",
+    ]
     rows = []
     for point in view.points:
         flags = point["frontier"]
@@ -120,15 +136,34 @@ def points_frame(view: Any) -> pd.DataFrame:
                 return "on (overall)"
             return "on (method)" if flags[plane]["on_method_frontier"] else "dominated"
 
-        rows.append([*(point["params"].get(key) for key in keys), point["method"], point["seeds"],
-                     _pm(point, M.REWARD_MEAN), _pm(point, M.DIVERSITY), _pm(point, divergence),
-                     mark("diversity"), mark("divergence")])
+        rows.append(
+            [
+                *(point["params"].get(key) for key in keys),
+                point["method"],
+                point["seeds"],
+                _pm(point, M.REWARD_MEAN),
+                _pm(point, M.DIVERSITY),
+                _pm(point, divergence),
+                mark("diversity"),
+                mark("divergence"),
+            ]
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
 def jobs_frame(view: Any) -> pd.DataFrame:
-    rows = [[job.name, job.method, ", ".join(f"{k}={v}" for k, v in job.params.items()), job.seed, job.status,
-             f"{job.current_step}/{job.total_steps}", job.eval_status or "—"] for job in view.jobs]
+    rows = [
+        [
+            job.name,
+            job.method,
+            ", ".join(f"{k}={v}" for k, v in job.params.items()),
+            job.seed,
+            job.status,
+            f"{job.current_step}/{job.total_steps}",
+            job.eval_status or "—",
+        ]
+        for job in view.jobs
+    ]
     return pd.DataFrame(rows, columns=JOB_COLUMNS)
 
 
@@ -136,18 +171,22 @@ def status_markdown(view: Any) -> str:
     counts = ", ".join(f"{count} {state}" for state, count in sorted(view.progress.items()) if state != "evaluated")
     seeds = " ".join(str(seed) for seed in view.seeds)
     grid = "; ".join(f"{key} = {', '.join(map(str, values))}" for key, values in view.grid.items())
-    return (f"### {view.name} `{view.id}` · **{view.status}**\n"
-            f"{len(view.jobs)} jobs ({counts}); {view.progress.get('evaluated', 0)} evaluated · grid: {grid} · "
-            f"seeds: {seeds} · created {format_time(view.created_at)}")
+    return (
+        f"### {view.name} `{view.id}` · **{view.status}**\n"
+        f"{len(view.jobs)} jobs ({counts}); {view.progress.get('evaluated', 0)} evaluated · grid: {grid} · "
+        f"seeds: {seeds} · created {format_time(view.created_at)}"
+    )
 
 
 def sweep_plot(view: Any):
-    from adrpo_engine.sweep_plot import sweep_figure
-
     import matplotlib.pyplot as plt
 
-    figure = sweep_figure({"points": view.points, "planes": view.planes, "reference": view.reference},
-                          title=f"{view.name}: one point per grid point")
+    from adrpo_engine.sweep_plot import sweep_figure
+
+    figure = sweep_figure(
+        {"points": view.points, "planes": view.planes, "reference": view.reference},
+        title=f"{view.name}: one point per grid point",
+    )
     plt.close(figure)
     return figure
 
@@ -171,17 +210,27 @@ def sweep_choices(service: Any) -> list[tuple[str, str]]:
 
 
 def build_sweeps_tab() -> SweepsTab:
-    gr.Markdown("A sweep trains one ordinary job per grid point and seed, evaluates each final checkpoint on "
-                "held-out prompts with fixed noise, and compares methods frontier against frontier.")
+    gr.Markdown(
+        "A sweep trains one ordinary job per grid point and seed, evaluates each final checkpoint on "
+        "held-out prompts with fixed noise, and compares methods frontier against frontier."
+    )
     with gr.Row():
         with gr.Column(scale=2):
-            preset = gr.Dropdown([name for name, p in PRESETS.items() if p.demo] + [n for n, p in PRESETS.items()
-                                 if not p.demo], value="digits-even", label="Base preset", elem_id="sweep-preset")
+            preset = gr.Dropdown(
+                [name for name, p in PRESETS.items() if p.demo] + [n for n, p in PRESETS.items() if not p.demo],
+                value="digits-even",
+                label="Base preset",
+                elem_id="sweep-preset",
+            )
             grid = gr.Textbox(DEFAULT_GRID, lines=3, label="Grid: one KEY=V1,V2,... per line", elem_id="sweep-grid")
             seeds = gr.Textbox("0 1 2", label="Seeds", elem_id="sweep-seeds")
         with gr.Column(scale=2):
-            overrides = gr.Textbox(DEFAULT_OVERRIDES, lines=3, label="Overrides for every job: KEY=VALUE per line",
-                                   elem_id="sweep-overrides")
+            overrides = gr.Textbox(
+                DEFAULT_OVERRIDES,
+                lines=3,
+                label="Overrides for every job: KEY=VALUE per line",
+                elem_id="sweep-overrides",
+            )
             name = gr.Textbox("", label="Sweep name (optional)", elem_id="sweep-name")
             count = gr.Markdown(initial_count(), elem_id="sweep-count")
             launch = gr.Button("Launch sweep", variant="primary", elem_id="sweep-launch")
@@ -190,16 +239,34 @@ def build_sweeps_tab() -> SweepsTab:
         refresh = gr.Button("Refresh", elem_id="sweep-refresh", scale=1)
         cancel = gr.Button("Cancel sweep", variant="stop", elem_id="sweep-cancel", scale=1)
     status = gr.Markdown("Launch a sweep or pick one.", elem_id="sweep-status")
-    points = gr.Dataframe(interactive=False, wrap=True, label="Final eval per grid point (mean ± std over seeds)",
-                          elem_id="sweep-points")
+    points = gr.Dataframe(
+        interactive=False, wrap=True, label="Final eval per grid point (mean ± std over seeds)", elem_id="sweep-points"
+    )
     plot = gr.Plot(label="Reward vs diversity and vs divergence", format="png", elem_id="sweep-plot")
     with gr.Row():
         export_csv = gr.DownloadButton("Export CSV", elem_id="sweep-export-csv", visible=False)
         export_json = gr.DownloadButton("Export JSON", elem_id="sweep-export-json", visible=False)
     jobs = gr.Dataframe(interactive=False, wrap=True, label="Jobs of the sweep", elem_id="sweep-jobs")
     timer = gr.Timer(POLL_SECONDS * 2)
-    return SweepsTab(preset, grid, seeds, overrides, name, count, launch, sweep, refresh, cancel, status, points,
-                     plot, jobs, export_csv, export_json, timer)
+    return SweepsTab(
+        preset,
+        grid,
+        seeds,
+        overrides,
+        name,
+        count,
+        launch,
+        sweep,
+        refresh,
+        cancel,
+        status,
+        points,
+        plot,
+        jobs,
+        export_csv,
+        export_json,
+        timer,
+    )
 
 
 def wire_sweeps_tab(tab: SweepsTab, service: Any, studio: gr.Blocks | None = None) -> None:
@@ -210,15 +277,20 @@ def wire_sweeps_tab(tab: SweepsTab, service: Any, studio: gr.Blocks | None = Non
 
     def show(sweep_id: str | None) -> list[Any]:
         if not sweep_id:
-            return ["Launch a sweep or pick one.", None, None, None, gr.update(visible=False),
-                    gr.update(visible=False)]
+            return ["Launch a sweep or pick one.", None, None, None, gr.update(visible=False), gr.update(visible=False)]
         try:
             view = service.get_sweep(sweep_id)
         except LookupError as error:
             return [f"**{error}**", None, None, None, gr.update(visible=False), gr.update(visible=False)]
         csv_path, json_path = export_files(service, view)
-        return [status_markdown(view), points_frame(view), sweep_plot(view), jobs_frame(view),
-                gr.update(value=csv_path, visible=True), gr.update(value=json_path, visible=True)]
+        return [
+            status_markdown(view),
+            points_frame(view),
+            sweep_plot(view),
+            jobs_frame(view),
+            gr.update(value=csv_path, visible=True),
+            gr.update(value=json_path, visible=True),
+        ]
 
     def launch(*values: Any) -> list[Any]:
         try:
@@ -226,8 +298,10 @@ def wire_sweeps_tab(tab: SweepsTab, service: Any, studio: gr.Blocks | None = Non
             view = service.submit_sweep(**form)
         except (ConfigError, SubmissionError) as error:
             return [f"**Not launched:** {error}", gr.skip()]
-        return [f"Launched **{view.name}** `{view.id}`: {len(view.jobs)} jobs queued.",
-                gr.update(choices=sweep_choices(service), value=view.id)]
+        return [
+            f"Launched **{view.name}** `{view.id}`: {len(view.jobs)} jobs queued.",
+            gr.update(choices=sweep_choices(service), value=view.id),
+        ]
 
     def cancel(sweep_id: str | None) -> list[Any]:
         if sweep_id:
@@ -253,11 +327,23 @@ def wire_sweeps_tab(tab: SweepsTab, service: Any, studio: gr.Blocks | None = Non
     def on_open() -> Any:
         return gr.update(choices=sweep_choices(service))
 
-    gr.on([tab.preset.change, tab.grid.change, tab.seeds.change, tab.overrides.change], preview_count,
-          inputs=form_inputs, outputs=tab.count, trigger_mode="always_last", show_progress="hidden")
+    gr.on(
+        [tab.preset.change, tab.grid.change, tab.seeds.change, tab.overrides.change],
+        preview_count,
+        inputs=form_inputs,
+        outputs=tab.count,
+        trigger_mode="always_last",
+        show_progress="hidden",
+    )
     tab.launch.click(launch, inputs=form_inputs, outputs=[tab.count, tab.sweep], api_name="launch_sweep")
-    gr.on([tab.sweep.change, tab.refresh.click], show, inputs=tab.sweep, outputs=page_outputs,
-          trigger_mode="always_last", api_name="sweep_view")
+    gr.on(
+        [tab.sweep.change, tab.refresh.click],
+        show,
+        inputs=tab.sweep,
+        outputs=page_outputs,
+        trigger_mode="always_last",
+        api_name="sweep_view",
+    )
     tab.refresh.click(on_open, outputs=tab.sweep)
     tab.cancel.click(cancel, inputs=tab.sweep, outputs=page_outputs, api_name="cancel_sweep")
     seen = gr.State(None)

@@ -34,8 +34,9 @@ def refusing_client(tmp_path_factory, models_cache):
     """One app for all malformed submissions: each must leave the store and the queue empty."""
     from app.server import create_app
 
-    settings = Settings(data_dir=service_data_dir(tmp_path_factory.mktemp("refusals"), models_cache),
-                        database_url="", broker_url="")
+    settings = Settings(
+        data_dir=service_data_dir(tmp_path_factory.mktemp("refusals"), models_cache), database_url="", broker_url=""
+    )
     app = create_app(settings, studio=False)
     with TestClient(app) as test_client:
         test_client.service = app.state.service
@@ -57,8 +58,14 @@ def test_health_presets_and_openapi(client):
     names = [p["name"] for p in client.get("/api/presets").json()]
     assert "digits-even" in names
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/jobs", "/api/jobs/{job_id}/metrics", "/api/jobs/{job_id}/adapter.zip",
-                 "/api/jobs/{job_id}/comparisons", "/api/comparisons/{comparison_id}", "/api/health"):
+    for path in (
+        "/api/jobs",
+        "/api/jobs/{job_id}/metrics",
+        "/api/jobs/{job_id}/adapter.zip",
+        "/api/jobs/{job_id}/comparisons",
+        "/api/comparisons/{comparison_id}",
+        "/api/health",
+    ):
         assert path in paths
     assert client.get("/").status_code == 200  # the studio is mounted at /
 
@@ -119,14 +126,24 @@ def test_job_reads_and_controls(client, api_settings):
     assert comparison.status_code == 202 and comparison.json()["status"] == "queued"
     assert client.get(f"/api/comparisons/{comparison.json()['id']}").json()["step"] is None
     assert [c["id"] for c in client.get(f"/api/jobs/{job['id']}/comparisons").json()] == [comparison.json()["id"]]
-    assert client.post(f"/api/jobs/{job['id']}/comparisons",
-                       json={"prompt": "any digit", "seed": 1, "num_samples": 99}).json()["detail"].startswith("num_samples")
+    assert (
+        client.post(f"/api/jobs/{job['id']}/comparisons", json={"prompt": "any digit", "seed": 1, "num_samples": 99})
+        .json()["detail"]
+        .startswith("num_samples")
+    )
     assert client.post(f"/api/jobs/{job['id']}/comparisons", json={"seed": 1}).json()["detail"].startswith("prompt")
 
 
 def test_unknown_ids_are_404_with_a_message(client):
-    for path in ("/api/jobs/nope", "/api/jobs/nope/metrics", "/api/jobs/nope/samples", "/api/jobs/nope/checkpoints",
-                 "/api/jobs/nope/adapter.zip", "/api/jobs/nope/log", "/api/comparisons/nope"):
+    for path in (
+        "/api/jobs/nope",
+        "/api/jobs/nope/metrics",
+        "/api/jobs/nope/samples",
+        "/api/jobs/nope/checkpoints",
+        "/api/jobs/nope/adapter.zip",
+        "/api/jobs/nope/log",
+        "/api/comparisons/nope",
+    ):
         response = client.get(path)
         assert response.status_code == 404 and "nope" in response.json()["detail"], path
     assert client.get("/api/jobs/x/metrics", params={"since": "soon"}).json()["detail"].startswith("since")
@@ -135,8 +152,13 @@ def test_unknown_ids_are_404_with_a_message(client):
 def test_basic_auth_guards_the_api_when_configured(tmp_path, models_cache):
     from app.server import create_app
 
-    settings = Settings(data_dir=service_data_dir(tmp_path, models_cache), database_url="", broker_url="",
-                        auth_user="ada", auth_password="s3cret")
+    settings = Settings(
+        data_dir=service_data_dir(tmp_path, models_cache),
+        database_url="",
+        broker_url="",
+        auth_user="ada",
+        auth_password="s3cret",
+    )
     with TestClient(create_app(settings)) as client:
         assert client.get("/api/health").status_code == 401
         assert client.get("/api/health", auth=("ada", "wrong")).status_code == 401
@@ -146,8 +168,9 @@ def test_basic_auth_guards_the_api_when_configured(tmp_path, models_cache):
 def test_a_broker_that_is_down_is_a_503_and_stores_nothing(tmp_path, models_cache):
     from app.server import create_app
 
-    settings = Settings(data_dir=service_data_dir(tmp_path, models_cache), database_url="",
-                        broker_url="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    settings = Settings(
+        data_dir=service_data_dir(tmp_path, models_cache), database_url="", broker_url="redis://127.0.0.1:1/0"
+    )  # nothing listens on port 1
     app = create_app(settings, studio=False)
     app.state.service.celery.conf.broker_connection_max_retries = 0
     app.state.service.celery.conf.broker_transport_options = {"max_retries": 0}

@@ -28,9 +28,12 @@ def queued_files(client) -> int:
     return sum(1 for path in (client.service.settings.broker_dir / "queue").glob("*") if path.is_file())
 
 
-BODY = {"preset": "digits-even",
-        "overrides": tiny_digits(steps=2, checkpoint_every=2, **{"eval.samples_per_prompt": 4}),
-        "grid": {"algorithm": ["adrpo", "fixed"]}, "seeds": [0, 1]}
+BODY = {
+    "preset": "digits-even",
+    "overrides": tiny_digits(steps=2, checkpoint_every=2, **{"eval.samples_per_prompt": 4}),
+    "grid": {"algorithm": ["adrpo", "fixed"]},
+    "seeds": [0, 1],
+}
 
 
 def test_post_and_get_a_sweep_then_cancel_it(client):
@@ -51,16 +54,19 @@ def test_post_and_get_a_sweep_then_cancel_it(client):
     assert client.get("/api/sweeps/nope").status_code == 404
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({**BODY, "grid": {"beta0": [0.1, -5]}}, "grid"),
-    ({**BODY, "grid": {"bogus": [1]}}, "grid"),
-    ({**BODY, "seeds": "0"}, "seeds"),
-    ({**BODY, "extra": 1}, "extra"),
-    ({k: v for k, v in BODY.items() if k != "grid"}, "grid"),
-    ({**BODY, "preset": "nope"}, "preset"),
-    ({**BODY, "name": "../x"}, "name"),
-    ([1, 2], "body"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**BODY, "grid": {"beta0": [0.1, -5]}}, "grid"),
+        ({**BODY, "grid": {"bogus": [1]}}, "grid"),
+        ({**BODY, "seeds": "0"}, "seeds"),
+        ({**BODY, "extra": 1}, "extra"),
+        ({k: v for k, v in BODY.items() if k != "grid"}, "grid"),
+        ({**BODY, "preset": "nope"}, "preset"),
+        ({**BODY, "name": "../x"}, "name"),
+        ([1, 2], "body"),
+    ],
+)
 def test_bad_sweeps_are_422_and_create_nothing(client, body, field):
     answer = client.post("/api/sweeps", json=body)
     assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{field}"), answer.text
@@ -68,8 +74,9 @@ def test_bad_sweeps_are_422_and_create_nothing(client, body, field):
 
 
 def test_evals_of_a_job_through_the_api(client):
-    job = client.post("/api/jobs", json={"preset": "digits-even", "overrides": tiny_digits(
-        **{"eval.samples_per_prompt": 4})}).json()
+    job = client.post(
+        "/api/jobs", json={"preset": "digits-even", "overrides": tiny_digits(**{"eval.samples_per_prompt": 4})}
+    ).json()
     assert client.post(f"/api/jobs/{job['id']}/evals", json={"steps": [2]}).status_code == 422  # no checkpoint yet
     train_job(client.context, job["id"])
     before = queued_files(client)

@@ -21,8 +21,9 @@ from worker.settings import Settings
 def make_client(tmp_path, models_cache, studio=False, **settings_values):
     from app.server import create_app
 
-    settings = Settings(data_dir=service_data_dir(tmp_path, models_cache), database_url="", broker_url="",
-                        **settings_values)
+    settings = Settings(
+        data_dir=service_data_dir(tmp_path, models_cache), database_url="", broker_url="", **settings_values
+    )
     app = create_app(settings, studio=studio)
     client = TestClient(app)
     client.service, client.settings = app.state.service, settings
@@ -61,8 +62,9 @@ def refused(client, body, field, path="/api/jobs"):
 # ---------------------------------------------------------------- 1. remote code execution
 
 
-@pytest.mark.parametrize("name", ["pydoc:pipepager", "os:system", "builtins:exec", "subprocess:getoutput",
-                                  "tests.worker.rce_probe:reward"])
+@pytest.mark.parametrize(
+    "name", ["pydoc:pipepager", "os:system", "builtins:exec", "subprocess:getoutput", "tests.worker.rce_probe:reward"]
+)
 def test_user_reward_modules_are_refused_over_the_api_unless_the_operator_allows_them(client, name):
     body = config_with(rewards=[{"name": name}], prompts={"texts": ["echo pwned > /tmp/adrpo-pwned"]})
     detail = refused(client, body, "rewards.0.name")
@@ -78,7 +80,8 @@ def test_an_allowlisted_module_and_its_submodules_are_accepted_others_not(tmp_pa
 
 
 def test_the_worker_refuses_a_stored_job_with_a_module_outside_the_allowlist_without_importing_it(
-        client, tmp_path, monkeypatch):
+    client, tmp_path, monkeypatch
+):
     from worker.models import Job as JobRow
     from worker.tasks import WorkerContext, train_job
 
@@ -86,8 +89,17 @@ def test_the_worker_refuses_a_stored_job_with_a_module_outside_the_allowlist_wit
     monkeypatch.setenv("ADRPO_RCE_PROBE", str(marker))
     config = copy.deepcopy(BASE) | {"steps": 2, "rewards": [{"name": "tests.worker.rce_probe:reward"}]}
     with client.service.store.session() as session:  # a row written before the policy existed
-        session.add(JobRow(id="0123456789abcdef", name="old", kind="flow", algorithm="adrpo", config=config,
-                           status="queued", total_steps=2))
+        session.add(
+            JobRow(
+                id="0123456789abcdef",
+                name="old",
+                kind="flow",
+                algorithm="adrpo",
+                config=config,
+                status="queued",
+                total_steps=2,
+            )
+        )
     context = WorkerContext(settings=client.settings, store=client.service.store)
     assert train_job(context, "0123456789abcdef") == "failed"
     job = client.get("/api/jobs/0123456789abcdef").json()
@@ -98,12 +110,15 @@ def test_the_worker_refuses_a_stored_job_with_a_module_outside_the_allowlist_wit
 # ---------------------------------------------------------------- 2. file disclosure
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("prompts.file", "/etc/passwd"),
-    ("prompts.file", "/etc/no-such-file"),
-    ("prompts.dataset", "/"),
-    ("model.name_or_path", "/etc"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("prompts.file", "/etc/passwd"),
+        ("prompts.file", "/etc/no-such-file"),
+        ("prompts.dataset", "/"),
+        ("model.name_or_path", "/etc"),
+    ],
+)
 def test_local_paths_outside_the_roots_are_refused_without_revealing_anything(client, key, value):
     detail = refused(client, preset(**{key: value}), key)
     assert "root:" not in detail and "does not exist" not in detail and repr(value) not in detail
@@ -111,8 +126,10 @@ def test_local_paths_outside_the_roots_are_refused_without_revealing_anything(cl
 
 
 def test_an_existing_and_a_missing_file_get_the_same_answer(client):
-    answers = {client.post("/api/jobs", json=preset(**{"prompts.file": path})).json()["detail"]
-               for path in ("/etc/passwd", "/etc/passwd-no-such", "/root/.ssh/id_rsa")}
+    answers = {
+        client.post("/api/jobs", json=preset(**{"prompts.file": path})).json()["detail"]
+        for path in ("/etc/passwd", "/etc/passwd-no-such", "/root/.ssh/id_rsa")
+    }
     assert len(answers) == 1
 
 
@@ -132,8 +149,12 @@ def test_paths_under_the_roots_are_accepted_and_symlinks_out_of_them_are_not(cli
 
 
 def test_a_reward_model_path_is_held_to_the_models_root(client):
-    body = config_with(kind="llm", algorithm="adrpo", model={"name_or_path": "builtin:tiny-lm"},
-                       rewards=[{"name": "reward_model", "options": {"model": "/etc"}}])
+    body = config_with(
+        kind="llm",
+        algorithm="adrpo",
+        model={"name_or_path": "builtin:tiny-lm"},
+        rewards=[{"name": "reward_model", "options": {"model": "/etc"}}],
+    )
     refused(client, body, "rewards.0.options.model")
 
 
@@ -153,10 +174,15 @@ def test_the_studio_file_route_serves_only_what_pages_show(tmp_path, models_cach
         settings = client.settings
         run = settings.run_dir("0123456789abcdef")
         files = {
-            "samples/step-000003/0.png": True, "comparisons/c1/reference-0.png": True,
-            "exports/adapter-step-000004.zip": True, "checkpoints/step-000004/trainer_state.pt": False,
-            "checkpoints/step-000004/adapter_model.safetensors": False, "config.yaml": False, "job.log": False,
-            "samples/step-000003/notes.txt": False, "metrics.jsonl": False,
+            "samples/step-000003/0.png": True,
+            "comparisons/c1/reference-0.png": True,
+            "exports/adapter-step-000004.zip": True,
+            "checkpoints/step-000004/trainer_state.pt": False,
+            "checkpoints/step-000004/adapter_model.safetensors": False,
+            "config.yaml": False,
+            "job.log": False,
+            "samples/step-000003/notes.txt": False,
+            "metrics.jsonl": False,
         }
         for relative in files:
             (run / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -166,8 +192,13 @@ def test_the_studio_file_route_serves_only_what_pages_show(tmp_path, models_cach
         for relative, shown in files.items():
             status = client.get(f"/gradio_api/file={run / relative}").status_code
             assert status == (200 if shown else 403), (relative, status)
-        for target in (settings.data_dir / "adrpo.db", settings.data_dir / "adrpo.db-wal", Path("/etc/passwd"),
-                       run / "samples" / ".." / "config.yaml", settings.data_dir / "no-such-file"):
+        for target in (
+            settings.data_dir / "adrpo.db",
+            settings.data_dir / "adrpo.db-wal",
+            Path("/etc/passwd"),
+            run / "samples" / ".." / "config.yaml",
+            settings.data_dir / "no-such-file",
+        ):
             assert client.get(f"/gradio_api/file={target}").status_code == 403, target
             assert client.get(f"/gradio_api/file/{target}").status_code == 403, target
 
@@ -235,12 +266,15 @@ def test_the_serve_command_exits_2_on_a_public_bind_without_auth(tmp_path, monke
 # ---------------------------------------------------------------- 5. text that breaks the job list
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (preset(**{"prompts.texts": ["x\ud800y"]}), "prompts.texts.0"),
-    (config_with(prompts={"texts": ["fine", "nul\x00here"]}), "prompts.texts.1"),
-    (preset(name="bell\x07"), "name"),
-    (config_with(rewards=[{"name": "digits:class", "options": {"k\ud800": 1}}]), "rewards.0.options.k"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (preset(**{"prompts.texts": ["x\ud800y"]}), "prompts.texts.0"),
+        (config_with(prompts={"texts": ["fine", "nul\x00here"]}), "prompts.texts.1"),
+        (preset(name="bell\x07"), "name"),
+        (config_with(rewards=[{"name": "digits:class", "options": {"k\ud800": 1}}]), "rewards.0.options.k"),
+    ],
+)
 def test_text_that_cannot_be_stored_is_refused_before_anything_is_stored(client, body, field):
     refused(client, body, field)
     assert client.get("/api/jobs").status_code == 200
@@ -270,9 +304,11 @@ def test_a_failure_after_the_row_is_written_leaves_no_row(client, monkeypatch):
 def test_integers_beyond_sql_range_are_4xx_naming_the_field(client):
     job = client.post("/api/jobs", json=preset(**tiny_digits())).json()
     big = 2**63
-    for path, field in ((f"/api/jobs/{job['id']}/metrics?since={big}", "since"),
-                        (f"/api/jobs/{job['id']}/samples?since={big}", "since"),
-                        (f"/api/jobs/{job['id']}/adapter.zip?step={big}", "step")):
+    for path, field in (
+        (f"/api/jobs/{job['id']}/metrics?since={big}", "since"),
+        (f"/api/jobs/{job['id']}/samples?since={big}", "since"),
+        (f"/api/jobs/{job['id']}/adapter.zip?step={big}", "step"),
+    ):
         response = client.get(path)
         assert response.status_code == 422 and response.json()["detail"].startswith(field), path
     response = client.post(f"/api/jobs/{job['id']}/comparisons", json={"prompt": "any", "step": big})
@@ -298,17 +334,22 @@ def test_unknown_keys_in_clone_and_comparison_requests_are_refused(client):
     assert rows(client.service) == 1 and rows(client.service, Comparison) == 0
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"steps": True}, "steps"), ({"steps": "150"}, "steps"), ({"beta0": "0.1"}, "beta0"),
-    ({"flow.orw_normalize": "yes"}, "flow.orw_normalize"), ({"lora.rank": False}, "lora.rank"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"steps": True}, "steps"),
+        ({"steps": "150"}, "steps"),
+        ({"beta0": "0.1"}, "beta0"),
+        ({"flow.orw_normalize": "yes"}, "flow.orw_normalize"),
+        ({"lora.rank": False}, "lora.rank"),
+    ],
+)
 def test_json_types_are_not_coerced(client, overrides, field):
     refused(client, preset(**overrides), field)
 
 
 def test_options_of_registered_rewards_are_checked_at_submission(client):
-    detail = refused(client, config_with(rewards=[{"name": "digits:class", "options": {"kk": 3}}]),
-                     "rewards.0.options")
+    detail = refused(client, config_with(rewards=[{"name": "digits:class", "options": {"kk": 3}}]), "rewards.0.options")
     assert "kk" in detail
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import torch
 
-from tests.worker.conftest import models_cache, service_data_dir, tiny_digits  # noqa: F401 (fixture)
 from tests.waiting import wait_for
+from tests.worker.conftest import models_cache, service_data_dir, tiny_digits  # noqa: F401 (fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,8 +47,6 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in state
 
 
-
-
 class Server:
     """`adrpo serve` as a subprocess on a free port, with its own data directory."""
 
@@ -58,11 +56,20 @@ class Server:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {key: value for key, value in os.environ.items() if not key.startswith("ADRPO_")}
-        env.update(ADRPO_DATA_DIR=str(data_dir), ADRPO_HEARTBEAT_INTERVAL_S="0.5", ADRPO_HEARTBEAT_TIMEOUT_S="10",
-                   PYTHONPATH=str(REPO))
+        env.update(
+            ADRPO_DATA_DIR=str(data_dir),
+            ADRPO_HEARTBEAT_INTERVAL_S="0.5",
+            ADRPO_HEARTBEAT_TIMEOUT_S="10",
+            PYTHONPATH=str(REPO),
+        )
         self.log = log_path.open("a")
-        self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
-                                        cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for(self.healthy, 180, what="adrpo serve to answer")
         self.worker_pids = wait_for(lambda: children_of(self.process.pid), 30, what="the embedded worker")
 
@@ -98,8 +105,11 @@ def test_serve_trains_over_http_pauses_on_ctrl_c_resumes_on_restart_and_serves_t
     data_dir = service_data_dir(tmp_path, models_cache)
     first = Server(data_dir, tmp_path / "serve.log")
     try:
-        submitted = httpx.post(f"{first.base}/api/jobs", timeout=30, json={
-            "preset": "digits-even", "overrides": tiny_digits(steps=150, checkpoint_every=10, sample_every=50)})
+        submitted = httpx.post(
+            f"{first.base}/api/jobs",
+            timeout=30,
+            json={"preset": "digits-even", "overrides": tiny_digits(steps=150, checkpoint_every=10, sample_every=50)},
+        )
         assert submitted.status_code == 201, submitted.text
         job_id = submitted.json()["id"]
         wait_for(lambda: first.job(job_id)["current_step"] >= 5, 180, what="training to start")
@@ -111,6 +121,7 @@ def test_serve_trains_over_http_pauses_on_ctrl_c_resumes_on_restart_and_serves_t
 
     second = Server(data_dir, tmp_path / "serve.log")
     try:
+
         def finished():
             job = second.job(job_id)
             return job if job["status"] in ("succeeded", "failed", "cancelled") else None
@@ -162,10 +173,17 @@ def test_a_worker_whose_serve_process_was_killed_stops_by_itself(tmp_path, model
     # A stand-in parent (a shell) that starts the worker the way serve does, then dies without cleanup.
     parent = subprocess.Popen(
         ["sh", "-c", f'"{sys.executable}" -m app.cli worker --parent-pid $$ --loglevel WARNING & wait'],
-        cwd=REPO, env=env, stdout=(tmp_path / "worker.log").open("w"), stderr=subprocess.STDOUT)
+        cwd=REPO,
+        env=env,
+        stdout=(tmp_path / "worker.log").open("w"),
+        stderr=subprocess.STDOUT,
+    )
     worker_pids = wait_for(lambda: children_of(parent.pid), 30, what="the worker to start")
-    wait_for(lambda: "ready" in (tmp_path / "worker.log").read_text() or (data_dir / "adrpo.db").exists(), 60,
-             what="the worker to open the store")
+    wait_for(
+        lambda: "ready" in (tmp_path / "worker.log").read_text() or (data_dir / "adrpo.db").exists(),
+        60,
+        what="the worker to open the store",
+    )
     parent.kill()
     parent.wait()
     try:

@@ -25,8 +25,11 @@ def server_log(server: Server, job_id: str) -> str:
 def test_serve_restarts_a_killed_worker_and_its_job_resumes(tmp_path, models_cache):  # noqa: F811
     server = Server(service_data_dir(tmp_path, models_cache), tmp_path / "serve.log")
     try:
-        submitted = httpx.post(f"{server.base}/api/jobs", timeout=30, json={
-            "preset": "digits-even", "overrides": tiny_digits(steps=400, checkpoint_every=5, sample_every=500)})
+        submitted = httpx.post(
+            f"{server.base}/api/jobs",
+            timeout=30,
+            json={"preset": "digits-even", "overrides": tiny_digits(steps=400, checkpoint_every=5, sample_every=500)},
+        )
         job_id = submitted.json()["id"]
         wait_for(lambda: server.job(job_id)["current_step"] >= 6, 180, what="training to start")
         [old_pid] = server.worker_pids
@@ -45,8 +48,10 @@ def test_serve_restarts_a_killed_worker_and_its_job_resumes(tmp_path, models_cac
                 resumed_at = time.monotonic()
             time.sleep(0.1)
         assert handed_back_at is not None and resumed_at is not None, server.log_path.read_text()[-3000:]
-        print(f"\nkill -9 -> job handed back: {handed_back_at - killed_at:.2f} s; "
-              f"-> resumed from its checkpoint on the new worker: {resumed_at - killed_at:.2f} s; health seen: {sorted(seen_health)}")
+        print(
+            f"\nkill -9 -> job handed back: {handed_back_at - killed_at:.2f} s; "
+            f"-> resumed from its checkpoint on the new worker: {resumed_at - killed_at:.2f} s; health seen: {sorted(seen_health)}"
+        )
         assert not Path(f"/proc/{old_pid}").exists()  # reaped, not a zombie
         assert (503, "restarting") in seen_health and (200, "running") in seen_health
         new_pids = children_of(server.process.pid)

@@ -22,8 +22,19 @@ def digits_form(**changes):
 
 
 def test_form_edits_reach_the_config_and_hidden_preset_settings_survive():
-    values = digits_form(beta0=0.2, a_min=-0.1, a_max="", steps=7, lr=0.01, group_size=4, lora_rank=4,
-                         lora_targets="net.0, net.2", seed=3, algorithm="fixed", name="mine")
+    values = digits_form(
+        beta0=0.2,
+        a_min=-0.1,
+        a_max="",
+        steps=7,
+        lr=0.01,
+        group_size=4,
+        lora_rank=4,
+        lora_targets="net.0, net.2",
+        seed=3,
+        algorithm="fixed",
+        name="mine",
+    )
     config = forms.preview(values).config
     assert (config["beta0"], config["a_min"], config["a_max"]) == (0.2, -0.1, None)
     assert (config["steps"], config["lr"], config["group_size"], config["seed"]) == (7, 0.01, 4, 3)
@@ -114,4 +125,5 @@ def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
     updates = dict(zip(forms.FIELDS[1:], launch.fill_from_preset("digits-even", "llm")[1:]))
     assert updates["kind"] == "flow" and updates["steps"] == 120 and updates["model"]["value"] == "builtin:digits-flow"
     assert "a_min" in launch.error_markdown("a_min: bad\nbeta0: worse") and "- beta0: worse" in launch.error_markdown(
-        "a_min: bad\nbeta0: worse")
+        "a_min: bad\nbeta0: worse"
+    )

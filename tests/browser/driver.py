@@ -41,8 +41,9 @@ def set_number(page, elem_id: str, value: float) -> None:
     field.press("Tab")  # Gradio reads a number on blur
 
 
-def launch_digits_even(page, url: str | None, steps: int | None = None,
-                       algorithm: str = "ADRPO (adaptive beta)", name: str = "digits-even") -> str:
+def launch_digits_even(
+    page, url: str | None, steps: int | None = None, algorithm: str = "ADRPO (adaptive beta)", name: str = "digits-even"
+) -> str:
     """Open the studio (unless ``url`` is None), keep the digits-even preset, set the name, algorithm
     and (optionally) steps, press Launch: it opens the job. Returns the job id."""
     if url is not None:
@@ -72,8 +73,10 @@ def wait_for_status(page, status: str, timeout_ms: int = TRAIN_TIMEOUT_MS) -> No
 def curves_drawn(page) -> int:
     """How many live charts show an image (matplotlib figures arrive as PNGs)."""
     page.locator("#detail-plot-reward img").first.wait_for()
-    return sum(page.locator(f"#detail-plot-{key} img").count() > 0
-               for key in ("reward", "divergence", "beta", "spread", "loss"))
+    return sum(
+        page.locator(f"#detail-plot-{key} img").count() > 0
+        for key in ("reward", "divergence", "beta", "spread", "loss")
+    )
 
 
 def gallery_images(page, elem_id: str) -> int:

@@ -19,8 +19,10 @@ from playwright.sync_api import expect  # noqa: E402
 
 ARTIFACTS = REPO / "test-artifacts" / "studio"
 SWEEP_TIMEOUT_MS = 300_000
-OVERRIDES = ("steps=2\ncheckpoint_every=2\nsample_every=100\ngroup_size=4\nprompts_per_step=2\n"
-             "flow.sample_steps=4\neval.samples_per_prompt=8")
+OVERRIDES = (
+    "steps=2\ncheckpoint_every=2\nsample_every=100\ngroup_size=4\nprompts_per_step=2\n"
+    "flow.sample_steps=4\neval.samples_per_prompt=8"
+)
 
 
 def fill(page, elem_id: str, text: str) -> None:

@@ -17,8 +17,17 @@ from adrpo_engine.trainers.base import TRAINER_STATE, TrainingError, checkpoint_
 
 
 def digits_config(steps: int):
-    return preset_config("digits-even", {"steps": steps, "group_size": 4, "prompts_per_step": 2, "sample_every": 100,
-                                         "checkpoint_every": 2, "flow.sample_steps": 2})
+    return preset_config(
+        "digits-even",
+        {
+            "steps": steps,
+            "group_size": 4,
+            "prompts_per_step": 2,
+            "sample_every": 100,
+            "checkpoint_every": 2,
+            "flow.sample_steps": 2,
+        },
+    )
 
 
 def truncate(path, keep=0.5):

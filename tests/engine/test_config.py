@@ -103,11 +103,14 @@ def test_config_reference_doc_is_current():
     from adrpo_engine.config_docs import config_reference_markdown
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
-    assert doc.read_text() == config_reference_markdown(), "regenerate: python -m adrpo_engine.config_docs > docs/config.md"
+    assert doc.read_text() == config_reference_markdown(), (
+        "regenerate: python -m adrpo_engine.config_docs > docs/config.md"
+    )
 
 
 def test_a_job_without_prompts_is_refused_at_validation():
     with pytest.raises(ConfigError) as error:
-        validate_config({"kind": "flow", "model": {"name_or_path": "builtin:digits-flow"},
-                         "rewards": [{"name": "digits:even"}]})
+        validate_config(
+            {"kind": "flow", "model": {"name_or_path": "builtin:digits-flow"}, "rewards": [{"name": "digits:even"}]}
+        )
     assert str(error.value).startswith("prompts: no prompts given")

@@ -9,17 +9,25 @@ import torch
 
 from adrpo_engine import evaluation as E
 from adrpo_engine import metrics as M
+from adrpo_engine.checkpoints import list_checkpoints
 from adrpo_engine.config import ConfigError, validate_config
 from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.models import digits as D
 from adrpo_engine.presets import preset_config
 from adrpo_engine.runner import train
-from adrpo_engine.checkpoints import list_checkpoints
 
 
 def digits_job(**overrides):
-    base = {"steps": 4, "group_size": 8, "prompts_per_step": 2, "sample_every": 100, "checkpoint_every": 4,
-            "flow.sample_steps": 4, "eval.samples_per_prompt": 12, "lr": 5e-3}
+    base = {
+        "steps": 4,
+        "group_size": 8,
+        "prompts_per_step": 2,
+        "sample_every": 100,
+        "checkpoint_every": 4,
+        "flow.sample_steps": 4,
+        "eval.samples_per_prompt": 12,
+        "lr": 5e-3,
+    }
     return preset_config("digits-even", {**base, **overrides})
 
 
@@ -79,8 +87,13 @@ def test_the_noise_is_shared_by_jobs_with_different_seeds(digits_run):
 
 def test_held_out_prompts_and_eval_only_rewards(digits_run):
     config, (step, path) = digits_run
-    held = digits_job(**{"eval.prompts": ["digit 2", "digit 3"], "eval.samples_per_prompt": 4,
-                         "eval.rewards": [{"name": "digits:class", "options": {"k": 3}}]})
+    held = digits_job(
+        **{
+            "eval.prompts": ["digit 2", "digit 3"],
+            "eval.samples_per_prompt": 4,
+            "eval.rewards": [{"name": "digits:class", "options": {"k": 3}}],
+        }
+    )
     point = E.evaluate(held, [(step, path)])[0]
     assert point.held_out and point.prompts == 2
     assert point.counts[M.REWARD_MEAN] == 8 and point.counts["eval/digits:class"] == 8
@@ -99,21 +112,42 @@ def lm_dir(tmp_path_factory):
     tokenizer = train_tokenizer(corpus_lines(300))
     torch.manual_seed(0)
     model = build_model(len(tokenizer), tokenizer.eos_token_id)
-    small = type(model.config)(**{**model.config.to_dict(), "hidden_size": 32, "intermediate_size": 64,
-                                  "num_attention_heads": 2, "num_key_value_heads": 1})
+    small = type(model.config)(
+        **{
+            **model.config.to_dict(),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+        }
+    )
     type(model)(small).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
 def test_llm_eval_reports_kl_over_all_samples(lm_dir, tmp_path):
-    config = validate_config(apply_overrides({
-        "kind": "llm", "model": {"name_or_path": str(lm_dir)},
-        "rewards": [{"name": "length", "options": {"target": 12, "unit": "chars"}}],
-        "prompts": {"dataset": "builtin:tiny-lm-task"}, "steps": 2, "group_size": 4, "prompts_per_step": 2,
-        "lr": 5e-2, "beta0": 0.0, "algorithm": "fixed", "checkpoint_every": 2, "sample_every": 100,
-        "lora": {"rank": 4, "alpha": 8}, "llm": {"max_new_tokens": 8, "eval_samples": 1},
-    }, {"eval.prompts": ["list fruits:", "tools:"], "eval.samples_per_prompt": 4}))
+    config = validate_config(
+        apply_overrides(
+            {
+                "kind": "llm",
+                "model": {"name_or_path": str(lm_dir)},
+                "rewards": [{"name": "length", "options": {"target": 12, "unit": "chars"}}],
+                "prompts": {"dataset": "builtin:tiny-lm-task"},
+                "steps": 2,
+                "group_size": 4,
+                "prompts_per_step": 2,
+                "lr": 5e-2,
+                "beta0": 0.0,
+                "algorithm": "fixed",
+                "checkpoint_every": 2,
+                "sample_every": 100,
+                "lora": {"rank": 4, "alpha": 8},
+                "llm": {"max_new_tokens": 8, "eval_samples": 1},
+            },
+            {"eval.prompts": ["list fruits:", "tools:"], "eval.samples_per_prompt": 4},
+        )
+    )
     train(config, tmp_path / "run", resume=False)
     step, path = list_checkpoints(tmp_path / "run")[-1]
     reference, policy = E.evaluate(config, [(0, None), (step, path)])

@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from adrpo_engine import diversity as V
 from adrpo_engine import metrics as M
 from adrpo_engine.config import ConfigError, RewardSpec
 from adrpo_engine.models import digits as D
-from adrpo_engine import diversity as V
 from adrpo_engine.models import digits_data as Dd
 from adrpo_engine.models import digits_pretrain as Dp
 from adrpo_engine.presets import preset_config
@@ -21,8 +21,14 @@ from adrpo_engine.runner import compare, train
 
 
 def digits_config(**overrides):
-    base = {"steps": 2, "group_size": 4, "prompts_per_step": 2, "sample_every": 100, "checkpoint_every": 100,
-            "flow.sample_steps": 4}
+    base = {
+        "steps": 2,
+        "group_size": 4,
+        "prompts_per_step": 2,
+        "sample_every": 100,
+        "checkpoint_every": 100,
+        "flow.sample_steps": 4,
+    }
     return preset_config("digits-even", {**base, **overrides})
 
 

@@ -19,8 +19,15 @@ from adrpo_engine.trainers.flow import FlowTrainer
 
 
 def dpo_config(**overrides):
-    base = {"algorithm": "dpo", "steps": 2, "group_size": 4, "prompts_per_step": 2, "sample_every": 100,
-            "checkpoint_every": 100, "flow.sample_steps": 4}
+    base = {
+        "algorithm": "dpo",
+        "steps": 2,
+        "group_size": 4,
+        "prompts_per_step": 2,
+        "sample_every": 100,
+        "checkpoint_every": 100,
+        "flow.sample_steps": 4,
+    }
     return preset_config("digits-even", {**base, **overrides})
 
 
@@ -42,8 +49,13 @@ def test_dpo_loss_on_velocities_by_hand():
     u_w, u_l = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
     v_w, v_l = torch.tensor([[1.0, 1.0]]), torch.tensor([[0.0, 0.0]])  # err 0.5, 2.0
     r_w, r_l = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 1.0]])  # err 0.5, 0.5
-    loss, margin = O.dpo_flow_loss(O.per_sample_mse(v_w, u_w), O.per_sample_mse(r_w, u_w),
-                                   O.per_sample_mse(v_l, u_l), O.per_sample_mse(r_l, u_l), beta_dpo=0.5)
+    loss, margin = O.dpo_flow_loss(
+        O.per_sample_mse(v_w, u_w),
+        O.per_sample_mse(r_w, u_w),
+        O.per_sample_mse(v_l, u_l),
+        O.per_sample_mse(r_l, u_l),
+        beta_dpo=0.5,
+    )
     # -((0.5 - 0.5) - (2.0 - 0.5)) = 1.5 ; loss = -log sigmoid(0.75)
     assert margin.item() == pytest.approx(1.5)
     assert loss.item() == pytest.approx(math.log1p(math.exp(-0.75)), rel=1e-6)
@@ -142,11 +154,14 @@ def test_a_few_dpo_steps_raise_the_winners_likelihood_margin(tmp_path):
 def test_resume_trains_on_the_stored_pairs(tmp_path, monkeypatch):
     straight = dpo_config(steps=6, checkpoint_every=3, **{"flow.dpo_refresh_every": 2})
     train(straight, tmp_path / "straight", RecordingSink())
-    train(dpo_config(steps=3, checkpoint_every=3, **{"flow.dpo_refresh_every": 2}), tmp_path / "resumed",
-          RecordingSink())
+    train(
+        dpo_config(steps=3, checkpoint_every=3, **{"flow.dpo_refresh_every": 2}), tmp_path / "resumed", RecordingSink()
+    )
     # the stopped run stored the pools it used (drawn after steps 0 and 2)
-    assert sorted(p.name for p in (tmp_path / "resumed" / "dpo").glob("pairs-*.pt")) == \
-        ["pairs-000000.pt", "pairs-000002.pt"]
+    assert sorted(p.name for p in (tmp_path / "resumed" / "dpo").glob("pairs-*.pt")) == [
+        "pairs-000000.pt",
+        "pairs-000002.pt",
+    ]
     stored = flow_dpo.load_pool(flow_dpo.pool_path(tmp_path / "resumed", 2))
     real_draw = flow_dpo.FlowDPO.draw_pool
 
@@ -185,14 +200,29 @@ def test_dpo_step_on_the_tiny_sd3_pipeline(tmp_path):
     """The same DPO step on an SD3 pipeline: prompt-embedding conditioning, grid levels, CFG-free pools."""
     from adrpo_engine.config import validate_config
 
-    config = validate_config({
-        "kind": "flow", "algorithm": "dpo", "model": {"name_or_path": "builtin:tiny-sd3"},
-        "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
-        "prompts": {"texts": ["a red cat", "a blue dog"]}, "steps": 2, "group_size": 3, "prompts_per_step": 2,
-        "lr": 1e-2, "sample_every": 100, "checkpoint_every": 100, "lora": {"rank": 4, "alpha": 8},
-        "flow": {"sample_steps": 3, "guidance_scale": 2.0, "train_guidance_scale": 1.0, "train_timesteps": 2,
-                 "dpo_beta": 50.0},
-    })
+    config = validate_config(
+        {
+            "kind": "flow",
+            "algorithm": "dpo",
+            "model": {"name_or_path": "builtin:tiny-sd3"},
+            "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+            "prompts": {"texts": ["a red cat", "a blue dog"]},
+            "steps": 2,
+            "group_size": 3,
+            "prompts_per_step": 2,
+            "lr": 1e-2,
+            "sample_every": 100,
+            "checkpoint_every": 100,
+            "lora": {"rank": 4, "alpha": 8},
+            "flow": {
+                "sample_steps": 3,
+                "guidance_scale": 2.0,
+                "train_guidance_scale": 1.0,
+                "train_timesteps": 2,
+                "dpo_beta": 50.0,
+            },
+        }
+    )
     sink = RecordingSink()
     train(config, tmp_path, sink)
     metrics = sink.steps[2]

@@ -14,8 +14,14 @@ from adrpo_engine.trainers.flow import FlowTrainer
 
 
 def digits_config(**overrides):
-    base = {"steps": 1, "group_size": 4, "prompts_per_step": 2, "sample_every": 100, "checkpoint_every": 100,
-            "flow.sample_steps": 4}
+    base = {
+        "steps": 1,
+        "group_size": 4,
+        "prompts_per_step": 2,
+        "sample_every": 100,
+        "checkpoint_every": 100,
+        "flow.sample_steps": 4,
+    }
     return preset_config("digits-even", {**base, **overrides})
 
 
@@ -75,8 +81,9 @@ class SpyTrainer(FlowTrainer):
 
 @pytest.mark.parametrize("algorithm", ["adrpo", "dpo"])
 def test_training_rollouts_use_their_own_guidance_and_grid_levels(tmp_path, algorithm):
-    config = digits_config(algorithm=algorithm, **{"flow.guidance_scale": 3.0, "flow.train_guidance_scale": 1.0,
-                                                   "flow.train_timesteps": 2})
+    config = digits_config(
+        algorithm=algorithm, **{"flow.guidance_scale": 3.0, "flow.train_guidance_scale": 1.0, "flow.train_timesteps": 2}
+    )
     trainer = SpyTrainer(config, tmp_path, RecordingSink())
     trainer.setup()
     trainer.train_step(1)

@@ -20,10 +20,17 @@ PROMPTS = ["a red cat", "a blue dog"]
 
 def tiny_config(**overrides):
     data = {
-        "kind": "flow", "model": {"name_or_path": "builtin:tiny-sd3"},
+        "kind": "flow",
+        "model": {"name_or_path": "builtin:tiny-sd3"},
         "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
-        "prompts": {"texts": PROMPTS}, "steps": 1, "group_size": 2, "prompts_per_step": 2, "lr": 1e-2,
-        "sample_every": 100, "checkpoint_every": 100, "lora": {"rank": 4, "alpha": 8},
+        "prompts": {"texts": PROMPTS},
+        "steps": 1,
+        "group_size": 2,
+        "prompts_per_step": 2,
+        "lr": 1e-2,
+        "sample_every": 100,
+        "checkpoint_every": 100,
+        "lora": {"rank": 4, "alpha": 8},
         "flow": {"sample_steps": 3, "guidance_scale": 2.0},
     }
     data.update(overrides)
@@ -52,8 +59,13 @@ def test_sampler_matches_the_diffusers_pipeline():
     pipeline = load_pipeline("builtin:tiny-sd3")
     policy = SD3Policy(pipeline, torch.device("cpu"), torch.float32)
     ours = policy.sample(policy.encode_prompts(PROMPTS), torch.Generator().manual_seed(3), steps=4, guidance=2.5)
-    theirs = pipeline(PROMPTS, num_inference_steps=4, guidance_scale=2.5, generator=torch.Generator().manual_seed(3),
-                      output_type="latent").images
+    theirs = pipeline(
+        PROMPTS,
+        num_inference_steps=4,
+        guidance_scale=2.5,
+        generator=torch.Generator().manual_seed(3),
+        output_type="latent",
+    ).images
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
@@ -61,9 +73,15 @@ def test_saved_adapter_loads_into_a_fresh_pipeline(trained_run):
     from peft import PeftModel
 
     _, _, result = trained_run
+
     def latents(pipe):
-        return pipe(PROMPTS, num_inference_steps=3, guidance_scale=2.0, generator=torch.Generator().manual_seed(0),
-                    output_type="latent").images
+        return pipe(
+            PROMPTS,
+            num_inference_steps=3,
+            guidance_scale=2.0,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+        ).images
 
     fresh = load_pipeline(str(tiny_sd3_path()))
     before = latents(fresh)
@@ -85,8 +103,13 @@ def test_saved_adapter_loads_into_a_fresh_pipeline(trained_run):
     cond = policy.encode_prompts(PROMPTS[:1])
     t = torch.tensor([0.5])
     expected = policy.velocity(x, t, cond)
-    got = peft_model(hidden_states=x, timestep=t * 1000, encoder_hidden_states=cond["embeds"],
-                     pooled_projections=cond["pooled"], return_dict=False)[0]
+    got = peft_model(
+        hidden_states=x,
+        timestep=t * 1000,
+        encoder_hidden_states=cond["embeds"],
+        pooled_projections=cond["pooled"],
+        return_dict=False,
+    )[0]
     assert torch.allclose(expected, got, atol=1e-5)
 
 
@@ -126,11 +149,15 @@ def test_t2i_diversity_is_clip_pairwise_distance():
 
     images = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     same = images[:1].expand(4, -1, -1, -1)
-    by_clip = build_diversity("builtin:tiny-sd3", [RewardSpec(name="clip_score", options={"model": "builtin:tiny-clip"})])
+    by_clip = build_diversity(
+        "builtin:tiny-sd3", [RewardSpec(name="clip_score", options={"model": "builtin:tiny-clip"})]
+    )
     assert by_clip(same, 4)["diversity"] == pytest.approx(0.0, abs=1e-5)
     embeds = clip_embedder("builtin:tiny-clip").image_embeddings(images[:2])
     assert by_clip(images[:2], 2)["diversity"] == pytest.approx((embeds[0] - embeds[1]).norm().item(), abs=1e-5)
     # groups are measured separately: two groups of identical images have no diversity
-    assert by_clip(torch.cat([same[:2], images[1:2].expand(2, -1, -1, -1)]), 2)["diversity"] == pytest.approx(0.0, abs=1e-5)
+    assert by_clip(torch.cat([same[:2], images[1:2].expand(2, -1, -1, -1)]), 2)["diversity"] == pytest.approx(
+        0.0, abs=1e-5
+    )
     by_pixels = build_diversity("some/sd3", [RewardSpec(name="mymodule:reward")])(images, 4)
     assert by_pixels["diversity"] == by_pixels[PIXEL_DIST] > 0

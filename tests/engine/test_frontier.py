@@ -40,8 +40,10 @@ def test_frontier_with_a_minimised_divergence():
 
 def test_per_method_frontiers_are_computed_within_each_method():
     points = [
-        {"method": "adrpo", "r": 2, "d": 2}, {"method": "adrpo", "r": 1, "d": 1},
-        {"method": "fixed", "r": 3, "d": 3}, {"method": "fixed", "r": 1, "d": 4},
+        {"method": "adrpo", "r": 2, "d": 2},
+        {"method": "adrpo", "r": 1, "d": 1},
+        {"method": "fixed", "r": 3, "d": 3},
+        {"method": "fixed", "r": 1, "d": 4},
     ]
     fronts = F.per_method_frontiers(points, UP)
     assert fronts == {"adrpo": [0], "fixed": [2, 3]}
@@ -57,6 +59,6 @@ def test_aggregate_means_and_sample_stds_over_seeds():
     groups = F.aggregate(rows, ["algorithm", "beta0"], ["r", "d"])
     assert [g.params for g in groups] == [{"algorithm": "adrpo", "beta0": 0.1}, {"algorithm": "fixed", "beta0": 0.1}]
     adrpo, fixed = groups
-    assert adrpo.mean["r"] == 2.0 and adrpo.std["r"] == pytest.approx(2 ** 0.5) and adrpo.n["r"] == 2
+    assert adrpo.mean["r"] == 2.0 and adrpo.std["r"] == pytest.approx(2**0.5) and adrpo.n["r"] == 2
     assert adrpo.mean["d"] == 2.0 and adrpo.n["d"] == 1 and adrpo.std["d"] == 0.0  # the NaN seed is left out
     assert fixed.members == [2] and fixed.std["r"] == 0.0

@@ -47,8 +47,9 @@ def test_unknown_kind_and_unknown_builtin_name_the_field():
     with pytest.raises(ConfigError, match="model.name_or_path: unknown built-in llm model 'builtin:tiny-sd3'"):
         kinds.builtin_model_of("builtin:tiny-sd3", "llm")
     with pytest.raises(ConfigError, match="kind"):
-        validate_config({"kind": "audio", "model": {"name_or_path": "x"}, "rewards": [{"name": "r"}],
-                         "prompts": {"texts": ["a"]}})
+        validate_config(
+            {"kind": "audio", "model": {"name_or_path": "x"}, "rewards": [{"name": "r"}], "prompts": {"texts": ["a"]}}
+        )
 
 
 @pytest.mark.parametrize("source", sorted(kinds.PROMPT_SOURCES))

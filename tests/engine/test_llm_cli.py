@@ -11,8 +11,9 @@ from adrpo_engine.kinds import get_kind
 
 def test_cli_trains_the_tiny_lm_preset_end_to_end(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "--preset", "tiny-lm", "--set", "steps=3", "--set", "prompts_per_step=2",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["train", "--preset", "tiny-lm", "--set", "steps=3", "--set", "prompts_per_step=2", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "reward/mean: first step" in result.output and "step 0 reference" in result.output
     assert "(reference) ->" in result.output and "(fine-tuned)" in result.output
@@ -35,21 +36,35 @@ def test_cli_bad_set_exits_2_and_writes_nothing(tmp_path):
 
 def test_cli_bad_model_exits_2_and_writes_nothing(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "--preset", "tiny-lm", "--set", f"model.name_or_path={tmp_path / 'nope'}",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["train", "--preset", "tiny-lm", "--set", f"model.name_or_path={tmp_path / 'nope'}", "--out", str(out)]
+    )
     assert result.exit_code == 2, result.output
     assert "model.name_or_path" in result.output
     assert not out.exists()
 
 
 def test_cli_trains_tiny_lm_with_every_loss_variant(tmp_path):
-    variants = [["llm.loss_agg=dr_grpo"], ["llm.loss_agg=bnpo"], ["llm.loss_agg=dapo"],
-                ["llm.importance_sampling_level=sequence", "llm.num_iterations=2"],
-                ["llm.kl_bias_correction=false", "llm.mask_truncated_completions=true", "llm.top_entropy_quantile=0.2"]]
+    variants = [
+        ["llm.loss_agg=dr_grpo"],
+        ["llm.loss_agg=bnpo"],
+        ["llm.loss_agg=dapo"],
+        ["llm.importance_sampling_level=sequence", "llm.num_iterations=2"],
+        ["llm.kl_bias_correction=false", "llm.mask_truncated_completions=true", "llm.top_entropy_quantile=0.2"],
+    ]
     for index, sets in enumerate(variants):
         out = tmp_path / f"run{index}"
-        args = ["train", "--preset", "tiny-lm", "--set", "steps=1", "--set", "prompts_per_step=2",
-                "--set", "sample_every=1000"]
+        args = [
+            "train",
+            "--preset",
+            "tiny-lm",
+            "--set",
+            "steps=1",
+            "--set",
+            "prompts_per_step=2",
+            "--set",
+            "sample_every=1000",
+        ]
         for item in sets:
             args += ["--set", item]
         result = CliRunner().invoke(app, args + ["--out", str(out)])

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from adrpo_engine import metrics as M
+from adrpo_engine.checkpoints import list_checkpoints
 from adrpo_engine.config import ConfigError, validate_config
 from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import get_kind
@@ -11,7 +12,6 @@ from adrpo_engine.models import causal_lm as C
 from adrpo_engine.models import lm_sampling as S
 from adrpo_engine.progress import RecordingSink
 from adrpo_engine.runner import compare, train
-from adrpo_engine.checkpoints import list_checkpoints
 from adrpo_engine.trainers.llm import LLMTrainer
 
 TIMING = {M.STEP_TIME, M.SAMPLES_PER_S, M.TOKENS_PER_S}
@@ -25,8 +25,15 @@ def model_dir(tmp_path_factory):
     tokenizer = train_tokenizer(corpus_lines(300))
     torch.manual_seed(0)
     model = build_model(len(tokenizer), tokenizer.eos_token_id)
-    small = type(model.config)(**{**model.config.to_dict(), "hidden_size": 32, "intermediate_size": 64,
-                                  "num_attention_heads": 2, "num_key_value_heads": 1})
+    small = type(model.config)(
+        **{
+            **model.config.to_dict(),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+        }
+    )
     model = type(model)(small)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -35,12 +42,19 @@ def model_dir(tmp_path_factory):
 
 def job(model_dir, **overrides):
     base = {
-        "kind": "llm", "model": {"name_or_path": str(model_dir)},
+        "kind": "llm",
+        "model": {"name_or_path": str(model_dir)},
         # random weights: the completion length varies a lot, so a length reward gives real advantages
         "rewards": [{"name": "length", "options": {"target": 12, "unit": "chars"}}],
         "prompts": {"dataset": "builtin:tiny-lm-task"},
-        "steps": 2, "group_size": 4, "prompts_per_step": 2, "lr": 1e-2, "beta0": 0.04,
-        "checkpoint_every": 3, "sample_every": 100, "lora": {"rank": 4, "alpha": 8},
+        "steps": 2,
+        "group_size": 4,
+        "prompts_per_step": 2,
+        "lr": 1e-2,
+        "beta0": 0.04,
+        "checkpoint_every": 3,
+        "sample_every": 100,
+        "lora": {"rank": 4, "alpha": 8},
         "llm": {"max_new_tokens": 8, "eval_samples": 1},
     }
     return validate_config(apply_overrides(base, overrides))
@@ -141,8 +155,9 @@ def test_kl_is_measured_over_the_whole_batch_even_at_beta0_zero(model_dir, tmp_p
     _, sink = run_trainer(job(model_dir, steps=2, algorithm="fixed", beta0=0.0), tmp_path / "b0")
     assert sink.steps[2]["kl/ref_frac"] == 1.0 and sink.steps[2][M.KL] > 0.0
     assert M.KL_BETA_NONZERO not in sink.steps[2]  # no row has beta_i != 0
-    _, sink = run_trainer(job(model_dir, steps=2, algorithm="fixed", beta0=0.0, **{"llm.full_kl_every": 5}),
-                          tmp_path / "b0-sparse")
+    _, sink = run_trainer(
+        job(model_dir, steps=2, algorithm="fixed", beta0=0.0, **{"llm.full_kl_every": 5}), tmp_path / "b0-sparse"
+    )
     assert sink.steps[2]["kl/ref_frac"] == 0.0 and M.KL not in sink.steps[2]  # nothing measured: nothing logged
 
 
@@ -156,8 +171,9 @@ def test_folded_sampling_matches_the_adapter_and_restores_weights(model_dir):
                 param.normal_(0, 0.5)  # a non-trivial adapter
     before = {k: v.clone() for k, v in peft_model.state_dict().items()}
     ids, mask = C.encode_prompts(tokenizer, ["list fruits:", "tools:"], torch.device("cpu"))
-    options = dict(max_new_tokens=10, temperature=1.0, top_p=0.9, eos_ids=[tokenizer.eos_token_id],
-                   pad_id=tokenizer.pad_token_id)
+    options = dict(
+        max_new_tokens=10, temperature=1.0, top_p=0.9, eos_ids=[tokenizer.eos_token_id], pad_id=tokenizer.pad_token_id
+    )
     torch.manual_seed(1)
     folded = S.sample_completions(peft_model, ids, mask, fold_lora=True, **options)
     torch.manual_seed(1)
@@ -167,10 +183,13 @@ def test_folded_sampling_matches_the_adapter_and_restores_weights(model_dir):
         assert torch.equal(value, before[key]), key
     # log-probs of the sampled tokens equal a plain full forward's
     logp, entropy = C.completion_logprobs(peft_model, plain, with_entropy=True)
-    full = peft_model(input_ids=plain.input_ids, attention_mask=plain.attention_mask,
-                      position_ids=(plain.attention_mask.cumsum(1) - 1).clamp(min=0)).logits
+    full = peft_model(
+        input_ids=plain.input_ids,
+        attention_mask=plain.attention_mask,
+        position_ids=(plain.attention_mask.cumsum(1) - 1).clamp(min=0),
+    ).logits
     width = plain.completion_ids.shape[1]
-    want = torch.log_softmax(full[:, -width - 1:-1], dim=-1).gather(-1, plain.completion_ids[..., None])[..., 0]
+    want = torch.log_softmax(full[:, -width - 1 : -1], dim=-1).gather(-1, plain.completion_ids[..., None])[..., 0]
     torch.testing.assert_close(logp, want, atol=1e-5, rtol=1e-5)
     assert entropy.shape == logp.shape and (entropy >= 0).all()
 
@@ -182,9 +201,15 @@ def test_decode_loop_agrees_with_generate(model_dir):
     pad, never = tokenizer.pad_token_id, [-1]
     # near-zero temperature: both pick the most likely token at every step
     loop = S.decode_loop(model, ids, mask, 12, 1e-4, 1.0, never, pad, repeat=2)
-    greedy = model.generate(input_ids=ids.repeat_interleave(2, 0), attention_mask=mask.repeat_interleave(2, 0),
-                            do_sample=False, max_new_tokens=12, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
-    assert torch.equal(loop, greedy[:, ids.shape[1]:])
+    greedy = model.generate(
+        input_ids=ids.repeat_interleave(2, 0),
+        attention_mask=mask.repeat_interleave(2, 0),
+        do_sample=False,
+        max_new_tokens=12,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad,
+    )
+    assert torch.equal(loop, greedy[:, ids.shape[1] :])
 
 
 def test_completion_mask_stops_after_eos():
@@ -202,8 +227,14 @@ def test_chat_template_without_one_fails_before_writing(model_dir, tmp_path):
 
 
 def test_bad_model_leaves_nothing_written(tmp_path):
-    cfg = validate_config({"kind": "llm", "model": {"name_or_path": str(tmp_path / "no-such-model")},
-                           "rewards": [{"name": "length"}], "prompts": {"texts": ["hi"]}})
+    cfg = validate_config(
+        {
+            "kind": "llm",
+            "model": {"name_or_path": str(tmp_path / "no-such-model")},
+            "rewards": [{"name": "length"}],
+            "prompts": {"texts": ["hi"]},
+        }
+    )
     with pytest.raises(ConfigError, match="model.name_or_path"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
@@ -230,7 +261,9 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
 
     tokenizer = train_tokenizer(corpus_lines(100))
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    ).eval()
     peft_model = C.add_lora(model, LoraConfig(rank=4, alpha=8))
     assert peft_model.peft_config["default"].fan_in_fan_out
     assert set(peft_model.peft_config["default"].target_modules) == {"c_attn", "c_proj"}
@@ -252,17 +285,29 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
     assert modes["base_model.model.transformer.h.0.attn.c_attn.lora_dropout.default"]
 
 
-@pytest.mark.parametrize("overrides", [
-    {"llm.loss_agg": "dr_grpo"}, {"llm.loss_agg": "bnpo", "grad_accum": 2}, {"llm.loss_agg": "dapo"},
-    {"llm.importance_sampling_level": "sequence", "llm.num_iterations": 2},
-    {"llm.kl_bias_correction": False, "llm.top_entropy_quantile": 0.2},
-], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"llm.loss_agg": "dr_grpo"},
+        {"llm.loss_agg": "bnpo", "grad_accum": 2},
+        {"llm.loss_agg": "dapo"},
+        {"llm.importance_sampling_level": "sequence", "llm.num_iterations": 2},
+        {"llm.kl_bias_correction": False, "llm.top_entropy_quantile": 0.2},
+    ],
+    ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
+)
 def test_every_loss_variant_trains_and_logs_trl_metrics(model_dir, tmp_path, overrides):
     _, sink = run_trainer(job(model_dir, steps=1, **overrides), tmp_path / "run")
     step = sink.steps[1]
     assert set(get_kind("llm").metric_names) <= set(step)
-    assert {M.FRAC_REWARD_ZERO_STD, M.CLIP_LOW_MEAN, M.CLIP_HIGH_MEAN, M.CLIP_REGION_MEAN, M.CLIP_LOW_MIN,
-            M.CLIP_HIGH_MAX} <= set(step)
+    assert {
+        M.FRAC_REWARD_ZERO_STD,
+        M.CLIP_LOW_MEAN,
+        M.CLIP_HIGH_MEAN,
+        M.CLIP_REGION_MEAN,
+        M.CLIP_LOW_MIN,
+        M.CLIP_HIGH_MAX,
+    } <= set(step)
     assert all(torch.isfinite(torch.tensor(v)) for v in step.values())
     assert 0.0 <= step[M.CLIP_REGION_MEAN] <= 1.0
     assert step[M.GRAD_NORM] > 0  # the variant's loss really moved the adapter
@@ -274,14 +319,22 @@ def test_masked_truncated_completions_leave_the_loss(model_dir, tmp_path):
     _, sink = run_trainer(job(model_dir, steps=1, **settings), tmp_path / "masked")
     assert sink.steps[1]["completion/clipped_frac"] == 1.0
     assert sink.steps[1][M.LOSS] == 0.0 and sink.steps[1][M.GRAD_NORM] == 0.0
-    _, sink = run_trainer(job(model_dir, steps=1, **{**settings, "llm.mask_truncated_completions": False}),
-                          tmp_path / "kept")
+    _, sink = run_trainer(
+        job(model_dir, steps=1, **{**settings, "llm.mask_truncated_completions": False}), tmp_path / "kept"
+    )
     assert sink.steps[1][M.GRAD_NORM] > 0
 
 
 def test_dapo_defaults_to_clip_higher():
-    cfg = validate_config({"kind": "llm", "model": {"name_or_path": "x"}, "rewards": [{"name": "length"}],
-                           "prompts": {"texts": ["a"]}, "llm": {"loss_agg": "dapo"}})
+    cfg = validate_config(
+        {
+            "kind": "llm",
+            "model": {"name_or_path": "x"},
+            "rewards": [{"name": "length"}],
+            "prompts": {"texts": ["a"]},
+            "llm": {"loss_agg": "dapo"},
+        }
+    )
     assert cfg.llm.clip_eps_high == 0.28 and cfg.llm.eps_low == 0.2
     assert cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"loss_agg": "grpo"})}).llm.clip_eps_high == 0.2
     assert cfg.llm.model_copy(update={"eps_high": 0.5}).clip_eps_high == 0.5
@@ -308,7 +361,9 @@ def test_several_passes_run_without_dropout_so_the_first_is_on_policy(model_dir,
     torch.testing.assert_close(old, new, atol=0, rtol=0)  # rho = 1 exactly on the first pass
     old, new = two_forwards(1)  # one pass: dropout on in the update (old log-probs are its own, detached)
     assert not torch.equal(old, new)
-    assert any("dropout" in note for note in job(model_dir, **{"lora.dropout": 0.1, "llm.num_iterations": 2}).advisories())
+    assert any(
+        "dropout" in note for note in job(model_dir, **{"lora.dropout": 0.1, "llm.num_iterations": 2}).advisories()
+    )
 
 
 def test_long_prompts_are_truncated_from_the_left(model_dir):

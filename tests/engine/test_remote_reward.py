@@ -97,13 +97,16 @@ def test_images_travel_as_png(server):
     assert RewardServer.received[-1]["kind"] == "image" and len(RewardServer.received[-1]["images"]) == 2
 
 
-@pytest.mark.parametrize("path, message", [
-    ("/error", "HTTP 500 Internal Server Error: reward model crashed"),
-    ("/short", "1 scores for 2 samples"),
-    ("/nan", "score 0 is nan, not a finite number"),
-    ("/null", "score 0 is None"),
-    ("/notjson", "not JSON"),
-])
+@pytest.mark.parametrize(
+    "path, message",
+    [
+        ("/error", "HTTP 500 Internal Server Error: reward model crashed"),
+        ("/short", "1 scores for 2 samples"),
+        ("/nan", "score 0 is nan, not a finite number"),
+        ("/null", "score 0 is None"),
+        ("/notjson", "not JSON"),
+    ],
+)
 def test_bad_answers_end_the_job_with_a_readable_error(server, path, message):
     with pytest.raises(RemoteRewardError, match=message) as caught:
         rewards(f"remote:{server}{path}")(["p", "q"], ["a", "b"])
@@ -132,13 +135,28 @@ def test_bad_names_and_options_are_config_errors():
 
 
 def test_tiny_lm_trains_on_a_remote_reward_and_fails_readably(server, tmp_path):
-    base = ["train", "--preset", "tiny-lm", "--set", "steps=1", "--set", "prompts_per_step=2",
-            "--set", "group_size=4", "--set", "sample_every=1000", "--set", "llm.max_new_tokens=8"]
-    result = CliRunner().invoke(app, base + ["--set", f'rewards=[{{name: "remote:{server}/score"}}]',
-                                             "--out", str(tmp_path / "ok")])
+    base = [
+        "train",
+        "--preset",
+        "tiny-lm",
+        "--set",
+        "steps=1",
+        "--set",
+        "prompts_per_step=2",
+        "--set",
+        "group_size=4",
+        "--set",
+        "sample_every=1000",
+        "--set",
+        "llm.max_new_tokens=8",
+    ]
+    result = CliRunner().invoke(
+        app, base + ["--set", f'rewards=[{{name: "remote:{server}/score"}}]', "--out", str(tmp_path / "ok")]
+    )
     assert result.exit_code == 0, result.output
     row = json.loads((tmp_path / "ok" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["reward/mean"] > 0  # completion lengths, as the server scores them
-    result = CliRunner().invoke(app, base + ["--set", f'rewards=[{{name: "remote:{server}/error"}}]',
-                                             "--out", str(tmp_path / "bad")])
+    result = CliRunner().invoke(
+        app, base + ["--set", f'rewards=[{{name: "remote:{server}/error"}}]', "--out", str(tmp_path / "bad")]
+    )
     assert result.exit_code == 1 and "HTTP 500" in result.output, result.output

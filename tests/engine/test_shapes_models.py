@@ -48,8 +48,14 @@ def test_shapes_sd3_is_a_t5_free_pipeline_the_pipeline_itself_can_run():
     pipeline = load_pipeline("builtin:shapes-sd3")
     assert pipeline.text_encoder_3 is None and pipeline.tokenizer_3 is None
     assert pipeline.adrpo_t5_tokens == 0
-    images = pipeline(PROMPTS, num_inference_steps=2, guidance_scale=2.0, max_sequence_length=0,
-                      generator=torch.Generator().manual_seed(0), output_type="pt").images
+    images = pipeline(
+        PROMPTS,
+        num_inference_steps=2,
+        guidance_scale=2.0,
+        max_sequence_length=0,
+        generator=torch.Generator().manual_seed(0),
+        output_type="pt",
+    ).images
     assert images.shape == (2, 3, 32, 32)
     # the text encoders are the CLIP's text tower
     from transformers import CLIPModel
@@ -65,8 +71,14 @@ def test_policy_sampler_matches_the_pipeline_with_an_empty_t5_slot():
     # the two CLIPs side by side along features (2 x 64), 16 tokens, no T5 tokens
     assert policy.encode_prompts(PROMPTS)["embeds"].shape == (2, 16, 128)
     ours = policy.sample(policy.encode_prompts(PROMPTS), torch.Generator().manual_seed(3), steps=3, guidance=2.0)
-    theirs = pipeline(PROMPTS, num_inference_steps=3, guidance_scale=2.0, max_sequence_length=0,
-                      generator=torch.Generator().manual_seed(3), output_type="latent").images
+    theirs = pipeline(
+        PROMPTS,
+        num_inference_steps=3,
+        guidance_scale=2.0,
+        max_sequence_length=0,
+        generator=torch.Generator().manual_seed(3),
+        output_type="latent",
+    ).images
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
@@ -81,10 +93,17 @@ def test_diversity_of_a_shapes_job_is_clip_diversity():
 def preset_run(tmp_path_factory):
     """The real shapes-compose preset, a few steps (smaller groups so it stays quick)."""
     run_dir = tmp_path_factory.mktemp("shapes-compose")
-    config = preset_config("shapes-compose", {
-        "steps": 2, "group_size": 2, "prompts_per_step": 2, "checkpoint_every": 2, "sample_every": 2,
-        "flow.sample_steps": 2,
-    })
+    config = preset_config(
+        "shapes-compose",
+        {
+            "steps": 2,
+            "group_size": 2,
+            "prompts_per_step": 2,
+            "checkpoint_every": 2,
+            "sample_every": 2,
+            "flow.sample_steps": 2,
+        },
+    )
     sink = RecordingSink()
     return config, run_dir, sink, train(config, run_dir, sink)
 
@@ -114,8 +133,14 @@ def test_adapter_zip_loads_into_a_fresh_pipeline(preset_run, tmp_path):
     from diffusers import StableDiffusion3Pipeline
 
     def latents(pipe):
-        return pipe(PROMPTS, num_inference_steps=3, guidance_scale=1.0, max_sequence_length=0,
-                    generator=torch.Generator().manual_seed(0), output_type="latent").images
+        return pipe(
+            PROMPTS,
+            num_inference_steps=3,
+            guidance_scale=1.0,
+            max_sequence_length=0,
+            generator=torch.Generator().manual_seed(0),
+            output_type="latent",
+        ).images
 
     fresh = StableDiffusion3Pipeline.from_pretrained(str(shapes_sd3_path()), text_encoder_3=None, tokenizer_3=None)
     before = latents(fresh)

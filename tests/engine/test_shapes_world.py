@@ -89,11 +89,13 @@ def test_unparseable_prompt_gets_no_reward():
 def test_registered_reward_and_breakdown():
     reward = build_reward(RewardSpec(name="shapes:geneval"), "image")
     assert isinstance(reward, GenevalReward)
-    images = torch.stack([
-        draw(("red", "circle", 16, 16)),
-        draw(("red", "square", 24, 16), ("blue", "circle", 7, 16)),
-        draw(("red", "circle", 16, 16)),
-    ])
+    images = torch.stack(
+        [
+            draw(("red", "circle", 16, 16)),
+            draw(("red", "square", 24, 16), ("blue", "circle", 7, 16)),
+            draw(("red", "circle", 16, 16)),
+        ]
+    )
     values = reward(images, ["a red circle", "a red square to the left of a blue circle", "a cat"])
     assert values[0] == 1.0 and values[1] == pytest.approx(0.8) and values[2] is None
     assert reward.last_breakdown["geneval/position"] == 0.0

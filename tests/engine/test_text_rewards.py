@@ -57,13 +57,17 @@ def test_tiny_lm_task_reward_by_hand():
 
 
 def test_user_function_with_trl_signature_and_weights(tmp_path, monkeypatch):
-    (tmp_path / "my_rewards.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_rewards.py").write_text(
+        textwrap.dedent("""
         def shouty(prompts, completions, bonus=0.0, **columns):
             return [float(c.isupper()) + bonus if c else None for c in completions]
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    specs = [RewardSpec(name="my_rewards:shouty", weight=2.0, options={"bonus": 0.5}),
-             RewardSpec(name="length", weight=-1.0, options={"target": 2})]
+    specs = [
+        RewardSpec(name="my_rewards:shouty", weight=2.0, options={"bonus": 0.5}),
+        RewardSpec(name="length", weight=-1.0, options={"target": 2}),
+    ]
     total, parts = WeightedRewards(specs, "text")(["p"] * 3, ["HI THERE", "hi", ""])
     # shouty: 1.5, 0.5, None(=0); length: 1, 0.5, 0 -> 2*shouty - length
     assert total.tolist() == pytest.approx([2.0, 0.5, 0.0])
@@ -81,9 +85,16 @@ def test_reward_model_scores_like_a_direct_forward(tmp_path):
 
     tokenizer = train_tokenizer(corpus_lines(200))
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model = Qwen2ForSequenceClassification(config).eval()
     model.save_pretrained(tmp_path / "rm")
     tokenizer.save_pretrained(tmp_path / "rm")
@@ -101,8 +112,9 @@ def test_reward_model_scores_like_a_direct_forward(tmp_path):
 def test_prompts_from_a_datasets_folder_keep_their_columns(tmp_path):
     import datasets
 
-    datasets.DatasetDict({"test": datasets.Dataset.from_dict({"question": ["1+1?", "2+3?"], "answer": ["2", "5"]})}
-                         ).save_to_disk(str(tmp_path / "ds"))
+    datasets.DatasetDict(
+        {"test": datasets.Dataset.from_dict({"question": ["1+1?", "2+3?"], "answer": ["2", "5"]})}
+    ).save_to_disk(str(tmp_path / "ds"))
     rows = load_prompts(PromptsConfig(dataset=str(tmp_path / "ds"), split="test", column="question"))
     assert [r.prompt for r in rows] == ["1+1?", "2+3?"]
     assert repeat_columns(rows, 2) == {"answer": ["2", "2", "5", "5"]}

@@ -34,8 +34,16 @@ def test_builtin_model_is_cached_loads_as_a_folder_and_starts_low():
     rows = tiny_lm.task_rows()
     ids, mask = C.encode_prompts(tokenizer, [row["prompt"] for row in rows], torch.device("cpu"))
     torch.manual_seed(0)
-    tokens = S.decode_loop(model, ids.repeat_interleave(4, 0), mask.repeat_interleave(4, 0), 48, 1.0, 1.0,
-                           [tokenizer.eos_token_id], tokenizer.pad_token_id)
+    tokens = S.decode_loop(
+        model,
+        ids.repeat_interleave(4, 0),
+        mask.repeat_interleave(4, 0),
+        48,
+        1.0,
+        1.0,
+        [tokenizer.eos_token_id],
+        tokenizer.pad_token_id,
+    )
     texts = C.decode_completions(tokenizer, tokens, S.completion_mask_from(tokens, [tokenizer.eos_token_id]))
     rewards = [tiny_lm.list_reward(text, row["topic"]) for text, row in zip(texts, [r for r in rows for _ in range(4)])]
     # pre-trained: it writes lists on topic, but short ones (the reward asks for 10 distinct items)

@@ -33,8 +33,14 @@ def service_data_dir(root: Path, models_cache: Path) -> Path:
 def settings(tmp_path: Path, models_cache: Path) -> Settings:
     # tests.worker holds the user rewards the lifecycle tests run (failing_rewards); the service refuses
     # user reward modules that the operator did not list (docs/security.md).
-    return Settings(data_dir=service_data_dir(tmp_path, models_cache), heartbeat_interval_s=0.2,
-                    heartbeat_timeout_s=1.0, database_url="", broker_url="", user_reward_modules="tests.worker")
+    return Settings(
+        data_dir=service_data_dir(tmp_path, models_cache),
+        heartbeat_interval_s=0.2,
+        heartbeat_timeout_s=1.0,
+        database_url="",
+        broker_url="",
+        user_reward_modules="tests.worker",
+    )
 
 
 @pytest.fixture
@@ -58,7 +64,13 @@ def worker_context(settings: Settings):
 
 def tiny_digits(**overrides):
     """digits-even overrides for a run of a second or two."""
-    values = {"steps": 6, "checkpoint_every": 2, "sample_every": 3, "group_size": 8, "prompts_per_step": 2,
-              "flow.sample_steps": 4}
+    values = {
+        "steps": 6,
+        "checkpoint_every": 2,
+        "sample_every": 3,
+        "group_size": 8,
+        "prompts_per_step": 2,
+        "flow.sample_steps": 4,
+    }
     values.update(overrides)
     return values

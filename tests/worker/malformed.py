@@ -64,7 +64,11 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("unknown built-in model", preset(**{"model.name_or_path": "builtin:nope"}), "model.name_or_path"),
     ("llm model for a flow job", preset(**{"model.name_or_path": "builtin:tiny-lm"}), "model.name_or_path"),
     ("unknown reward", config_with(rewards=[{"name": "no_such_reward"}]), "rewards.0.name"),
-    ("text reward for a flow job", config_with(rewards=[{"name": "digits:even"}, {"name": "length"}]), "rewards.1.name"),
+    (
+        "text reward for a flow job",
+        config_with(rewards=[{"name": "digits:even"}, {"name": "length"}]),
+        "rewards.1.name",
+    ),
     ("unknown built-in prompts", preset(**{"prompts.file": "builtin:nope"}), "prompts.file"),
     ("unknown key beside preset", {"preset": "digits-even", "steps": 3}, "steps"),
     # missing fields

@@ -33,9 +33,13 @@ def test_the_supervisor_reaps_a_dead_worker_hands_back_its_work_and_restarts_it(
     from app.supervisor import WorkerSupervisor
 
     exits, started = [], []
-    supervisor = WorkerSupervisor(lambda: started.append(subprocess.Popen(["sleep", "60"])) or started[-1],
-                                  on_exit=exits.append,
-                                  stop_process=stop_worker_process, backoff_s=(0.5, 1.0), poll_s=0.05)
+    supervisor = WorkerSupervisor(
+        lambda: started.append(subprocess.Popen(["sleep", "60"])) or started[-1],
+        on_exit=exits.append,
+        stop_process=stop_worker_process,
+        backoff_s=(0.5, 1.0),
+        poll_s=0.05,
+    )
     supervisor.start()
     try:
         first = supervisor.process
@@ -95,8 +99,15 @@ def _comparison_running_on_a_dead_worker(service, worker_context, seconds_ago=30
 def test_the_heartbeat_thread_requeues_a_comparison_whose_worker_died(service, worker_context):
     _job, comparison = _comparison_running_on_a_dead_worker(service, worker_context)
     enqueued, done = [], threading.Event()
-    heartbeat = Heartbeat(worker_context.store, 0.1, 5.0, service.settings.artifacts_dir, enqueue=lambda _: None,
-                          enqueue_comparison=lambda cid: (enqueued.append(cid), done.set()), worker="me:1")
+    heartbeat = Heartbeat(
+        worker_context.store,
+        0.1,
+        5.0,
+        service.settings.artifacts_dir,
+        enqueue=lambda _: None,
+        enqueue_comparison=lambda cid: (enqueued.append(cid), done.set()),
+        worker="me:1",
+    )
     heartbeat.start()
     try:
         assert done.wait(10)
@@ -152,8 +163,12 @@ def test_comparisons_can_be_cancelled_over_the_api_queued_or_running(service, wo
         assert generate_comparison(worker_context, running["id"]) == "dropped"
         assert client.get(f"/api/comparisons/{running['id']}").json()["status"] == "cancelled"
         with service.store.session() as session:
-            assert session.scalar(select(func.count()).select_from(SampleRow)
-                                  .where(SampleRow.comparison_id == running["id"])) == 0
+            assert (
+                session.scalar(
+                    select(func.count()).select_from(SampleRow).where(SampleRow.comparison_id == running["id"])
+                )
+                == 0
+            )
         assert client.post("/api/comparisons/nope/cancel").status_code == 404
 
 
@@ -184,8 +199,11 @@ def test_a_resumed_job_skips_a_damaged_checkpoint_and_succeeds(service, worker_c
     state = service.settings.run_dir(job.id) / "checkpoints" / "step-000006" / "trainer_state.pt"
     state.write_bytes(state.read_bytes()[:64])
     with service.store.session() as session:  # as if it had failed at step 6 of 8
-        session.execute(update(Job).where(Job.id == job.id).values(status="failed", total_steps=8,
-                                                                    config={**job.config, "steps": 8}))
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(status="failed", total_steps=8, config={**job.config, "steps": 8})
+        )
     service.resume(job.id)
     assert train_job(worker_context, job.id) == "succeeded"
     log = service.log_tail(job.id, 1000)

@@ -112,8 +112,13 @@ def test_a_resumed_run_replaces_the_points_logged_after_its_checkpoint(service, 
 
     shutil.rmtree(run_dir / "checkpoints" / "step-000006")
     with service.store.session() as session:
-        session.execute(update(Job).where(Job.id == job.id).values(status="running", current_step=5,
-                        heartbeat_at=utcnow() - timedelta(seconds=30), worker="dead-host:1"))
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id)
+            .values(
+                status="running", current_step=5, heartbeat_at=utcnow() - timedelta(seconds=30), worker="dead-host:1"
+            )
+        )
         session.execute(update(Metric).where(Metric.job_id == job.id, Metric.step == 5).values(value=-123.0))
     assert requeue_stale_jobs(service.store, 1.0, service.settings.artifacts_dir) == [job.id]
     assert service.get_job(job.id).status == "queued"
@@ -133,13 +138,19 @@ def test_a_fresh_heartbeat_is_not_requeued(service, worker_context):
     assert service.get_job(job.id).status == "running"
 
 
-@pytest.mark.parametrize(("reward", "reason"), [("nan_after_a_few", "non-finite"), ("oom_after_a_few", "out of memory")])
+@pytest.mark.parametrize(
+    ("reward", "reason"), [("nan_after_a_few", "non-finite"), ("oom_after_a_few", "out of memory")]
+)
 def test_a_broken_run_fails_readably_and_keeps_the_last_checkpoint(service, worker_context, reward, reason):
     from tests.worker import failing_rewards
 
     failing_rewards.CALLS["count"] = 0
-    job = service.submit(preset="digits-even", overrides=tiny_digits(
-        sample_every=50, checkpoint_every=1, rewards=[{"name": f"tests.worker.failing_rewards:{reward}"}]))
+    job = service.submit(
+        preset="digits-even",
+        overrides=tiny_digits(
+            sample_every=50, checkpoint_every=1, rewards=[{"name": f"tests.worker.failing_rewards:{reward}"}]
+        ),
+    )
     assert train_job(worker_context, job.id) == "failed"
     failed = service.get_job(job.id)
     assert failed.status == "failed" and reason in failed.error and "\n" not in failed.error
@@ -149,7 +160,9 @@ def test_a_broken_run_fails_readably_and_keeps_the_last_checkpoint(service, work
 
 
 def test_an_unknown_hub_model_fails_fast_with_the_reason(service, worker_context):
-    job = service.submit(preset="digits-even", overrides=tiny_digits(**{"model.name_or_path": "no-such-org/no-such-model"}))
+    job = service.submit(
+        preset="digits-even", overrides=tiny_digits(**{"model.name_or_path": "no-such-org/no-such-model"})
+    )
     assert train_job(worker_context, job.id) == "failed"
     error = service.get_job(job.id).error
     assert error and "no-such-org/no-such-model" in error
@@ -178,8 +191,16 @@ def test_clone_copies_the_config_with_overrides(service):
 
 
 def test_unknown_ids_raise_job_not_found(service):
-    for call in (service.get_job, service.get_metrics, service.get_samples, service.list_checkpoints,
-                 service.cancel, service.resume, service.log_tail, service.get_comparison):
+    for call in (
+        service.get_job,
+        service.get_metrics,
+        service.get_samples,
+        service.list_checkpoints,
+        service.cancel,
+        service.resume,
+        service.log_tail,
+        service.get_comparison,
+    ):
         with pytest.raises(JobNotFound):
             call("nope")
 
@@ -207,8 +228,14 @@ def test_the_heartbeat_thread_stamps_its_job_and_requeues_a_vanished_worker_s(se
         session.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=30)))
     enqueued = []
     requeued = threading.Event()
-    heartbeat = Heartbeat(worker_context.store, 0.1, 5.0, service.settings.artifacts_dir,
-                          enqueue=lambda job_id: (enqueued.append(job_id), requeued.set()), worker="me:1")
+    heartbeat = Heartbeat(
+        worker_context.store,
+        0.1,
+        5.0,
+        service.settings.artifacts_dir,
+        enqueue=lambda job_id: (enqueued.append(job_id), requeued.set()),
+        worker="me:1",
+    )
     heartbeat.current_job = mine.id
     heartbeat.start()
     try:

@@ -18,8 +18,7 @@ def test_ids_with_nul_are_404_on_postgresql(tmp_path, models_cache, database_url
 
     settings = Settings(data_dir=service_data_dir(tmp_path, models_cache), database_url=database_url, broker_url="")
     with TestClient(create_app(settings, studio=False)) as client:
-        for path in ("/api/jobs/a%00b", "/api/jobs/a%00b/metrics", "/api/comparisons/a%00b",
-                     "/api/jobs/a%00b/cancel"):
+        for path in ("/api/jobs/a%00b", "/api/jobs/a%00b/metrics", "/api/comparisons/a%00b", "/api/jobs/a%00b/cancel"):
             call = client.post if path.endswith("cancel") else client.get
             response = call(path)
             assert response.status_code == 404, (path, response.text)

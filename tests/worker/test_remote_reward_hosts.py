@@ -7,9 +7,14 @@ from worker.validation import SubmissionError, check_job
 
 
 def remote_job(url):
-    return validate_config({"kind": "llm", "model": {"name_or_path": "builtin:tiny-lm"},
-                            "rewards": [{"name": "builtin:tiny-lm-task"}, {"name": url}],
-                            "prompts": {"dataset": "builtin:tiny-lm-task"}})
+    return validate_config(
+        {
+            "kind": "llm",
+            "model": {"name_or_path": "builtin:tiny-lm"},
+            "rewards": [{"name": "builtin:tiny-lm-task"}, {"name": url}],
+            "prompts": {"dataset": "builtin:tiny-lm-task"},
+        }
+    )
 
 
 def test_remote_rewards_are_refused_unless_the_operator_lists_the_host(monkeypatch):

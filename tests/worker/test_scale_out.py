@@ -16,20 +16,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from tests.waiting import wait_for
 from worker.models import Job, Metric
 from worker.settings import Settings
 
 from .conftest import service_data_dir, tiny_digits
 from .malformed import MALFORMED
-from tests.waiting import wait_for
 
 pytestmark = pytest.mark.services
 
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/11"
-
-
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +68,13 @@ class Workers:
 
     def start(self) -> subprocess.Popen:
         log = (self.log_dir / f"worker-{len(self.processes)}.log").open("w")
-        process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--loglevel", "INFO"], cwd=REPO,
-                                   env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "INFO"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.processes.append(process)
         return process
 
@@ -96,8 +99,13 @@ def cluster(tmp_path_factory, models_cache, database_url, redis_url):
     from worker.service import JobService
 
     root = tmp_path_factory.mktemp("scale-out")
-    settings = Settings(data_dir=service_data_dir(root, models_cache), database_url=database_url,
-                        broker_url=redis_url, heartbeat_interval_s=0.5, heartbeat_timeout_s=4.0)
+    settings = Settings(
+        data_dir=service_data_dir(root, models_cache),
+        database_url=database_url,
+        broker_url=redis_url,
+        heartbeat_interval_s=0.5,
+        heartbeat_timeout_s=4.0,
+    )
     upgrade(settings.database_url)
     service = JobService(settings, migrate=False)
     workers = Workers(settings, root)
@@ -197,22 +205,30 @@ def assert_sweep_complete(service, sweep_id: str, jobs: int, steps: int) -> None
     with service.store.session() as session:
         ids = list(session.scalars(select(Job.id).where(Job.sweep_id == sweep_id)))
         assert sorted(ids) == sorted(j.job_id for j in view.jobs) and len(set(ids)) == jobs
-        rows = session.execute(select(Evaluation.job_id, Evaluation.step, Evaluation.status)
-                               .where(Evaluation.job_id.in_(ids))).all()
+        rows = session.execute(
+            select(Evaluation.job_id, Evaluation.step, Evaluation.status).where(Evaluation.job_id.in_(ids))
+        ).all()
         assert sorted((job, step) for job, step, _ in rows) == sorted((job, step) for job in ids for step in (0, steps))
         assert {status for _, _, status in rows} == {"succeeded"}
         per_eval = session.execute(select(EvalMetric.eval_id, func.count()).group_by(EvalMetric.eval_id)).all()
         assert len(per_eval) == 2 * jobs and len({count for _, count in per_eval}) == 1
         for job_id in ids:
-            steps_logged = session.execute(select(Metric.step, func.count()).where(
-                Metric.job_id == job_id, Metric.name == "reward/mean").group_by(Metric.step)).all()
+            steps_logged = session.execute(
+                select(Metric.step, func.count())
+                .where(Metric.job_id == job_id, Metric.name == "reward/mean")
+                .group_by(Metric.step)
+            ).all()
             assert sorted(steps_logged) == [(step, 1) for step in range(1, steps + 1)]
     assert len(view.points) == jobs // 2 and all(p["seeds"] == 2 for p in view.points)
 
 
 def test_a_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
     service, _workers = cluster
-    sweep = service.submit_sweep(preset="digits-even", grid={"algorithm": ["adrpo", "fixed"]}, seeds=[0, 1],
-                                 overrides=tiny_digits(steps=2, checkpoint_every=2, **{"eval.samples_per_prompt": 4}))
+    sweep = service.submit_sweep(
+        preset="digits-even",
+        grid={"algorithm": ["adrpo", "fixed"]},
+        seeds=[0, 1],
+        overrides=tiny_digits(steps=2, checkpoint_every=2, **{"eval.samples_per_prompt": 4}),
+    )
     wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 300, what="the sweep to finish")
     assert_sweep_complete(service, sweep.id, jobs=4, steps=2)

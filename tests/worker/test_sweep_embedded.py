@@ -17,8 +17,13 @@ def embedded_cluster(tmp_path, models_cache):
     from worker.db import upgrade
     from worker.service import JobService
 
-    settings = Settings(data_dir=service_data_dir(tmp_path, models_cache), database_url="", broker_url="",
-                        heartbeat_interval_s=0.5, heartbeat_timeout_s=6.0)
+    settings = Settings(
+        data_dir=service_data_dir(tmp_path, models_cache),
+        database_url="",
+        broker_url="",
+        heartbeat_interval_s=0.5,
+        heartbeat_timeout_s=6.0,
+    )
     upgrade(settings.database_url)
     service = JobService(settings, migrate=False)
     workers = Workers(settings, tmp_path)
@@ -33,7 +38,11 @@ def embedded_cluster(tmp_path, models_cache):
 
 def test_a_sweep_on_the_embedded_default_stores_every_job_and_eval_once(embedded_cluster):
     service = embedded_cluster
-    sweep = service.submit_sweep(preset="digits-even", grid={"algorithm": ["adrpo", "fixed"]}, seeds=[0, 1],
-                                 overrides=tiny_digits(steps=2, checkpoint_every=2, **{"eval.samples_per_prompt": 4}))
+    sweep = service.submit_sweep(
+        preset="digits-even",
+        grid={"algorithm": ["adrpo", "fixed"]},
+        seeds=[0, 1],
+        overrides=tiny_digits(steps=2, checkpoint_every=2, **{"eval.samples_per_prompt": 4}),
+    )
     wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 400, what="the sweep to finish")
     assert_sweep_complete(service, sweep.id, jobs=4, steps=2)

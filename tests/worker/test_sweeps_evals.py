@@ -76,16 +76,23 @@ def test_evals_on_request_run_once_per_step(service, worker_context, queued_eval
 
 
 def sweep_body(**extra):
-    return {"preset": "digits-even", "overrides": tiny_eval(steps=2, checkpoint_every=2),
-            "grid": {"algorithm": ["adrpo", "fixed"], "beta0": [0.05, 0.1]}, "seeds": [0, 1], **extra}
+    return {
+        "preset": "digits-even",
+        "overrides": tiny_eval(steps=2, checkpoint_every=2),
+        "grid": {"algorithm": ["adrpo", "fixed"], "beta0": [0.05, 0.1]},
+        "seeds": [0, 1],
+        **extra,
+    }
 
 
 def test_a_sweep_is_ordinary_jobs_evaluated_into_points(service, worker_context, queued_evals):
     sweep = service.submit_sweep(**sweep_body(name="grid"))
     assert sweep.status == "queued" and len(sweep.jobs) == 8 and sweep.name == "grid"
     assert sweep.progress == {"queued": 8, "evaluated": 0} and sweep.points == []
-    assert [(j.params, j.seed) for j in sweep.jobs[:2]] == [({"algorithm": "adrpo", "beta0": 0.05}, 0),
-                                                            ({"algorithm": "adrpo", "beta0": 0.05}, 1)]
+    assert [(j.params, j.seed) for j in sweep.jobs[:2]] == [
+        ({"algorithm": "adrpo", "beta0": 0.05}, 0),
+        ({"algorithm": "adrpo", "beta0": 0.05}, 1),
+    ]
     for member in sweep.jobs:
         assert service.get_job(member.job_id).config["eval"]["on_finish"] is True
         assert train_job(worker_context, member.job_id) == "succeeded"

@@ -34,8 +34,12 @@ CLIP_LR = 2e-3
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 WORDS = sorted(
-    set(data.COLOURS) | set(data.SHAPES) | {s + "s" for s in data.SHAPES} | set(data.NUMBERS)
-    | {word for relation in data.RELATIONS for word in relation.split()} | {"and"}
+    set(data.COLOURS)
+    | set(data.SHAPES)
+    | {s + "s" for s in data.SHAPES}
+    | set(data.NUMBERS)
+    | {word for relation in data.RELATIONS for word in relation.split()}
+    | {"and"}
 )
 
 
@@ -93,9 +97,16 @@ def text_config(vocab_size: int, eos_id: int):
     from transformers import CLIPTextConfig
 
     return CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_HIDDEN, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=MAX_TOKENS, projection_dim=PROJECTION,
-        bos_token_id=0, eos_token_id=eos_id, pad_token_id=eos_id,
+        vocab_size=vocab_size,
+        hidden_size=TEXT_HIDDEN,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=MAX_TOKENS,
+        projection_dim=PROJECTION,
+        bos_token_id=0,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
     )
 
 
@@ -104,8 +115,13 @@ def new_clip_model(tokenizer):
 
     text = text_config(len(tokenizer), tokenizer.eos_token_id)
     vision = CLIPVisionConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        image_size=data.IMAGE_SIDE, patch_size=4, projection_dim=PROJECTION,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=data.IMAGE_SIDE,
+        patch_size=4,
+        projection_dim=PROJECTION,
     )
     return CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=PROJECTION))
 
@@ -116,16 +132,19 @@ def normalise(images: torch.Tensor) -> torch.Tensor:
     return (images - mean) / std
 
 
-def contrastive_loss(model, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention: torch.Tensor,
-                     same: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    model, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention: torch.Tensor, same: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE with every same-caption pair a positive (``same`` is the (B, B) 0/1 matrix)."""
     image = torch.nn.functional.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
     text = model.get_text_features(input_ids=input_ids, attention_mask=attention).pooler_output
     text = torch.nn.functional.normalize(text, dim=-1)
     logits = model.logit_scale.exp().clamp(max=100.0) * image @ text.T
     targets = same / same.sum(dim=1, keepdim=True)
-    return 0.5 * (torch.sum(-targets * logits.log_softmax(dim=1), dim=1).mean()
-                  + torch.sum(-targets * logits.T.log_softmax(dim=1), dim=1).mean())
+    return 0.5 * (
+        torch.sum(-targets * logits.log_softmax(dim=1), dim=1).mean()
+        + torch.sum(-targets * logits.T.log_softmax(dim=1), dim=1).mean()
+    )
 
 
 def train_clip(tokenizer, recipe: Recipe, seed: int = 0, log=print):
@@ -165,11 +184,15 @@ def build_shapes_clip(directory: Path, recipe: Recipe, seed: int = 0, log=print)
     model.save_pretrained(str(directory))
     tokenizer.save_pretrained(str(directory))
     CLIPImageProcessor(
-        size={"shortest_edge": data.IMAGE_SIDE}, crop_size={"height": data.IMAGE_SIDE, "width": data.IMAGE_SIDE},
-        image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD,
+        size={"shortest_edge": data.IMAGE_SIDE},
+        crop_size={"height": data.IMAGE_SIDE, "width": data.IMAGE_SIDE},
+        image_mean=OPENAI_CLIP_MEAN,
+        image_std=OPENAI_CLIP_STD,
     ).save_pretrained(str(directory))
     info = {
-        "recipe": recipe.name, "steps": recipe.clip_steps, "build_seconds": round(time.perf_counter() - started, 1),
+        "recipe": recipe.name,
+        "steps": recipe.clip_steps,
+        "build_seconds": round(time.perf_counter() - started, 1),
         "build_cpu_seconds": round(time.process_time() - cpu_started, 1),
     }
     (directory / "info.json").write_text(json.dumps(info, indent=2))

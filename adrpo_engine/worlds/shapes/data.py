@@ -152,7 +152,9 @@ def all_prompts(template: str) -> list[str]:
     relations = ("and",) if template == "pair" else RELATIONS
     return [
         _caption(Prompt(((a, 1), (b, 1)), r))
-        for a, b in itertools.permutations(ALL_OBJECTS, 2) if a.colour != b.colour for r in relations
+        for a, b in itertools.permutations(ALL_OBJECTS, 2)
+        if a.colour != b.colour
+        for r in relations
     ]
 
 
@@ -237,8 +239,8 @@ def layout(prompt: Prompt, rng: random.Random, tries: int = 200) -> list[Placed]
             else:
                 break
         if len(placed) == len(wanted) and (
-            len(prompt.objects) < 2 or _relation_holds(prompt.relation, (placed[0].cx, placed[0].cy),
-                                                       (placed[1].cx, placed[1].cy))
+            len(prompt.objects) < 2
+            or _relation_holds(prompt.relation, (placed[0].cx, placed[0].cy), (placed[1].cx, placed[1].cy))
         ):
             return placed
     return None

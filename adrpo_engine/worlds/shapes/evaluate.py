@@ -23,8 +23,14 @@ from ...rewards.image import clip_diversity, clip_embedder
 
 
 def evaluate(
-    policy: FlowPolicy, prompts: list[str], samples: int = 8, seed: int = 1234, steps: int = 10,
-    guidance: float = 1.0, adapter: bool = True, chunk: int = 8,
+    policy: FlowPolicy,
+    prompts: list[str],
+    samples: int = 8,
+    seed: int = 1234,
+    steps: int = 10,
+    guidance: float = 1.0,
+    adapter: bool = True,
+    chunk: int = 8,
 ) -> dict[str, float]:
     verifier = GenevalReward()
     embedder = clip_embedder("builtin:shapes-clip")

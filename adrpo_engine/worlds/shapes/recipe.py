@@ -29,12 +29,28 @@ class Recipe:
 
 
 FULL = Recipe(
-    name="full", clip_images=4000, clip_steps=300, clip_batch=128,
-    vae_images=2000, vae_steps=200, vae_batch=32, sd3_images=8000, sd3_steps=600, sd3_batch=64,
+    name="full",
+    clip_images=4000,
+    clip_steps=300,
+    clip_batch=128,
+    vae_images=2000,
+    vae_steps=200,
+    vae_batch=32,
+    sd3_images=8000,
+    sd3_steps=600,
+    sd3_batch=64,
 )
 REDUCED = Recipe(
-    name="reduced", clip_images=256, clip_steps=4, clip_batch=32,
-    vae_images=128, vae_steps=3, vae_batch=16, sd3_images=256, sd3_steps=4, sd3_batch=16,
+    name="reduced",
+    clip_images=256,
+    clip_steps=4,
+    clip_batch=32,
+    vae_images=128,
+    vae_steps=3,
+    vae_batch=16,
+    sd3_images=256,
+    sd3_steps=4,
+    sd3_batch=16,
 )
 RECIPES = {recipe.name: recipe for recipe in (FULL, REDUCED)}
 

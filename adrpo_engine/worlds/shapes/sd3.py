@@ -52,10 +52,18 @@ def new_vae():
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, block_out_channels=(16, 32),
-        layers_per_block=1, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8, sample_size=data.IMAGE_SIDE, mid_block_add_attention=False,
-        scaling_factor=1.0, shift_factor=0.0,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=LATENT_CHANNELS,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=8,
+        sample_size=data.IMAGE_SIDE,
+        mid_block_add_attention=False,
+        scaling_factor=1.0,
+        shift_factor=0.0,
     )
 
 
@@ -63,10 +71,17 @@ def new_transformer(text_hidden: int, projection: int):
     from diffusers import SD3Transformer2DModel
 
     return SD3Transformer2DModel(
-        sample_size=data.IMAGE_SIDE // 2, patch_size=2, in_channels=LATENT_CHANNELS, num_layers=LAYERS,
-        attention_head_dim=HEAD_DIM, num_attention_heads=HEADS, joint_attention_dim=2 * text_hidden,
-        caption_projection_dim=HEADS * HEAD_DIM, pooled_projection_dim=2 * projection,
-        out_channels=LATENT_CHANNELS, pos_embed_max_size=16,
+        sample_size=data.IMAGE_SIDE // 2,
+        patch_size=2,
+        in_channels=LATENT_CHANNELS,
+        num_layers=LAYERS,
+        attention_head_dim=HEAD_DIM,
+        num_attention_heads=HEADS,
+        joint_attention_dim=2 * text_hidden,
+        caption_projection_dim=HEADS * HEAD_DIM,
+        pooled_projection_dim=2 * projection,
+        out_channels=LATENT_CHANNELS,
+        pos_embed_max_size=16,
     )
 
 
@@ -113,9 +128,15 @@ def assemble_pipeline(clip_dir: Path, vae, transformer):
         encoder.text_projection.load_state_dict(clip.text_projection.state_dict())
         encoders.append(encoder.eval().requires_grad_(False))
     pipeline = StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
-        text_encoder=encoders[0], tokenizer=tokenizer, text_encoder_2=encoders[1], tokenizer_2=tokenizer,
-        text_encoder_3=None, tokenizer_3=None,
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=vae,
+        text_encoder=encoders[0],
+        tokenizer=tokenizer,
+        text_encoder_2=encoders[1],
+        tokenizer_2=tokenizer,
+        text_encoder_3=None,
+        tokenizer_3=None,
     )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
@@ -125,14 +146,26 @@ def assemble_pipeline(clip_dir: Path, vae, transformer):
 def caption_embeddings(pipeline, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """The pipeline's own ``encode_prompt`` of each caption (T5 slot empty): (N, 2*16, 128), (N, 128)."""
     embeds, _, pooled, _ = pipeline.encode_prompt(
-        prompt=captions, prompt_2=None, prompt_3=None, device=torch.device("cpu"),
-        do_classifier_free_guidance=False, max_sequence_length=T5_TOKENS,
+        prompt=captions,
+        prompt_2=None,
+        prompt_3=None,
+        device=torch.device("cpu"),
+        do_classifier_free_guidance=False,
+        max_sequence_length=T5_TOKENS,
     )
     return embeds, pooled
 
 
-def train_transformer(pipeline, latents: torch.Tensor, caption_index: torch.Tensor, embeds: torch.Tensor,
-                      pooled: torch.Tensor, recipe: Recipe, seed: int, log=print) -> None:
+def train_transformer(
+    pipeline,
+    latents: torch.Tensor,
+    caption_index: torch.Tensor,
+    embeds: torch.Tensor,
+    pooled: torch.Tensor,
+    recipe: Recipe,
+    seed: int,
+    log=print,
+) -> None:
     """Flow matching on cached latents; row ``-1`` of ``embeds``/``pooled`` is the empty caption."""
     transformer = pipeline.transformer
     torch.manual_seed(seed)
@@ -149,8 +182,13 @@ def train_transformer(pipeline, latents: torch.Tensor, caption_index: torch.Tens
         noise = torch.randn(x.shape, generator=generator)
         t = torch.sigmoid(torch.randn(recipe.sd3_batch, generator=generator))
         x_t = (1.0 - t[:, None, None, None]) * x + t[:, None, None, None] * noise
-        v = transformer(hidden_states=x_t, timestep=1000.0 * t, encoder_hidden_states=embeds[text],
-                        pooled_projections=pooled[text], return_dict=False)[0]
+        v = transformer(
+            hidden_states=x_t,
+            timestep=1000.0 * t,
+            encoder_hidden_states=embeds[text],
+            pooled_projections=pooled[text],
+            return_dict=False,
+        )[0]
         loss = (v - (noise - x)).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -184,9 +222,12 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
     directory.mkdir(parents=True, exist_ok=True)
     pipeline.save_pretrained(str(directory))
     info = {
-        "recipe": recipe.name, "max_sequence_length": T5_TOKENS,
-        "vae_steps": recipe.vae_steps, "transformer_steps": recipe.sd3_steps,
-        "vae_seconds": round(vae_seconds, 1), "transformer_seconds": round(time.perf_counter() - prepared, 1),
+        "recipe": recipe.name,
+        "max_sequence_length": T5_TOKENS,
+        "vae_steps": recipe.vae_steps,
+        "transformer_steps": recipe.sd3_steps,
+        "vae_seconds": round(vae_seconds, 1),
+        "transformer_seconds": round(time.perf_counter() - prepared, 1),
         "build_seconds": round(time.perf_counter() - started, 1),
         "build_cpu_seconds": round(time.process_time() - cpu_started, 1),
         "transformer_parameters": sum(p.numel() for p in pipeline.transformer.parameters()),
@@ -198,5 +239,3 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
 
 def remove(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
-
-
