@@ -63,14 +63,19 @@ class Policy:
 def check_policy(job: JobConfig, policy: Policy) -> None:
     """Raise SubmissionError for anything in ``job`` outside what the operator opened to the service."""
     from adrpo_engine.rewards import available_rewards
+    from adrpo_engine.rewards.remote import is_remote
 
     registered = {reward.name for reward in available_rewards()}
-    for index, spec in enumerate(job.rewards):
-        if spec.name not in registered and ":" in spec.name:
-            _check_reward_module(f"rewards.{index}.name", spec.name, policy)
-        for key, value in spec.options.items():
-            if _is_path_option(key) and isinstance(value, str):
-                _check_model_reference(f"rewards.{index}.options.{key}", value, policy)
+    # eval-only rewards run on the worker too: the same rules as the training rewards
+    for section, specs in (("rewards", job.rewards), ("eval.rewards", job.eval.rewards)):
+        for index, spec in enumerate(specs):
+            if is_remote(spec.name):
+                continue  # remote hosts: validation.check_remote_reward_host, for both sections
+            if spec.name not in registered and ":" in spec.name:
+                _check_reward_module(f"{section}.{index}.name", spec.name, policy)
+            for key, value in spec.options.items():
+                if _is_path_option(key) and isinstance(value, str):
+                    _check_model_reference(f"{section}.{index}.options.{key}", value, policy)
     _check_model_reference("model.name_or_path", job.model.name_or_path, policy)
     for field, value in (("prompts.file", job.prompts.file), ("prompts.dataset", job.prompts.dataset)):
         if value and not value.startswith("builtin:") and (looks_like_path(value) or field == "prompts.file"):

@@ -135,6 +135,9 @@ def _check_rewards(job: JobConfig) -> None:
 
     expected = get_kind(job.kind).reward_kind
     registered = {reward.name: reward.kind for reward in available_rewards()}
+    for index, spec in enumerate(job.eval.rewards):  # eval-only rewards run on the worker as well
+        if is_remote(spec.name):
+            check_remote_reward_host(f"eval.rewards.{index}.name", spec.name)
     for index, spec in enumerate(job.rewards):
         field = f"rewards.{index}.name"
         if is_remote(spec.name):

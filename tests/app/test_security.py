@@ -71,6 +71,12 @@ def test_user_reward_modules_are_refused_over_the_api_unless_the_operator_allows
     assert "ADRPO_USER_REWARD_MODULES" in detail
 
 
+def test_eval_only_rewards_are_held_to_the_same_allowlist(client):
+    body = config_with(eval={"rewards": [{"name": "os:system"}]}, prompts={"texts": ["echo pwned"]})
+    detail = refused(client, body, "eval.rewards.0.name")
+    assert "ADRPO_USER_REWARD_MODULES" in detail
+
+
 def test_an_allowlisted_module_and_its_submodules_are_accepted_others_not(tmp_path, models_cache):
     with make_client(tmp_path, models_cache, user_reward_modules="tests.worker") as client:
         ok = client.post("/api/jobs", json=config_with(rewards=[{"name": "tests.worker.rce_probe:reward"}]))
