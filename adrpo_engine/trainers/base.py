@@ -32,6 +32,7 @@ from .. import metrics as M
 from ..config import JobConfig, ModelConfig
 from ..threads import thread_limit
 from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
+from ..trackers import build_trackers
 
 TRAINER_STATE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"
@@ -224,7 +225,19 @@ class BaseTrainer(ABC):
         if found is not None:
             start_step = self.restore(found[1])
             self.log(f"resumed from {found[1]} (step {start_step})")
-        reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink)
+        trackers = build_trackers(cfg, self.run_dir, self.log)
+        reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink, *trackers)
+        status = "failed"
+        try:
+            result = self._loop(reporter, start_step, found[1] if found else None)
+            status = result.status
+            return result
+        finally:
+            for tracker in trackers:
+                tracker.close(status)
+
+    def _loop(self, reporter: ProgressSink, start_step: int, checkpoint: Path | None) -> RunResult:
+        cfg = self.config
         reporter.on_start(cfg.steps, start_step)
 
         if start_step == 0:
@@ -233,7 +246,6 @@ class BaseTrainer(ABC):
 
         first: dict[str, float] = {}
         last: dict[str, float] = {}
-        checkpoint = found[1] if found else None
         step = start_step
         for step in range(start_step + 1, cfg.steps + 1):
             seed_everything(step_seed(cfg.seed, step))
