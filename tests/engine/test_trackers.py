@@ -128,3 +128,36 @@ def test_mlflow_gets_every_step_the_config_and_the_sample_images(tmp_path, monke
     images = client.list_artifacts(run.info.run_id, "samples/step-000002")
     assert len(images) == len([s for s in sink.samples if s.step == 2])
     assert str(tmp_path / T.MLFLOW_ARTIFACTS) in run.info.artifact_uri
+
+
+def test_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
+    """A crash after step 3, before its checkpoint: the resumed job replays step 3 into the same stores."""
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    import shutil
+
+    from mlflow import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = digits_config(report_to=["tensorboard", "mlflow"], checkpoint_every=2, sample_every=100)
+    train(config, tmp_path, RecordingSink())
+    run_id = (tmp_path / T.MLFLOW_RUN_ID).read_text()
+    shutil.rmtree(tmp_path / "checkpoints" / "step-000003")
+    sink = RecordingSink()
+    result = train(config, tmp_path, sink)
+    assert result.status == "succeeded" and sorted(sink.steps) == [3]
+    events = EventAccumulator(str(tmp_path / T.TENSORBOARD_DIR), size_guidance={"scalars": 0})
+    events.Reload()
+    points = events.Scalars(M.REWARD_MEAN)
+    assert [p.step for p in points] == [1, 2, 3]  # the first step 3 was purged, not duplicated
+    assert points[-1].value == pytest.approx(sink.steps[3][M.REWARD_MEAN], rel=1e-5)
+    assert (tmp_path / T.MLFLOW_RUN_ID).read_text() == run_id
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / T.MLFLOW_DB}")
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == 1
+    # MLflow cannot delete points: the replayed step 3 is logged again, with the same (replayed) value.
+    history = client.get_metric_history(run_id, M.REWARD_MEAN)
+    assert {m.step for m in history} == {1, 2, 3}
+    replayed = [m.value for m in history if m.step == 3]
+    assert replayed == pytest.approx([sink.steps[3][M.REWARD_MEAN]] * 2)
