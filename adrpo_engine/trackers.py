@@ -27,12 +27,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .progress import NullSink, Sample
-
-if TYPE_CHECKING:
-    from .config import JobConfig
 
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_DB = "mlflow.db"
@@ -40,6 +37,17 @@ MLFLOW_ARTIFACTS = "mlflow-artifacts"
 MLFLOW_RUN_ID = "mlflow_run_id"
 MLFLOW_PARAM_LIMIT = 6000  # MLflow refuses longer parameter values
 MLFLOW_BATCH = 100  # MLflow's log_batch takes at most 100 params per call
+
+
+class JobConfig(Protocol):
+    """What a tracker reads of ``config.JobConfig`` (which imports this module, so it is not imported here)."""
+
+    name: str
+    report_to: list[str]
+
+    def to_yaml(self) -> str: ...
+
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
