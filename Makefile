@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: install studio test bench
+.PHONY: install studio test bench lint format
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build (ENVIRONMENT.md)
+	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build (torch==2.13.0 is the CPU build the project is tested with)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,tensorboard,mlflow]'
 	touch $(STAMP)
@@ -27,3 +27,14 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+# Lint (ruff: pycodestyle, pyflakes, import order, pyupgrade, bugbear), format check, and pyright's basic
+# mode on the engine and the worker; settings in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pyright --pythonpath $(PY)
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .

@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import metrics as M
-from .config import ConfigError, JobConfig, apply_overrides, load_yaml, parse_override, validate_config
+from .config import ConfigError, JobConfig, validate_config
+from .config_io import apply_overrides, load_yaml, parse_override
 from .kinds import get_kind
 from .presets import PRESETS, get_preset
 from .progress import NullSink, Sample
@@ -41,7 +42,8 @@ class ConsoleSink(NullSink):
             f"{divergence} {metrics.get(divergence, float('nan')):.4f}  "
             f"beta {metrics.get(M.BETA_MEAN, float('nan')):.3f}"
         )
-        self.progress.update(self.task, completed=step, info=info)
+        if self.task is not None:
+            self.progress.update(self.task, completed=step, info=info)
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
         for sample in samples[:4]:
@@ -59,7 +61,7 @@ def resolve_job_config(config: Path | None, preset: str | None, assignments: lis
     """--config or --preset, then --set overrides; raises ConfigError with a readable message."""
     if (config is None) == (preset is None):
         raise ConfigError("give exactly one of --config FILE or --preset NAME")
-    base = load_yaml(config) if config is not None else get_preset(preset).config
+    base = load_yaml(config) if config is not None else get_preset(str(preset)).config
     if not isinstance(base, dict):
         raise ConfigError(f"config file {str(config)!r}: expected a mapping at the top level")
     overrides = dict(parse_override(item) for item in assignments)
@@ -192,6 +194,8 @@ def list_rewards() -> None:
 
     for reward in sorted(available_rewards(), key=lambda r: (r.kind, r.name)):
         console.print(f"{reward.name:<24} {reward.kind:<6} {reward.summary}", highlight=False, soft_wrap=True)
+        options = reward.options_text()
+        console.print(f"{'':<31} options: {options or '(none)'}", highlight=False, soft_wrap=True, markup=False)
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ BUILTIN_PREFIX = "builtin:"
 # The kind the studio's Launch form opens on (its CPU demo is the quickest to show).
 DEFAULT_KIND = "flow"
 # Human names of the algorithms (config.Algorithm), for messages and labels.
-ALGORITHM_NAMES = {"adrpo": "ADRPO", "fixed": "fixed beta", "orw": "ORW-CFM-W2"}
+ALGORITHM_NAMES = {"adrpo": "ADRPO", "fixed": "fixed beta", "orw": "ORW-CFM-W2", "dpo": "Diffusion-DPO"}
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ register_kind(KindSpec(
     divergence=M.W2,
     metric_names=M.FLOW,
     spread_metrics=(M.DIVERSITY,),
-    algorithms=("adrpo", "fixed", "orw"),
+    algorithms=("adrpo", "fixed", "orw", "dpo"),
     # a*||v-u||^2 + beta0*||v-v_ref||^2 has quadratic weight a + beta0: it must stay > 0.
     bounded_a_min=frozenset({"fixed"}),
     policy_factory="adrpo_engine.models.sd3:SD3Policy.from_config",

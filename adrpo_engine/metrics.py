@@ -10,7 +10,7 @@ BETA_FRAC_NEG = "beta_eff/frac_neg"
 LOSS = "loss"
 POLICY_LOSS = "policy_loss"  # LLM: the PPO-clip part of the loss
 FM_LOSS = "fm_loss"  # flow: the weighted flow-matching part of the loss
-KL = "kl"  # LLM: mean k3 KL to the reference per completion token
+KL = "kl"  # LLM: mean k3 KL to the reference per completion token, over every row of the batch
 W2 = "w2"  # flow: mean ||v_theta - v_ref||^2, the W2 bound's integrand
 ENTROPY = "entropy"  # LLM: mean token entropy of the policy on its completions
 DIVERSITY = "diversity"
@@ -19,6 +19,18 @@ LR = "lr"
 STEP_TIME = "step_time"
 SAMPLES_PER_S = "samples_per_s"
 TOKENS_PER_S = "tokens_per_s"  # LLM only
+
+# LLM extras (logged beside the DESIGN set; TRL 1.16's names where TRL has the metric)
+KL_BETA_NONZERO = "kl/beta_nonzero"  # mean k3 KL per token over the rows with beta_i != 0 only
+KL_REF_FRAC = "kl/ref_frac"  # fraction of rows whose reference log-probs were computed this step
+FRAC_REWARD_ZERO_STD = "frac_reward_zero_std"  # prompt groups whose rewards are all equal (no signal)
+CLIP_LOW_MEAN = "clip_ratio/low_mean"  # tokens with rho < 1 - eps_low and A < 0 (sequences for GSPO)
+CLIP_HIGH_MEAN = "clip_ratio/high_mean"  # tokens with rho > 1 + eps_high and A > 0
+CLIP_REGION_MEAN = "clip_ratio/region_mean"  # either of the two
+CLIP_LOW_MIN = "clip_ratio/low_min"  # min over sequences of their low-clipped fraction
+CLIP_HIGH_MAX = "clip_ratio/high_max"  # max over sequences of their high-clipped fraction
+LLM_EXTRAS = (KL_BETA_NONZERO, KL_REF_FRAC, FRAC_REWARD_ZERO_STD, CLIP_LOW_MEAN, CLIP_HIGH_MEAN, CLIP_REGION_MEAN,
+              CLIP_LOW_MIN, CLIP_HIGH_MAX)
 
 COMMON = (
     REWARD_MEAN, REWARD_STD, ADVANTAGE_ABS_MEAN, BETA_MEAN, BETA_MIN, BETA_MAX, BETA_FRAC_NEG,
@@ -31,3 +43,10 @@ FLOW = COMMON + (FM_LOSS, W2)
 # ``adrpo_engine.kinds`` (KindSpec.divergence, .metric_names).
 PLOTTED = (REWARD_MEAN, KL, W2, BETA_MEAN, BETA_MIN, BETA_MAX, ENTROPY, DIVERSITY, LOSS)
 
+# Diffusion-DPO (flow jobs with algorithm dpo) logs these besides FLOW.
+DPO_MARGIN = "dpo/margin"  # mean -((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l)): the winner's margin
+DPO_ACCURACY = "dpo/implicit_acc"  # fraction of pairs whose margin is positive
+DPO_WINNER_REWARD = "dpo/winner_reward"
+DPO_LOSER_REWARD = "dpo/loser_reward"
+DPO_PAIRS = "dpo/pairs"  # pairs in the pool the step trains on
+DPO = FLOW + (DPO_MARGIN, DPO_ACCURACY, DPO_WINNER_REWARD, DPO_LOSER_REWARD, DPO_PAIRS)

@@ -1,4 +1,4 @@
-"""The maths of ADRPO and its fixed-beta baselines, as pure tensor functions (DESIGN.md section 3).
+"""The maths of ADRPO and its fixed-beta baselines, as pure tensor functions (docs/algorithm.md).
 
 Notation: rewards come as a ``(num_groups, group_size)`` tensor, one row per prompt. ``A`` is the
 normalised advantage, ``a = clip(A, a_min, a_max)`` the clipped one and ``beta_i = beta0 - a_i`` the
@@ -83,6 +83,30 @@ def kl_k3(logp_policy: Tensor, logp_ref: Tensor) -> Tensor:
     return torch.exp(delta) - delta - 1.0
 
 
+LOSS_AGGREGATIONS = ("grpo", "dapo", "bnpo", "dr_grpo")
+IMPORTANCE_LEVELS = ("token", "sequence")
+
+
+def importance_log_weights(logp: Tensor, logp_old: Tensor, mask: Tensor | None = None, level: str = "token") -> Tensor:
+    """``log rho``: per token ``logp - logp_old`` ``(N, T)``, or per sequence (GSPO) the masked mean of
+    it over the sequence's tokens ``(N, 1)``, so ``rho`` is the geometric mean of the token ratios."""
+    log_ratio = logp - logp_old
+    if level == "token":
+        return log_ratio
+    if level == "sequence":
+        if mask is None:
+            raise ValueError("sequence-level importance weights need the completion mask")
+        mask = mask.to(log_ratio.dtype)
+        return ((log_ratio * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).unsqueeze(1)
+    raise ValueError(f"importance_sampling_level must be token or sequence (got {level!r})")
+
+
+def clipped_surrogate(ratio: Tensor, advantages: Tensor, eps_low: float, eps_high: float) -> Tensor:
+    """``-min(rho * A, clip(rho, 1 - eps_low, 1 + eps_high) * A)``; ``ratio`` ``(N, T)`` or ``(N, 1)``."""
+    adv = advantages.unsqueeze(1)
+    return -torch.minimum(ratio * adv, ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv)
+
+
 def ppo_clip_token_loss(
     logp: Tensor, logp_old: Tensor, advantages: Tensor, eps_low: float, eps_high: float
 ) -> Tensor:
@@ -90,11 +114,7 @@ def ppo_clip_token_loss(
 
     ``logp`` and ``logp_old`` are ``(N, T)``; ``advantages`` is ``(N,)``, the full normalised advantage.
     """
-    ratio = torch.exp(logp - logp_old)
-    adv = advantages.unsqueeze(1)
-    unclipped = ratio * adv
-    clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high) * adv
-    return -torch.minimum(unclipped, clipped)
+    return clipped_surrogate(torch.exp(logp - logp_old), advantages, eps_low, eps_high)
 
 
 def grpo_token_loss(
@@ -105,28 +125,108 @@ def grpo_token_loss(
     kl: Tensor,
     eps_low: float,
     eps_high: float,
+    *,
+    mask: Tensor | None = None,
+    level: str = "token",
+    kl_bias_correction: bool = False,
+    token_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-token ADRPO-GRPO loss ``policy_it + beta_i * KL_it`` and its policy part, both ``(N, T)``.
 
     ``beta`` is ``(N,)``: ``beta0 - a_i`` for ADRPO, constant for fixed-beta GRPO. ``kl`` is ``(N, T)``
     (see :func:`kl_k3`); rows whose ``beta_i`` is 0 may hold zeros, as their KL does not enter the loss.
+    ``level='sequence'`` (GSPO) uses one ratio per sequence (needs ``mask``). ``kl_bias_correction``
+    multiplies the KL by the differentiable ratio (TRL's ``use_bias_correction_kl``): on-policy its value
+    is 1, but its gradient adds ``KL * grad(logp)``, the score-function term that makes the KL gradient
+    unbiased. ``token_mask`` (e.g. the high-entropy tokens) zeroes the policy part elsewhere; the KL
+    term keeps every token, as in TRL.
     """
-    policy = ppo_clip_token_loss(logp, logp_old, advantages, eps_low, eps_high)
+    ratio = torch.exp(importance_log_weights(logp, logp_old, mask, level))
+    policy = clipped_surrogate(ratio, advantages, eps_low, eps_high).expand_as(logp)
+    if token_mask is not None:
+        policy = policy * token_mask.to(policy.dtype)
+    if kl_bias_correction:
+        kl = kl * ratio
     return policy + beta.unsqueeze(1) * kl, policy
 
 
-def aggregate_tokens(per_token: Tensor, mask: Tensor, mode: str = "grpo") -> Tensor:
-    """Reduce ``(N, T)`` token values over the completion ``mask``.
+def aggregate_tokens(per_token: Tensor, mask: Tensor, mode: str = "grpo", max_tokens: int | None = None) -> Tensor:
+    """Reduce ``(N, T)`` token values over the completion ``mask`` (TRL 1.16's loss types).
 
-    ``grpo``: mean over each sequence's tokens, then over sequences. ``dapo``: sum over all tokens
-    divided by the token count (longer completions weigh more).
+    ``grpo``: mean over each sequence's tokens, then over sequences. ``dapo`` and ``bnpo``: sum over all
+    tokens divided by the token count (longer completions weigh more; they differ only in which batch
+    the count spans, see :func:`micro_batch_weight`). ``dr_grpo``: sum over all tokens divided by the
+    constant ``N * max_tokens`` (``max_tokens`` = the completion length cap; default ``T``).
     """
     mask = mask.to(per_token.dtype)
     if mode == "grpo":
         return ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).mean()
-    if mode == "dapo":
+    if mode in ("dapo", "bnpo"):
         return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
-    raise ValueError(f"loss_agg must be grpo or dapo (got {mode!r})")
+    if mode == "dr_grpo":
+        width = per_token.shape[1] if max_tokens is None else max_tokens
+        return (per_token * mask).sum() / (per_token.shape[0] * width)
+    raise ValueError(f"loss_agg must be one of {', '.join(LOSS_AGGREGATIONS)} (got {mode!r})")
+
+
+def micro_batch_weight(mode: str, chunk_rows: int, chunk_tokens: float, rows: int, tokens: float, chunks: int) -> float:
+    """The factor that turns one micro-batch's :func:`aggregate_tokens` into its share of the step's loss.
+
+    ``grpo`` and ``dr_grpo`` (per-row normalisers): rows share; ``dapo``: token share, so the sum is the
+    full batch's token mean (TRL's global normaliser); ``bnpo``: ``1 / chunks``, the mean of the
+    micro-batches' own token means (TRL normalises bnpo over the local batch: with one micro-batch it is
+    dapo).
+    """
+    if mode in ("grpo", "dr_grpo"):
+        return chunk_rows / rows
+    if mode == "dapo":
+        return float(chunk_tokens) / max(float(tokens), 1.0)
+    if mode == "bnpo":
+        return 1.0 / chunks
+    raise ValueError(f"loss_agg must be one of {', '.join(LOSS_AGGREGATIONS)} (got {mode!r})")
+
+
+def high_entropy_mask(entropy: Tensor, mask: Tensor, quantile: float) -> Tensor:
+    """Tokens whose entropy is in the top ``quantile`` of the masked tokens (TRL's ``top_entropy_quantile``:
+    threshold = the ``1 - quantile`` quantile; 1.0 keeps every token, 0.0 only the highest)."""
+    valid = mask.bool()
+    values = entropy[valid].float()
+    if values.numel() == 0:
+        return torch.zeros_like(valid)
+    threshold = torch.quantile(values, 1.0 - quantile)
+    return (entropy * mask.to(entropy.dtype) >= threshold) & valid
+
+
+def clip_fractions(ratio: Tensor, advantages: Tensor, mask: Tensor, eps_low: float, eps_high: float) -> dict[str, Tensor]:
+    """Sums behind TRL's ``clip_ratio/*`` metrics for one micro-batch.
+
+    A token (a sequence, for ``(N, 1)`` ratios) is low-clipped when ``rho < 1 - eps_low`` and ``A < 0``,
+    high-clipped when ``rho > 1 + eps_high`` and ``A > 0``. Returns the clipped counts, the count of
+    units, and the per-sequence fractions (for the min / max metrics).
+    """
+    adv = advantages.unsqueeze(1)
+    low = ((ratio < 1.0 - eps_low) & (adv < 0)).float()
+    high = ((ratio > 1.0 + eps_high) & (adv > 0)).float()
+    if ratio.shape[1] == 1:
+        weights = torch.ones_like(low)
+        per_seq_low, per_seq_high = low.squeeze(1), high.squeeze(1)
+    else:
+        weights = mask.float()
+        count = weights.sum(dim=1)
+        per_seq_low = (low * weights).sum(dim=1) / count
+        per_seq_high = (high * weights).sum(dim=1) / count
+    return {
+        "low": (low * weights).sum(), "high": (high * weights).sum(),
+        "region": (((low + high) > 0).float() * weights).sum(), "units": weights.sum(),
+        "seq_low": per_seq_low, "seq_high": per_seq_high,
+    }
+
+
+def frac_zero_std(rewards: Tensor) -> float:
+    """Fraction of prompt groups whose rewards are all equal (zero advantage for every sample):
+    TRL's ``frac_reward_zero_std``. ``rewards`` is ``(num_groups, group_size)``."""
+    std = rewards.float().std(dim=1)
+    return float(torch.isclose(std, torch.zeros_like(std)).float().mean())
 
 
 def token_entropy(logits: Tensor) -> Tensor:
@@ -210,3 +310,55 @@ def regularized_fm_loss(
     w_w2 = w_w2.to(fm.dtype)
     fm_term = (w_fm * fm).mean()
     return fm_term + (w_w2 * w2).mean(), fm_term, w2
+
+
+def grid_times(
+    batch: int, grid: Tensor, count: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """``count`` distinct noise levels per sample from a rollout's time grid: ``(count, batch)``.
+
+    ``grid`` holds the ``steps + 1`` levels of the Euler sampler from 1 down to 0; the levels where the
+    sampler evaluates the network are ``grid[:-1]`` (t = 0 is never an input). Each sample gets its own
+    uniform draw without replacement, so ``count = steps`` visits every level once and a smaller
+    ``count`` is an unbiased subsample of that full-trajectory objective at ``count / steps`` of its cost.
+    """
+    levels = grid[:-1].float().cpu()
+    if not 1 <= count <= levels.numel():
+        raise ValueError(f"train_timesteps must be in 1..{levels.numel()} (got {count})")
+    picks = torch.rand(batch, levels.numel(), generator=generator).argsort(dim=1)[:, :count]
+    return levels[picks].T.contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# Diffusion-DPO in flow-matching form (an offline baseline of the paper's text-to-image comparison)
+
+
+def preference_pairs(rewards: Tensor, mode: str = "best_worst", margin: float = 0.0) -> list[tuple[int, int]]:
+    """(winner, loser) indices within one group of rewards ``(G,)``.
+
+    ``best_worst``: the best and the worst sample, if their rewards differ by more than ``margin``;
+    ``all``: every ordered pair whose reward difference exceeds ``margin`` (ties never make a pair).
+    """
+    values = rewards.detach().float().flatten().tolist()
+    if mode == "best_worst":
+        best = max(range(len(values)), key=values.__getitem__)
+        worst = min(range(len(values)), key=values.__getitem__)
+        return [(best, worst)] if values[best] - values[worst] > margin else []
+    if mode == "all":
+        return [(i, j) for i, ri in enumerate(values) for j, rj in enumerate(values) if ri - rj > margin]
+    raise ValueError(f"dpo_pairs must be best_worst or all (got {mode!r})")
+
+
+def dpo_flow_loss(
+    err_theta_w: Tensor, err_ref_w: Tensor, err_theta_l: Tensor, err_ref_l: Tensor, beta_dpo: float
+) -> tuple[Tensor, Tensor]:
+    """``mean(-log sigmoid(-beta_dpo * ((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l))))``.
+
+    Each ``err`` is the per-pair ``||v - u||^2`` (mean over dimensions) of the policy (theta) or the
+    reference on the winner (w) or loser (l), all four on the same ``(noise, t)`` draw. Returns the scalar
+    loss and the per-pair *margin* ``-((err_theta_w - err_ref_w) - (err_theta_l - err_ref_l))``: positive
+    when the policy has improved its fit of the winner more than of the loser, relative to the reference.
+    """
+    margin = -((err_theta_w - err_ref_w.detach()) - (err_theta_l - err_ref_l.detach()))
+    loss = -torch.nn.functional.logsigmoid(beta_dpo * margin).mean()
+    return loss, margin

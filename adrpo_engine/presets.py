@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import ConfigError, JobConfig, apply_overrides, validate_config
+from .config import ConfigError, JobConfig, validate_config
+from .config_io import apply_overrides
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,10 @@ register(Preset(
         # 32 rollouts of 512 px per step; 4 micro-batches keep the policy + reference passes within one GPU.
         "grad_accum": 4,
         "lora": {"rank": 32, "alpha": 32},
-        "flow": {"sample_steps": 28, "guidance_scale": 7.0, "resolution": 512, "t_sampling": "logit_normal"},
+        # CFG-free training rollouts (half the rollout cost, samples from the conditional velocity the loss
+        # trains); samples, comparisons and evals use guidance 7.
+        "flow": {"sample_steps": 28, "guidance_scale": 7.0, "train_guidance_scale": 1.0, "resolution": 512,
+                 "t_sampling": "logit_normal"},
     },
 ))
 
@@ -130,6 +134,8 @@ register(Preset(
         "checkpoint_every": 50,
         "sample_every": 25,
         "lora": {"rank": 32, "alpha": 64},
-        "llm": {"max_new_tokens": 256, "temperature": 1.0},
+        # An instruct model answers in its own turn: the question goes in as a user message of its chat
+        # template (else it continues the raw text); long questions lose their start, never the header.
+        "llm": {"max_new_tokens": 256, "temperature": 1.0, "chat_template": True, "max_prompt_tokens": 512},
     },
 ))

@@ -21,7 +21,8 @@ from typing import Any
 
 from . import frontier as F
 from . import metrics as M
-from .config import NAME_PATTERN, ConfigError, JobConfig, apply_overrides, validate_config
+from .config import NAME_PATTERN, ConfigError, JobConfig, validate_config
+from .config_io import apply_overrides
 from .kinds import get_kind
 
 MAX_SWEEP_JOBS = 243  # 3^5: a 3x3x3 grid over 9 seeds, or five keys of three values

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adrpo_engine.config import validate_config  # noqa: E402
-from adrpo_engine.models import causal_lm as C  # noqa: E402
+from adrpo_engine.models import lm_sampling as S  # noqa: E402
 from adrpo_engine.models.tiny_lm import TEMPLATES, TOPICS, corpus_lines, train_tokenizer  # noqa: E402
 from adrpo_engine.progress import RecordingSink  # noqa: E402
 from adrpo_engine.trainers.llm import LLMTrainer  # noqa: E402
@@ -75,8 +75,9 @@ def our_config(model_dir: Path, algorithm: str, steps: int, skip_ref: bool = Tru
         "rewards": [{"name": "bench_llm_step:length_reward"}], "prompts": {"texts": prompt_texts()},
         "steps": steps, "group_size": GROUP, "prompts_per_step": PROMPTS, "lr": LR, "seed": 0,
         "checkpoint_every": 10_000, "sample_every": 10_000, "lora": {"rank": 16, "alpha": 32, "target_modules": TARGETS},
+        # with the skip, whole-batch KL only every 10k steps: the skip's speed, as measured before full_kl_every
         "llm": {"max_new_tokens": NEW_TOKENS, "temperature": 1.0, "skip_zero_beta_reference": skip_ref,
-                "eval_samples": 1, **llm},
+                "full_kl_every": 10_000 if skip_ref else 1, "eval_samples": 1, **llm},
     })
 
 
@@ -169,8 +170,8 @@ def breakdown(runner: OursRunner, repeats: int = 3) -> dict[str, float]:
         ids, mask = policy.encode(prompts)
         common = dict(max_new_tokens=NEW_TOKENS, temperature=1.0, top_p=1.0, eos_ids=policy.eos_ids,
                       pad_id=policy.pad_id, repeat=GROUP)
-        timed("sample: adapter active + KV loop", lambda: C.sample_completions(policy.model, ids, mask, fold_lora=False, **common))
-        timed("sample: adapter active + generate()", lambda: C.sample_completions(
+        timed("sample: adapter active + KV loop", lambda: S.sample_completions(policy.model, ids, mask, fold_lora=False, **common))
+        timed("sample: adapter active + generate()", lambda: S.sample_completions(
             policy.model, ids, mask, fold_lora=False, decode="generate", **common))
         timed("reference log-probs (all rows)", lambda: policy.logprobs(rollouts, adapter=False))
         with torch.enable_grad():

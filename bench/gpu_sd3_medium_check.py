@@ -4,7 +4,8 @@ The transformer has SD3-medium's shape (24 joint blocks, 24 heads x 64 = 1536 wi
 patch 2, joint_attention_dim 4096, pooled 2048; ~2B parameters, random weights). The two text encoders are
 1-layer CLIPs of hidden 2048 (their concatenation fills joint_attention_dim 4096, where real SD3 pads
 CLIP's 2048 with T5's tokens) and the VAE a small 8x-downsampling one with 16 latent channels, so the
-pipeline, the sampler, the LoRA update and the decode all run at 512 px with the real transformer cost. Reward: tiny-CLIP score (cheap; speed, not quality, is measured).
+pipeline, the sampler, the LoRA update and the decode all run at 512 px with the real transformer cost.
+Reward: tiny-CLIP score (cheap; speed, not quality, is measured).
 
 Reports images/s of the rollout (sampling + decode) and of a whole training step, in bf16.
 

@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from adrpo_engine import objectives as O  # noqa: E402
-from adrpo_engine.models import digits as D  # noqa: E402
+from adrpo_engine import diversity as V  # noqa: E402
+from adrpo_engine.models import digits_data as Dd  # noqa: E402
+from adrpo_engine.models import digits_pretrain as Dp  # noqa: E402
 from adrpo_engine.presets import preset_config  # noqa: E402
 from adrpo_engine.progress import NullSink  # noqa: E402
 from adrpo_engine.trainers.flow import FlowTrainer  # noqa: E402
@@ -46,12 +48,18 @@ EVEN = [0, 2, 4, 6, 8]
 METRICS = ["reward", "diversity", "even_spread", "feature_dist", "w2_coupling", "w2_velocity"]
 
 
-def methods(beta0: float, alphas: list[float]) -> list[tuple[str, dict]]:
+def methods(beta0: float, alphas: list[float], dpo_betas: list[float], dpo_pairs: str = "best_worst",
+            dpo_margin: float = 0.0) -> list[tuple[str, dict]]:
     runs = [
         (f"ADRPO (beta0={beta0:g})", {"algorithm": "adrpo", "beta0": beta0}),
         (f"fixed-beta W2 (beta0={beta0:g})", {"algorithm": "fixed", "beta0": beta0}),
     ]
     runs += [(f"ORW-CFM-W2 (alpha={alpha:g})", {"algorithm": "orw", "beta0": alpha}) for alpha in alphas]
+    # Diffusion-DPO, offline: one pool of reference pairs from as many reward evaluations as an online run
+    # of the same length (prompts_per_step x group_size x steps), the same optimisation steps.
+    runs += [(f"Diffusion-DPO (beta={beta:g}, {dpo_pairs})",
+              {"algorithm": "dpo", "flow.dpo_beta": beta, "flow.dpo_pairs": dpo_pairs, "flow.dpo_margin": dpo_margin})
+             for beta in dpo_betas]
     return runs
 
 
@@ -64,7 +72,7 @@ class EvaluatingTrainer(FlowTrainer):
     def setup(self) -> None:
         super().setup()
         self.trajectory = []
-        self.eval_noise = torch.randn(self.eval_samples, D.DATA_DIM, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
+        self.eval_noise = torch.randn(self.eval_samples, Dd.DATA_DIM, generator=torch.Generator().manual_seed(EVAL_NOISE_SEED))
         self.eval_cond = self.policy.null_cond(self.eval_samples)  # the preset's prompt: "any digit"
         self.reference_samples = self._draw(adapter=False)
 
@@ -77,7 +85,7 @@ class EvaluatingTrainer(FlowTrainer):
     def log_samples(self, step: int) -> list:
         samples = self._draw(adapter=True)
         images = self.policy.decode(samples)
-        classifier = D.digit_classifier()
+        classifier = Dp.digit_classifier()
         with torch.no_grad():
             features = classifier.features(images)
             probabilities = torch.softmax(classifier.head(features), dim=-1)
@@ -93,9 +101,9 @@ class EvaluatingTrainer(FlowTrainer):
         self.trajectory.append({
             "step": step,
             "reward": even.sum(dim=1).mean().item(),
-            "diversity": D.class_entropy(probabilities),
-            "even_spread": D.even_spread(probabilities),
-            "feature_dist": D.mean_pairwise_distance(features),
+            "diversity": V.class_entropy(probabilities),
+            "even_spread": V.even_spread(probabilities),
+            "feature_dist": V.mean_pairwise_distance(features),
             "w2_coupling": (samples - self.reference_samples).pow(2).sum(dim=1).mean().sqrt().item(),
             "w2_velocity": w2_velocity,
             "class_counts": torch.bincount(probabilities.argmax(-1), minlength=10).tolist(),
@@ -154,15 +162,18 @@ def dominance_lines(summary: dict, adrpo: str) -> list[str]:
 
 def markdown_table(summary: dict, results: dict, args: argparse.Namespace, seconds: float) -> str:
     head = (
-        f"# digits-even: ADRPO vs fixed-beta W2 vs ORW-CFM-W2\n\n"
+        f"# digits-even: ADRPO vs fixed-beta W2 vs ORW-CFM-W2 vs Diffusion-DPO\n\n"
         f"Settings: digits-even preset, {args.steps} steps each, seeds {args.seeds}, beta0 = {args.beta0:g} for "
         f"ADRPO and fixed-beta (fixed uses the default a_min = -beta0/2), ORW-CFM-W2 with tau = 1 and batch-normalised "
-        f"weights at alpha in {args.alphas}; final metrics on {args.eval_samples} samples from one fixed noise batch; "
+        f"weights at alpha in {args.alphas}; Diffusion-DPO ({args.dpo_pairs} pairs, margin {args.dpo_margin:g}) at "
+        f"dpo_beta in {args.dpo_betas}, offline, one pool of reference pairs from prompts_per_step x group_size x "
+        f"steps reward evaluations (as many as each online run); final metrics on {args.eval_samples} samples from one fixed noise batch; "
         f"mean +- std over seeds. Reference model (step 0): reward "
         f"{first_value(results, 'reward'):.3f}, diversity {first_value(results, 'diversity'):.3f}, "
         f"even spread {first_value(results, 'even_spread'):.3f}. Wall time {seconds:.0f} s "
         f"(1 torch thread).\n\n"
-        "| method | reward P(even) | diversity (class entropy) | even spread | feature dist | W2 coupling | W2 velocity | classes at the end (0..9) |\n"
+        "| method | reward P(even) | diversity (class entropy) | even spread | feature dist | W2 coupling "
+        "| W2 velocity | classes at the end (0..9) |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
@@ -212,12 +223,40 @@ def plot(results: dict, path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def json_safe(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def earlier_runs(paths: list[Path], steps: int) -> dict[tuple[str, int], list[dict]]:
+    """(method, seed) -> trajectory from earlier runs' JSON files of the same length; the first file wins."""
+    found: dict[tuple[str, int], list[dict]] = {}
+    for path in paths:
+        earlier = json.loads(path.read_text())
+        if earlier["settings"]["steps"] != steps:
+            raise SystemExit(f"--reuse {path}: it ran {earlier['settings']['steps']} steps, not {steps}")
+        for name, runs in earlier["trajectories"].items():
+            for seed, trajectory in zip(earlier["settings"]["seeds"], runs):
+                found.setdefault((name, seed), trajectory)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--beta0", type=float, default=0.1)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.5, 1.0])
+    parser.add_argument("--dpo-betas", type=float, nargs="*", default=[100.0, 1000.0, 10000.0])
+    parser.add_argument("--dpo-pairs", choices=["best_worst", "all"], default="best_worst")
+    parser.add_argument("--dpo-margin", type=float, default=0.0)
+    parser.add_argument("--only", nargs="*", default=None, help="run only methods whose name contains one of these")
+    parser.add_argument("--reuse", type=Path, nargs="*", default=[],
+                        help="digits_pareto.json files of earlier runs (same steps and settings): a (method, seed) "
+                             "run found there is taken from it instead of re-run, and the table says so")
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--eval-samples", type=int, default=512)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
@@ -225,11 +264,19 @@ def main() -> None:
     torch.set_num_threads(1)
 
     started = time.perf_counter()
-    D.load_digits_models()  # build the cache outside the timed runs
+    Dp.load_digits_models()  # build the cache outside the timed runs
     results: dict[str, list[list[dict]]] = {}
-    for name, overrides in methods(args.beta0, args.alphas):
+    earlier = earlier_runs(args.reuse, args.steps)
+    reused: list[str] = []
+    for name, overrides in methods(args.beta0, args.alphas, args.dpo_betas, args.dpo_pairs, args.dpo_margin):
+        if args.only and not any(part in name for part in args.only):
+            continue
         results[name] = []
         for seed in args.seeds:
+            if (name, seed) in earlier:
+                results[name].append(earlier[(name, seed)])
+                reused.append(f"{name} seed {seed}")
+                continue
             trajectory = run_one(overrides, seed, args.steps, args.eval_every, args.eval_samples)
             results[name].append(trajectory)
             end = trajectory[-1]
@@ -241,11 +288,15 @@ def main() -> None:
     adrpo = next(iter(results))
     table = markdown_table(summary, results, args, seconds)
     verdicts = dominance_lines(summary, adrpo)
+    if reused:
+        table += (f"\nRuns taken from earlier runs of this script with the same settings ({', '.join(map(str, args.reuse))}; "
+                  f"not re-run here to save CPU): {', '.join(reused)}. The wall time above is for the other runs "
+                  f"only.\n")
     text = table + "\nDominance of ADRPO's final point (reward vs even-digit spread):\n\n" + "\n".join(verdicts) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "digits_pareto.md").write_text(text)
     (args.out / "digits_pareto.json").write_text(json.dumps(
-        {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        {"settings": {k: json_safe(v) for k, v in vars(args).items()},
          "seconds": seconds, "trajectories": results}, indent=1))
     plot(results, args.out / "digits_pareto.png")
     print(text)

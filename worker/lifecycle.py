@@ -28,6 +28,7 @@ from .artifacts import append_log, checkpoint_sha256, relative_to_run
 from .db import Store
 from .models import Checkpoint, Job, SampleRow, utcnow
 from .queries import forget_after, upsert_metrics
+from .status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
     with store.session() as session:
         claimed = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
-            .values(status="running", worker=worker, heartbeat_at=now, attempts=Job.attempts + 1, error=None,
+            .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+            .values(status=JobStatus.RUNNING, worker=worker, heartbeat_at=now, attempts=Job.attempts + 1, error=None,
                     finished_at=None)
         ).rowcount
         if claimed != 1:
@@ -58,7 +59,7 @@ def finish_job(store: Store, job_id: str, status: str, error: str | None = None,
     with store.session() as session:
         return session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
+            .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
             .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
         ).rowcount == 1
 
@@ -68,8 +69,8 @@ def release_job(store: Store, job_id: str, worker: str = WORKER_ID) -> bool:
     with store.session() as session:
         return session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
-            .values(status="queued", worker=None, heartbeat_at=None)
+            .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
+            .values(status=JobStatus.QUEUED, worker=None, heartbeat_at=None)
         ).rowcount == 1
 
 
@@ -81,19 +82,19 @@ def requeue_stale_jobs(store: Store, timeout_s: float, artifacts_dir: Path) -> l
     with store.session() as session:
         stale = session.execute(
             select(Job.id, Job.worker, Job.heartbeat_at, Job.cancel_requested)
-            .where(Job.status == "running", Job.heartbeat_at < cutoff)
+            .where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff)
         ).all()
         for job_id, worker, beat, cancel in stale:
-            status = "cancelled" if cancel else "queued"
+            status = JobStatus.CANCELLED if cancel else JobStatus.QUEUED
             changed = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status == "running", Job.heartbeat_at == beat)
+                .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.heartbeat_at == beat)
                 .values(status=status, worker=None, heartbeat_at=None,
                         finished_at=utcnow() if cancel else None)
             ).rowcount
             if changed == 1:
                 append_log(artifacts_dir / job_id, f"{_stamp()} worker {worker} stopped answering; job {status}")
-                if status == "queued":
+                if status == JobStatus.QUEUED:
                     requeued.append(job_id)
     return requeued
 
@@ -174,7 +175,7 @@ class StoreSink:
             row = session.execute(
                 select(Job.cancel_requested, Job.worker, Job.status).where(Job.id == self.job_id)
             ).one_or_none()
-        if row is None or row.worker != self.worker or row.status != "running":
+        if row is None or row.worker != self.worker or row.status != JobStatus.RUNNING:
             self.stop_reason = "lost"
         elif row.cancel_requested:
             self.stop_reason = "cancel"

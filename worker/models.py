@@ -25,10 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL_STATES = ("succeeded", "failed", "cancelled")
-COMPARISON_STATES = ("queued", "running", "succeeded", "failed")
-EVAL_STATES = ("queued", "running", "succeeded", "failed")
+from .status import JobStatus
+
 
 
 def utcnow() -> datetime:
@@ -48,7 +46,7 @@ class Job(Base):
     algorithm: Mapped[str] = mapped_column(String(16))
     preset: Mapped[str | None] = mapped_column(String(64))
     config: Mapped[dict[str, Any]]
-    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED, index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     current_step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer)
@@ -100,7 +98,7 @@ class Comparison(Base):
     prompt: Mapped[str] = mapped_column(Text)
     seed: Mapped[int] = mapped_column(Integer)
     num_samples: Mapped[int] = mapped_column(Integer, default=1)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

@@ -17,9 +17,9 @@ from .evals import EvalRequestError, eval_metrics, request_eval
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, Sweep, utcnow
 from .queries import fetch_metrics
 from .settings import Settings
+from .status import JobStatus
 from .validation import SubmissionError, resolve_submission, resolve_sweep
-from .views import as_utc
-from .views import CheckpointView, ComparisonView, EvalView, JobView, SampleView, SweepJobView, SweepView
+from .views import CheckpointView, ComparisonView, EvalView, JobView, SampleView, SweepJobView, SweepView, as_utc
 
 __all__ = [
     "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "EvalView", "SweepView",
@@ -65,7 +65,7 @@ class JobService:
         job_config = resolve_submission(config, preset, overrides)
         job = Job(
             id=new_id(), name=job_config.name, kind=job_config.kind, algorithm=job_config.algorithm,
-            preset=preset, config=job_config.model_dump(mode="json"), status="queued",
+            preset=preset, config=job_config.model_dump(mode="json"), status=JobStatus.QUEUED,
             total_steps=job_config.steps, current_step=0, cancel_requested=False, attempts=0, parent_id=parent_id,
         )
         with self.store.session() as session:
@@ -79,18 +79,18 @@ class JobService:
         except Exception as error:  # broker down: the row must not sit in "queued" forever
             message = f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})"
             with self.store.session() as session:
-                session.execute(update(Job).where(Job.id == job_id).values(status="failed", error=message))
+                session.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.FAILED, error=message))
             raise BrokerUnavailable(message) from error
 
     def cancel(self, job_id: str) -> JobView:
         """Queued: cancelled at once. Running: the worker stops after the current step and keeps a checkpoint."""
         with self.store.session() as session:
             job = self._job(session, job_id)
-            if job.status == "queued":
-                job.status = "cancelled"
+            if job.status == JobStatus.QUEUED:
+                job.status = JobStatus.CANCELLED
                 job.cancel_requested = True
                 job.finished_at = utcnow()
-            elif job.status == "running":
+            elif job.status == JobStatus.RUNNING:
                 job.cancel_requested = True
             else:
                 raise InvalidState(f"status: job {job_id} is {job.status}; only queued or running jobs can be cancelled")
@@ -100,9 +100,9 @@ class JobService:
         """Queue a cancelled or failed job again; it continues from its last checkpoint."""
         with self.store.session() as session:
             job = self._job(session, job_id)
-            if job.status not in ("cancelled", "failed"):
+            if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
                 raise InvalidState(f"status: job {job_id} is {job.status}; only cancelled or failed jobs can be resumed")
-            job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
+            job.status, job.cancel_requested, job.error, job.finished_at = JobStatus.QUEUED, False, None, None
         self._enqueue_or_fail(job_id)
         return self.get_job(job_id)
 
@@ -176,7 +176,7 @@ class JobService:
             ).first() is None:
                 raise SubmissionError("step", f"job {job_id} has no checkpoint at step {step}")
             row = Comparison(id=new_id(), job_id=job_id, step=step, prompt=prompt, seed=seed,
-                             num_samples=num_samples, status="queued")
+                             num_samples=num_samples, status=JobStatus.QUEUED)
             session.add(row)
         try:
             self.celery.send_task(RUN_COMPARISON, args=[row.id])

@@ -2,13 +2,14 @@
 
 | variable | default | meaning |
 | --- | --- | --- |
-| ``ADRPO_DATA_DIR`` | ``~/.adrpo`` (``adrpo_engine.paths``) | models cache, SQLite file, embedded broker, artifacts |
-| ``ADRPO_DATABASE_URL`` | ``sqlite:///<data_dir>/adrpo.db`` | SQLAlchemy URL (``postgresql+psycopg://...`` to scale out) |
-| ``ADRPO_BROKER_URL`` | ``filesystem://`` (folder ``<data_dir>/broker``) | Celery broker (``redis://host:6379/0`` to scale out) |
-| ``ADRPO_ARTIFACTS_DIR`` | ``<data_dir>/runs`` | one run directory per job (a shared path when workers are on other machines) |
+| ``ADRPO_DATA_DIR`` | ``~/.adrpo`` (``adrpo_engine.paths``) | models cache, SQLite file, broker, artifacts |
+| ``ADRPO_DATABASE_URL`` | ``sqlite:///<data_dir>/adrpo.db`` | SQLAlchemy URL (``postgresql+psycopg://...``) |
+| ``ADRPO_BROKER_URL`` | ``filesystem://`` (``<data_dir>/broker``) | Celery broker (``redis://host:6379/0``) |
+| ``ADRPO_ARTIFACTS_DIR`` | ``<data_dir>/runs`` | one run directory per job (shared when workers are elsewhere) |
 | ``ADRPO_AUTH_USER`` / ``ADRPO_AUTH_PASSWORD`` | unset (no auth) | HTTP Basic for the API and the studio |
 | ``ADRPO_HEARTBEAT_INTERVAL_S`` | ``5`` | how often a worker stamps its running job |
 | ``ADRPO_HEARTBEAT_TIMEOUT_S`` | ``60`` | a running job not stamped for this long is re-queued |
+| ``ADRPO_REMOTE_REWARD_HOSTS`` | empty (none) | ``host:port`` list (comma-separated) that API/studio jobs may send remote rewards to |
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0, description="Seconds between a worker's heartbeats.")
     heartbeat_timeout_s: float = Field(60.0, gt=0, description="Seconds without heartbeat before re-queueing.")
     broker_poll_s: float = Field(0.2, gt=0, description="Polling period of the embedded broker.")
+    remote_reward_hosts: str = Field(
+        "", description="Comma-separated host:port that submitted jobs may use as remote rewards; empty = none."
+    )
+
+    @property
+    def remote_reward_allowlist(self) -> frozenset[str]:
+        return frozenset(item.strip().lower() for item in self.remote_reward_hosts.split(",") if item.strip())
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -24,6 +24,7 @@ from .evals import REFERENCE_STEP, request_eval, run_eval
 from .lifecycle import WORKER_ID, Heartbeat, StoreSink, claim_job, finish_job, release_job, sample_rows
 from .models import Checkpoint, Comparison, Job, utcnow
 from .settings import Settings
+from .status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +127,15 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
     except Exception as error:  # anything else still ends the job as failed, with the reason
         append_log(run_dir, traceback.format_exc())
         return _fail(ctx, job.id, run_dir, describe_failure(error))
-    if result.status == "succeeded":
-        finish_job(ctx.store, job.id, "succeeded")
+    if result.status == JobStatus.SUCCEEDED:
+        finish_job(ctx.store, job.id, JobStatus.SUCCEEDED)
         if config.eval.on_finish:
             queue_eval(ctx, job.id, REFERENCE_STEP, "finish", run_dir)
             queue_eval(ctx, job.id, result.last_step, "finish", run_dir)
-        return "succeeded"
+        return JobStatus.SUCCEEDED
     if sink.stop_reason == "cancel":
-        finish_job(ctx.store, job.id, "cancelled")
-        return "cancelled"
+        finish_job(ctx.store, job.id, JobStatus.CANCELLED)
+        return JobStatus.CANCELLED
     if sink.stop_reason == "shutdown" and release_job(ctx.store, job.id):
         sink.on_log(f"worker shutting down after step {result.last_step}; job queued to resume")
         enqueue_job(job.id)
@@ -144,8 +145,8 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
 
 def _fail(ctx: WorkerContext, job_id: str, run_dir: Path, message: str) -> str:
     append_log(run_dir, f"failed: {message}")
-    finish_job(ctx.store, job_id, "failed", error=message)
-    return "failed"
+    finish_job(ctx.store, job_id, JobStatus.FAILED, error=message)
+    return JobStatus.FAILED
 
 
 def describe_failure(error: BaseException) -> str:
@@ -172,9 +173,9 @@ def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
 
     with ctx.store.session() as session:
         row = session.get(Comparison, comparison_id)
-        if row is None or row.status not in ("queued", "running"):
+        if row is None or row.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
             return "skipped"
-        row.status = "running"
+        row.status = JobStatus.RUNNING
         job = session.get(Job, row.job_id)
         checkpoint = _checkpoint_for(session, row.job_id, row.step)
         prompt, seed, count, job_id, config_data = row.prompt, row.seed, row.num_samples, row.job_id, job.config
@@ -186,14 +187,14 @@ def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
         samples = compare(config, adapter_dir, prompt, seed, count, out_dir)
     except Exception as error:
         append_log(run_dir, f"comparison {comparison_id} failed: {traceback.format_exc()}")
-        _end_comparison(ctx, comparison_id, "failed", describe_failure(error))
-        return "failed"
+        _end_comparison(ctx, comparison_id, JobStatus.FAILED, describe_failure(error))
+        return JobStatus.FAILED
     step = checkpoint.step if checkpoint is not None else 0
     with ctx.store.session() as session:
         session.add_all(sample_rows(job_id, run_dir, samples, step=step, comparison_id=comparison_id))
         session.execute(update(Comparison).where(Comparison.id == comparison_id)
-                        .values(status="succeeded", step=step, finished_at=utcnow()))
-    return "succeeded"
+                        .values(status=JobStatus.SUCCEEDED, step=step, finished_at=utcnow()))
+    return JobStatus.SUCCEEDED
 
 
 def _checkpoint_for(session, job_id: str, step: int | None) -> Checkpoint | None:

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, apply_overrides, validate_config
+from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, validate_config
+from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.sweep import SweepJob, expand_sweep
@@ -127,11 +128,15 @@ def _check_model(job: JobConfig) -> None:
 
 def _check_rewards(job: JobConfig) -> None:
     from adrpo_engine.rewards import available_rewards
+    from adrpo_engine.rewards.remote import is_remote
 
     expected = get_kind(job.kind).reward_kind
     registered = {reward.name: reward.kind for reward in available_rewards()}
     for index, spec in enumerate(job.rewards):
         field = f"rewards.{index}.name"
+        if is_remote(spec.name):
+            check_remote_reward_host(field, spec.name)
+            continue
         if spec.name in registered:
             if registered[spec.name] != expected:
                 raise SubmissionError(field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model")
@@ -141,6 +146,24 @@ def _check_rewards(job: JobConfig) -> None:
             raise SubmissionError(field, f"unknown reward {spec.name!r} (choose from {names}, or 'module:function')")
         if len(json.dumps(spec.options, default=str)) > 16 * 1024:
             raise SubmissionError(f"rewards.{index}.options", "at most 16 KiB of options")
+
+
+def check_remote_reward_host(field: str, name: str, allowed: frozenset[str] | None = None) -> None:
+    """A remote reward's URL comes from whoever submits the job: the worker would POST samples to it (a
+    request forger's dream). Only hosts the operator listed in ADRPO_REMOTE_REWARD_HOSTS are accepted."""
+    from adrpo_engine.rewards.remote import remote_host
+
+    from .settings import Settings
+
+    try:
+        host = remote_host(name)
+    except ConfigError as error:
+        raise SubmissionError(field, str(error).removeprefix("rewards: ")) from None
+    allowed = Settings().remote_reward_allowlist if allowed is None else allowed
+    if host.lower() not in allowed:
+        listed = ", ".join(sorted(allowed)) or "none"
+        raise SubmissionError(field, f"remote reward host {host} is not allowed for submitted jobs (the operator's "
+                                     f"ADRPO_REMOTE_REWARD_HOSTS lists: {listed})")
 
 
 def _check_prompts(job: JobConfig) -> None:

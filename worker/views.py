@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow
+from .status import JobStatus
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -23,7 +24,7 @@ class JobView(BaseModel):
     name: str
     kind: str  # a registered kind (adrpo_engine.kinds)
     algorithm: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatus
     preset: str | None
     config: dict[str, Any]
     created_at: datetime
@@ -42,10 +43,10 @@ class JobView(BaseModel):
     @classmethod
     def of(cls, job: Job) -> JobView:
         eta = None
-        if job.status == "running" and job.seconds_per_step is not None:
+        if job.status == JobStatus.RUNNING and job.seconds_per_step is not None:
             eta = max(0.0, (job.total_steps - job.current_step) * job.seconds_per_step)
         return cls(
-            id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=job.status,
+            id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=JobStatus(job.status),
             preset=job.preset, config=job.config, created_at=as_utc(job.created_at),
             started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
             current_step=job.current_step, total_steps=job.total_steps, latest_reward=job.latest_reward,
@@ -90,7 +91,7 @@ class ComparisonView(BaseModel):
     prompt: str
     seed: int
     num_samples: int
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus  # never CANCELLED for a comparison
     error: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -99,7 +100,7 @@ class ComparisonView(BaseModel):
     @classmethod
     def of(cls, row: Comparison, samples: list[SampleView]) -> ComparisonView:
         return cls(id=row.id, job_id=row.job_id, step=row.step, prompt=row.prompt, seed=row.seed,
-                   num_samples=row.num_samples, status=row.status, error=row.error,
+                   num_samples=row.num_samples, status=JobStatus(row.status), error=row.error,
                    created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at), samples=samples)
 
 

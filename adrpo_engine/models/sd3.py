@@ -161,7 +161,8 @@ class SD3Policy(FlowPolicy):
 
         targets = lora.target_modules or DEFAULT_TARGETS
         self.lora_config = PeftLoraConfig(
-            r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(targets),
+            r=lora.rank, lora_alpha=lora.alpha,  # pyright: ignore[reportArgumentType] (peft takes a float)
+            lora_dropout=lora.dropout, target_modules=list(targets),
             init_lora_weights=True,
         )
         try:

@@ -2,7 +2,7 @@
 Stable Diffusion 3 pipeline and of a CLIP model, built from configs (no download) for tests, benchmarks
 and trying the T2I code path on a CPU. They draw noise-like images: they exercise the code, not art.
 
-Recipe (ENVIRONMENT.md): SD3 transformer with patch 1, 4 latent channels, 1 layer, 4 heads of dim 8,
+Recipe (the smallest configuration found to run diffusers 0.42's pipeline end to end): SD3 transformer with patch 1, 4 latent channels, 1 layer, 4 heads of dim 8,
 caption projection 32, pooled projection 64 (= the two CLIP projection dims), joint_attention_dim 64
 (= 2 x CLIP hidden size: SD3 concatenates the two CLIP hidden states along features; a smaller value
 silently truncates them); a 2-block AutoencoderKL (scale factor 2, so 16x16 latents = 32x32 images);
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..paths import builtin_models_dir
+from ..paths import builtin_models_dir, publish_cache, staging_dir
 
 TINY_SD3 = "tiny-sd3-v1"
 TINY_CLIP = "tiny-clip-v1"
@@ -124,20 +124,19 @@ def build_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def _cached(name: str, builder) -> Path:
-    """Build once into the model cache (staging folder + rename, so readers never see half a model)."""
+def _complete(target: Path) -> bool:
+    return (target / ".complete").is_file()
+
+
+def _cached(name: str, builder: Callable[[Path], Path]) -> Path:
+    """Build once into the model cache (``paths``: a staging folder renamed, so readers never see half a model)."""
     target = builtin_models_dir() / name
-    if (target / ".complete").is_file():
+    if _complete(target):
         return target
-    staging = target.with_name(f".tmp-{name}-{int(time.time() * 1000)}")
+    staging = staging_dir(target)
     builder(staging)
     (staging / ".complete").write_text("ok\n")
-    try:
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / ".complete").is_file():
-            raise
+    publish_cache(staging, target, complete=_complete)
     return target
 
 

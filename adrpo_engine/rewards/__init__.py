@@ -8,12 +8,14 @@ Two call signatures, one per model kind:
   ``images`` a float tensor ``(B, C, H, W)`` in ``[0, 1]``.
 
 ``None`` means "no reward for this sample" and counts as 0 in the sum. A registered reward is a
-factory: ``factory(**options) -> fn``, so models load once per job, not per call.
+factory: ``factory(**options) -> fn``, so models load once per job, not per call. A remote reward
+(``remote:URL`` or ``http(s)://...``, ``rewards/remote.py``) works for both kinds; its name is its URL.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,21 +30,35 @@ RewardFn = Callable[..., Sequence[float | None]]
 @dataclass(frozen=True)
 class RegisteredReward:
     name: str
-    kind: str  # "text" | "image"
+    kind: str  # "text" | "image" | "any" (the remote reward)
     summary: str
     factory: Callable[..., RewardFn]
+    options: str | None = None  # shown by `adrpo rewards`; None: read from the factory's signature
+
+    def usable_for(self, kind: str) -> bool:
+        return self.kind in (kind, "any")
+
+    def options_text(self) -> str:
+        """``name=default, ...`` of the reward's options."""
+        if self.options is not None:
+            return self.options
+        parameters = inspect.signature(self.factory).parameters.values()
+        return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+                         for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
 REGISTRY: dict[str, RegisteredReward] = {}
 
 # Modules whose import registers their rewards; loaded on first lookup so importing the registry
 # stays cheap (the image module pulls in CLIP and the digit classifier).
-_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image")
+_PROVIDERS = ("adrpo_engine.rewards.text", "adrpo_engine.rewards.image", "adrpo_engine.rewards.preference",
+              "adrpo_engine.rewards.remote")
 
 
-def register_reward(name: str, kind: str, summary: str) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
+def register_reward(name: str, kind: str, summary: str, options: str | None = None
+                    ) -> Callable[[Callable[..., RewardFn]], Callable[..., RewardFn]]:
     def decorate(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
-        REGISTRY[name] = RegisteredReward(name, kind, summary, factory)
+        REGISTRY[name] = RegisteredReward(name, kind, summary, factory, options)
         return factory
 
     return decorate
@@ -59,7 +75,7 @@ def _load_providers() -> None:
 
 def available_rewards(kind: str | None = None) -> list[RegisteredReward]:
     _load_providers()
-    return [reward for reward in REGISTRY.values() if kind is None or reward.kind == kind]
+    return [reward for reward in REGISTRY.values() if kind is None or reward.usable_for(kind)]
 
 
 def load_user_function(target: str) -> RewardFn:
@@ -78,9 +94,13 @@ def load_user_function(target: str) -> RewardFn:
 def build_reward(spec: RewardSpec, kind: str) -> RewardFn:
     """The callable of one reward spec; raises ConfigError naming the reward if it is unknown."""
     _load_providers()
+    from .remote import is_remote, remote_reward
+
+    if is_remote(spec.name):
+        return remote_reward(spec.name, kind, **spec.options)
     if spec.name in REGISTRY:
         registered = REGISTRY[spec.name]
-        if registered.kind != kind:
+        if not registered.usable_for(kind):
             raise ConfigError(f"rewards: {spec.name!r} is a {registered.kind} reward, not for a {kind} model")
         try:
             return registered.factory(**spec.options)
@@ -92,7 +112,8 @@ def build_reward(spec: RewardSpec, kind: str) -> RewardFn:
             return lambda *args, **kwargs: function(*args, **{**spec.options, **kwargs})
         return load_user_function(spec.name)
     names = ", ".join(sorted(r.name for r in available_rewards(kind)))
-    raise ConfigError(f"rewards: unknown reward {spec.name!r} for {kind} models (choose from {names}, or 'module:function')")
+    raise ConfigError(f"rewards: unknown reward {spec.name!r} for {kind} models (choose from {names}, "
+                      "'remote:http://host:port/path', or 'module:function')")
 
 
 class WeightedRewards:

@@ -15,7 +15,7 @@ Diversity (logged every step, computed per prompt group and averaged over groups
   group (0 when collapsed onto one digit); ``diversity/even_spread`` = the same restricted to the five
   even digits and renormalised (ln 5 = 1.61 = even coverage); ``diversity/feature_dist`` = mean pairwise
   Euclidean distance of the classifier's 64-d features. ``diversity`` is the even spread when the job
-  rewards ``digits:even`` (DESIGN: spread over the five even classes), else the class entropy.
+  rewards ``digits:even`` (the task asks for even digits, so diversity is their spread), else the class entropy.
 - text-to-image: ``diversity`` = mean pairwise distance of L2-normalised CLIP image embeddings (the
   paper's ClipDiversity), with the CLIP model of the job's ``clip_score`` reward; a job without one
   uses the mean pairwise distance of 32x32 downscaled pixels (``diversity/pixel_dist``) as ``diversity``.
@@ -56,7 +56,7 @@ def _check_images(images: Tensor) -> Tensor:
 
 @register_reward("digits:even", "image", "Built-in digit classifier: P(even digit) of builtin:digits-flow images.")
 def digits_even() -> Callable[..., list[float]]:
-    from ..models.digits import digit_classifier
+    from ..models.digits_pretrain import digit_classifier
 
     classifier = digit_classifier()
 
@@ -70,7 +70,7 @@ def digits_even() -> Callable[..., list[float]]:
 
 @register_reward("digits:class", "image", "Built-in digit classifier: P(class k), option k in 0..9.")
 def digits_class(k: int = 0) -> Callable[..., list[float]]:
-    from ..models.digits import digit_classifier
+    from ..models.digits_pretrain import digit_classifier
 
     if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 9:
         raise ConfigError(f"rewards: digits:class option k must be an integer in 0..9 (got {k!r})")
@@ -97,7 +97,8 @@ def digits_diversity(images: Tensor, group_size: int, even_task: bool = False) -
     ``diversity`` is the even-digit spread for the digits-even task (where the 10-class entropy mostly
     tracks the reward: it falls as odd digits vanish) and the 10-class entropy otherwise.
     """
-    from ..models.digits import class_entropy, digit_classifier, even_spread, mean_pairwise_distance
+    from ..diversity import class_entropy, even_spread, mean_pairwise_distance
+    from ..models.digits_pretrain import digit_classifier
 
     classifier = digit_classifier()
     with torch.no_grad():
@@ -196,7 +197,7 @@ def clip_score(model: str = "openai/clip-vit-large-patch14", scale: float = 100.
 
 def clip_diversity(embedder: ClipEmbedder, images: Tensor, group_size: int) -> float:
     """Mean pairwise distance of normalised CLIP image embeddings within each group, averaged."""
-    from ..models.digits import mean_pairwise_distance
+    from ..diversity import mean_pairwise_distance
 
     embeds = embedder.image_embeddings(images)
     values = [mean_pairwise_distance(embeds[s : s + group_size]) for s in range(0, images.shape[0], group_size)]
@@ -204,7 +205,7 @@ def clip_diversity(embedder: ClipEmbedder, images: Tensor, group_size: int) -> f
 
 
 def pixel_diversity(images: Tensor, group_size: int) -> float:
-    from ..models.digits import mean_pairwise_distance
+    from ..diversity import mean_pairwise_distance
 
     small = torch.nn.functional.interpolate(images.float(), size=(32, 32), mode="area").flatten(1).cpu()
     values = [mean_pairwise_distance(small[s : s + group_size]) for s in range(0, images.shape[0], group_size)]

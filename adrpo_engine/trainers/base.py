@@ -1,7 +1,7 @@
 """The step/checkpoint/metrics protocol both trainers share.
 
 A subclass loads its model in :meth:`BaseTrainer.setup`, does one optimisation step in
-:meth:`BaseTrainer.train_step` (returning the DESIGN metric dict), and knows how to save and load its
+:meth:`BaseTrainer.train_step` (returning its metric dict: the names in ``metrics``), and knows how to save and load its
 adapter. The loop here owns seeding, metrics.jsonl, sample logging, checkpoints and resume, so every
 trainer behaves the same for the CLI, the job service and tests.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -29,13 +28,12 @@ import numpy as np
 import torch
 
 from .. import metrics as M
+from ..checkpoints import TRAINER_STATE, checkpoint_dir, latest_checkpoint
 from ..config import JobConfig, ModelConfig
-from ..threads import thread_limit
+from ..paths import publish_cache, staging_dir
 from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
+from ..threads import thread_limit
 from ..trackers import build_trackers
-
-TRAINER_STATE = "trainer_state.pt"
-CHECKPOINTS = "checkpoints"
 
 
 class TrainingError(RuntimeError):
@@ -74,23 +72,15 @@ def resolve_dtype(model: ModelConfig, device: torch.device) -> torch.dtype:
     return getattr(torch, model.dtype)
 
 
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINTS / f"step-{step:06d}"
+def micro_batches(rows: int, chunks: int) -> list[slice]:
+    """``rows`` split into at most ``chunks`` consecutive, near-equal slices (``grad_accum``)."""
+    chunks = max(1, min(chunks, rows))
+    bounds = [round(i * rows / chunks) for i in range(chunks + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / CHECKPOINTS
-    found = []
-    for path in root.glob("step-*"):
-        if (path / TRAINER_STATE).is_file():
-            found.append((int(path.name.removeprefix("step-")), path))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
-    checkpoints = list_checkpoints(run_dir)
-    return checkpoints[-1] if checkpoints else None
+def _complete_checkpoint(path: Path) -> bool:
+    return (path / TRAINER_STATE).is_file()
 
 
 class BaseTrainer(ABC):
@@ -100,8 +90,9 @@ class BaseTrainer(ABC):
         self.sink = sink or NullSink()
         self.device = resolve_device(config.model)
         self.dtype = resolve_dtype(config.model, self.device)
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+        # Set by init_optimizer() in setup(); every use comes after it.
+        self.optimizer: torch.optim.Optimizer
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -111,7 +102,7 @@ class BaseTrainer(ABC):
 
     @abstractmethod
     def train_step(self, step: int) -> dict[str, float]:
-        """One optimisation step (rollouts, rewards, loss, update); returns the DESIGN metrics."""
+        """One optimisation step (rollouts, rewards, loss, update); returns the kind's metrics (``kinds``)."""
 
     @abstractmethod
     def save_adapter(self, directory: Path) -> None:
@@ -164,11 +155,16 @@ class BaseTrainer(ABC):
 
     def save_checkpoint(self, step: int) -> Path:
         final = checkpoint_dir(self.run_dir, step)
-        if (final / TRAINER_STATE).is_file():
+        if _complete_checkpoint(final):
             return final
-        staging = final.with_name(f".tmp-{final.name}")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        # One writer per run: a staging folder or half a checkpoint left by a crash is replaced.
+        staging = staging_dir(final, exclusive=True)
+        self._write_checkpoint(staging, step)
+        publish_cache(staging, final, complete=_complete_checkpoint)
+        self.sink.on_checkpoint(step, final)
+        return final
+
+    def _write_checkpoint(self, staging: Path, step: int) -> None:
         self.save_adapter(staging)
         state = {
             "step": step,
@@ -183,10 +179,6 @@ class BaseTrainer(ABC):
             "extra": self.extra_state(),
         }
         torch.save(state, staging / TRAINER_STATE)
-        shutil.rmtree(final, ignore_errors=True)
-        staging.rename(final)
-        self.sink.on_checkpoint(step, final)
-        return final
 
     def restore(self, directory: Path) -> int:
         self.load_adapter(directory)

@@ -1,15 +1,19 @@
-"""Online reward-weighted flow matching with a W2 penalty: ADRPO-FM and its baselines (DESIGN section 3).
+"""Online reward-weighted flow matching with a W2 penalty: ADRPO-FM and its baselines (docs/algorithm.md,
+docs/flow.md).
 
 One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` samples each:
 
 1. roll out ``P * G`` samples from the current policy (Euler ODE, ``flow.sample_steps`` steps,
-   ``flow.guidance_scale`` CFG, no gradients) and score their decoded images with the job's rewards;
+   ``flow.rollout_guidance`` CFG, no gradients) and score their decoded images with the job's rewards;
 2. group advantages per prompt (``adv_scale``), clipped to ``[a_min, a_max]``;
 3. per-sample weights from ``objectives.flow_loss_weights`` (adrpo: ``(a, beta0 - a)``, fixed:
    ``(a, beta0)``, orw: ``(exp(tau r), alpha = beta0)``);
-4. ``flow.train_draws`` fresh ``(noise, t)`` draws per sample: ``x_t = (1 - t) x + t noise``,
+4. ``flow.draws_per_step`` fresh ``(noise, t)`` draws per sample (``t`` continuous, or K levels of the
+   rollout's grid with ``flow.train_timesteps``): ``x_t = (1 - t) x + t noise``,
    ``u = noise - x``, loss ``objectives.regularized_fm_loss(v_theta, u, v_ref, w_fm, w_w2)`` with
    ``v_ref`` the adapter-off network; one AdamW step.
+
+``algorithm: dpo`` replaces steps 1-3 by preference pairs from a stored pool (``flow_dpo.FlowDPO``).
 
 Everything random in a step comes from generators seeded by ``step_seed(seed, step)``, so a resumed
 run replays the steps of an uninterrupted one exactly.
@@ -18,6 +22,7 @@ run replays the steps of an uninterrupted one exactly.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -33,7 +38,8 @@ from ..progress import Sample
 from ..rewards import WeightedRewards
 from ..checkpoints import step_name
 from ..images import images_to_pngs, save_grid
-from .base import BaseTrainer, step_seed
+from .base import BaseTrainer, TrainingError, micro_batches, step_seed
+from .flow_dpo import FlowDPO
 
 SAMPLES_DIR = "samples"
 GRID_NAME = "before_after.png"
@@ -84,6 +90,7 @@ class FlowTrainer(BaseTrainer):
         for row in self.rows[:64] + self.eval_rows:  # fail on a bad prompt now, not at step 37
             self.policy.encode_prompts([row.prompt])
         self.init_optimizer(self.policy.trainable_parameters())
+        self.dpo = FlowDPO(self) if cfg.algorithm == "dpo" else None
 
     # ---------------------------------------------------------------- one step
 
@@ -92,7 +99,7 @@ class FlowTrainer(BaseTrainer):
         cond = repeat_cond(self.policy.encode_prompts([row.prompt for row in rows]), self.config.group_size)
         flow = self.config.flow
         with self.policy.eval_mode():
-            latents = self.policy.sample(cond, generator, flow.sample_steps, flow.guidance_scale, adapter=True)
+            latents = self.policy.sample(cond, generator, flow.sample_steps, flow.rollout_guidance, adapter=True)
             images = self.policy.decode(latents)
         return latents, images, cond
 
@@ -101,8 +108,6 @@ class FlowTrainer(BaseTrainer):
         prompts = [row.prompt for row in rows for _ in range(group)]
         total, parts = self.rewards(images, prompts, **repeat_columns(rows, group))
         if not torch.isfinite(total).all():
-            from .base import TrainingError
-
             raise TrainingError("a reward returned a non-finite value (NaN or inf); check the reward function")
         return total.view(len(rows), group), parts
 
@@ -122,17 +127,11 @@ class FlowTrainer(BaseTrainer):
         """Fresh ``(noise, t)`` draws, the regularized FM loss, backward (micro-batched), one optimizer step."""
         cfg = self.config
         batch = latents.shape[0]
-        chunks = min(cfg.grad_accum, batch)
-        bounds = [round(i * batch / chunks) for i in range(chunks + 1)]
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
+        draws = cfg.flow.draws_per_step
         self.policy.train(True)
-        for _ in range(cfg.flow.train_draws):
-            noise = torch.randn(latents.shape, generator=generator).to(self.device, latents.dtype)
-            t = O.sample_times(
-                batch, cfg.flow.t_sampling, cfg.flow.logit_mean, cfg.flow.logit_std, generator=generator
-            ).to(self.device)  # float32, as in the sampler
-            for lo, hi in zip(bounds[:-1], bounds[1:]):
-                part = slice(lo, hi)
+        for noise, t in self.training_draws(latents, generator):
+            for part in micro_batches(batch, cfg.grad_accum):
                 x_data, eps, t_part = latents[part], noise[part], t[part]
                 x_t = O.interpolate(x_data, eps, t_part)
                 u = O.velocity_target(x_data, eps)
@@ -141,15 +140,35 @@ class FlowTrainer(BaseTrainer):
                     v_ref = self.policy.velocity(x_t, t_part, part_cond, adapter=False)
                 v = self.policy.velocity(x_t, t_part, part_cond, adapter=True)
                 loss, fm_term, w2 = O.regularized_fm_loss(v, u, v_ref, w_fm[part], w_w2[part])
-                share = (hi - lo) / batch  # chunk means -> the batch mean
-                (loss * share / cfg.flow.train_draws).backward()
-                totals["loss"] += loss.item() * share / cfg.flow.train_draws
-                totals["fm"] += fm_term.item() * share / cfg.flow.train_draws
-                totals["w2"] += w2.mean().item() * share / cfg.flow.train_draws
+                share = (part.stop - part.start) / batch / draws  # chunk means -> the mean over batch and draws
+                (loss * share).backward()
+                totals["loss"] += loss.item() * share
+                totals["fm"] += fm_term.item() * share
+                totals["w2"] += w2.mean().item() * share
         grad_norm = self.optimizer_step()
         return {M.LOSS: totals["loss"], M.FM_LOSS: totals["fm"], M.W2: totals["w2"], M.GRAD_NORM: grad_norm}
 
+    def training_draws(self, latents: Tensor, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+        """The ``(noise, t)`` draws of one update, ``flow.draws_per_step`` of them, each for every sample.
+
+        Without ``flow.train_timesteps``: ``t`` from ``flow.t_sampling`` (uniform or logit-normal) per draw;
+        with K: K distinct levels of the rollout's time grid per sample (``objectives.grid_times``)."""
+        flow = self.config.flow
+        batch = latents.shape[0]
+        levels = None
+        if flow.train_timesteps is not None:
+            levels = O.grid_times(batch, self.policy.time_grid(flow.sample_steps), flow.train_timesteps, generator)
+        for draw in range(flow.draws_per_step):
+            noise = torch.randn(latents.shape, generator=generator).to(self.device, latents.dtype)
+            if levels is None:
+                t = O.sample_times(batch, flow.t_sampling, flow.logit_mean, flow.logit_std, generator=generator)
+            else:
+                t = levels[draw]
+            yield noise, t.to(self.device)  # t stays float32, as in the sampler
+
     def train_step(self, step: int) -> dict[str, float]:
+        if self.dpo is not None:
+            return self.dpo.train_step(step)
         cfg = self.config
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))

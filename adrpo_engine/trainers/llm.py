@@ -1,4 +1,4 @@
-"""ADRPO-GRPO for causal LMs (DESIGN section 3, LLM flavour), and fixed-beta GRPO as the same code path.
+"""ADRPO-GRPO for causal LMs (docs/algorithm.md, LLM flavour; docs/llm.md), and fixed-beta GRPO as the same code path.
 
 One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` completions each (``N = P * G``):
 
@@ -8,11 +8,13 @@ One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` completion
 2. rewards (the job's weighted text rewards, TRL's signature), group advantages ``A`` (``adv_scale``),
    clipped ``a = clip(A, a_min, a_max)`` and ``beta_i = beta0 - a_i`` (``adrpo``) or ``beta0`` (``fixed``);
 3. reference log-probs (adapter disabled, no grad) only for the rows with ``beta_i != 0`` when
-   ``llm.skip_zero_beta_reference`` (a row with ``beta_i = 0`` has no KL term: ADRPO's best samples);
+   ``llm.skip_zero_beta_reference`` (a row with ``beta_i = 0`` has no KL term: ADRPO's best samples),
+   for every row on ``llm.full_kl_every`` steps (so the logged ``kl`` is the whole batch's);
    old log-probs only when ``llm.num_iterations > 1`` (with one pass, ``rho = 1`` and the detached
-   current log-probs stand in for them);
+   current log-probs stand in for them; with several, LoRA dropout is off in every pass);
 4. ``llm.num_iterations`` passes, each one AdamW step over ``grad_accum`` micro-batches of rows:
-   token loss ``-min(rho A, clip(rho) A) + beta_i * k3_KL`` aggregated ``grpo`` or ``dapo``
+   token loss ``-min(rho A, clip(rho) A) + beta_i * k3_KL`` (token or sequence-level ``rho``, the KL
+   optionally times ``rho``), aggregated as TRL's ``grpo``, ``dapo``, ``bnpo`` or ``dr_grpo``
    (``objectives``), micro-batch losses weighted so their sum is the full-batch loss.
 
 Everything random in a step comes from torch's global generator, seeded by the base loop with
@@ -33,15 +35,15 @@ from .. import objectives as O
 from ..config import ConfigError, JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
 from ..models import causal_lm as C
+from ..models import lm_sampling as S
 from ..progress import Sample
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, TrainingError
+from .base import BaseTrainer, TrainingError, micro_batches
 
 EVAL_PROMPTS = 4
 SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
 COMPLETION_LENGTH = "completion/mean_tokens"
 COMPLETION_CLIPPED = "completion/clipped_frac"  # rows that hit max_new_tokens without EOS
-KL_ROWS = "kl/ref_frac"  # fraction of rows whose reference log-probs were computed
 
 
 class TextPolicy:
@@ -62,29 +64,23 @@ class TextPolicy:
         llm = self.config.llm
         return C.encode_prompts(self.tokenizer, prompts, self.device, llm.chat_template, llm.max_prompt_tokens)
 
-    def sample(self, prompts: list[str], repeat: int, adapter: bool = True) -> C.Rollouts:
+    def sample(self, prompts: list[str], repeat: int, adapter: bool = True) -> S.Rollouts:
         """``repeat`` completions of each prompt (rows grouped per prompt)."""
         ids, mask = self.encode(prompts)
         llm = self.config.llm
-        return C.sample_completions(
+        return S.sample_completions(
             self.model, ids, mask, max_new_tokens=llm.max_new_tokens, temperature=llm.temperature, top_p=llm.top_p,
             eos_ids=self.eos_ids, pad_id=self.pad_id, repeat=repeat, adapter=adapter,
             fold_lora=llm.fold_lora_for_sampling, decode=llm.decode,
         )
 
-    def texts(self, rollouts: C.Rollouts) -> list[str]:
+    def texts(self, rollouts: S.Rollouts) -> list[str]:
         return C.decode_completions(self.tokenizer, rollouts.completion_ids, rollouts.completion_mask)
 
-    def logprobs(self, rollouts: C.Rollouts, adapter: bool, with_entropy: bool = False):
+    def logprobs(self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False):
         context = nullcontext() if adapter else self.model.disable_adapter()
         with context:
             return C.completion_logprobs(self.model, rollouts, self.config.llm.temperature, with_entropy)
-
-
-def micro_batches(rows: int, chunks: int) -> list[slice]:
-    chunks = max(1, min(chunks, rows))
-    bounds = [round(i * rows / chunks) for i in range(chunks + 1)]
-    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def group_diversity(texts: list[str], group: int) -> float:
@@ -128,8 +124,9 @@ class LLMTrainer(BaseTrainer):
         return torch.ones_like(beta, dtype=torch.bool)
 
     @torch.no_grad()
-    def frozen_logprobs(self, rollouts: C.Rollouts, rows: Tensor, adapter: bool) -> Tensor:
-        """Log-probs ``(N, T)`` of the selected ``rows`` (NaN elsewhere), no grad, in micro-batches."""
+    def frozen_logprobs(self, rollouts: S.Rollouts, rows: Tensor, adapter: bool) -> Tensor:
+        """Log-probs ``(N, T)`` of the selected ``rows`` (NaN elsewhere), no grad, in micro-batches, without
+        dropout (with ``num_iterations > 1`` the update passes run without it too, see :meth:`train_mode`)."""
         out = torch.full(rollouts.completion_ids.shape, float("nan"), device=self.device)
         index = rows.nonzero().flatten()
         if index.numel() == 0:  # e.g. fixed beta0 = 0: no row has a KL term
@@ -140,40 +137,82 @@ class LLMTrainer(BaseTrainer):
             out[picked] = self.policy.logprobs(rollouts.rows(picked), adapter=adapter)[0]
         return out
 
-    def update(self, rollouts: C.Rollouts, advantages: Tensor, beta: Tensor, ref_logp: Tensor, has_ref: Tensor,
-               old_logp: Tensor | None, first: bool) -> dict[str, float]:
-        """One optimizer step over micro-batches; returns the loss parts (and KL/entropy on the first pass)."""
-        cfg, llm = self.config, self.config.llm
+    def train_mode(self) -> None:
+        """LoRA dropout on only with one pass per batch: with several, the old log-probs (no dropout) and the
+        update would see different networks and the first pass would not be on-policy (TRL's disable_dropout)."""
+        if self.config.llm.num_iterations == 1:
+            C.lora_train_mode(self.policy.model)
+        else:
+            self.policy.model.eval()
+
+    def loss_mask(self, rollouts: S.Rollouts) -> Tensor:
+        """The completion mask, without the truncated rows when ``llm.mask_truncated_completions``."""
         mask = rollouts.completion_mask.float()
-        rows, tokens = mask.shape[0], mask.sum()
-        sums = {"loss": 0.0, "policy": 0.0, "kl": 0.0, "kl_tokens": 0.0, "entropy": 0.0}
-        C.lora_train_mode(self.policy.model)
-        for part in micro_batches(rows, cfg.grad_accum):
+        if self.config.llm.mask_truncated_completions:
+            mask = mask * self.ended(rollouts).float().unsqueeze(1)
+        return mask
+
+    def update(self, rollouts: S.Rollouts, advantages: Tensor, beta: Tensor, ref_logp: Tensor, has_ref: Tensor,
+               old_logp: Tensor | None, first: bool) -> dict[str, float]:
+        """One optimizer step over micro-batches; returns the loss parts and clip sums (and, on the first pass,
+        the KL and entropy sums over the completion tokens)."""
+        cfg, llm = self.config, self.config.llm
+        mask = self.loss_mask(rollouts)
+        completion = rollouts.completion_mask.float()
+        rows, tokens = mask.shape[0], float(mask.sum())
+        parts = micro_batches(rows, cfg.grad_accum)
+        sums: dict[str, float] = dict.fromkeys(("loss", "policy", "kl_all", "tokens_all", "kl_beta", "tokens_beta",
+                                                "entropy", "low", "high", "region", "units"), 0.0)
+        seq_low, seq_high = [], []
+        needs_entropy = first or llm.top_entropy_quantile < 1.0
+        self.train_mode()
+        for part in parts:
             chunk_mask = mask[part]
-            logp, entropy = self.policy.logprobs(rollouts.rows(part), adapter=True, with_entropy=first)
+            logp, entropy = self.policy.logprobs(rollouts.rows(part), adapter=True, with_entropy=needs_entropy)
             logp_old = logp.detach() if old_logp is None else old_logp[part]
             # Rows without a reference pass have beta_i = 0: d = 0 gives KL exactly 0 there.
             logp_ref = torch.where(has_ref[part, None], ref_logp[part], logp.detach())
             kl = O.kl_k3(logp, logp_ref)
-            per_token, policy = O.grpo_token_loss(logp, logp_old, advantages[part], beta[part], kl,
-                                                  llm.eps_low, llm.eps_high)
-            # Weights that make the micro-batch losses sum to the full-batch aggregate.
-            share = (chunk_mask.shape[0] / rows) if llm.loss_agg == "grpo" else float(chunk_mask.sum() / tokens)
-            loss = O.aggregate_tokens(per_token, chunk_mask, llm.loss_agg) * share
+            token_mask = None
+            if llm.top_entropy_quantile < 1.0:
+                token_mask = O.high_entropy_mask(entropy, chunk_mask, llm.top_entropy_quantile)
+            per_token, policy = O.grpo_token_loss(
+                logp, logp_old, advantages[part], beta[part], kl, llm.eps_low, llm.clip_eps_high, mask=chunk_mask,
+                level=llm.importance_sampling_level, kl_bias_correction=llm.kl_bias_correction, token_mask=token_mask,
+            )
+            # Weights that make the micro-batch losses sum to the full-batch aggregate (bnpo: TRL's local mean).
+            share = O.micro_batch_weight(llm.loss_agg, chunk_mask.shape[0], float(chunk_mask.sum()), rows, tokens,
+                                         len(parts))
+            loss = O.aggregate_tokens(per_token, chunk_mask, llm.loss_agg, llm.max_new_tokens) * share
             loss.backward()
             sums["loss"] += loss.item()
-            sums["policy"] += O.aggregate_tokens(policy.detach(), chunk_mask, llm.loss_agg).item() * share
+            sums["policy"] += O.aggregate_tokens(policy.detach(), chunk_mask, llm.loss_agg, llm.max_new_tokens).item() * share
+            ratio = torch.exp(O.importance_log_weights(logp.detach(), logp_old, chunk_mask, llm.importance_sampling_level))
+            clipped = O.clip_fractions(ratio, advantages[part], chunk_mask, llm.eps_low, llm.clip_eps_high)
+            for key in ("low", "high", "region", "units"):
+                sums[key] += float(clipped[key])
+            seq_low.append(clipped["seq_low"])
+            seq_high.append(clipped["seq_high"])
             if first:
-                ref_mask = chunk_mask * has_ref[part, None]
-                sums["kl"] += float((kl.detach() * ref_mask).sum())
-                sums["kl_tokens"] += float(ref_mask.sum())
-                sums["entropy"] += float((entropy * chunk_mask).sum())
+                self._add_divergence_sums(sums, kl.detach(), entropy, completion[part], has_ref[part], beta[part] != 0)
         grad_norm = self.optimizer_step()
-        result = {M.LOSS: sums["loss"], M.POLICY_LOSS: sums["policy"], M.GRAD_NORM: grad_norm}
-        if first:
-            result[M.KL] = sums["kl"] / max(sums["kl_tokens"], 1.0)
-            result[M.ENTROPY] = sums["entropy"] / float(tokens)
+        result = {M.LOSS: sums["loss"], M.POLICY_LOSS: sums["policy"], M.GRAD_NORM: grad_norm, **sums}
+        result["seq_low"], result["seq_high"] = torch.cat(seq_low), torch.cat(seq_high)
         return result
+
+    @staticmethod
+    def _add_divergence_sums(sums: dict[str, float], kl: Tensor, entropy: Tensor, completion: Tensor,
+                             has_ref: Tensor, beta_nonzero: Tensor) -> None:
+        """KL over the rows that have a reference (all of them on full-KL steps) and over beta_i != 0 rows;
+        entropy over every completion token. Loss masks do not apply: these measure the samples."""
+        for suffix, rows in (("all", has_ref), ("beta", has_ref & beta_nonzero)):
+            picked = completion * rows[:, None]
+            sums[f"kl_{suffix}"] += float((kl * picked).sum())
+            sums[f"tokens_{suffix}"] += float(picked.sum())
+        sums["entropy"] += float((entropy * completion).sum())
+
+    def full_kl_step(self, step: int) -> bool:
+        return (step - 1) % self.config.llm.full_kl_every == 0
 
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.config
@@ -183,19 +222,20 @@ class LLMTrainer(BaseTrainer):
         texts = self.policy.texts(rollouts)
         rewards, parts = self.score(rows, texts, cfg.group_size)
         advantages, beta = self.coefficients(rewards)
-        has_ref = self.reference_rows(beta)
+        full_kl = self.full_kl_step(step)
+        # On full-KL steps every row gets a reference (the beta_i = 0 ones only for the metric: 0 * KL adds
+        # nothing to the loss or its gradient), so `kl` averages the same samples for every algorithm.
+        has_ref = self.reference_rows(beta) | full_kl
         ref_logp = self.frozen_logprobs(rollouts, has_ref, adapter=False)
         old_logp = None
         if cfg.llm.num_iterations > 1:
             old_logp = self.frozen_logprobs(rollouts, torch.ones_like(has_ref), adapter=True)
         metrics = O.reward_stats(rewards, advantages)
         metrics.update(O.beta_stats(beta))
-        for iteration in range(cfg.llm.num_iterations):
-            passed = self.update(rollouts, advantages, beta, ref_logp, has_ref, old_logp, first=iteration == 0)
-            if iteration == 0:
-                metrics.update(passed)
-            else:  # the loss of the last pass; KL/entropy stay those of the rollout policy
-                metrics.update({k: passed[k] for k in (M.LOSS, M.POLICY_LOSS, M.GRAD_NORM)})
+        metrics[M.FRAC_REWARD_ZERO_STD] = O.frac_zero_std(rewards)
+        passes = [self.update(rollouts, advantages, beta, ref_logp, has_ref, old_logp, first=i == 0)
+                  for i in range(cfg.llm.num_iterations)]
+        metrics.update(self.pass_metrics(passes, full_kl, rollouts))
         if len(parts) > 1:
             metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
         lengths = rollouts.completion_mask.sum(dim=1).float()
@@ -204,7 +244,7 @@ class LLMTrainer(BaseTrainer):
             M.DIVERSITY: group_diversity(texts, cfg.group_size),
             COMPLETION_LENGTH: float(lengths.mean()),
             COMPLETION_CLIPPED: self.clipped_fraction(rollouts),
-            KL_ROWS: float(has_ref.float().mean()),
+            M.KL_REF_FRAC: float(has_ref.float().mean()),
             M.LR: self.current_lr(),
             M.STEP_TIME: elapsed,
             M.SAMPLES_PER_S: len(texts) / max(elapsed, 1e-9),
@@ -212,9 +252,35 @@ class LLMTrainer(BaseTrainer):
         })
         return metrics
 
-    def clipped_fraction(self, rollouts: C.Rollouts) -> float:
-        ended = torch.isin(rollouts.completion_ids, torch.tensor(self.policy.eos_ids, device=self.device)).any(dim=1)
-        return float((~ended).float().mean())
+    @staticmethod
+    def pass_metrics(passes: list[dict], full_kl: bool, rollouts: S.Rollouts) -> dict[str, float]:
+        """The loss of the last pass; KL and entropy of the rollout policy (first pass); clip ratios over all
+        passes. ``kl`` only when every row had a reference (never a 0 standing for "not measured")."""
+        first, last = passes[0], passes[-1]
+        out = {M.LOSS: last[M.LOSS], M.POLICY_LOSS: last[M.POLICY_LOSS], M.GRAD_NORM: last[M.GRAD_NORM]}
+        out[M.ENTROPY] = first["entropy"] / max(float(rollouts.completion_mask.sum()), 1.0)
+        if full_kl:
+            out[M.KL] = first["kl_all"] / max(first["tokens_all"], 1.0)
+        if first["tokens_beta"] > 0:
+            out[M.KL_BETA_NONZERO] = first["kl_beta"] / first["tokens_beta"]
+        units = max(sum(p["units"] for p in passes), 1.0)
+        out[M.CLIP_LOW_MEAN] = sum(p["low"] for p in passes) / units
+        out[M.CLIP_HIGH_MEAN] = sum(p["high"] for p in passes) / units
+        out[M.CLIP_REGION_MEAN] = sum(p["region"] for p in passes) / units
+        low = torch.cat([p["seq_low"] for p in passes])
+        high = torch.cat([p["seq_high"] for p in passes])
+        # rows without loss tokens (masked truncations) have no fraction (NaN), as in TRL's nanmin/nanmax
+        low, high = low[~low.isnan()], high[~high.isnan()]
+        out[M.CLIP_LOW_MIN] = float(low.min()) if low.numel() else 0.0
+        out[M.CLIP_HIGH_MAX] = float(high.max()) if high.numel() else 0.0
+        return out
+
+    def ended(self, rollouts: S.Rollouts) -> Tensor:
+        """Rows whose completion holds an EOS (the others hit max_new_tokens)."""
+        return torch.isin(rollouts.completion_ids, torch.tensor(self.policy.eos_ids, device=self.device)).any(dim=1)
+
+    def clipped_fraction(self, rollouts: S.Rollouts) -> float:
+        return float((~self.ended(rollouts)).float().mean())
 
     # ---------------------------------------------------------------- adapters
 

@@ -6,7 +6,8 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-TERMINAL = ("succeeded", "failed", "cancelled")
+from worker.status import TERMINAL
+
 POLL_SECONDS = 2.0  # how often open pages ask the service for news (the service owns the state)
 EMPTY_JOBS = (
     "**No jobs yet — try the digits-even demo.** Open **Launch**, keep the *digits-even* preset, and press "

@@ -16,13 +16,8 @@ from typing import Any
 
 import yaml
 
-from adrpo_engine.config import (
-    ConfigError,
-    JobConfig,
-    apply_overrides,
-    parse_override,
-    validate_config,
-)
+from adrpo_engine.config import ConfigError, JobConfig, validate_config
+from adrpo_engine.config_io import apply_overrides, parse_override
 from adrpo_engine.kinds import ALGORITHM_NAMES, DEFAULT_KIND, KINDS, builtin_models, get_kind
 from adrpo_engine.presets import PRESETS
 
@@ -33,7 +28,9 @@ ALGORITHM_LABELS = {
     "adrpo": "ADRPO (adaptive beta)",
     "fixed": "Fixed beta (baseline)",
     "orw": "ORW-CFM-W2 (flow baseline)",
+    "dpo": "Diffusion-DPO (flow baseline, offline preference pairs)",
 }
+DPO_PAIR_MODES = (("best vs worst of each group", "best_worst"), ("every pair above the margin", "all"))
 PROMPT_SOURCES = ("text", "file", "dataset")
 # What an empty A_min means, per kind and algorithm (the schema's default: -beta0, or -beta0/2 where the
 # loss needs a_min > -beta0).
@@ -46,7 +43,8 @@ A_MIN_PLACEHOLDER = "empty = −β₀ (−β₀/2 for " + ", ".join(
 FIELDS = (
     "preset", "name", "kind", "model", "reward", "reward_options",
     "prompt_source", "prompt_texts", "prompt_file", "dataset", "dataset_split", "dataset_column",
-    "algorithm", "beta0", "a_min", "a_max", "steps", "lr", "group_size", "prompts_per_step",
+    "algorithm", "beta0", "a_min", "a_max", "dpo_beta", "dpo_pairs", "dpo_refresh_every",
+    "steps", "lr", "group_size", "prompts_per_step",
     "lora_rank", "lora_targets", "seed", "extra",
 )
 
@@ -78,7 +76,8 @@ def reward_choices(kind: str) -> list[tuple[str, str]]:
     from adrpo_engine.rewards import available_rewards
 
     rewards = available_rewards(KINDS[kind].reward_kind if kind in KINDS else None)
-    return [(f"{reward.name} — {reward.summary}", reward.name) for reward in rewards]
+    return [(f"{reward.name} — {reward.summary} Options: {reward.options_text() or 'none'}.", reward.name)
+            for reward in rewards]
 
 
 def preset_choices() -> list[tuple[str, str]]:
@@ -126,6 +125,9 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
         # Text, not numbers: empty means "the default" (a number box would send 0, i.e. fixed beta).
         "a_min": "" if job.a_min is None else str(job.a_min),
         "a_max": "" if job.a_max is None else str(job.a_max),
+        "dpo_beta": job.flow.dpo_beta,
+        "dpo_pairs": job.flow.dpo_pairs,
+        "dpo_refresh_every": job.flow.dpo_refresh_every,
         "steps": job.steps,
         "lr": job.lr,
         "group_size": job.group_size,
@@ -156,6 +158,13 @@ def config_from_form(values: dict[str, Any], base: dict[str, Any] | None = None)
             data[key] = _number(_text(values[key]), key)
     for key in ("steps", "group_size", "prompts_per_step", "seed"):
         data[key] = _integer(values.get(key), key)
+    if data["algorithm"] == "dpo":
+        # DPO's own options live in the flow section; other algorithms keep the base config's untouched.
+        flow = dict(data.get("flow") or {})
+        flow["dpo_beta"] = _number(values.get("dpo_beta"), "flow.dpo_beta")
+        flow["dpo_pairs"] = _text(values.get("dpo_pairs")) or "best_worst"
+        flow["dpo_refresh_every"] = _integer(values.get("dpo_refresh_every"), "flow.dpo_refresh_every")
+        data["flow"] = flow
     lora = dict(data.get("lora") or {})
     lora["rank"] = _integer(values.get("lora_rank"), "lora.rank")
     targets = [t.strip() for t in (_text(values.get("lora_targets")) or "").replace("\n", ",").split(",") if t.strip()]

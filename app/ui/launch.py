@@ -96,6 +96,14 @@ def build_launch_tab() -> LaunchTab:
                                              elem_id="launch-a-min")
                 fields["a_max"] = gr.Textbox(start["a_max"], label="A_max", placeholder="empty = +β₀",
                                              elem_id="launch-a-max")
+            with gr.Row(visible=start["algorithm"] == "dpo") as dpo_row:
+                fields["dpo_beta"] = gr.Number(start["dpo_beta"], label="DPO temperature (flow.dpo_beta)",
+                                               elem_id="launch-dpo-beta")
+                fields["dpo_pairs"] = gr.Dropdown(list(forms.DPO_PAIR_MODES), value=start["dpo_pairs"],
+                                                  label="Preference pairs", elem_id="launch-dpo-pairs")
+                fields["dpo_refresh_every"] = gr.Number(start["dpo_refresh_every"], precision=0,
+                                                        label="Redraw pairs every K steps (0 = offline)",
+                                                        elem_id="launch-dpo-refresh")
             with gr.Row():
                 fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0,
                                             elem_id="launch-steps")
@@ -125,6 +133,9 @@ def build_launch_tab() -> LaunchTab:
     base = gr.State(forms.base_config(DEFAULT_PRESET))
     tab = LaunchTab(fields, base, upload, reward_info, errors, yaml_preview, launch, result)
     _wire_form(tab, file_row, dataset_row)
+    f = tab.fields
+    f["algorithm"].change(lambda algorithm: gr.update(visible=algorithm == "dpo"), inputs=f["algorithm"],
+                          outputs=dpo_row)
     return tab
 
 
@@ -211,6 +222,8 @@ def _reward_summary(kind: str, reward: str | None) -> str:
     for label, name in forms.reward_choices(kind):
         if name == reward:
             return f"*{label}*"
+    if reward and reward.startswith(("remote:", "http://", "https://")):
+        return "*A remote reward server: the worker POSTs the samples there as JSON (hosts the operator allows).*"
     if reward and ":" in reward and not reward.startswith(("digits:", "builtin:")):
         return "*A user function `module:function`, imported on the worker.*"
     return ""

@@ -18,7 +18,8 @@ import gradio as gr
 import pandas as pd
 
 from adrpo_engine import metrics as M
-from adrpo_engine.config import ConfigError, parse_override
+from adrpo_engine.config import ConfigError
+from adrpo_engine.config_io import parse_override
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.sweep import parse_grid_option
 

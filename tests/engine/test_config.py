@@ -2,7 +2,8 @@ import pytest
 from typer.testing import CliRunner
 
 from adrpo_engine.cli import app
-from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, parse_override, validate_config
+from adrpo_engine.config import ConfigError, JobConfig, validate_config
+from adrpo_engine.config_io import apply_overrides, parse_override
 from adrpo_engine.presets import PRESETS, preset_config
 
 MINIMAL = {
@@ -99,10 +100,10 @@ def test_jobconfig_is_the_schema():
 def test_config_reference_doc_is_current():
     from pathlib import Path
 
-    from adrpo_engine.config import config_reference_markdown
+    from adrpo_engine.config_docs import config_reference_markdown
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "config.md"
-    assert doc.read_text() == config_reference_markdown(), "regenerate: python -m adrpo_engine.config > docs/config.md"
+    assert doc.read_text() == config_reference_markdown(), "regenerate: python -m adrpo_engine.config_docs > docs/config.md"
 
 
 def test_a_job_without_prompts_is_refused_at_validation():

@@ -9,11 +9,12 @@ import torch
 
 from adrpo_engine import evaluation as E
 from adrpo_engine import metrics as M
-from adrpo_engine.config import ConfigError, apply_overrides, validate_config
+from adrpo_engine.config import ConfigError, validate_config
+from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.models import digits as D
 from adrpo_engine.presets import preset_config
 from adrpo_engine.runner import train
-from adrpo_engine.trainers.base import list_checkpoints
+from adrpo_engine.checkpoints import list_checkpoints
 
 
 def digits_job(**overrides):

@@ -11,6 +11,9 @@ from safetensors.torch import load_file
 from adrpo_engine import metrics as M
 from adrpo_engine.config import ConfigError, RewardSpec
 from adrpo_engine.models import digits as D
+from adrpo_engine import diversity as V
+from adrpo_engine.models import digits_data as Dd
+from adrpo_engine.models import digits_pretrain as Dp
 from adrpo_engine.presets import preset_config
 from adrpo_engine.progress import RecordingSink
 from adrpo_engine.rewards import build_reward
@@ -24,20 +27,20 @@ def digits_config(**overrides):
 
 
 def test_prompts_map_to_classes():
-    assert D.prompt_to_class("any digit") == D.NULL_CLASS
+    assert D.prompt_to_class("any digit") == Dd.NULL_CLASS
     assert D.prompt_to_class("  Digit 3 ") == 3
     with pytest.raises(ConfigError, match="'digit K'"):
         D.prompt_to_class("a cat")
 
 
 def test_digit_rewards_read_real_digits():
-    images, labels = D.load_digit_data()
+    images, labels = Dd.load_digit_data()
     picked = torch.cat([torch.nonzero(labels == k)[:3, 0] for k in range(10)])
     batch = images[picked].view(-1, 1, 8, 8)
     even = torch.tensor(build_reward(RewardSpec(name="digits:even"), "image")(batch, [""] * len(batch)))
     is_even = labels[picked] % 2 == 0
     assert even[is_even].min() > 0.5 and even[~is_even].max() < 0.5
-    probabilities = D.digit_classifier().probabilities(batch)
+    probabilities = Dp.digit_classifier().probabilities(batch)
     assert torch.allclose(even, probabilities[:, [0, 2, 4, 6, 8]].sum(1), atol=1e-6)
     seven = build_reward(RewardSpec(name="digits:class", options={"k": 7}), "image")(batch, [""] * len(batch))
     assert torch.allclose(torch.tensor(seven), probabilities[:, 7], atol=1e-6)
@@ -48,17 +51,17 @@ def test_digit_rewards_read_real_digits():
 def test_diversity_measures_by_hand():
     uniform_even = torch.zeros(5, 10)
     uniform_even[torch.arange(5), torch.arange(0, 10, 2)] = 1.0
-    assert D.class_entropy(uniform_even) == pytest.approx(math.log(5), abs=1e-5)
-    assert D.class_entropy(torch.eye(10)[[6, 6, 6]]) == pytest.approx(0.0, abs=1e-6)
+    assert V.class_entropy(uniform_even) == pytest.approx(math.log(5), abs=1e-5)
+    assert V.class_entropy(torch.eye(10)[[6, 6, 6]]) == pytest.approx(0.0, abs=1e-6)
     points = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 4.0]])
-    assert D.mean_pairwise_distance(points) == pytest.approx((5 + 4 + 3) / 3)
+    assert V.mean_pairwise_distance(points) == pytest.approx((5 + 4 + 3) / 3)
 
 
 def test_pretrained_model_follows_its_class():
     policy = D.DigitsPolicy()
     labels = torch.arange(10).repeat(5)
     latents = policy.sample({"labels": labels}, torch.Generator().manual_seed(0), steps=8, guidance=2.0)
-    predicted = D.digit_classifier().probabilities(policy.decode(latents)).argmax(-1)
+    predicted = Dp.digit_classifier().probabilities(policy.decode(latents)).argmax(-1)
     assert (predicted == labels).float().mean() > 0.9
 
 
@@ -128,7 +131,7 @@ def test_digits_even_preset_raises_reward_without_collapse(tmp_path):
     config = preset_config("digits-even", {"sample_every": 1000, "checkpoint_every": 1000})
     trainer = FlowTrainer(config, tmp_path, RecordingSink())
     trainer.run()
-    classifier = D.digit_classifier()
+    classifier = Dp.digit_classifier()
     _, before = generate_images(trainer.policy, config, "any digit", 99, 256, adapter=False)
     _, after = generate_images(trainer.policy, config, "any digit", 99, 256, adapter=True)
     p_before, p_after = classifier.probabilities(before), classifier.probabilities(after)
@@ -138,7 +141,7 @@ def test_digits_even_preset_raises_reward_without_collapse(tmp_path):
 
 
 def test_even_spread_by_hand():
-    from adrpo_engine.models.digits import even_spread
+    from adrpo_engine.diversity import even_spread
 
     # two samples, one a sure 0 and one a sure 6 (odd mass ignored): spread = ln 2
     probabilities = torch.zeros(2, 10)

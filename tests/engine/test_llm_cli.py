@@ -39,3 +39,19 @@ def test_cli_bad_model_exits_2_and_writes_nothing(tmp_path):
     assert result.exit_code == 2, result.output
     assert "model.name_or_path" in result.output
     assert not out.exists()
+
+
+def test_cli_trains_tiny_lm_with_every_loss_variant(tmp_path):
+    variants = [["llm.loss_agg=dr_grpo"], ["llm.loss_agg=bnpo"], ["llm.loss_agg=dapo"],
+                ["llm.importance_sampling_level=sequence", "llm.num_iterations=2"],
+                ["llm.kl_bias_correction=false", "llm.mask_truncated_completions=true", "llm.top_entropy_quantile=0.2"]]
+    for index, sets in enumerate(variants):
+        out = tmp_path / f"run{index}"
+        args = ["train", "--preset", "tiny-lm", "--set", "steps=1", "--set", "prompts_per_step=2",
+                "--set", "sample_every=1000"]
+        for item in sets:
+            args += ["--set", item]
+        result = CliRunner().invoke(app, args + ["--out", str(out)])
+        assert result.exit_code == 0, (sets, result.output)
+        row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+        assert set(get_kind("llm").metric_names) <= set(row) and M.CLIP_REGION_MEAN in row, sets

@@ -4,9 +4,11 @@ import pytest
 import torch
 
 from adrpo_engine import metrics as M
-from adrpo_engine.config import ConfigError, apply_overrides, validate_config
+from adrpo_engine.config import ConfigError, validate_config
+from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import get_kind
 from adrpo_engine.models import causal_lm as C
+from adrpo_engine.models import lm_sampling as S
 from adrpo_engine.progress import RecordingSink
 from adrpo_engine.runner import compare, train
 from adrpo_engine.checkpoints import list_checkpoints
@@ -108,9 +110,13 @@ def test_adrpo_with_zero_clip_equals_fixed_beta(model_dir, tmp_path):
 
 
 def test_skipping_reference_for_zero_beta_rows_changes_nothing(model_dir, tmp_path):
-    skipped, skipped_sink = run_trainer(job(model_dir), tmp_path / "skip")
+    # full_kl_every=100: step 1 measures the whole batch's KL, step 2 skips the beta_i = 0 rows
+    skipped, skipped_sink = run_trainer(job(model_dir, **{"llm.full_kl_every": 100}), tmp_path / "skip")
     full, full_sink = run_trainer(job(model_dir, **{"llm.skip_zero_beta_reference": False}), tmp_path / "full")
-    assert min(skipped_sink.steps[s]["kl/ref_frac"] for s in (1, 2)) < 1.0  # some rows really were skipped
+    assert skipped_sink.steps[1]["kl/ref_frac"] == 1.0 and M.KL in skipped_sink.steps[1]
+    assert skipped_sink.steps[2]["kl/ref_frac"] < 1.0  # some rows really were skipped
+    assert M.KL not in skipped_sink.steps[2]  # not a subset's KL under the batch's name
+    assert skipped_sink.steps[2][M.KL_BETA_NONZERO] == pytest.approx(full_sink.steps[2][M.KL_BETA_NONZERO], abs=1e-7)
     assert full_sink.steps[1]["kl/ref_frac"] == 1.0
     for step in (1, 2):
         assert skipped_sink.steps[step][M.LOSS] == pytest.approx(full_sink.steps[step][M.LOSS], abs=1e-7)
@@ -128,8 +134,16 @@ def test_grad_accum_and_num_iterations_run(model_dir, tmp_path):
     assert torch.isfinite(torch.tensor(sink.steps[1][M.LOSS]))
     _, sink = run_trainer(job(model_dir, steps=1, **{"llm.decode": "generate", "llm.top_p": 0.9}), tmp_path / "g")
     assert torch.isfinite(torch.tensor(sink.steps[1][M.LOSS]))
-    _, sink = run_trainer(job(model_dir, steps=1, algorithm="fixed", beta0=0.0), tmp_path / "b0")  # no reference pass
-    assert sink.steps[1]["kl/ref_frac"] == 0.0 and sink.steps[1][M.KL] == 0.0
+
+
+def test_kl_is_measured_over_the_whole_batch_even_at_beta0_zero(model_dir, tmp_path):
+    # fixed beta0 = 0: no row needs a reference for the loss, but the logged kl must still be the drift
+    _, sink = run_trainer(job(model_dir, steps=2, algorithm="fixed", beta0=0.0), tmp_path / "b0")
+    assert sink.steps[2]["kl/ref_frac"] == 1.0 and sink.steps[2][M.KL] > 0.0
+    assert M.KL_BETA_NONZERO not in sink.steps[2]  # no row has beta_i != 0
+    _, sink = run_trainer(job(model_dir, steps=2, algorithm="fixed", beta0=0.0, **{"llm.full_kl_every": 5}),
+                          tmp_path / "b0-sparse")
+    assert sink.steps[2]["kl/ref_frac"] == 0.0 and M.KL not in sink.steps[2]  # nothing measured: nothing logged
 
 
 def test_folded_sampling_matches_the_adapter_and_restores_weights(model_dir):
@@ -145,9 +159,9 @@ def test_folded_sampling_matches_the_adapter_and_restores_weights(model_dir):
     options = dict(max_new_tokens=10, temperature=1.0, top_p=0.9, eos_ids=[tokenizer.eos_token_id],
                    pad_id=tokenizer.pad_token_id)
     torch.manual_seed(1)
-    folded = C.sample_completions(peft_model, ids, mask, fold_lora=True, **options)
+    folded = S.sample_completions(peft_model, ids, mask, fold_lora=True, **options)
     torch.manual_seed(1)
-    plain = C.sample_completions(peft_model, ids, mask, fold_lora=False, **options)
+    plain = S.sample_completions(peft_model, ids, mask, fold_lora=False, **options)
     assert torch.equal(folded.completion_ids, plain.completion_ids)
     for key, value in peft_model.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -167,7 +181,7 @@ def test_decode_loop_agrees_with_generate(model_dir):
     ids, mask = C.encode_prompts(tokenizer, ["list fruits:", "name some body parts:"], torch.device("cpu"))
     pad, never = tokenizer.pad_token_id, [-1]
     # near-zero temperature: both pick the most likely token at every step
-    loop = C.decode_loop(model, ids, mask, 12, 1e-4, 1.0, never, pad, repeat=2)
+    loop = S.decode_loop(model, ids, mask, 12, 1e-4, 1.0, never, pad, repeat=2)
     greedy = model.generate(input_ids=ids.repeat_interleave(2, 0), attention_mask=mask.repeat_interleave(2, 0),
                             do_sample=False, max_new_tokens=12, eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)
     assert torch.equal(loop, greedy[:, ids.shape[1]:])
@@ -175,9 +189,9 @@ def test_decode_loop_agrees_with_generate(model_dir):
 
 def test_completion_mask_stops_after_eos():
     tokens = torch.tensor([[4, 2, 9, 9], [4, 5, 6, 7], [2, 9, 9, 9]])
-    assert C.completion_mask_from(tokens, [2]).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    assert S.completion_mask_from(tokens, [2]).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
     logits = torch.tensor([[3.0, 2.0, 1.0, -5.0]])
-    kept = C.filter_top_p(logits, 0.8)
+    kept = S.filter_top_p(logits, 0.8)
     assert torch.isfinite(kept).tolist() == [[True, True, False, False]]
 
 
@@ -226,7 +240,7 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
                 param.normal_(0, 0.5)
         ids = torch.tensor([[3, 7, 11, 5]])
         active = peft_model(input_ids=ids).logits
-        with C.lora_folded(peft_model):
+        with S.lora_folded(peft_model):
             folded = peft_model(input_ids=ids).logits
         with peft_model.disable_adapter():
             base = peft_model(input_ids=ids).logits
@@ -236,3 +250,73 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
     modes = {name: module.training for name, module in peft_model.named_modules()}
     assert not modes["base_model.model.transformer.h.0.attn.resid_dropout"]
     assert modes["base_model.model.transformer.h.0.attn.c_attn.lora_dropout.default"]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"llm.loss_agg": "dr_grpo"}, {"llm.loss_agg": "bnpo", "grad_accum": 2}, {"llm.loss_agg": "dapo"},
+    {"llm.importance_sampling_level": "sequence", "llm.num_iterations": 2},
+    {"llm.kl_bias_correction": False, "llm.top_entropy_quantile": 0.2},
+], ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_every_loss_variant_trains_and_logs_trl_metrics(model_dir, tmp_path, overrides):
+    _, sink = run_trainer(job(model_dir, steps=1, **overrides), tmp_path / "run")
+    step = sink.steps[1]
+    assert set(get_kind("llm").metric_names) <= set(step)
+    assert {M.FRAC_REWARD_ZERO_STD, M.CLIP_LOW_MEAN, M.CLIP_HIGH_MEAN, M.CLIP_REGION_MEAN, M.CLIP_LOW_MIN,
+            M.CLIP_HIGH_MAX} <= set(step)
+    assert all(torch.isfinite(torch.tensor(v)) for v in step.values())
+    assert 0.0 <= step[M.CLIP_REGION_MEAN] <= 1.0
+    assert step[M.GRAD_NORM] > 0  # the variant's loss really moved the adapter
+
+
+def test_masked_truncated_completions_leave_the_loss(model_dir, tmp_path):
+    # one new token: every completion is cut at max_new_tokens (the first token is not EOS here)
+    settings = {"llm.max_new_tokens": 1, "llm.mask_truncated_completions": True, "beta0": 0.0, "algorithm": "fixed"}
+    _, sink = run_trainer(job(model_dir, steps=1, **settings), tmp_path / "masked")
+    assert sink.steps[1]["completion/clipped_frac"] == 1.0
+    assert sink.steps[1][M.LOSS] == 0.0 and sink.steps[1][M.GRAD_NORM] == 0.0
+    _, sink = run_trainer(job(model_dir, steps=1, **{**settings, "llm.mask_truncated_completions": False}),
+                          tmp_path / "kept")
+    assert sink.steps[1][M.GRAD_NORM] > 0
+
+
+def test_dapo_defaults_to_clip_higher():
+    cfg = validate_config({"kind": "llm", "model": {"name_or_path": "x"}, "rewards": [{"name": "length"}],
+                           "prompts": {"texts": ["a"]}, "llm": {"loss_agg": "dapo"}})
+    assert cfg.llm.clip_eps_high == 0.28 and cfg.llm.eps_low == 0.2
+    assert cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"loss_agg": "grpo"})}).llm.clip_eps_high == 0.2
+    assert cfg.llm.model_copy(update={"eps_high": 0.5}).clip_eps_high == 0.5
+
+
+def test_several_passes_run_without_dropout_so_the_first_is_on_policy(model_dir, tmp_path):
+    def two_forwards(num_iterations):
+        cfg = job(model_dir, **{"lora.dropout": 0.5, "llm.num_iterations": num_iterations})
+        trainer = LLMTrainer(cfg, tmp_path / f"run{num_iterations}")
+        trainer.setup()
+        torch.manual_seed(0)
+        for p in trainer.policy.model.parameters():  # a non-zero adapter, so its dropout matters
+            if p.requires_grad:
+                torch.nn.init.normal_(p, std=0.5)
+        rollouts = trainer.policy.sample(["list fruits:"], 2)
+        old = trainer.frozen_logprobs(rollouts, torch.ones(2, dtype=torch.bool), adapter=True)
+        trainer.train_mode()
+        with torch.no_grad():
+            new = trainer.policy.logprobs(rollouts, adapter=True)[0]
+        mask = rollouts.completion_mask.bool()
+        return old[mask], new[mask]
+
+    old, new = two_forwards(2)
+    torch.testing.assert_close(old, new, atol=0, rtol=0)  # rho = 1 exactly on the first pass
+    old, new = two_forwards(1)  # one pass: dropout on in the update (old log-probs are its own, detached)
+    assert not torch.equal(old, new)
+    assert any("dropout" in note for note in job(model_dir, **{"lora.dropout": 0.1, "llm.num_iterations": 2}).advisories())
+
+
+def test_long_prompts_are_truncated_from_the_left(model_dir):
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(model_dir)
+    text = "list fruits: apple, pear, melon, kiwi, lime, grape, peach, mango"
+    whole = tokenizer(text)["input_ids"]
+    ids, _ = C.encode_prompts(tokenizer, [text, "colors:"], torch.device("cpu"), max_length=5)
+    assert ids.shape[1] == 5 and ids[0].tolist() == whole[-5:]  # the end (what the completion follows) is kept
+    assert tokenizer.truncation_side == "right"  # the tokenizer's own setting is left as it was

@@ -1,4 +1,4 @@
-"""The maths against values computed by hand (DESIGN.md section 3)."""
+"""The maths against values computed by hand (docs/algorithm.md)."""
 
 import math
 

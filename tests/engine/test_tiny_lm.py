@@ -8,6 +8,7 @@ import torch
 from adrpo_engine.config import ModelConfig, PromptsConfig
 from adrpo_engine.data import load_prompts
 from adrpo_engine.models import causal_lm as C
+from adrpo_engine.models import lm_sampling as S
 from adrpo_engine.models import tiny_lm
 
 
@@ -33,9 +34,9 @@ def test_builtin_model_is_cached_loads_as_a_folder_and_starts_low():
     rows = tiny_lm.task_rows()
     ids, mask = C.encode_prompts(tokenizer, [row["prompt"] for row in rows], torch.device("cpu"))
     torch.manual_seed(0)
-    tokens = C.decode_loop(model, ids.repeat_interleave(4, 0), mask.repeat_interleave(4, 0), 48, 1.0, 1.0,
+    tokens = S.decode_loop(model, ids.repeat_interleave(4, 0), mask.repeat_interleave(4, 0), 48, 1.0, 1.0,
                            [tokenizer.eos_token_id], tokenizer.pad_token_id)
-    texts = C.decode_completions(tokenizer, tokens, C.completion_mask_from(tokens, [tokenizer.eos_token_id]))
+    texts = C.decode_completions(tokenizer, tokens, S.completion_mask_from(tokens, [tokenizer.eos_token_id]))
     rewards = [tiny_lm.list_reward(text, row["topic"]) for text, row in zip(texts, [r for r in rows for _ in range(4)])]
     # pre-trained: it writes lists on topic, but short ones (the reward asks for 10 distinct items)
     on_topic = sum(text.strip().endswith(".") for text in texts) / len(texts)
@@ -50,11 +51,11 @@ def test_dropping_finished_rows_changes_no_token():
     pad = tokenizer.pad_token_id
     # greedy (near-zero temperature) lists go on forever; declare a token they emit at different steps
     # for different prompts an "EOS", so rows finish at different times
-    greedy = C.decode_loop(model, ids, mask, 24, 1e-4, 1.0, [-1], pad)
-    by_lengths = {tuple(C.completion_mask_from(greedy, [t]).sum(1).tolist()): [t] for t in greedy.unique().tolist()}
+    greedy = S.decode_loop(model, ids, mask, 24, 1e-4, 1.0, [-1], pad)
+    by_lengths = {tuple(S.completion_mask_from(greedy, [t]).sum(1).tolist()): [t] for t in greedy.unique().tolist()}
     eos = max(by_lengths.items(), key=lambda item: len(set(item[0])))[1]
-    kept = C.decode_loop(model, ids, mask, 24, 1e-4, 1.0, eos, pad, repeat=2, compact_at=2.0)
-    dropped = C.decode_loop(model, ids, mask, 24, 1e-4, 1.0, eos, pad, repeat=2, compact_at=0.01)
-    lengths = C.completion_mask_from(kept, eos).sum(dim=1)
+    kept = S.decode_loop(model, ids, mask, 24, 1e-4, 1.0, eos, pad, repeat=2, compact_at=2.0)
+    dropped = S.decode_loop(model, ids, mask, 24, 1e-4, 1.0, eos, pad, repeat=2, compact_at=0.01)
+    lengths = S.completion_mask_from(kept, eos).sum(dim=1)
     assert len(set(lengths.tolist())) >= 3
     assert torch.equal(kept, dropped)

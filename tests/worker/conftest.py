@@ -13,7 +13,7 @@ from worker.settings import Settings
 @pytest.fixture(scope="session")
 def models_cache() -> Path:
     """The built-in digits models, built once for the whole test session (tests/conftest.py's data dir)."""
-    from adrpo_engine.models.digits import load_digits_models
+    from adrpo_engine.models.digits_pretrain import load_digits_models
     from adrpo_engine.paths import builtin_models_dir
 
     load_digits_models()

@@ -1,0 +1,93 @@
+"""The fast flow recipes: CFG-free training rollouts and training on K of the rollout's noise levels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adrpo_engine import objectives as O
+from adrpo_engine.config import ConfigError
+from adrpo_engine.models.digits import DigitsPolicy
+from adrpo_engine.presets import PRESETS, preset_config
+from adrpo_engine.progress import RecordingSink
+from adrpo_engine.trainers.flow import FlowTrainer
+
+
+def digits_config(**overrides):
+    base = {"steps": 1, "group_size": 4, "prompts_per_step": 2, "sample_every": 100, "checkpoint_every": 100,
+            "flow.sample_steps": 4}
+    return preset_config("digits-even", {**base, **overrides})
+
+
+def test_grid_times_pick_distinct_levels_of_the_rollout_grid():
+    grid = torch.linspace(1.0, 0.0, 5)  # levels 1, .75, .5, .25 (0 is never a network input)
+    times = O.grid_times(6, grid, 3, generator=torch.Generator().manual_seed(0))
+    assert times.shape == (3, 6)
+    levels = set(grid[:-1].tolist())
+    for sample in times.T.tolist():
+        assert len(set(sample)) == 3 and set(sample) <= levels
+    every = O.grid_times(6, grid, 4, generator=torch.Generator().manual_seed(1))
+    assert all(sorted(column) == sorted(levels) for column in every.T.tolist())  # K = steps: all of them
+    with pytest.raises(ValueError, match="1..4"):
+        O.grid_times(2, grid, 5)
+
+
+def test_train_timesteps_validation():
+    with pytest.raises(ConfigError, match="must be <= flow.sample_steps"):
+        digits_config(**{"flow.train_timesteps": 5})
+    with pytest.raises(ConfigError, match="flow.train_draws must be 1"):
+        digits_config(**{"flow.train_timesteps": 2, "flow.train_draws": 2})
+    assert digits_config(**{"flow.train_timesteps": 2}).flow.draws_per_step == 2
+    assert digits_config(**{"flow.train_draws": 3}).flow.draws_per_step == 3
+
+
+def test_text_to_image_presets_roll_out_without_cfg():
+    for preset in PRESETS.values():
+        flow = preset.config.get("flow", {})
+        if preset.config["kind"] == "flow" and flow.get("guidance_scale", 1.0) != 1.0:
+            assert flow.get("train_guidance_scale") == 1.0, preset.name
+
+
+class SpyPolicy(DigitsPolicy):
+    """The real digits policy, recording the guidance of each rollout and the t of each training call."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.guidances: list[float] = []
+        self.train_times: list[torch.Tensor] = []
+
+    def sample(self, cond, generator, steps, guidance=1.0, adapter=True, noise=None):
+        self.guidances.append(guidance)
+        return super().sample(cond, generator, steps, guidance, adapter, noise)
+
+    def velocity(self, x_t, t, cond, adapter=True):
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            self.train_times.append(t.detach().clone())
+        return super().velocity(x_t, t, cond, adapter)
+
+
+class SpyTrainer(FlowTrainer):
+    def build_policy(self):
+        policy = SpyPolicy(device=self.device, dtype=self.dtype)
+        policy.add_lora(self.config.lora)
+        return policy
+
+
+@pytest.mark.parametrize("algorithm", ["adrpo", "dpo"])
+def test_training_rollouts_use_their_own_guidance_and_grid_levels(tmp_path, algorithm):
+    config = digits_config(algorithm=algorithm, **{"flow.guidance_scale": 3.0, "flow.train_guidance_scale": 1.0,
+                                                   "flow.train_timesteps": 2})
+    trainer = SpyTrainer(config, tmp_path, RecordingSink())
+    trainer.setup()
+    trainer.train_step(1)
+    assert trainer.policy.guidances == [1.0]  # the training rollout (or DPO's pool), CFG-free
+    # two levels per sample from the 4-step grid {1, .75, .5, .25}, one policy pass each
+    assert len(trainer.policy.train_times) == 2
+    grid = {1.0, 0.75, 0.5, 0.25}
+    assert all(set(t.tolist()) <= grid for t in trainer.policy.train_times)
+    first, second = trainer.policy.train_times
+    half = first.numel() // 2 if algorithm == "dpo" else first.numel()
+    assert bool((first[:half] != second[:half]).all())  # distinct levels for each sample
+    trainer.log_samples(1)
+    logged = trainer.policy.guidances[1:]
+    assert logged and set(logged) == {3.0}  # logged samples and the before/after grid use flow.guidance_scale
