@@ -69,8 +69,10 @@ def missing_tracker_package(name: str) -> str | None:
     if info is None:
         return f"unknown tracker {name!r} (choose from {', '.join(TRACKERS)})"
     if importlib.util.find_spec(info.module) is None:
-        return (f"tracker {name!r} needs the Python package {info.module!r}, which is not installed on this "
-                f"server (pip install 'adrpo-studio[{info.extra}]')")
+        return (
+            f"tracker {name!r} needs the Python package {info.module!r}, which is not installed on this "
+            f"server (pip install 'adrpo-studio[{info.extra}]')"
+        )
     return None
 
 
@@ -92,18 +94,31 @@ def flat_hyperparameters(config: JobConfig) -> dict[str, str | float | int | boo
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
-    return {key: float(value) for key, value in metrics.items()
-            if isinstance(value, (int, float)) and math.isfinite(float(value))}
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and math.isfinite(float(value))
+    }
 
 
 def _sample_markdown(samples: list[Sample]) -> str:
     """One markdown table of a step's text samples (TensorBoard renders it; MLflow keeps it as a file)."""
     rows = ["| role | prompt | seed | reward | text |", "| --- | --- | --- | --- | --- |"]
     for sample in samples:
-        cells = [sample.role, sample.prompt, str(sample.seed),
-                 "" if sample.reward is None else f"{sample.reward:.4f}", sample.text or ""]
+        cells = [
+            sample.role,
+            sample.prompt,
+            str(sample.seed),
+            "" if sample.reward is None else f"{sample.reward:.4f}",
+            sample.text or "",
+        ]
         rows.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
     return "\n".join(rows)
+
+
+def _image_samples(samples: list[Sample]) -> list[tuple[Sample, str]]:
+    """The image samples with their file (relative to the run directory)."""
+    return [(s, s.image_path) for s in samples if s.kind == "image" and s.image_path]
 
 
 def _image_name(index: int, sample: Sample) -> str:
@@ -123,7 +138,9 @@ class TensorBoardTracker(NullSink):
         from torch.utils.tensorboard.summary import hparams
 
         # purge_step drops events of steps after the checkpoint we resume from, as metrics.jsonl does.
-        self.writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=start_step + 1 if start_step else None)
+        self.writer = SummaryWriter(
+            str(self.run_dir / TENSORBOARD_DIR), purge_step=start_step + 1 if start_step else None
+        )
         if start_step == 0:
             self.writer.add_text("config", "```yaml\n" + self.config.to_yaml() + "```", 0)
             # Written into the run's own directory (SummaryWriter.add_hparams would open a sub-run).
@@ -143,8 +160,8 @@ class TensorBoardTracker(NullSink):
         texts = [s for s in samples if s.kind == "text"]
         if texts:
             self.writer.add_text("samples", _sample_markdown(texts), step)
-        for index, sample in enumerate(s for s in samples if s.kind == "image" and s.image_path):
-            with Image.open(self.run_dir / sample.image_path) as image:
+        for index, (sample, image_path) in enumerate(_image_samples(samples)):
+            with Image.open(self.run_dir / image_path) as image:
                 pixels = np.asarray(image.convert("RGB"))
             self.writer.add_image(f"samples/{_image_name(index, sample)}", pixels, step, dataformats="HWC")
         self.writer.flush()
@@ -176,7 +193,7 @@ class MlflowTracker(NullSink):
             self.client.update_run(self.run_id, status="RUNNING")
             return
         run = self.client.create_run(self._experiment_id(), run_name=self.config.name)
-        self.run_id = run.info.run_id
+        self.run_id = str(run.info.run_id)
         id_file.write_text(self.run_id)
         self._log_params()
         self.client.log_text(self.run_id, self.config.to_yaml(), "config.yaml")
@@ -187,15 +204,19 @@ class MlflowTracker(NullSink):
         if found is not None:
             return found.experiment_id
         # A SQLite store would otherwise put artifacts in ./mlartifacts of whatever the working directory is.
-        location = None if os.environ.get("MLFLOW_TRACKING_URI") else (self.run_dir / MLFLOW_ARTIFACTS).resolve().as_uri()
+        location = (
+            None if os.environ.get("MLFLOW_TRACKING_URI") else (self.run_dir / MLFLOW_ARTIFACTS).resolve().as_uri()
+        )
         return self.client.create_experiment(name, artifact_location=location)
 
     def _log_params(self) -> None:
         from mlflow.entities import Param
 
-        params = [Param(key, str(value)[:MLFLOW_PARAM_LIMIT]) for key, value in flat_hyperparameters(self.config).items()]
+        params = [
+            Param(key, str(value)[:MLFLOW_PARAM_LIMIT]) for key, value in flat_hyperparameters(self.config).items()
+        ]
         for start in range(0, len(params), MLFLOW_BATCH):
-            self.client.log_batch(self.run_id, params=params[start:start + MLFLOW_BATCH])
+            self.client.log_batch(self.run_id, params=params[start : start + MLFLOW_BATCH])
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         import time
@@ -205,20 +226,22 @@ class MlflowTracker(NullSink):
         now = int(time.time() * 1000)
         points = [Metric(key, value, now, step) for key, value in _finite(metrics).items()]
         for start in range(0, len(points), 1000):  # log_batch's metric limit
-            self.client.log_batch(self.run_id, metrics=points[start:start + 1000])
+            self.client.log_batch(self.run_id, metrics=points[start : start + 1000])
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
         folder = f"samples/step-{step:06d}"
         texts = [s for s in samples if s.kind == "text"]
         if texts:
             self.client.log_text(self.run_id, _sample_markdown(texts), f"{folder}/samples.md")
-        for index, sample in enumerate(s for s in samples if s.kind == "image" and s.image_path):
-            source = self.run_dir / sample.image_path
+        for index, (sample, image_path) in enumerate(_image_samples(samples)):
+            source = self.run_dir / image_path
             self.client.log_artifact(self.run_id, str(source), f"{folder}/{_image_name(index, sample)}")
 
     def close(self, status: str) -> None:
         if self.client is not None and self.run_id is not None:
-            self.client.set_terminated(self.run_id, status={"succeeded": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED"))
+            self.client.set_terminated(
+                self.run_id, status={"succeeded": "FINISHED", "cancelled": "KILLED"}.get(status, "FAILED")
+            )
 
 
 TRACKER_CLASSES: dict[str, Callable[[JobConfig, Path], Any]] = {
@@ -243,8 +266,10 @@ class GuardedTracker(NullSink):
             getattr(self.tracker, event)(*args)
         except Exception as error:  # noqa: BLE001 - any tracker fault must not end the run
             self.failed = True
-            self.log(f"tracker {self.name} failed in {event} ({type(error).__name__}: {error}); "
-                     "switched off for this job, training goes on")
+            self.log(
+                f"tracker {self.name} failed in {event} ({type(error).__name__}: {error}); "
+                "switched off for this job, training goes on"
+            )
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         self._call("on_start", total_steps, start_step)

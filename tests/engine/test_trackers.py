@@ -15,8 +15,14 @@ STEPS = 3
 
 
 def digits_config(**overrides):
-    base = {"steps": STEPS, "group_size": 4, "prompts_per_step": 2, "sample_every": 2, "checkpoint_every": 100,
-            "flow.sample_steps": 4}
+    base = {
+        "steps": STEPS,
+        "group_size": 4,
+        "prompts_per_step": 2,
+        "sample_every": 2,
+        "checkpoint_every": 100,
+        "flow.sample_steps": 4,
+    }
     return preset_config("digits-even", {**base, **overrides})
 
 
@@ -70,7 +76,9 @@ def test_tensorboard_gets_every_step_the_config_and_the_sample_images(tmp_path):
 
     sink = RecordingSink()
     train(digits_config(report_to=["tensorboard"]), tmp_path, sink)
-    events = EventAccumulator(str(tmp_path / T.TENSORBOARD_DIR), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events = EventAccumulator(
+        str(tmp_path / T.TENSORBOARD_DIR), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
+    )
     events.Reload()
     tags = events.Tags()
     assert M.REWARD_MEAN in sink.steps[1]
