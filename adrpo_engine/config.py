@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import ConfigError
 from .kinds import ALGORITHM_NAMES, KINDS, builtin_models, get_kind
+from .trackers import TRACKERS, missing_tracker_package
 
 Algorithm = Literal["adrpo", "fixed", "orw", "dpo"]
 AdvScale = Literal["group", "batch", "none"]
@@ -316,6 +317,11 @@ class JobConfig(_Strict):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of everything random in the run.")
     checkpoint_every: int = Field(50, ge=1, le=1_000_000, description="Checkpoint period in steps.")
     sample_every: int = Field(10, ge=1, le=1_000_000, description="Sample-logging period in steps.")
+    report_to: list[str] = Field(
+        default_factory=list, max_length=len(TRACKERS),
+        description="Experiment trackers that also get every metric, the config and the samples: "
+        + ", ".join(f"`{name}`" for name in TRACKERS) + " (optional extras; see docs/ecosystem.md).",
+    )
     model: ModelConfig
     lora: LoraConfig = Field(default_factory=lambda: LoraConfig())
     rewards: list[RewardSpec] = Field(min_length=1, max_length=16, description="Summed, weighted rewards.")
@@ -334,6 +340,18 @@ class JobConfig(_Strict):
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})")
         return kind
+
+    @field_validator("report_to")
+    @classmethod
+    def _installed_trackers(cls, names: list[str]) -> list[str]:
+        # Refused at submission: a job must not train for an hour and then find its tracker missing.
+        for name in names:
+            problem = missing_tracker_package(name)
+            if problem:
+                raise ValueError(problem)
+        if len(set(names)) != len(names):
+            raise ValueError("each tracker at most once")
+        return names
 
     @field_validator("prompts")
     @classmethod

@@ -34,6 +34,7 @@ from ..integrity import load_trainer_state, numpy_rng_state, set_numpy_rng_state
 from ..paths import publish_cache, staging_dir
 from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
 from ..threads import thread_limit
+from ..trackers import build_trackers
 
 
 class TrainingError(RuntimeError):
@@ -230,7 +231,19 @@ class BaseTrainer(ABC):
         if found is not None:
             start_step = found[0]
             self.log(f"resumed from {found[1]} (step {start_step})")
-        reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink)
+        trackers = build_trackers(cfg, self.run_dir, self.log)
+        reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink, *trackers)
+        status = "failed"
+        try:
+            result = self._loop(reporter, start_step, found[1] if found else None)
+            status = result.status
+            return result
+        finally:
+            for tracker in trackers:
+                tracker.close(status)
+
+    def _loop(self, reporter: ProgressSink, start_step: int, checkpoint: Path | None) -> RunResult:
+        cfg = self.config
         reporter.on_start(cfg.steps, start_step)
 
         if start_step == 0:
@@ -239,7 +252,6 @@ class BaseTrainer(ABC):
 
         first: dict[str, float] = {}
         last: dict[str, float] = {}
-        checkpoint = found[1] if found else None
         step = start_step
         for step in range(start_step + 1, cfg.steps + 1):
             seed_everything(step_seed(cfg.seed, step))
