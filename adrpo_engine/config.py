@@ -318,9 +318,11 @@ class JobConfig(_Strict):
     checkpoint_every: int = Field(50, ge=1, le=1_000_000, description="Checkpoint period in steps.")
     sample_every: int = Field(10, ge=1, le=1_000_000, description="Sample-logging period in steps.")
     report_to: list[str] = Field(
-        default_factory=list, max_length=len(TRACKERS),
+        default_factory=list,
+        max_length=len(TRACKERS),
         description="Experiment trackers that also get every metric, the config and the samples: "
-        + ", ".join(f"`{name}`" for name in TRACKERS) + " (optional extras; see docs/ecosystem.md).",
+        + ", ".join(f"`{name}`" for name in TRACKERS)
+        + " (optional extras; see docs/ecosystem.md).",
     )
     model: ModelConfig
     lora: LoraConfig = Field(default_factory=lambda: LoraConfig())
