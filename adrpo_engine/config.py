@@ -58,8 +58,27 @@ class RewardSpec(_Strict):
         min_length=1,
         max_length=256,
     )
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="The reward's model, for rewards that need one (reward_model, clip_score, ...): a hub id, "
+        "a local path or 'builtin:NAME'; empty = the reward's default. `adrpo rewards` lists who needs one.",
+    )
     weight: float = Field(1.0, ge=-100.0, le=100.0, description="Weight in the summed reward.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the reward.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The reward's other options (its schema: `adrpo rewards`, below)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_out_of_options(cls, data: Any) -> Any:
+        # Configs written before `model` was a field of its own say `options: {model: ...}`: read them as is.
+        if isinstance(data, dict) and isinstance(data.get("options"), dict) and "model" in data["options"]:
+            if data.get("model") is None:
+                options = dict(data["options"])
+                data = {**data, "model": options.pop("model"), "options": options}
+        return data
 
 
 class PromptsConfig(_Strict):
@@ -226,11 +245,19 @@ class JobConfig(_Strict):
         Path(path).write_text(self.to_yaml())
 
 
+def location(parts: tuple[Any, ...] | list[Any]) -> str:
+    """A field's dotted key with list positions in brackets: ``rewards[1].model``."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "config"
+
+
 def format_validation_error(error: ValidationError) -> str:
     """One line per failing field: ``beta0: Input should be greater than or equal to 0 (got -1)``."""
     lines = []
     for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "config"
+        where = location(item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
@@ -348,6 +375,9 @@ def config_reference_markdown() -> str:
     lines += ["", "`rewards` is a list of `{name, weight, options}`:", ""]
     lines += ["| key | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |"]
     lines += _section_rows(RewardSpec, "rewards[].")
+    from .rewards.schema import rewards_reference_markdown  # the registry imports this module
+
+    lines.append(rewards_reference_markdown())
     return "\n".join(lines) + "\n"
 
 

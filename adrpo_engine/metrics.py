@@ -31,6 +31,26 @@ FLOW = COMMON + (FM_LOSS, W2)
 PLOTTED = (REWARD_MEAN, KL, W2, BETA_MEAN, BETA_MIN, BETA_MAX, ENTROPY, DIVERSITY, LOSS)
 
 
+REWARD_COMPONENT_PREFIX = "reward/"
+
+
+def reward_component_names(reward_names: list[str] | tuple[str, ...]) -> list[str]:
+    """The per-reward metric of each row of a job's ``rewards`` (logged every step when there are several):
+    ``reward/<name>``, and ``reward/<name>#2``, ``#3``... for a reward listed again (with other options)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in reward_names:
+        seen[name] = seen.get(name, 0) + 1
+        suffix = "" if seen[name] == 1 else f"#{seen[name]}"
+        labels.append(f"{REWARD_COMPONENT_PREFIX}{name}{suffix}")
+    return labels
+
+
+def is_reward_component(name: str) -> bool:
+    """A per-reward metric (``reward/<name>``), not the summed reward's own ``reward/mean`` or ``reward/std``."""
+    return name.startswith(REWARD_COMPONENT_PREFIX) and name not in (REWARD_MEAN, REWARD_STD)
+
+
 def names_for(kind: str) -> tuple[str, ...]:
     """The metric names a trainer of ``kind`` ('llm' or 'flow') logs every step."""
     return {"llm": LLM, "flow": FLOW}[kind]

@@ -201,7 +201,7 @@ class LLMTrainer(BaseTrainer):
             else:  # the loss of the last pass; KL/entropy stay those of the rollout policy
                 metrics.update({k: passed[k] for k in (M.LOSS, M.POLICY_LOSS, M.GRAD_NORM)})
         if len(parts) > 1:
-            metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+            metrics.update({label: float(values.mean()) for label, values in parts.items()})
         lengths = rollouts.completion_mask.sum(dim=1).float()
         elapsed = time.perf_counter() - started
         metrics.update({
