@@ -377,7 +377,7 @@ def config_reference_markdown() -> str:
     lines += _section_rows(RewardSpec, "rewards[].")
     from .rewards.schema import rewards_reference_markdown  # the registry imports this module
 
-    lines.append(rewards_reference_markdown())
+    lines.append(rewards_reference_markdown().rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,7 @@ PLOTTED = (REWARD_MEAN, KL, W2, BETA_MEAN, BETA_MIN, BETA_MAX, ENTROPY, DIVERSIT
 
 
 REWARD_COMPONENT_PREFIX = "reward/"
+MAX_METRIC_NAME = 64
 
 
 def reward_component_names(reward_names: list[str] | tuple[str, ...]) -> list[str]:
@@ -42,7 +43,10 @@ def reward_component_names(reward_names: list[str] | tuple[str, ...]) -> list[st
     for name in reward_names:
         seen[name] = seen.get(name, 0) + 1
         suffix = "" if seen[name] == 1 else f"#{seen[name]}"
-        labels.append(f"{REWARD_COMPONENT_PREFIX}{name}{suffix}")
+        # The store keeps metric names of up to 64 characters: a long 'package.module:function' keeps its end.
+        room = MAX_METRIC_NAME - len(REWARD_COMPONENT_PREFIX) - len(suffix)
+        shown = name if len(name) <= room else "~" + name[-(room - 1):]
+        labels.append(f"{REWARD_COMPONENT_PREFIX}{shown}{suffix}")
     return labels
 
 

@@ -16,6 +16,7 @@ from worker.service import (
     BrokerUnavailable,
     CheckpointView,
     ComparisonView,
+    DryRunView,
     InvalidState,
     JobNotFound,
     JobService,
@@ -35,6 +36,14 @@ class ComparisonRequest(BaseModel):
     prompt: str = Field(description="Prompt (or condition) given to both models.")
     seed: int = Field(0, description="Seed shared by the reference and the fine-tuned model.")
     num_samples: int = Field(1, description="Samples per model.")
+
+
+class DryRunRequest(BaseModel):
+    config: dict[str, Any] | None = Field(None, description="A full job config (or give preset + overrides).")
+    preset: str | None = Field(None, description="A preset name.")
+    overrides: dict[str, Any] | None = Field(None, description="Dotted-key overrides of the config or preset.")
+    num_samples: int = Field(4, description="Reference samples of the first prompt to score (1-16).")
+    seed: int = Field(0, description="Sampling seed.")
 
 
 class CloneRequest(BaseModel):
@@ -154,6 +163,24 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
     @router.get("/comparisons/{comparison_id}", response_model=ComparisonView)
     def get_comparison(comparison_id: str) -> ComparisonView:
         return service.get_comparison(comparison_id)
+
+    @router.post("/rewards/dry-run", response_model=DryRunView, status_code=202)
+    def request_dry_run(body: DryRunRequest) -> DryRunView:
+        """Score a few reference samples of the config's first prompt with each of its rewards, on a worker.
+        The config is checked as a submission is (same 4xx messages); poll GET /api/rewards/dry-runs/{id}."""
+        return service.request_dry_run(body.config, preset=body.preset, overrides=body.overrides,
+                                       num_samples=body.num_samples, seed=body.seed)
+
+    @router.get("/rewards/dry-runs/{dry_run_id}", response_model=DryRunView)
+    def get_dry_run(dry_run_id: str) -> DryRunView:
+        return service.get_dry_run(dry_run_id)
+
+    @router.get("/rewards")
+    def rewards() -> list[dict[str, Any]]:
+        """The registered rewards: kind, what they need, default model, model suggestions and option schema."""
+        from adrpo_engine.rewards.schema import reward_catalog
+
+        return reward_catalog()
 
     return router
 

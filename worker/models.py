@@ -121,3 +121,19 @@ class SampleRow(Base):
     text: Mapped[str | None] = mapped_column(Text)
     image_path: Mapped[str | None] = mapped_column(String(1024))  # relative to the run directory
     reward: Mapped[float | None] = mapped_column(Float)
+
+
+class DryRun(Base):
+    """A reward dry run: reference samples of a config's first prompt scored by each of its rewards."""
+
+    __tablename__ = "dry_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    config: Mapped[dict[str, Any]]
+    num_samples: Mapped[int] = mapped_column(Integer, default=4)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # adrpo_engine.dry_run.DryRunResult.to_dict()
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

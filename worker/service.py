@@ -11,20 +11,22 @@ from celery import Celery
 from sqlalchemy import delete, select, update
 
 from .artifacts import LOG_FILE, ArtifactError, build_adapter_zip, tail
-from .celery_app import RUN_COMPARISON, RUN_JOB, create_celery
+from .celery_app import RUN_COMPARISON, RUN_DRY_RUN, RUN_JOB, create_celery
 from .db import Store, upgrade
-from .models import Checkpoint, Comparison, Job, SampleRow, utcnow
+from .models import Checkpoint, Comparison, DryRun, Job, SampleRow, utcnow
 from .queries import fetch_metrics
 from .settings import Settings
 from .validation import SubmissionError, resolve_submission
-from .views import CheckpointView, ComparisonView, JobView, SampleView
+from .views import CheckpointView, ComparisonView, DryRunView, JobView, SampleView
 
 __all__ = [
-    "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "SubmissionError", "JobNotFound",
+    "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "DryRunView", "SubmissionError",
+    "JobNotFound",
     "InvalidState", "BrokerUnavailable",
 ]
 
 MAX_COMPARISON_SAMPLES = 16
+MAX_DRY_RUN_SAMPLES = 16
 MAX_PROMPT_CHARS = 4000
 
 
@@ -203,6 +205,33 @@ class JobService:
                                   .order_by(Comparison.created_at.desc(), Comparison.id)).all()
         return [self.get_comparison(comparison_id) for comparison_id in ids]
 
+    # ------------------------------------------------------------------ reward dry runs
+
+    def request_dry_run(self, config: dict | None = None, *, preset: str | None = None,
+                        overrides: dict | None = None, num_samples: int = 4, seed: int = 0) -> DryRunView:
+        """Queue a reward dry run of a job config (checked exactly as a submission is; nothing is trained)."""
+        _check_count("num_samples", num_samples, MAX_DRY_RUN_SAMPLES)
+        _check_seed(seed)
+        job_config = resolve_submission(config, preset, overrides)
+        row = DryRun(id=new_id(), config=job_config.model_dump(mode="json"), num_samples=num_samples, seed=seed,
+                     status="queued")
+        with self.store.session() as session:
+            session.add(row)
+        try:
+            self.celery.send_task(RUN_DRY_RUN, args=[row.id])
+        except Exception as error:
+            with self.store.session() as session:
+                session.execute(delete(DryRun).where(DryRun.id == row.id))
+            raise BrokerUnavailable(f"broker: could not enqueue the dry run ({type(error).__name__}: {error})") from error
+        return self.get_dry_run(row.id)
+
+    def get_dry_run(self, dry_run_id: str) -> DryRunView:
+        with self.store.session() as session:
+            row = session.get(DryRun, dry_run_id) if isinstance(dry_run_id, str) else None
+            if row is None:
+                raise JobNotFound(f"dry run {dry_run_id!r} does not exist")
+            return DryRunView.of(row)
+
     # ------------------------------------------------------------------ helpers
 
     @staticmethod
@@ -221,7 +250,15 @@ def _check_comparison(prompt: Any, seed: Any, num_samples: Any) -> None:
         raise SubmissionError("prompt", "must be a non-empty string")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise SubmissionError("prompt", f"at most {MAX_PROMPT_CHARS} characters")
+    _check_seed(seed)
+    _check_count("num_samples", num_samples, MAX_COMPARISON_SAMPLES)
+
+
+def _check_seed(seed: Any) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**31 - 1:
         raise SubmissionError("seed", f"must be an integer in [0, {2**31 - 1}] (got {seed!r})")
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 1 <= num_samples <= MAX_COMPARISON_SAMPLES:
-        raise SubmissionError("num_samples", f"must be an integer in [1, {MAX_COMPARISON_SAMPLES}] (got {num_samples!r})")
+
+
+def _check_count(field: str, value: Any, most: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise SubmissionError(field, f"must be an integer in [1, {most}] (got {value!r})")

@@ -1,4 +1,4 @@
-"""Celery tasks: train a job, generate a comparison, export an adapter zip.
+"""Celery tasks: train a job, generate a comparison, run a reward dry run, export an adapter zip.
 
 Each task reads and writes the job store; its return value is informational only (no result backend).
 The worker process's settings come from the environment (``adrpo worker`` / ``adrpo serve`` set it).
@@ -18,10 +18,10 @@ from sqlalchemy import select, update
 from adrpo_engine.config import ConfigError, validate_config
 
 from .artifacts import append_log, build_adapter_zip
-from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_JOB, celery_app, configure
+from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_DRY_RUN, RUN_JOB, celery_app, configure
 from .db import Store
 from .lifecycle import WORKER_ID, Heartbeat, StoreSink, claim_job, finish_job, release_job, sample_rows
-from .models import Checkpoint, Comparison, Job, utcnow
+from .models import Checkpoint, Comparison, DryRun, Job, utcnow
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,35 @@ def _end_comparison(ctx: WorkerContext, comparison_id: str, status: str, error: 
     with ctx.store.session() as session:
         session.execute(update(Comparison).where(Comparison.id == comparison_id)
                         .values(status=status, error=error, finished_at=utcnow()))
+
+
+@celery_app.task(name=RUN_DRY_RUN, acks_late=True, reject_on_worker_lost=True)
+def run_reward_dry_run(dry_run_id: str) -> str:
+    return reward_dry_run(context(), dry_run_id)
+
+
+def reward_dry_run(ctx: WorkerContext, dry_run_id: str) -> str:
+    """Score reference samples of the config's first prompt with each reward; the result goes in the row."""
+    from adrpo_engine.dry_run import reward_dry_run as score_reference_samples
+
+    with ctx.store.session() as session:
+        row = session.get(DryRun, dry_run_id)
+        if row is None or row.status not in ("queued", "running"):
+            return "skipped"
+        row.status = "running"
+        config_data, count, seed = row.config, row.num_samples, row.seed
+    out_dir = ctx.settings.artifacts_dir / "dry-runs" / dry_run_id
+    try:
+        result = score_reference_samples(validate_config(config_data), count, seed, out_dir)
+    except Exception as error:  # the reward (or the model) failing to load is what a dry run is for
+        log.warning("dry run %s failed: %s", dry_run_id, traceback.format_exc())
+        values = {"status": "failed", "error": describe_failure(error) if not isinstance(error, ConfigError)
+                  else str(error), "finished_at": utcnow()}
+    else:
+        values = {"status": "succeeded", "result": result.to_dict(), "finished_at": utcnow()}
+    with ctx.store.session() as session:
+        session.execute(update(DryRun).where(DryRun.id == dry_run_id).values(**values))
+    return values["status"]
 
 
 @celery_app.task(name=EXPORT_ADAPTER, acks_late=True)

@@ -17,7 +17,6 @@ from adrpo_engine.presets import PRESETS
 BUILTIN_PROMPT_SOURCES = ("builtin:tiny-lm-task", "builtin:t2i-prompts")
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
-USER_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SUBMISSION_BYTES = 256 * 1024
 MAX_INLINE_PROMPTS = 10_000
 MAX_OVERRIDES = 200
@@ -126,21 +125,16 @@ def _check_model(job: JobConfig) -> None:
 
 
 def _check_rewards(job: JobConfig) -> None:
-    from adrpo_engine.rewards import available_rewards
+    """The engine's reward-row checks (kind, options, model architecture, weights), then path tricks in models."""
+    from adrpo_engine.rewards.schema import RewardRowError, check_reward_rows
 
-    expected = "text" if job.kind == "llm" else "image"
-    registered = {reward.name: reward.kind for reward in available_rewards()}
+    try:
+        check_reward_rows(job.rewards, job.kind)
+    except RewardRowError as error:
+        raise SubmissionError(error.field, str(error).removeprefix(f"{error.field}: ")) from None
     for index, spec in enumerate(job.rewards):
-        field = f"rewards.{index}.name"
-        if spec.name in registered:
-            if registered[spec.name] != expected:
-                raise SubmissionError(field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model")
-            continue
-        if not USER_FUNCTION.fullmatch(spec.name):
-            names = ", ".join(sorted(n for n, k in registered.items() if k == expected))
-            raise SubmissionError(field, f"unknown reward {spec.name!r} (choose from {names}, or 'module:function')")
-        if len(json.dumps(spec.options, default=str)) > 16 * 1024:
-            raise SubmissionError(f"rewards.{index}.options", "at most 16 KiB of options")
+        if spec.model and _looks_like_path(spec.model):
+            _reject_path_tricks(f"rewards[{index}].model", spec.model)
 
 
 def _check_prompts(job: JobConfig) -> None:

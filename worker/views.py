@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .models import Checkpoint, Comparison, Job, SampleRow
+from .models import Checkpoint, Comparison, DryRun, Job, SampleRow
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -101,3 +101,29 @@ class ComparisonView(BaseModel):
         return cls(id=row.id, job_id=row.job_id, step=row.step, prompt=row.prompt, seed=row.seed,
                    num_samples=row.num_samples, status=row.status, error=row.error,
                    created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at), samples=samples)
+
+
+class DryRunSample(BaseModel):
+    index: int
+    scores: dict[str, float]  # per reward row, keyed like the per-reward metrics (reward/<name>)
+    total: float  # the weighted sum the trainer would use
+    text: str | None = None
+    image_path: str | None = None  # absolute, on the worker's artifacts path
+
+
+class DryRunView(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    error: str | None
+    prompt: str | None  # the config's first prompt, once the worker has read it
+    rewards: list[dict[str, Any]]  # one per row: label, name, model, weight
+    samples: list[DryRunSample]
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: DryRun) -> DryRunView:
+        result = row.result or {}
+        return cls(id=row.id, status=row.status, error=row.error, prompt=result.get("prompt"),
+                   rewards=result.get("rewards", []), samples=[DryRunSample(**s) for s in result.get("samples", [])],
+                   created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at))

@@ -145,7 +145,7 @@ def check_reward_row(index: int, spec: RewardSpec, job_kind: str, *, allow_user_
         _check_user_function(where, spec, expected, allow_user_functions)
         return
     if registered.kind != expected:
-        raise RewardRowError(f"{where}.name", f"{spec.name!r} scores {registered.kind}s; a {job_kind} job "
+        raise RewardRowError(f"{where}.name", f"{spec.name!r} scores {registered.kind}s; this {job_kind} job "
                              f"needs a reward of {expected}s (choose from {_names(expected)})")
     try:
         parse_options(registered, spec.options, f"{where}.options")
@@ -259,3 +259,15 @@ def rewards_reference_markdown() -> str:
                              f"{allowed} | {field.help} |")
             lines.append("")
     return "\n".join(lines)
+
+
+def reward_catalog() -> list[dict[str, Any]]:
+    """Every registered reward as plain data (the API's GET /api/rewards)."""
+    from dataclasses import asdict
+
+    return [{
+        "name": reward.name, "kind": reward.kind, "needs": reward.needs, "summary": reward.summary,
+        "default_model": reward.default_model,
+        "models": model_suggestions(reward.needs) if reward.takes_model else [],
+        "options": [asdict(field) for field in describe_options(reward)],
+    } for reward in sorted(available_rewards(), key=lambda r: (r.kind, r.name))]

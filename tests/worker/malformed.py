@@ -1,4 +1,4 @@
-"""Forty malformed job submissions (request body, the field the refusal must name), shared by the API
+"""Malformed job submissions (request body, the field the refusal must name), shared by the API
 tests on SQLite and the scale-out tests on PostgreSQL."""
 
 from __future__ import annotations
@@ -63,8 +63,22 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("unknown kind", config_with(kind="audio"), "kind"),
     ("unknown built-in model", preset(**{"model.name_or_path": "builtin:nope"}), "model.name_or_path"),
     ("llm model for a flow job", preset(**{"model.name_or_path": "builtin:tiny-lm"}), "model.name_or_path"),
-    ("unknown reward", config_with(rewards=[{"name": "no_such_reward"}]), "rewards.0.name"),
-    ("text reward for a flow job", config_with(rewards=[{"name": "digits:even"}, {"name": "length"}]), "rewards.1.name"),
+    ("unknown reward", config_with(rewards=[{"name": "no_such_reward"}]), "rewards[0].name"),
+    ("text reward for a flow job", config_with(rewards=[{"name": "digits:even"}, {"name": "length"}]), "rewards[1].name"),
+    ("image reward on an llm job", config_with(kind="llm", model={"name_or_path": "builtin:tiny-lm"},
+                                               prompts={"dataset": "builtin:tiny-lm-task"},
+                                               rewards=[{"name": "length"}, {"name": "clip_score"}]), "rewards[1].name"),
+    ("reward model where a CLIP model is needed",
+     config_with(rewards=[{"name": "digits:even"}, {"name": "clip_score", "model": "builtin:tiny-lm-rm"}]), "rewards[1].model"),
+    ("a model for a reward that takes none", config_with(rewards=[{"name": "digits:even", "model": "builtin:tiny-clip"}]),
+     "rewards[0].model"),
+    ("unknown reward option", config_with(rewards=[{"name": "digits:class", "options": {"kk": 3}}]), "rewards[0].options.kk"),
+    ("reward option of the wrong type", config_with(rewards=[{"name": "digits:class", "options": {"k": "four"}}]),
+     "rewards[0].options.k"),
+    ("reward option out of range", config_with(rewards=[{"name": "digits:class", "options": {"k": 12}}]),
+     "rewards[0].options.k"),
+    ("every reward weight zero", config_with(rewards=[{"name": "digits:even", "weight": 0}, {"name": "digits:class", "weight": 0}]),
+     "rewards"),
     ("unknown built-in prompts", preset(**{"prompts.file": "builtin:nope"}), "prompts.file"),
     ("unknown key beside preset", {"preset": "digits-even", "steps": 3}, "steps"),
     # missing fields
