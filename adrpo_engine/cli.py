@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import metrics as M
 from .config import ConfigError, JobConfig, apply_overrides, load_yaml, parse_override, validate_config
 from .presets import PRESETS, get_preset
-from .progress import NullSink, Sample
+from .progress import TRAINING, NullSink, Phase, Sample
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ADRPO: adaptive-divergence RL fine-tuning.")
 console = Console()
@@ -29,6 +29,21 @@ class ConsoleSink(NullSink):
         self.progress = progress
         self.kind = kind
         self.task = None
+        self.build_task = None
+        self.build_label = ""
+        self.phase: str | None = None
+
+    def on_phase(self, phase: Phase) -> None:
+        """A line when the run moves to another phase; a progress bar while a built-in model is built."""
+        if phase.name != self.phase and phase.name != TRAINING:
+            self.progress.console.print(f"[cyan]{escape(phase.describe())}[/]")
+        self.phase = phase.name
+        if phase.total:
+            label = escape(phase.detail.rsplit(" step ", 1)[0])
+            if self.build_task is None or self.build_label != label:
+                self.build_task = self.progress.add_task(label, total=phase.total, info="")
+                self.build_label = label
+            self.progress.update(self.build_task, completed=phase.done or 0)
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         self.task = self.progress.add_task("training", total=total_steps, completed=start_step, info="")

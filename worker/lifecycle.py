@@ -22,7 +22,7 @@ from typing import Callable
 from sqlalchemy import delete, select, update
 
 from adrpo_engine import metrics as M
-from adrpo_engine.progress import Sample
+from adrpo_engine.progress import Phase, Sample
 
 from .artifacts import append_log, checkpoint_sha256, relative_to_run
 from .db import Store
@@ -43,7 +43,7 @@ def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
             update(Job)
             .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
             .values(status="running", worker=worker, heartbeat_at=now, attempts=Job.attempts + 1, error=None,
-                    finished_at=None)
+                    finished_at=None, phase="starting", phase_detail=None, seconds_per_step=None)
         ).rowcount
         if claimed != 1:
             return None
@@ -119,6 +119,21 @@ class StoreSink:
         self.stop_reason: str | None = None  # "cancel" | "lost" | "shutdown"
         self._last_step_at: float | None = None
         self._seconds_per_step: float | None = None
+        self._logged_phase: tuple[str, float] | None = None  # (name, when) of the last phase line logged
+
+    PHASE_LOG_EVERY_S = 15.0  # a long build writes a progress line to the log this often
+
+    def on_phase(self, phase: Phase) -> None:
+        """Store what the job does now (the job header and the API show it); log it on a change and,
+        during a long build, every ``PHASE_LOG_EVERY_S`` seconds."""
+        with self.store.session() as session:
+            session.execute(update(Job).where(Job.id == self.job_id)
+                            .values(phase=phase.name, phase_detail=phase.detail[:256] or None, heartbeat_at=utcnow()))
+        now = time.monotonic()
+        last = self._logged_phase
+        if last is None or last[0] != phase.name or now - last[1] >= self.PHASE_LOG_EVERY_S:
+            self._logged_phase = (phase.name, now)
+            self.on_log(phase.describe())
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         with self.store.session() as session:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from adrpo_engine.progress import TRAINING
+
 from .models import Checkpoint, Comparison, DryRun, Job, SampleRow
 
 
@@ -33,6 +35,8 @@ class JobView(BaseModel):
     total_steps: int
     latest_reward: float | None
     eta_seconds: float | None
+    phase: str | None = None  # while running: "loading model", "building model", "evaluating", "training"
+    phase_detail: str | None = None  # e.g. "builtin:tiny-lm is built once: pre-training step 300/1500"
     error: str | None
     cancel_requested: bool = False
     attempts: int = 0
@@ -42,14 +46,17 @@ class JobView(BaseModel):
     @classmethod
     def of(cls, job: Job) -> JobView:
         eta = None
-        if job.status == "running" and job.seconds_per_step is not None:
+        running = job.status == "running"
+        phase = (job.phase or "starting") if running else None
+        # The ETA counts training steps: it starts once training has (not while a model is being built).
+        if phase == TRAINING and job.seconds_per_step is not None:
             eta = max(0.0, (job.total_steps - job.current_step) * job.seconds_per_step)
         return cls(
             id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=job.status,
             preset=job.preset, config=job.config, created_at=as_utc(job.created_at),
             started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
             current_step=job.current_step, total_steps=job.total_steps, latest_reward=job.latest_reward,
-            eta_seconds=eta, error=job.error, cancel_requested=job.cancel_requested, attempts=job.attempts,
+            eta_seconds=eta, phase=phase, phase_detail=job.phase_detail if running else None, error=job.error, cancel_requested=job.cancel_requested, attempts=job.attempts,
             worker=job.worker, parent_id=job.parent_id,
         )
 

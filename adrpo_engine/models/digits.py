@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..config import ConfigError, LoraConfig
 from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..progress import BUILDING, StepReporter
 from ..threads import torch_threads
 from .flow_policy import Cond, FlowPolicy
 
@@ -41,6 +42,7 @@ DATA_DIM = IMAGE_SIDE * IMAGE_SIDE
 # Linear layers of the flow network; the default LoRA targets.
 LORA_TARGETS = ["inp", "hid1", "hid2", "out"]
 
+BUILD_NOTE = "builtin:digits-flow is built once"
 # Pre-training recipe (fixed step counts, not a time budget, so every machine builds the same model).
 FLOW_TRAIN_STEPS = 6000
 FLOW_BATCH = 256
@@ -158,7 +160,8 @@ def train_flow_net(steps: int = FLOW_TRAIN_STEPS, seed: int = 0) -> DigitsFlowNe
     net = DigitsFlowNet()
     optimizer = torch.optim.AdamW(net.parameters(), lr=FLOW_LR, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=FLOW_LR, total_steps=steps, pct_start=0.05)
-    for _ in range(steps):
+    progress = StepReporter(BUILDING, f"{BUILD_NOTE}: flow network", steps)
+    for done in range(1, steps + 1):
         index = torch.randint(0, data.shape[0], (FLOW_BATCH,), generator=generator)
         x_data, y = data[index], labels[index].clone()
         y[torch.rand(FLOW_BATCH, generator=generator) < CLASS_DROPOUT] = NULL_CLASS
@@ -170,6 +173,7 @@ def train_flow_net(steps: int = FLOW_TRAIN_STEPS, seed: int = 0) -> DigitsFlowNe
         loss.backward()
         optimizer.step()
         schedule.step()
+        progress(done)
     return net.eval()
 
 
@@ -184,13 +188,15 @@ def train_classifier(steps: int = CLASSIFIER_STEPS, seed: int = 0) -> tuple[Digi
     train_idx, test_idx = order[:cut], order[cut:]
     model = DigitClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    for _ in range(steps):
+    progress = StepReporter(BUILDING, f"{BUILD_NOTE}: digit classifier", steps)
+    for done in range(1, steps + 1):
         x = images[train_idx]
         x = (x + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0.0, 1.0)
         loss = nn.functional.cross_entropy(model.logits(x), labels[train_idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        progress(done)
     model.eval()
     with torch.no_grad():
         accuracy = (model.logits(images[test_idx]).argmax(-1) == labels[test_idx]).float().mean().item()

@@ -1,15 +1,15 @@
 """dry_runs: reward dry runs (reference samples scored by each reward of a config)
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0003_picker
+Revises: 0003_studio (merged from branch studio; the lead fixes the chain when merging)
 Create Date: 2026-12-01 22:40:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0003_picker"
+down_revision = "0003_studio"
 branch_labels = None
 depends_on = None
 
