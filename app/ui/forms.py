@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from adrpo_engine.config import (
     ConfigError,
     JobConfig,
@@ -25,6 +23,9 @@ from adrpo_engine.config import (
 )
 from adrpo_engine.models import BUILTIN_MODELS
 from adrpo_engine.presets import PRESETS
+from adrpo_engine.rewards.schema import check_reward_rows
+
+from .reward_specs import rows_from_specs, specs_from_rows
 
 CUSTOM = "custom"  # the preset choice meaning "start from the kind's defaults"
 
@@ -35,13 +36,12 @@ ALGORITHM_LABELS = {
     "orw": "ORW-CFM-W2 (flow baseline)",
 }
 PROMPT_SOURCES = ("text", "file", "dataset")
-REWARD_KIND = {"flow": "image", "llm": "text"}
 
 
 # Order of the form's fields: the Launch tab lays out one component per id, and the handlers take
 # the values in this order (the LLaMA-Factory pattern: one loop for fill, preview and submit).
 FIELDS = (
-    "preset", "name", "kind", "model", "reward", "reward_options",
+    "preset", "name", "kind", "model", "rewards",
     "prompt_source", "prompt_texts", "prompt_file", "dataset", "dataset_split", "dataset_column",
     "algorithm", "beta0", "a_min", "a_max", "steps", "lr", "group_size", "prompts_per_step",
     "lora_rank", "lora_targets", "seed", "extra",
@@ -68,14 +68,6 @@ def model_choices(kind: str) -> list[str]:
             if name not in choices:
                 choices.append(name)
     return choices
-
-
-def reward_choices(kind: str) -> list[tuple[str, str]]:
-    """(label, name) pairs of the registered rewards usable with ``kind``; the label says what it does."""
-    from adrpo_engine.rewards import available_rewards
-
-    rewards = available_rewards(REWARD_KIND.get(kind))
-    return [(f"{reward.name} — {reward.summary}", reward.name) for reward in rewards]
 
 
 def preset_choices() -> list[tuple[str, str]]:
@@ -108,14 +100,12 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
     job = validate_config(config)
     prompts = job.prompts
     source = "dataset" if prompts.dataset else "file" if prompts.file else "text"
-    reward = job.rewards[0]
     return {
         "preset": preset,
         "name": job.name,
         "kind": job.kind,
         "model": job.model.name_or_path,
-        "reward": reward.name,
-        "reward_options": yaml.safe_dump(reward.options, sort_keys=False).strip() if reward.options else "",
+        "rewards": rows_from_specs([spec.model_dump(mode="json") for spec in job.rewards]),
         "prompt_source": source,
         "prompt_texts": "\n".join(prompts.texts),
         "prompt_file": prompts.file or "",
@@ -145,7 +135,8 @@ def config_from_form(values: dict[str, Any], base: dict[str, Any] | None = None)
     data["name"] = _text(values.get("name")) or data.get("name", "run")
     data["kind"] = kind
     data["model"] = {**data.get("model", {}), "name_or_path": _text(values.get("model"))}
-    data["rewards"] = [_reward_spec(values, data.get("rewards") or [{}])] + list((data.get("rewards") or [])[1:])
+    if values.get("rewards") is not None:
+        data["rewards"] = specs_from_rows(values["rewards"])
     data["prompts"] = _prompts_section(values, data.get("prompts") or {})
     data["algorithm"] = values.get("algorithm") or "adrpo"
     for key in ("beta0", "lr"):
@@ -169,6 +160,7 @@ def preview(values: dict[str, Any], base: dict[str, Any] | None = None) -> FormP
     """Validate the form: the YAML of the exact config the job will run, or the schema's message."""
     try:
         job: JobConfig = validate_config(config_from_form(values, base))
+        check_reward_rows(job.rewards, job.kind)  # the submission's checks: kind, options, model architecture
     except ConfigError as error:
         return FormPreview(None, "", str(error))
     config = job.model_dump(mode="json")
@@ -206,26 +198,6 @@ def read_prompt_file(path: str | Path, column: str = "prompt") -> list[str]:
             raise ConfigError(f"prompts.file: line {number} of {path.name} has no {column!r} field")
         prompts.append(str(row[column]))
     return prompts
-
-
-def _reward_spec(values: dict[str, Any], current: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = dict(current[0]) if current else {}
-    name = _text(values.get("reward"))
-    if name != spec.get("name"):
-        spec = {}  # another reward: the old one's options and weight do not apply
-    spec["name"] = name
-    options_text = _text(values.get("reward_options"))
-    if options_text:
-        try:
-            options = yaml.safe_load(options_text)
-        except yaml.YAMLError:
-            options = None
-        if not isinstance(options, dict):
-            raise ConfigError("rewards.0.options: write the reward's options as YAML, e.g. `k: 4`")
-        spec["options"] = options
-    else:
-        spec.pop("options", None)
-    return spec
 
 
 def _prompts_section(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:

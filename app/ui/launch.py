@@ -15,6 +15,8 @@ from adrpo_engine.config import ConfigError
 
 from . import forms
 from .forms import ALGORITHM_LABELS, CUSTOM, FIELDS, KIND_LABELS
+from . import reward_specs
+from .reward_rows import RewardRows, build_reward_rows
 
 DEFAULT_PRESET = "digits-even"
 
@@ -24,7 +26,7 @@ class LaunchTab:
     fields: dict[str, gr.components.Component]
     base: gr.State  # the config the form edits (the preset's), so hidden settings survive
     upload: gr.UploadButton
-    reward_info: gr.Markdown
+    rewards: RewardRows
     errors: gr.Markdown
     yaml_preview: gr.Code
     launch: gr.Button
@@ -57,15 +59,8 @@ def build_launch_tab() -> LaunchTab:
                                               allow_custom_value=True, label="Base model",
                                               info="A preset's model, any hub id, or a local path.",
                                               elem_id="launch-model")
-            with gr.Row():
-                fields["reward"] = gr.Dropdown(_reward_dropdown_choices(start["kind"], start["reward"]),
-                                               value=start["reward"], allow_custom_value=True, label="Reward",
-                                               info="A registered reward or your own 'module:function'.",
-                                               elem_id="launch-reward")
-                fields["reward_options"] = gr.Textbox(start["reward_options"], label="Reward options (YAML)",
-                                                      placeholder="e.g. k: 4", lines=2,
-                                                      elem_id="launch-reward-options")
-            reward_info = gr.Markdown(_reward_summary(start["kind"], start["reward"]))
+            rewards = build_reward_rows(start["rewards"], fields["kind"], start["kind"])
+            fields["rewards"] = rewards.rows
             with gr.Group():
                 fields["prompt_source"] = gr.Radio(
                     [("Type prompts", "text"), ("Prompt file", "file"), ("Dataset", "dataset")],
@@ -122,7 +117,7 @@ def build_launch_tab() -> LaunchTab:
             yaml_preview = gr.Code(forms.preview(start).yaml_text, language="yaml", label="Config preview (YAML)",
                                    interactive=False, elem_id="launch-yaml")
     base = gr.State(forms.base_config(DEFAULT_PRESET))
-    tab = LaunchTab(fields, base, upload, reward_info, errors, yaml_preview, launch, result)
+    tab = LaunchTab(fields, base, upload, rewards, errors, yaml_preview, launch, result)
     _wire_form(tab, file_row, dataset_row)
     return tab
 
@@ -131,9 +126,8 @@ def _wire_form(tab: LaunchTab, file_row: gr.Row, dataset_row: gr.Row) -> None:
     f = tab.fields
     f["preset"].input(fill_from_preset, inputs=[f["preset"], f["kind"]],
                       outputs=[tab.base, *tab.inputs()[1:]])
-    f["kind"].input(switch_kind, inputs=[f["kind"], f["preset"], f["model"], f["reward"]],
-                    outputs=[tab.base, f["model"], f["reward"]])
-    f["reward"].change(_reward_summary, inputs=[f["kind"], f["reward"]], outputs=tab.reward_info)
+    f["kind"].input(switch_kind, inputs=[f["kind"], f["preset"], f["model"], f["rewards"]],
+                    outputs=[tab.base, f["model"], f["rewards"]])
     f["prompt_source"].change(
         lambda source: (gr.update(visible=source == "text"), gr.update(visible=source == "file"),
                         gr.update(visible=source == "dataset"), gr.update(visible=source != "text")),
@@ -154,23 +148,22 @@ def fill_from_preset(preset: str, kind: str) -> list[Any]:
     """A preset's config in the form (custom: the defaults of the kind shown now)."""
     base = forms.base_config(preset, kind or "flow")
     values: dict[str, Any] = forms.form_from_config(base, preset)
-    # The model and reward lists depend on the kind: refresh their choices as well as their values.
+    # The model list depends on the kind: refresh its choices as well as its value.
     values["model"] = gr.update(choices=forms.model_choices(values["kind"]), value=values["model"])
-    values["reward"] = gr.update(choices=_reward_dropdown_choices(values["kind"], values["reward"]),
-                                 value=values["reward"])
     return [base] + [values[name] for name in FIELDS[1:]]
 
 
-def switch_kind(kind: str, preset: str, model: str, reward: str) -> tuple[Any, Any, Any]:
-    """Another model kind: offer its models and rewards; a preset of the other kind becomes custom."""
+def switch_kind(kind: str, preset: str, model: str, rows: list[dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """Another model kind: offer its models; rewards that do not fit it give way to the kind's default."""
+    from adrpo_engine.rewards import REWARD_KIND_OF_JOB, registered_reward
+
     base = forms.base_config(None, kind)
     models = forms.model_choices(kind)
-    rewards = _reward_dropdown_choices(kind, None)
-    reward_names = [name for _, name in rewards]
     new_model = model if model in models else models[0]
-    new_reward = reward if reward in reward_names else (reward_names[0] if reward_names else base["rewards"][0]["name"])
-    return (base, gr.update(choices=models, value=new_model),
-            gr.update(choices=_reward_dropdown_choices(kind, new_reward), value=new_reward))
+    fits = all((reward := registered_reward(row.get("name", ""))) is None or reward.kind == REWARD_KIND_OF_JOB[kind]
+               for row in rows or [])
+    new_rows = rows if rows and fits else reward_specs.rows_from_specs(base["rewards"])
+    return base, gr.update(choices=models, value=new_model), new_rows
 
 
 def preview_form(base: dict[str, Any] | None, *args: Any) -> tuple[str, str]:
@@ -197,22 +190,6 @@ def prompts_from_upload(upload: Any, column: str) -> tuple[Any, Any, str]:
     if not prompts:
         return gr.skip(), gr.skip(), error_markdown("prompts.file: the uploaded file has no prompts")
     return "\n".join(prompts), "text", f"Loaded {len(prompts)} prompts from the file."
-
-
-def _reward_dropdown_choices(kind: str, current: str | None) -> list[tuple[str, str]]:
-    choices = [(name, name) for _, name in forms.reward_choices(kind)]
-    if current and current not in [name for _, name in choices]:
-        choices.append((current, current))
-    return choices
-
-
-def _reward_summary(kind: str, reward: str | None) -> str:
-    for label, name in forms.reward_choices(kind):
-        if name == reward:
-            return f"*{label}*"
-    if reward and ":" in reward and not reward.startswith(("digits:", "builtin:")):
-        return "*A user function `module:function`, imported on the worker.*"
-    return ""
 
 
 def form_updates_from_config(config: dict[str, Any]) -> list[Any]:

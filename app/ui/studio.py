@@ -15,6 +15,7 @@ from .compare import build_compare_tab, wire_compare_tab
 from .detail import build_detail_tab, wire_detail_tab
 from .jobs import build_jobs_tab, wire_jobs_tab
 from .launch import build_launch_tab, error_markdown, form_updates_from_config, values_of
+from .reward_rows import wire_try
 from .runs import build_runs_tab, wire_runs_tab
 
 TITLE = "ADRPO Studio"
@@ -79,6 +80,8 @@ def _wire_launch(launch: Any, tabs: gr.Tabs, detail_job: gr.Dropdown, compare_jo
         choices = job_choices(service.list_jobs())
         return [gr.update(choices=choices, value=job_id), gr.update(choices=choices, value=job_id)]
 
+    wire_try(launch.rewards, service, lambda base, *args: forms.config_from_form(values_of(args), base),
+             inputs=[launch.base, *launch.inputs()])
     launched = gr.State(None)
     launch.launch.click(on_launch, inputs=[launch.base, *launch.inputs()],
                         outputs=[launch.errors, launch.result, tabs, launched], api_name="launch").then(

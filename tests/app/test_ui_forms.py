@@ -50,13 +50,50 @@ def test_non_numbers_and_fractions_name_their_field():
     assert forms.preview(digits_form(steps=2.5)).error == "steps: expected a whole number (got 2.5)"
 
 
-def test_reward_options_and_extra_overrides():
-    values = digits_form(reward="digits:class", reward_options="k: 4", extra="sample_every=5\nflow.sample_steps=8")
+def test_reward_rows_with_models_weights_and_options_and_extra_overrides():
+    from app.ui import reward_specs as R
+
+    rows = [R.new_row("digits:class"), R.new_row("clip_score", weight=0.5)]
+    rows = R.set_option(rows, rows[0]["id"], "k", 4)
+    assert rows[1]["model"] == "openai/clip-vit-large-patch14"  # the reward's default model
+    rows = R.replace_row(rows, rows[1]["id"], model="builtin:tiny-clip")
+    values = digits_form(rewards=rows, extra="sample_every=5\nflow.sample_steps=8")
     config = forms.preview(values).config
-    assert config["rewards"] == [{"name": "digits:class", "weight": 1.0, "options": {"k": 4}}]
+    assert config["rewards"] == [
+        {"name": "digits:class", "model": None, "weight": 1.0, "options": {"k": 4}},
+        {"name": "clip_score", "model": "builtin:tiny-clip", "weight": 0.5, "options": {}},
+    ]
     assert config["sample_every"] == 5 and config["flow"]["sample_steps"] == 8
-    assert "options" in forms.preview(digits_form(reward_options="[1, 2]")).error
+    # the rows show the config again (ids are the form's own, never in the config)
+    shown = forms.form_from_config(config)["rewards"]
+    assert [(r["name"], r["model"], r["weight"], r["options"]) for r in shown] == [
+        ("digits:class", "", 1.0, {"k": 4}), ("clip_score", "builtin:tiny-clip", 0.5, {})]
     assert forms.preview(digits_form(extra="bta0=1")).error == "bta0: unknown key"
+
+
+def test_reward_rows_are_checked_like_a_submission_naming_the_row():
+    from app.ui import reward_specs as R
+
+    wrong_kind = [R.new_row("digits:even"), R.new_row("length")]
+    assert forms.preview(digits_form(rewards=wrong_kind)).error.startswith("rewards[1].name: 'length' scores texts")
+    bad_option = R.set_option([R.new_row("digits:class")], "x", "k", 4)
+    bad_option = [{**bad_option[0], "options": {"k": 11}}]
+    assert forms.preview(digits_form(rewards=bad_option)).error.startswith("rewards[0].options.k:")
+    zero = [{**R.new_row("digits:even"), "weight": 0}]
+    assert forms.preview(digits_form(rewards=zero)).error.startswith("rewards: every weight is 0")
+    assert forms.preview(digits_form(rewards=[])).error.startswith("rewards:")
+
+
+def test_reward_choices_are_grouped_by_what_they_need():
+    from app.ui import reward_specs as R
+
+    labels = [label for label, _ in R.reward_choices("llm")]
+    assert labels.index("Rule (no model) · length") < labels.index("Reward model (sequence classification) · reward_model")
+    assert all("clip_score" not in label for label in labels)
+    assert R.models_for("reward_model")[0] == "builtin:tiny-lm-rm"
+    assert "openai/clip-vit-large-patch14" in R.models_for("clip_score")
+    assert [field.name for field in R.option_fields("length")] == ["target", "unit"]
+    assert R.reward_choices("flow", ["my_mod:score"])[-1] == ("Your function (module:function) · my_mod:score", "my_mod:score")
 
 
 def test_prompt_sources(tmp_path):
@@ -87,7 +124,9 @@ def test_custom_start_of_each_kind_is_valid_and_choices_match_the_kind():
         assert forms.preview(values).config["kind"] == kind
     assert "builtin:digits-flow" in forms.model_choices("flow")
     assert "builtin:tiny-lm" in forms.model_choices("llm") and "builtin:digits-flow" not in forms.model_choices("llm")
-    assert "digits:even" in [name for _, name in forms.reward_choices("flow")]
+    from app.ui.reward_specs import reward_choices
+
+    assert "digits:even" in [name for _, name in reward_choices("flow")]
     assert forms.preset_choices()[0][1] in {p.name for p in PRESETS.values() if p.demo}
 
 
