@@ -147,9 +147,11 @@ def test_empty_clipping_bounds_mean_the_default_not_zero():
 def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
     from app.ui import launch
 
-    base, model, reward = launch.switch_kind("llm", forms.CUSTOM, "builtin:digits-flow", "digits:even")
+    digits_rows = forms.form_from_config(PRESETS["digits-even"].config)["rewards"]
+    base, model, rows = launch.switch_kind("llm", forms.CUSTOM, "builtin:digits-flow", digits_rows)
     assert base["kind"] == "llm" and model["value"] == "builtin:tiny-lm"
     assert "builtin:digits-flow" not in model["choices"]
+    assert [row["name"] for row in rows] == ["builtin:tiny-lm-task"]  # an image reward gives way
     updates = dict(zip(forms.FIELDS[1:], launch.fill_from_preset("digits-even", "llm")[1:]))
     assert updates["kind"] == "flow" and updates["steps"] == 120 and updates["model"]["value"] == "builtin:digits-flow"
     assert "a_min" in launch.error_markdown("a_min: bad\nbeta0: worse") and "- beta0: worse" in launch.error_markdown(
