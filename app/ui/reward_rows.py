@@ -44,10 +44,12 @@ def build_reward_rows(start_rows: list[dict[str, Any]], kind: gr.components.Comp
     with gr.Group(elem_id="launch-rewards"):
         gr.Markdown("**Rewards** — the job's reward is the weighted sum of these rows.", padding=True)
 
-        @gr.render(inputs=layout)
-        def draw(drawn: dict[str, Any]) -> None:
-            for index, row in enumerate(drawn["rows"]):
-                _draw_row(index, row, drawn["kind"], rows)
+        with gr.Column():  # the rows are drawn here (gr.render replaces this column's children)
+
+            @gr.render(inputs=layout)
+            def draw(drawn: dict[str, Any]) -> None:
+                for index, row in enumerate(drawn["rows"]):
+                    _draw_row(index, row, drawn["kind"], rows)
 
         with gr.Row():
             add = gr.Button("+ Add a reward", size="sm", elem_id="launch-reward-add")
@@ -82,13 +84,14 @@ def _draw_row(index: int, row: dict[str, Any], kind: str, rows: gr.State) -> Non
         with gr.Row(equal_height=True):
             name = gr.Dropdown(R.reward_choices(kind, names), value=row["name"] or None, allow_custom_value=True,
                                label=f"Reward {index + 1}", info="Grouped by what it needs; or 'module:function'.",
-                               elem_id=f"launch-reward-{index}-name", scale=3, key=f"name-{key}")
+                               elem_id=f"launch-reward-{index}-name", scale=3, key=f"name-{key}", interactive=True)
             models = R.models_for(row["name"])
             model = gr.Dropdown(models, value=row.get("model") or None, allow_custom_value=True, label="Model",
                                 info="A built-in model, a hub id or a local path.", visible=bool(models),
-                                elem_id=f"launch-reward-{index}-model", scale=3, key=f"model-{key}")
+                                elem_id=f"launch-reward-{index}-model", scale=3, key=f"model-{key}",
+                                interactive=True)
             weight = gr.Number(row.get("weight", 1.0), label="Weight", elem_id=f"launch-reward-{index}-weight",
-                               scale=1, min_width=90, key=f"weight-{key}")
+                               scale=1, min_width=90, key=f"weight-{key}", interactive=True)
             remove = gr.Button("Remove", size="sm", scale=0, min_width=80, elem_id=f"launch-reward-{index}-remove",
                                key=f"remove-{key}")
         gr.Markdown(R.row_summary(row["name"], kind), padding=True, key=f"summary-{key}")
@@ -119,7 +122,7 @@ def _option_component(field: R.OptionField, value: Any, index: int, key: str) ->
         f" [{'' if field.minimum is None else field.minimum}..{'' if field.maximum is None else field.maximum}]"
     common = {"label": field.name + (" *" if field.required else ""), "info": field.help + limits,
               "elem_id": f"launch-reward-{index}-option-{field.name}", "key": f"option-{key}-{field.name}",
-              "min_width": 140}
+              "min_width": 140, "interactive": True}
     if field.type == "bool":
         return gr.Checkbox(bool(value), **common)
     if field.type == "choice":
