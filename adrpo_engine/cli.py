@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import metrics as M
 from .config import ConfigError, JobConfig, apply_overrides, load_yaml, parse_override, validate_config
+from .kinds import get_kind
 from .presets import PRESETS, get_preset
 from .progress import TRAINING, NullSink, Phase, Sample
 
@@ -27,7 +28,7 @@ class ConsoleSink(NullSink):
 
     def __init__(self, progress: Progress, kind: str) -> None:
         self.progress = progress
-        self.kind = kind
+        self.divergence = get_kind(kind).divergence
         self.task = None
         self.build_task = None
         self.build_label = ""
@@ -49,7 +50,7 @@ class ConsoleSink(NullSink):
         self.task = self.progress.add_task("training", total=total_steps, completed=start_step, info="")
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        divergence = M.KL if self.kind == "llm" else M.W2
+        divergence = self.divergence
         info = (
             f"reward {metrics.get(M.REWARD_MEAN, float('nan')):.3f}  "
             f"{divergence} {metrics.get(divergence, float('nan')):.4f}  "
@@ -59,7 +60,7 @@ class ConsoleSink(NullSink):
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
         for sample in samples[:4]:
-            shown = sample.text if sample.kind == "text" else sample.image_path
+            shown = sample.text if sample.text is not None else sample.image_path
             reward = "" if sample.reward is None else f" [reward {sample.reward:.3f}]"
             # escape(): "[reward 0.5]" and brackets in generated text are not rich markup
             self.progress.console.print(f"[dim]step {step} {sample.role}:[/] "
@@ -123,6 +124,75 @@ def train(
         console.print(f"reward/mean: first step {before:.4f} -> last step {after:.4f}")
     console.print(f"adapter: {result.checkpoint}")
     console.print(f"metrics: {run_dir / 'metrics.jsonl'}")
+
+
+def parse_seeds(first: str, rest: list[str]) -> list[int]:
+    """``--seeds 0 1 2`` (the extra words arrive as arguments) or ``--seeds 0,1,2``."""
+    words = [part for item in [first, *rest] for part in item.split(",") if part.strip()]
+    try:
+        return [int(word) for word in words]
+    except ValueError:
+        raise ConfigError(f"--seeds: expected integers such as --seeds 0 1 2 (got {' '.join(words)!r})") from None
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def sweep(
+    ctx: typer.Context,
+    grid: Annotated[list[str], typer.Option("--grid", "-g", help="KEY=V1,V2,... (repeat for more keys).")],
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Base job config YAML.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", "-p", help="Base preset.")] = None,
+    assignments: Annotated[list[str] | None, typer.Option("--set", "-s", help="Override KEY=VALUE for every job.")] = None,
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds: --seeds 0 1 2 (or 0,1,2).")] = "0",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Sweep directory (default runs/sweep-NAME).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and list the jobs, train nothing.")] = False,
+) -> None:
+    """Train a grid of jobs times seeds one after another, evaluate each on held-out prompts with fixed
+    noise, and write sweep.json, points.csv and frontier.png (one point per grid point, mean +- std)."""
+    from .sweep import expand_sweep, parse_grid_option
+
+    try:
+        seed_list = parse_seeds(seeds, list(ctx.args))
+        if (config is None) == (preset is None):
+            raise ConfigError("give exactly one of --config FILE or --preset NAME")
+        base = load_yaml(config) if config is not None else get_preset(preset).config
+        overrides = dict(parse_override(item) for item in assignments or [])
+        parsed = dict(parse_grid_option(option) for option in grid)
+        if len(parsed) != len(grid):
+            raise ConfigError("--grid: a key is given twice")
+        jobs = expand_sweep(base, parsed, seed_list, overrides, extra={"eval.on_finish": True})
+    except ConfigError as error:
+        errors.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    out_dir = out or Path("runs") / f"sweep-{jobs[0].config.name.split('-')[0]}"
+    console.print(f"{len(jobs)} jobs ({len(jobs) // len(seed_list)} grid points x {len(seed_list)} seeds) -> {out_dir}")
+    if dry_run:
+        for job in jobs:
+            console.print(f"  {job.config.name}", highlight=False)
+        return
+
+    from .evaluation import summary_line
+    from .sweep_runner import run_sweep
+    from .trainers.base import TrainingError
+
+    def report(job, point, seconds):
+        console.print(f"[{job.index + 1}/{len(jobs)}] {job.config.name} ({seconds:.0f} s): "
+                      + escape(summary_line(point, job.config.kind)), highlight=False)
+
+    spec = {"base": str(config) if config else preset, "grid": parsed, "seeds": seed_list, "overrides": overrides,
+            "title": f"{preset or config}: " + ", ".join(f"{k} in {v}" for k, v in parsed.items())
+            + f", seeds {seed_list}"}
+    try:
+        record = run_sweep(jobs, out_dir, list(parsed), spec, on_done=report)
+    except TrainingError as error:
+        errors.print(f"[red]training failed:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    for point in record["summary"]["points"]:
+        flags = point["frontier"]
+        console.print(f"{point['method']:6s} {point['params']}: reward {point['mean']['reward/mean']:.4f} "
+                      f"+- {point['std']['reward/mean']:.4f} (n={point['seeds']})  frontier: "
+                      f"diversity {flags['diversity']['on_method_frontier']}, "
+                      f"divergence {flags['divergence']['on_method_frontier']}", highlight=False)
+    console.print(f"wrote {out_dir / 'sweep.json'}, points.csv, frontier.png")
 
 
 @app.command("presets")

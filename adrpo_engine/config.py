@@ -14,15 +14,13 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import ConfigError
+from .kinds import ALGORITHM_NAMES, KINDS, builtin_models, get_kind
+
 Algorithm = Literal["adrpo", "fixed", "orw"]
-ModelKind = Literal["llm", "flow"]
 AdvScale = Literal["group", "batch", "none"]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class ConfigError(ValueError):
-    """A job config that does not validate; ``str()`` is a readable, one-line-per-field message."""
 
 
 class _Strict(BaseModel):
@@ -32,7 +30,7 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     name_or_path: str = Field(
         description="Hub id (e.g. 'Qwen/Qwen2.5-0.5B-Instruct'), local directory, or 'builtin:NAME' "
-        "for a model the project builds itself (builtin:tiny-lm, builtin:digits-flow, builtin:tiny-sd3).",
+        f"for a model the project builds itself ({', '.join(m.name for m in builtin_models())}).",
         min_length=1,
         max_length=512,
     )
@@ -146,11 +144,54 @@ class FlowConfig(_Strict):
     orw_normalize: bool = Field(True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
 
 
+class EvalConfig(_Strict):
+    """Evaluation on held-out prompts with fixed noise (``adrpo_engine.evaluation``)."""
+
+    every_checkpoint: bool = Field(
+        False, description="Queue an eval of each checkpoint (and of the reference) on a worker as it is written; "
+        "training does not wait for it."
+    )
+    on_finish: bool = Field(
+        False, description="Queue an eval of the final checkpoint and of the reference when the job succeeds "
+        "(sweeps set it)."
+    )
+    prompts: list[str] = Field(
+        default_factory=list,
+        description="Held-out eval prompts given inline (default: eval.file / eval.dataset, else prompts.eval, "
+        "else the training prompts, reported as not held out).",
+    )
+    file: str | None = Field(None, description="A .txt or .jsonl file of held-out prompts.")
+    dataset: str | None = Field(None, description="A `datasets` id or local path holding the held-out split.")
+    split: str = Field("test", description="Dataset split of the held-out prompts.")
+    limit: int | None = Field(None, ge=1, le=100_000, description="Evaluate at most this many prompts.")
+    samples_per_prompt: int = Field(16, ge=2, le=1024, description="Samples drawn per held-out prompt (N).")
+    seed: int = Field(
+        2026, ge=0, le=2**31 - 1,
+        description="Noise seed of the eval: prompt j uses seed + j for every checkpoint and every job.",
+    )
+    rewards: list[RewardSpec] = Field(
+        default_factory=list, max_length=16,
+        description="Eval-only rewards, reported as eval/<name> beside the job's own rewards.",
+    )
+
+    @field_validator("prompts")
+    @classmethod
+    def _bounded_prompts(cls, prompts: list[str]) -> list[str]:
+        if any(len(p) > 4000 for p in prompts):
+            raise ValueError("each prompt must be at most 4000 characters")
+        if len(prompts) > 10_000:
+            raise ValueError("at most 10000 inline eval prompts")
+        return prompts
+
+
 class JobConfig(_Strict):
     """A training job. Core keys are top level (``--set beta0=0.02``); sections are dotted (``lora.rank``)."""
 
     name: str = Field("run", pattern=NAME_PATTERN, description="Run name: letters, digits, '.', '_', '-'.")
-    kind: ModelKind = Field(description="'llm' (GRPO, KL) or 'flow' (flow matching, W2).")
+    kind: str = Field(
+        description=" or ".join(f"'{k.name}' ({k.summary})" for k in KINDS.values()) + ".",
+        json_schema_extra={"enum": list(KINDS)},
+    )
     algorithm: Algorithm = Field(
         "adrpo",
         description="adrpo: beta_i = beta0 - clip(A_i); fixed: beta_i = beta0; orw: ORW-CFM-W2 (flow only; "
@@ -158,7 +199,9 @@ class JobConfig(_Strict):
     )
     beta0: float = Field(0.04, ge=0.0, le=10.0, description="Base regularisation strength beta0.")
     a_min: float | None = Field(
-        None, ge=-10.0, le=10.0, description="Lower clip of the advantage in beta_i (default -beta0)."
+        None, ge=-10.0, le=10.0,
+        description="Lower clip of the advantage in beta_i (default -beta0; -beta0/2 for fixed-beta flow, "
+        "whose loss needs a_min > -beta0).",
     )
     a_max: float | None = Field(
         None, ge=-10.0, le=10.0, description="Upper clip of the advantage in beta_i (default +beta0)."
@@ -187,6 +230,14 @@ class JobConfig(_Strict):
     )
     llm: LLMConfig = Field(default_factory=LLMConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_kind(cls, kind: str) -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})")
+        return kind
 
     @field_validator("prompts")
     @classmethod
@@ -200,24 +251,24 @@ class JobConfig(_Strict):
     def _consistent(self) -> JobConfig:
         if self.clip_low > self.clip_high:
             raise ValueError(f"a_min ({self.clip_low}) must be <= a_max ({self.clip_high})")
-        if self.algorithm == "orw" and self.kind != "flow":
-            raise ValueError("algorithm 'orw' (ORW-CFM-W2) is for kind 'flow' only")
-        if self.kind == "flow" and self.algorithm == "fixed" and self.clip_low <= -self.beta0:
-            # a*||v-u||^2 + beta0*||v-v_ref||^2 has quadratic weight a + beta0: it must stay > 0.
+        spec = get_kind(self.kind)
+        if self.algorithm not in spec.algorithms:
+            where = ", ".join(f"'{k.name}'" for k in KINDS.values() if self.algorithm in k.algorithms)
+            raise ValueError(f"algorithm '{self.algorithm}' ({ALGORITHM_NAMES[self.algorithm]}) is for kind {where} only")
+        if spec.a_min_bounded(self.algorithm) and self.clip_low <= -self.beta0:
             raise ValueError(
-                f"a_min must be > -beta0 (= {-self.beta0}) for the fixed-beta flow loss, "
+                f"a_min must be > -beta0 (= {-self.beta0}) for the {ALGORITHM_NAMES[self.algorithm]} {self.kind} loss, "
                 f"else the loss is unbounded below (got {self.clip_low})"
             )
         return self
 
     @property
     def clip_low(self) -> float:
-        """A_min in use: the given one, else -beta0 (-beta0/2 for fixed-beta flow, which needs > -beta0)."""
+        """A_min in use: the given one, else the kind's default (-beta0; -beta0/2 where the loss needs
+        a_min > -beta0: fixed-beta flow)."""
         if self.a_min is not None:
             return self.a_min
-        if self.kind == "flow" and self.algorithm == "fixed":
-            return -0.5 * self.beta0
-        return -self.beta0
+        return get_kind(self.kind).default_a_min(self.algorithm, self.beta0)
 
     @property
     def clip_high(self) -> float:
@@ -351,7 +402,9 @@ def _section_rows(model: type[BaseModel], prefix: str) -> list[str]:
         limits = [f"{sym} {getattr(m, attr)}" for m in info.metadata
                   for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if hasattr(m, attr)]
         allowed = ", ".join(limits)
-        kind = _type_name(annotation)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        choices = extra.get("enum")
+        kind = "one of " + ", ".join(f"`{c}`" for c in choices) if isinstance(choices, list) else _type_name(annotation)
         rows.append(f"| `{prefix}{name}` | {kind} | `{default}` | {allowed} | {info.description or ''} |")
     return rows
 
@@ -369,7 +422,8 @@ def config_reference_markdown() -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     lines += _section_rows(JobConfig, "")
-    sections = {"model": ModelConfig, "lora": LoraConfig, "prompts": PromptsConfig, "llm": LLMConfig, "flow": FlowConfig}
+    sections = {"model": ModelConfig, "lora": LoraConfig, "prompts": PromptsConfig, "llm": LLMConfig, "flow": FlowConfig,
+                "eval": EvalConfig}
     for section, model in sections.items():
         lines += _section_rows(model, f"{section}.")
     lines += ["", "`rewards` is a list of `{name, weight, options}`:", ""]

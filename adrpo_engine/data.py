@@ -8,7 +8,6 @@ resumed run sees exactly the prompts the uninterrupted run would have seen.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,7 @@ from typing import Any
 import torch
 
 from .config import ConfigError, PromptsConfig
-
-BUILTIN_PREFIX = "builtin:"
-
-# Built-in sources ("builtin:NAME"): functions returning rows (dicts with the prompt column).
-PROMPT_SOURCES: dict[str, Callable[[], list[dict[str, Any]]]] = {}
+from .kinds import BUILTIN_PREFIX, PROMPT_SOURCES, load_target
 
 
 @dataclass(frozen=True)
@@ -29,33 +24,13 @@ class PromptRow:
     columns: dict[str, Any] = field(default_factory=dict)
 
 
-def register_prompt_source(name: str) -> Callable[[Callable[[], list[dict[str, Any]]]], Callable[[], list[dict[str, Any]]]]:
-    def decorate(source: Callable[[], list[dict[str, Any]]]) -> Callable[[], list[dict[str, Any]]]:
-        PROMPT_SOURCES[name] = source
-        return source
-
-    return decorate
-
-
 def _builtin_rows(name: str) -> list[dict[str, Any]]:
-    _import_builtin_sources()
-    key = name.removeprefix(BUILTIN_PREFIX)
-    if key not in PROMPT_SOURCES:
-        known = ", ".join(BUILTIN_PREFIX + k for k in sorted(PROMPT_SOURCES)) or "none"
+    """The rows of a built-in source (``kinds.PROMPT_SOURCES``), imported on use."""
+    source = PROMPT_SOURCES.get(name)
+    if source is None:
+        known = ", ".join(sorted(PROMPT_SOURCES)) or "none"
         raise ConfigError(f"prompts: unknown built-in source {name!r} (known: {known})")
-    return PROMPT_SOURCES[key]()
-
-
-def _import_builtin_sources() -> None:
-    # Sources register on import; the modules that define them are cheap to import.
-    from importlib import import_module
-
-    for module in ("adrpo_engine.models.tiny_lm", "adrpo_engine.prompt_lists"):
-        try:
-            import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+    return load_target(source.rows)()
 
 
 def _rows_from_file(path_text: str, column: str) -> list[dict[str, Any]]:

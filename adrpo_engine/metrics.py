@@ -27,7 +27,8 @@ COMMON = (
 LLM = COMMON + (POLICY_LOSS, KL, ENTROPY, TOKENS_PER_S)
 FLOW = COMMON + (FM_LOSS, W2)
 
-# What the studio draws by default, in this order; the divergence is kl for LLMs and w2 for flows.
+# What the studio draws by default, in this order; each kind names its divergence and its metrics in
+# ``adrpo_engine.kinds`` (KindSpec.divergence, .metric_names).
 PLOTTED = (REWARD_MEAN, KL, W2, BETA_MEAN, BETA_MIN, BETA_MAX, ENTROPY, DIVERSITY, LOSS)
 
 
@@ -54,7 +55,3 @@ def is_reward_component(name: str) -> bool:
     """A per-reward metric (``reward/<name>``), not the summed reward's own ``reward/mean`` or ``reward/std``."""
     return name.startswith(REWARD_COMPONENT_PREFIX) and name not in (REWARD_MEAN, REWARD_STD)
 
-
-def names_for(kind: str) -> tuple[str, ...]:
-    """The metric names a trainer of ``kind`` ('llm' or 'flow') logs every step."""
-    return {"llm": LLM, "flow": FLOW}[kind]

@@ -1,13 +1,13 @@
 """Built-in prompt lists for flow (text-to-image) presets: ``prompts.file: builtin:t2i-prompts``.
 
+``adrpo_engine.kinds`` registers them by name (``PromptSource.rows`` points here).
+
 ``t2i-prompts`` is a short, varied list written for this project (objects, animals, scenes, counting,
 colours and styles), so a CLIP-score job has prompts without a download. ``digits`` lists the prompts
 the built-in digits model understands.
 """
 
 from __future__ import annotations
-
-from .data import register_prompt_source
 
 T2I_PROMPTS = [
     "a red apple on a wooden table",
@@ -55,11 +55,9 @@ T2I_PROMPTS = [
 DIGIT_PROMPTS = ["any digit"] + [f"digit {k}" for k in range(10)]
 
 
-@register_prompt_source("t2i-prompts")
 def t2i_prompts() -> list[dict[str, str]]:
     return [{"prompt": text} for text in T2I_PROMPTS]
 
 
-@register_prompt_source("digits")
 def digit_prompts() -> list[dict[str, str]]:
     return [{"prompt": text} for text in DIGIT_PROMPTS]

@@ -1,7 +1,8 @@
 """Torch's intra-op thread count for the built-in demo models.
 
 Their matmuls are tiny, so extra threads only add synchronisation: on a busy 2-core machine the digits
-model ran 9x slower with 2 threads than with 1. Hub models keep the process default.
+model ran 9x slower with 2 threads than with 1. Each built-in model states its count in ``kinds``
+(``BuiltinModel.threads``); hub models keep the process default.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 import torch
 
 from .config import JobConfig
-
-TINY_BUILTIN_MODELS = frozenset({"builtin:digits-flow", "builtin:tiny-lm"})
+from .kinds import threads_for
 
 
 @contextmanager
@@ -28,5 +28,6 @@ def torch_threads(count: int) -> Iterator[None]:
 
 
 def thread_limit(config: JobConfig) -> AbstractContextManager[None]:
-    """One thread for a job on a built-in tiny model, the process default otherwise."""
-    return torch_threads(1) if config.model.name_or_path in TINY_BUILTIN_MODELS else nullcontext()
+    """The thread count the job's built-in model asks for, the process default otherwise."""
+    count = threads_for(config.model.name_or_path)
+    return torch_threads(count) if count is not None else nullcontext()

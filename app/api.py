@@ -17,12 +17,14 @@ from worker.service import (
     CheckpointView,
     ComparisonView,
     DryRunView,
+    EvalView,
     InvalidState,
     JobNotFound,
     JobService,
     JobView,
     SampleView,
     SubmissionError,
+    SweepView,
 )
 from worker.settings import Settings
 
@@ -44,6 +46,13 @@ class DryRunRequest(BaseModel):
     overrides: dict[str, Any] | None = Field(None, description="Dotted-key overrides of the config or preset.")
     num_samples: int = Field(4, description="Reference samples of the first prompt to score (1-16).")
     seed: int = Field(0, description="Sampling seed.")
+class EvalRequest(BaseModel):
+    steps: list[int] | None = Field(None, description="Checkpoint steps to evaluate; null = every checkpoint.")
+    reference: bool = Field(True, description="Also evaluate the reference (adapter off), reported as step 0.")
+
+
+SWEEP_EXAMPLE = {"preset": "digits-even", "overrides": {"steps": 100},
+                 "grid": {"algorithm": ["adrpo", "fixed"], "beta0": [0.05, 0.1]}, "seeds": [0, 1, 2]}
 
 
 class CloneRequest(BaseModel):
@@ -181,8 +190,56 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         from adrpo_engine.rewards.schema import reward_catalog
 
         return reward_catalog()
+    @router.post("/jobs/{job_id}/evals", response_model=list[EvalView], status_code=202)
+    def request_evals(job_id: str, body: EvalRequest | None = None) -> list[EvalView]:
+        """Evaluate checkpoints on held-out prompts with fixed noise (a worker runs it); one eval per step."""
+        body = body or EvalRequest()
+        return service.request_evals(job_id, steps=body.steps, reference=body.reference)
+
+    @router.get("/jobs/{job_id}/evals", response_model=list[EvalView])
+    def list_evals(job_id: str) -> list[EvalView]:
+        return service.list_evals(job_id)
+
+    @router.post("/sweeps", response_model=SweepView, status_code=201)
+    def submit_sweep(body: Any = Body(..., examples=[SWEEP_EXAMPLE], description=(
+            'A grid of jobs: {"preset" or "config", "overrides", "grid": {key: [values]}, "seeds": [...], '
+            '"name"}. Every job is validated before any is created.'))) -> SweepView:
+        return service.submit_sweep(**split_sweep(body))
+
+    @router.get("/sweeps")
+    def list_sweeps(limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+        return service.list_sweeps(limit=limit)
+
+    @router.get("/sweeps/{sweep_id}", response_model=SweepView)
+    def get_sweep(sweep_id: str) -> SweepView:
+        """Its jobs and their states, and one point per grid point (mean and std over seeds of each eval
+        metric, frontier flags per plane) once the jobs' final evals are in."""
+        return service.get_sweep(sweep_id)
+
+    @router.post("/sweeps/{sweep_id}/cancel", response_model=SweepView)
+    def cancel_sweep(sweep_id: str) -> SweepView:
+        return service.cancel_sweep(sweep_id)
+
+    @router.get("/sweeps/{sweep_id}/points.csv", response_class=PlainTextResponse)
+    def sweep_csv(sweep_id: str) -> PlainTextResponse:
+        return PlainTextResponse(service.sweep_points_csv(sweep_id), media_type="text/csv")
 
     return router
+
+
+SWEEP_KEYS = {"preset", "config", "overrides", "grid", "seeds", "name"}
+
+
+def split_sweep(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise SubmissionError("body", f"expected a JSON object (got {type(body).__name__})")
+    extra = sorted(set(body) - SWEEP_KEYS)
+    if extra:
+        raise SubmissionError(extra[0], f"unknown key (allowed: {', '.join(sorted(SWEEP_KEYS))})")
+    for required in ("grid", "seeds"):
+        if required not in body:
+            raise SubmissionError(required, "required field is missing")
+    return {key: body.get(key) for key in SWEEP_KEYS}
 
 
 def split_submission(body: Any) -> dict[str, Any]:

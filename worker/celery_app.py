@@ -1,6 +1,6 @@
 """The Celery application, configured from :class:`~worker.settings.Settings`.
 
-Two queues: ``train`` (training jobs) and ``generate`` (comparisons, reward dry runs and adapter exports), so a GPU fleet
+Two queues: ``train`` (training jobs) and ``generate`` (comparisons, evals, reward dry runs and adapter exports), so a GPU fleet
 can dedicate workers; the embedded worker of `adrpo serve` consumes both. One task at a time per worker
 (solo pool, prefetch 1) and late acks: a message is acknowledged only after its task has finished.
 """
@@ -19,12 +19,14 @@ RUN_JOB = "adrpo.run_job"
 RUN_COMPARISON = "adrpo.run_comparison"
 EXPORT_ADAPTER = "adrpo.export_adapter"
 RUN_DRY_RUN = "adrpo.run_reward_dry_run"
+RUN_EVAL = "adrpo.run_eval"
 
 TASK_ROUTES = {
     RUN_JOB: {"queue": TRAIN_QUEUE},
     RUN_COMPARISON: {"queue": GENERATE_QUEUE},
     EXPORT_ADAPTER: {"queue": GENERATE_QUEUE},
     RUN_DRY_RUN: {"queue": GENERATE_QUEUE},
+    RUN_EVAL: {"queue": GENERATE_QUEUE},
 }
 
 

@@ -11,10 +11,10 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-import migrations
-
-# The migrations ship as a package beside worker/ (pyproject's package-data carries script.py.mako).
-MIGRATIONS_DIR = Path(migrations.__file__).resolve().parent
+# The Alembic scripts live in the top-level ``migrations/`` folder beside ``worker/`` (a package of their
+# own, installed next to this one; pyproject's package-data carries script.py.mako). They are located, not
+# imported: migrations/env.py imports worker, and the arrow must not run back.
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
 def make_engine(database_url: str) -> Engine:
@@ -62,6 +62,8 @@ class Store:
 
 
 def alembic_config(database_url: str) -> Config:
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise RuntimeError(f"the migrations folder is missing: {MIGRATIONS_DIR}/env.py (reinstall the package)")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))

@@ -134,6 +134,8 @@ class StoreSink:
         if last is None or last[0] != phase.name or now - last[1] >= self.PHASE_LOG_EVERY_S:
             self._logged_phase = (phase.name, now)
             self.on_log(phase.describe())
+        # Called with the step once a checkpoint's row is written (eval.every_checkpoint queues an eval).
+        self.after_checkpoint: Callable[[int], None] | None = None
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         with self.store.session() as session:
@@ -176,6 +178,8 @@ class StoreSink:
             session.execute(delete(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step))
             session.add(Checkpoint(job_id=self.job_id, step=step, path=relative_to_run(self.run_dir, path), sha256=digest))
         self.on_log(f"checkpoint step {step} sha256 {digest[:12]}")
+        if self.after_checkpoint is not None:
+            self.after_checkpoint(step)
 
     def on_log(self, message: str) -> None:
         append_log(self.run_dir, f"{_stamp()} {message}")

@@ -28,6 +28,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled")
 COMPARISON_STATES = ("queued", "running", "succeeded", "failed")
+EVAL_STATES = ("queued", "running", "succeeded", "failed")
 
 
 def utcnow() -> datetime:
@@ -64,6 +65,7 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     parent_id: Mapped[str | None] = mapped_column(String(32))
+    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id", ondelete="SET NULL"), index=True)
 
 
 class Metric(Base):
@@ -140,3 +142,49 @@ class DryRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+class Sweep(Base):
+    """A named grid of ordinary jobs (``jobs.sweep_id``); ``members`` records each job's grid values and seed."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(8))
+    preset: Mapped[str | None] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]]  # {"grid": {...}, "seeds": [...], "overrides": {...}}
+    members: Mapped[dict[str, Any]]  # {"jobs": [{"job_id", "params", "seed"}, ...]}
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Evaluation(Base):
+    """One eval of a job's checkpoint (``step``; 0 = the reference, adapter off): at most one per (job, step)."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (UniqueConstraint("job_id", "step", name="uq_evaluations_job_step"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    reason: Mapped[str] = mapped_column(String(16), default="request")  # request | checkpoint | finish
+    prompts: Mapped[int | None] = mapped_column(Integer)
+    samples_per_prompt: Mapped[int | None] = mapped_column(Integer)
+    held_out: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class EvalMetric(Base):
+    """One metric of one eval with the number of values it averages; unique per (eval, name)."""
+
+    __tablename__ = "eval_metrics"
+    __table_args__ = (PrimaryKeyConstraint("eval_id", "name", name="eval_metrics_pkey"),)
+
+    eval_id: Mapped[str] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)

@@ -11,18 +11,19 @@ from celery import Celery
 from sqlalchemy import delete, select, update
 
 from .artifacts import LOG_FILE, ArtifactError, build_adapter_zip, tail
-from .celery_app import RUN_COMPARISON, RUN_DRY_RUN, RUN_JOB, create_celery
+from .celery_app import RUN_COMPARISON, RUN_DRY_RUN, RUN_EVAL, RUN_JOB, create_celery
 from .db import Store, upgrade
-from .models import Checkpoint, Comparison, DryRun, Job, SampleRow, utcnow
+from .evals import EvalRequestError, eval_metrics, request_eval
+from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow, Sweep, utcnow
 from .queries import fetch_metrics
 from .settings import Settings
-from .validation import SubmissionError, resolve_submission
-from .views import CheckpointView, ComparisonView, DryRunView, JobView, SampleView
+from .validation import SubmissionError, resolve_submission, resolve_sweep
+from .views import as_utc
+from .views import CheckpointView, ComparisonView, DryRunView, EvalView, JobView, SampleView, SweepJobView, SweepView
 
 __all__ = [
-    "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "DryRunView", "SubmissionError",
-    "JobNotFound",
-    "InvalidState", "BrokerUnavailable",
+    "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "EvalView", "SweepView", "DryRunView",
+    "SubmissionError", "JobNotFound", "InvalidState", "BrokerUnavailable",
 ]
 
 MAX_COMPARISON_SAMPLES = 16
@@ -231,6 +232,146 @@ class JobService:
             if row is None:
                 raise JobNotFound(f"dry run {dry_run_id!r} does not exist")
             return DryRunView.of(row)
+    # ------------------------------------------------------------------ evaluations
+
+    def request_evals(self, job_id: str, steps: list[int] | None = None, reference: bool = True) -> list[EvalView]:
+        """Queue evals of the job's checkpoints at ``steps`` (None = every checkpoint) and of the reference
+        (step 0); a (job, step) already evaluated or queued is returned as it is, not run twice."""
+        with self.store.session() as session:
+            self._job(session, job_id)
+            known = list(session.scalars(select(Checkpoint.step).where(Checkpoint.job_id == job_id)))
+        if steps is not None:
+            if not isinstance(steps, list) or len(steps) > 1000 or any(
+                    not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps):
+                raise SubmissionError("steps", "expected a list of checkpoint steps (integers >= 1), or null for all")
+            missing = sorted(set(steps) - set(known))
+            if missing:
+                raise SubmissionError("steps", f"job {job_id} has no checkpoint at step {missing[0]} "
+                                      f"(checkpoints: {sorted(known) or 'none yet'})")
+        wanted = ([0] if reference else []) + sorted(set(known if steps is None else steps))
+        if not wanted:
+            raise SubmissionError("steps", f"job {job_id} has no checkpoint yet; ask for the reference or wait")
+        ids = []
+        for step in wanted:
+            try:
+                eval_id, _ = request_eval(self.store, self._send_eval, job_id, step)
+            except EvalRequestError as error:
+                raise SubmissionError("steps", str(error).removeprefix("steps: ")) from None
+            ids.append(eval_id)
+        return [view for view in self.list_evals(job_id) if view.id in ids]
+
+    def _send_eval(self, eval_id: str) -> None:
+        try:
+            self.celery.send_task(RUN_EVAL, args=[eval_id])
+        except Exception as error:
+            with self.store.session() as session:
+                session.execute(update(Evaluation).where(Evaluation.id == eval_id).values(
+                    status="failed", error=f"broker: {type(error).__name__}: {error}", finished_at=utcnow()))
+            raise BrokerUnavailable(f"broker: could not enqueue the eval ({type(error).__name__}: {error})") from error
+
+    def list_evals(self, job_id: str) -> list[EvalView]:
+        """The job's evals by step (0 = the reference), with their metrics and sample counts."""
+        with self.store.session() as session:
+            self._job(session, job_id)
+            rows = list(session.scalars(select(Evaluation).where(Evaluation.job_id == job_id).order_by(Evaluation.step)))
+            metrics = eval_metrics(session, [row.id for row in rows])
+            return [EvalView.of(row, metrics[row.id]) for row in rows]
+
+    # ------------------------------------------------------------------ sweeps
+
+    def submit_sweep(self, *, grid: Any, seeds: Any, config: dict | None = None, preset: str | None = None,
+                     overrides: dict | None = None, name: str | None = None) -> SweepView:
+        """Validate every job of the grid, then create the sweep and its jobs (ordinary queued jobs that
+        evaluate their final checkpoint and the reference when they succeed) and enqueue them."""
+        planned = resolve_sweep(config, preset, overrides, grid, seeds, name)
+        sweep_id = new_id()
+        members = []
+        with self.store.session() as session:
+            session.add(Sweep(id=sweep_id, name=planned.name, kind=planned.jobs[0].config.kind, preset=preset,
+                              spec={"grid": planned.grid, "seeds": planned.seeds, "overrides": dict(overrides or {})},
+                              members={"jobs": []}, cancel_requested=False))
+            session.flush()
+            for job in planned.jobs:
+                row = Job(id=new_id(), name=job.config.name, kind=job.config.kind, algorithm=job.config.algorithm,
+                          preset=preset, config=job.config.model_dump(mode="json"), status="queued",
+                          total_steps=job.config.steps, current_step=0, cancel_requested=False, attempts=0,
+                          sweep_id=sweep_id)
+                session.add(row)
+                members.append({"job_id": row.id, "params": job.params, "seed": job.seed})
+            session.get(Sweep, sweep_id).members = {"jobs": members}
+        for member in members:
+            self._enqueue_or_fail(member["job_id"])
+        return self.get_sweep(sweep_id)
+
+    def list_sweeps(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.store.session() as session:
+            rows = session.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(max(1, min(limit, 1000))))
+            return [{"id": row.id, "name": row.name, "kind": row.kind, "jobs": len(row.members.get("jobs", [])),
+                     "created_at": row.created_at} for row in rows]
+
+    def get_sweep(self, sweep_id: str) -> SweepView:
+        from adrpo_engine.sweep import planes, summarise_sweep
+
+        with self.store.session() as session:
+            sweep = self._sweep(session, sweep_id)
+            members = sweep.members.get("jobs", [])
+            jobs = {job.id: job for job in session.scalars(select(Job).where(Job.sweep_id == sweep_id))}
+            evals = list(session.scalars(select(Evaluation).where(Evaluation.job_id.in_(list(jobs)))))
+            metrics = eval_metrics(session, [row.id for row in evals if row.status == "succeeded"])
+        by_job_step = {(row.job_id, row.step): row for row in evals}
+        views, records, reference = [], [], None
+        for member in members:
+            job = jobs.get(member["job_id"])
+            if job is None:
+                continue
+            final = by_job_step.get((job.id, job.total_steps))
+            values = {k: v for k, (v, _) in metrics[final.id].items()} if final is not None and final.id in metrics else None
+            start = by_job_step.get((job.id, 0))
+            if reference is None and start is not None and start.id in metrics:
+                reference = {k: v for k, (v, _) in metrics[start.id].items()}
+            views.append(SweepJobView(job_id=job.id, name=job.name, params=member["params"], seed=member["seed"],
+                                      method=job.algorithm, status=job.status, current_step=job.current_step,
+                                      total_steps=job.total_steps, eval_status=final.status if final else None,
+                                      eval=values))
+            records.append({"params": member["params"], "seed": member["seed"], "method": job.algorithm,
+                            "eval": values if job.status == "succeeded" else None})
+        grid = sweep.spec.get("grid", {})
+        summary = summarise_sweep(sweep.kind, list(grid), records, reference)
+        progress: dict[str, int] = {}
+        for view in views:
+            progress[view.status] = progress.get(view.status, 0) + 1
+        progress["evaluated"] = sum(view.eval is not None for view in views)
+        return SweepView(id=sweep.id, name=sweep.name, kind=sweep.kind, preset=sweep.preset, grid=grid,
+                         seeds=sweep.spec.get("seeds", []), overrides=sweep.spec.get("overrides", {}),
+                         created_at=as_utc(sweep.created_at), cancel_requested=sweep.cancel_requested,
+                         status=_sweep_status(sweep.cancel_requested, views), progress=progress, jobs=views,
+                         reference=reference, points=summary["points"], planes=planes(sweep.kind))
+
+    def cancel_sweep(self, sweep_id: str) -> SweepView:
+        """Cancel every queued or running job of the sweep (finished jobs keep their results)."""
+        with self.store.session() as session:
+            sweep = self._sweep(session, sweep_id)
+            sweep.cancel_requested = True
+            ids = list(session.scalars(select(Job.id).where(Job.sweep_id == sweep_id, Job.status.in_(("queued", "running")))))
+        for job_id in ids:
+            try:
+                self.cancel(job_id)
+            except InvalidState:  # it finished meanwhile
+                pass
+        return self.get_sweep(sweep_id)
+
+    def sweep_points_csv(self, sweep_id: str) -> str:
+        from adrpo_engine.sweep import points_csv
+
+        view = self.get_sweep(sweep_id)
+        return points_csv({"points": view.points, "planes": view.planes}, list(view.grid))
+
+    @staticmethod
+    def _sweep(session, sweep_id: str) -> Sweep:
+        sweep = session.get(Sweep, sweep_id) if isinstance(sweep_id, str) else None
+        if sweep is None:
+            raise JobNotFound(f"sweep {sweep_id!r} does not exist")
+        return sweep
 
     # ------------------------------------------------------------------ helpers
 
@@ -243,6 +384,20 @@ class JobService:
 
     def close(self) -> None:
         self.store.engine.dispose()
+
+
+def _sweep_status(cancelled: bool, jobs: list[SweepJobView]) -> str:
+    if cancelled:
+        return "cancelled"
+    states = {job.status for job in jobs}
+    if "running" in states:
+        return "running"
+    if states == {"queued"}:
+        return "queued"
+    if "queued" in states:
+        return "running"
+    pending = [job for job in jobs if job.status == "succeeded" and job.eval is None and job.eval_status != "failed"]
+    return "evaluating" if pending else "finished"
 
 
 def _check_comparison(prompt: Any, seed: Any, num_samples: Any) -> None:

@@ -18,8 +18,9 @@ from sqlalchemy import select, update
 from adrpo_engine.config import ConfigError, validate_config
 
 from .artifacts import append_log, build_adapter_zip
-from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_DRY_RUN, RUN_JOB, celery_app, configure
+from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_DRY_RUN, RUN_EVAL, RUN_JOB, celery_app, configure
 from .db import Store
+from .evals import REFERENCE_STEP, request_eval, run_eval
 from .lifecycle import WORKER_ID, Heartbeat, StoreSink, claim_job, finish_job, release_job, sample_rows
 from .models import Checkpoint, Comparison, DryRun, Job, utcnow
 from .settings import Settings
@@ -65,6 +66,24 @@ def enqueue_job(job_id: str) -> None:
     celery_app.send_task(RUN_JOB, args=[job_id])
 
 
+def enqueue_eval(eval_id: str) -> None:
+    celery_app.send_task(RUN_EVAL, args=[eval_id])
+
+
+@celery_app.task(name=RUN_EVAL, acks_late=True, reject_on_worker_lost=True)
+def run_evaluation(eval_id: str) -> str:
+    ctx = context()
+    return run_eval(ctx.store, ctx.settings.run_dir, eval_id)
+
+
+def queue_eval(ctx: WorkerContext, job_id: str, step: int, reason: str, run_dir: Path) -> None:
+    """Ask for an eval from inside a training task; a broker hiccup is logged, never fatal to training."""
+    try:
+        request_eval(ctx.store, enqueue_eval, job_id, step, reason)
+    except Exception as error:
+        append_log(run_dir, f"could not queue the eval of step {step}: {type(error).__name__}: {error}")
+
+
 @celery_app.task(name=RUN_JOB, acks_late=True, reject_on_worker_lost=True)
 def run_job(job_id: str) -> str:
     return train_job(context(), job_id)
@@ -97,6 +116,10 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
 
     try:
         config = validate_config(job.config)
+        if config.eval.every_checkpoint:
+            # Queued beside training, run by whichever worker is free: the loop never waits for an eval.
+            queue_eval(ctx, job.id, REFERENCE_STEP, "checkpoint", run_dir)
+            sink.after_checkpoint = lambda step: queue_eval(ctx, job.id, step, "checkpoint", run_dir)
         result = train(config, run_dir, sink, resume=True)
     except (TrainingError, ConfigError) as error:
         return _fail(ctx, job.id, run_dir, str(error))
@@ -105,6 +128,9 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
         return _fail(ctx, job.id, run_dir, describe_failure(error))
     if result.status == "succeeded":
         finish_job(ctx.store, job.id, "succeeded")
+        if config.eval.on_finish:
+            queue_eval(ctx, job.id, REFERENCE_STEP, "finish", run_dir)
+            queue_eval(ctx, job.id, result.last_step, "finish", run_dir)
         return "succeeded"
     if sink.stop_reason == "cancel":
         finish_job(ctx.store, job.id, "cancelled")

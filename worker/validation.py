@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from adrpo_engine.config import ConfigError, JobConfig, apply_overrides, validate_config
-from adrpo_engine.models import BUILTIN_MODELS
+from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, apply_overrides, validate_config
+from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
 from adrpo_engine.presets import PRESETS
+from adrpo_engine.sweep import SweepJob, expand_sweep
 
-BUILTIN_PROMPT_SOURCES = ("builtin:tiny-lm-task", "builtin:t2i-prompts")
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
 MAX_SUBMISSION_BYTES = 256 * 1024
@@ -107,12 +108,11 @@ def check_job(job: JobConfig) -> None:
 
 def _check_model(job: JobConfig) -> None:
     name = job.model.name_or_path
-    if name.startswith("builtin:"):
-        allowed = BUILTIN_MODELS[job.kind]
-        if name not in allowed:
-            raise SubmissionError(
-                "model.name_or_path", f"unknown built-in {job.kind} model {name!r} (choose from {', '.join(allowed)})"
-            )
+    if name.startswith(BUILTIN_PREFIX):
+        try:
+            builtin_model_of(name, job.kind)
+        except ConfigError as error:
+            raise from_config_error(error) from None
         return
     if _looks_like_path(name):
         _reject_path_tricks("model.name_or_path", name)
@@ -148,9 +148,9 @@ def _check_prompts(job: JobConfig) -> None:
     for field, value in (("prompts.file", prompts.file), ("prompts.dataset", prompts.dataset)):
         if value is None:
             continue
-        if value.startswith("builtin:"):
-            if value not in BUILTIN_PROMPT_SOURCES:
-                raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(BUILTIN_PROMPT_SOURCES)})")
+        if value.startswith(BUILTIN_PREFIX):
+            if value not in PROMPT_SOURCES:
+                raise SubmissionError(field, f"unknown built-in source {value!r} (choose from {', '.join(PROMPT_SOURCES)})")
         elif _looks_like_path(value) or field == "prompts.file":
             _reject_path_tricks(field, value)
 
@@ -165,3 +165,48 @@ def _reject_path_tricks(field: str, value: str) -> None:
         raise SubmissionError(field, f"{value!r}: '..', '~' and NUL are not allowed in paths; give an absolute path")
     if not value.startswith("/"):
         raise SubmissionError(field, f"{value!r}: local paths must be absolute (the worker's working directory is not yours)")
+
+
+@dataclass(frozen=True)
+class PlannedSweep:
+    name: str
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    jobs: list[SweepJob]
+
+
+def resolve_sweep(config: dict[str, Any] | None, preset: str | None, overrides: dict[str, Any] | None,
+                  grid: Any, seeds: Any, name: Any = None) -> PlannedSweep:
+    """Every job of a sweep, validated like single submissions, before any is created; one bad grid point
+    refuses the whole sweep."""
+    if (config is None) == (preset is None):
+        raise SubmissionError("config", "give either a full job config or a preset name (not both)")
+    _check_size({"config": config, "preset": preset, "overrides": overrides, "grid": grid, "seeds": seeds})
+    if overrides is not None and not isinstance(overrides, dict):
+        raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
+    if name is not None and (not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name) or len(name) > 40):
+        raise SubmissionError("name", "letters, digits, '.', '_', '-', at most 40 characters")
+    base = _preset_base(preset) if preset is not None else config
+    if not isinstance(base, dict):
+        raise SubmissionError("config", f"expected a mapping of keys to values (got {type(base).__name__})")
+    _apply(base, overrides or {})  # bad override keys are named as such
+    try:
+        jobs = expand_sweep(base, grid, seeds, overrides, name=name, extra={"eval.on_finish": True})
+    except ConfigError as error:
+        raise _sweep_error(error) from None
+    for job in jobs:
+        try:
+            check_job(job.config)
+        except SubmissionError as error:
+            where = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
+            raise SubmissionError("grid", f"grid point {where}: {error} (no job was created)") from None
+    default_name = str(apply_overrides(base, overrides or {}).get("name") or "sweep")[:40]
+    return PlannedSweep(name=name or default_name, grid=dict(grid), seeds=list(seeds), jobs=jobs)
+
+
+def _sweep_error(error: ConfigError) -> SubmissionError:
+    text = str(error)
+    field, _, message = text.partition(": ")
+    if field.split(".")[0] in ("grid", "seeds"):
+        return SubmissionError(field, message)
+    return from_config_error(error)

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from adrpo_engine.progress import TRAINING
 
-from .models import Checkpoint, Comparison, DryRun, Job, SampleRow
+from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -23,7 +23,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
 class JobView(BaseModel):
     id: str
     name: str
-    kind: Literal["llm", "flow"]
+    kind: str  # a registered kind (adrpo_engine.kinds)
     algorithm: str
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     preset: str | None
@@ -134,3 +134,57 @@ class DryRunView(BaseModel):
         return cls(id=row.id, status=row.status, error=row.error, prompt=result.get("prompt"),
                    rewards=result.get("rewards", []), samples=[DryRunSample(**s) for s in result.get("samples", [])],
                    created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at))
+class EvalView(BaseModel):
+    id: str
+    job_id: str
+    step: int  # 0 = the reference (adapter off)
+    role: Literal["reference", "policy"]
+    status: Literal["queued", "running", "succeeded", "failed"]
+    reason: str
+    prompts: int | None
+    samples_per_prompt: int | None
+    held_out: bool | None
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    metrics: dict[str, float]
+    counts: dict[str, int]
+
+    @classmethod
+    def of(cls, row: Evaluation, metrics: dict[str, tuple[float, int]]) -> EvalView:
+        return cls(id=row.id, job_id=row.job_id, step=row.step, role="reference" if row.step == 0 else "policy",
+                   status=row.status, reason=row.reason, prompts=row.prompts, samples_per_prompt=row.samples_per_prompt,
+                   held_out=row.held_out, error=row.error, created_at=as_utc(row.created_at),
+                   finished_at=as_utc(row.finished_at), metrics={k: v for k, (v, _) in metrics.items()},
+                   counts={k: c for k, (_, c) in metrics.items()})
+
+
+class SweepJobView(BaseModel):
+    job_id: str
+    name: str
+    params: dict[str, Any]
+    seed: int
+    method: str
+    status: str
+    current_step: int
+    total_steps: int
+    eval_status: str | None  # of the eval of its final checkpoint
+    eval: dict[str, float] | None  # that eval's metrics, once it succeeded
+
+
+class SweepView(BaseModel):
+    id: str
+    name: str
+    kind: Literal["llm", "flow"]
+    preset: str | None
+    grid: dict[str, list[Any]]
+    seeds: list[int]
+    overrides: dict[str, Any]
+    created_at: datetime
+    cancel_requested: bool
+    status: Literal["queued", "running", "evaluating", "finished", "cancelled"]
+    progress: dict[str, int]  # jobs per status, plus "evaluated"
+    jobs: list[SweepJobView]
+    reference: dict[str, float] | None
+    points: list[dict[str, Any]]  # one per grid point: params, method, seeds, mean, std, n, frontier flags
+    planes: dict[str, dict[str, str]]

@@ -1,10 +1,7 @@
-"""Model loaders (causal LMs, SD3 pipelines) and the built-in demo models the project builds itself."""
+"""Model loaders (causal LMs, SD3 pipelines) and the built-in demo models the project builds itself.
 
-# Built-in models by job kind, the CPU demo first: the loaders in this package accept exactly these.
-BUILTIN_MODELS: dict[str, tuple[str, ...]] = {
-    "flow": ("builtin:digits-flow", "builtin:tiny-sd3"),
-    "llm": ("builtin:tiny-lm",),
-}
+Which built-in models exist, and for which kind of job, is listed in ``adrpo_engine.kinds``.
+"""
 
 # Built-in reward models by what they are (the ``needs`` of adrpo_engine.rewards): the reward rows of a
 # job may name them as their ``model``.

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, LoraConfig, ModelConfig
+from ..kinds import resolve_model_path
 
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
@@ -76,16 +77,6 @@ class Rollouts:
 # Loading
 
 
-def resolve_model_path(name_or_path: str) -> str:
-    if name_or_path == "builtin:tiny-lm":
-        from .tiny_lm import tiny_lm_path
-
-        return str(tiny_lm_path())
-    if name_or_path.startswith("builtin:"):
-        raise ConfigError(f"model.name_or_path: unknown built-in LLM {name_or_path!r} (known: builtin:tiny-lm)")
-    return name_or_path
-
-
 def load_tokenizer(path: str, revision: str | None = None):
     """The tokenizer of a model folder or hub id, padding on the left (prompts end where sampling starts)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
@@ -107,7 +98,7 @@ def load_causal_lm(model_cfg: ModelConfig, device: torch.device, dtype: torch.dt
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    path = resolve_model_path(model_cfg.name_or_path)
+    path = resolve_model_path(model_cfg.name_or_path, kind="llm")
     try:
         tokenizer = load_tokenizer(path, model_cfg.revision)
         model = AutoModelForCausalLM.from_pretrained(path, revision=model_cfg.revision, dtype=dtype)

@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from ..config import ConfigError, LoraConfig
+from ..config import ConfigError, JobConfig, LoraConfig
 from ..paths import builtin_models_dir, publish_cache, staging_dir
 from ..progress import BUILDING, StepReporter
 from ..threads import torch_threads
@@ -318,6 +318,11 @@ class DigitsPolicy(FlowPolicy):
         self.dtype = torch.float32
         self.model: nn.Module = fresh_flow_net().to(self.device)
         self.peft_model = None
+
+    @classmethod
+    def from_config(cls, config: JobConfig, device: torch.device, dtype: torch.dtype) -> DigitsPolicy:
+        """The factory ``kinds`` names for ``builtin:digits-flow``."""
+        return cls(device=device, dtype=dtype)
 
     def encode_prompts(self, prompts: list[str]) -> Cond:
         labels = [prompt_to_class(prompt) for prompt in prompts]

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..config import ConfigError, JobConfig, LoraConfig
+from ..config import LoraConfig
 
 Cond = dict[str, Tensor]
 
@@ -141,20 +141,3 @@ class FlowPolicy(ABC):
             yield
         finally:
             self.train(True)
-
-
-def load_flow_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) -> FlowPolicy:
-    """The policy named by ``config.model.name_or_path``: ``builtin:digits-flow``, ``builtin:tiny-sd3``,
-    or an SD3 hub id / local pipeline directory."""
-    name = config.model.name_or_path
-    if name == "builtin:digits-flow":
-        from .digits import DigitsPolicy
-
-        return DigitsPolicy(device=device, dtype=dtype)
-    if name.startswith("builtin:") and name != "builtin:tiny-sd3":
-        raise ConfigError(
-            f"model.name_or_path: unknown built-in flow model {name!r} (builtin:digits-flow, builtin:tiny-sd3)"
-        )
-    from .sd3 import SD3Policy
-
-    return SD3Policy.from_config(config, device=device, dtype=dtype)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, JobConfig, LoraConfig
+from ..kinds import resolve_model_path
 from .flow_policy import Cond, FlowPolicy
 
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
@@ -37,19 +38,11 @@ MAX_T5_TOKENS = 256  # the pipeline's default max_sequence_length
 PROMPT_CACHE = 512  # prompts whose embeddings are kept on the device
 
 
-def resolve_pipeline_path(name_or_path: str) -> str:
-    if name_or_path == "builtin:tiny-sd3":
-        from .tiny_sd3 import tiny_sd3_path
-
-        return str(tiny_sd3_path())
-    return name_or_path
-
-
 def load_pipeline(name_or_path: str, revision: str | None = None, dtype: torch.dtype = torch.float32):
     """The pipeline by hub id or local path; a local one saved without T5 is loaded without it."""
     from diffusers import StableDiffusion3Pipeline
 
-    path = resolve_pipeline_path(name_or_path)
+    path = resolve_model_path(name_or_path, kind="flow")
     extra = {}
     index = Path(path) / "model_index.json"
     if index.is_file():

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import torch
 
-from ..data import register_prompt_source
 from ..paths import builtin_models_dir, publish_cache, staging_dir
 from ..progress import BUILDING, Phase, StepReporter, report_phase
 from ..threads import torch_threads
@@ -73,11 +72,6 @@ SEED = 0
 def task_rows() -> list[dict[str, str]]:
     """Every (template, topic) prompt with its ``topic`` column (the reward reads it)."""
     return [{"prompt": template.format(topic=topic), "topic": topic} for topic in TOPICS for template in TEMPLATES]
-
-
-@register_prompt_source("tiny-lm-task")
-def _task_prompt_source() -> list[dict[str, str]]:
-    return task_rows()
 
 
 def topic_of(prompt: str) -> str | None:

@@ -32,6 +32,7 @@ from pydantic import Field
 from torch import Tensor
 
 from ..config import ConfigError, RewardSpec
+from ..kinds import builtin_model, load_target, resolve_model_path
 from . import RewardOptions, register_reward
 
 FEATURE_DIST = "diversity/feature_dist"
@@ -86,6 +87,13 @@ def digits_class(k: int = 0) -> Callable[..., list[float]]:
         return probabilities[:, k].tolist()
 
     return reward
+
+
+def digits_diversity_measure(rewards: Sequence[RewardSpec]) -> Callable[[Tensor, int], dict[str, float]]:
+    """The diversity of ``builtin:digits-flow`` jobs (``kinds`` names it): the even-digit spread for a job
+    that rewards ``digits:even``, the class entropy otherwise."""
+    even_task = any(spec.name == "digits:even" for spec in rewards)
+    return lambda images, group_size: digits_diversity(images, group_size, even_task)
 
 
 def digits_diversity(images: Tensor, group_size: int, even_task: bool = False) -> dict[str, float]:
@@ -175,15 +183,7 @@ def _clip_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ...
 @lru_cache(maxsize=4)
 def clip_embedder(model: str) -> ClipEmbedder:
     """One CLIP per model id per process (the reward and the diversity measure share it)."""
-    return ClipEmbedder(_resolve_builtin_clip(model))
-
-
-def _resolve_builtin_clip(model: str) -> str:
-    if model == "builtin:tiny-clip":
-        from ..models.tiny_sd3 import tiny_clip_path
-
-        return str(tiny_clip_path())
-    return model
+    return ClipEmbedder(resolve_model_path(model))
 
 
 class ClipScoreOptions(RewardOptions):
@@ -223,9 +223,9 @@ def pixel_diversity(images: Tensor, group_size: int) -> float:
 
 def build_diversity(model_name: str, rewards: Sequence[RewardSpec]) -> Callable[[Tensor, int], dict[str, float]]:
     """The per-step diversity measure of a job: see the module docstring for which one is used."""
-    if model_name == "builtin:digits-flow":
-        even_task = any(spec.name == "digits:even" for spec in rewards)
-        return lambda images, group_size: digits_diversity(images, group_size, even_task)
+    model = builtin_model(model_name)
+    if model is not None and model.diversity is not None:
+        return load_target(model.diversity)(rewards)
     clip_specs = [spec for spec in rewards if spec.name == "clip_score"]
     if clip_specs:
         embedder = clip_embedder(clip_specs[0].model or "openai/clip-vit-large-patch14")

@@ -105,8 +105,6 @@ def latest_checkpoint(run_dir: str | Path) -> tuple[int, Path] | None:
 
 
 class BaseTrainer(ABC):
-    kind: str = ""
-
     def __init__(self, config: JobConfig, run_dir: str | Path, sink: ProgressSink | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)

@@ -21,23 +21,23 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 
 from .. import metrics as M
 from .. import objectives as O
 from ..config import JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
-from ..models.flow_policy import Cond, FlowPolicy, load_flow_policy, repeat_cond, slice_cond
+from ..models.flow_policy import Cond, FlowPolicy, repeat_cond, slice_cond
+from ..models.registry import load_flow_policy
 from ..progress import Sample
-from ..threads import thread_limit
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, resolve_device, resolve_dtype, step_seed
+from ..checkpoints import step_name
+from ..images import images_to_pngs, save_grid
+from .base import BaseTrainer, step_seed
 
 SAMPLES_DIR = "samples"
 GRID_NAME = "before_after.png"
 EVAL_PROMPTS = 2
-MIN_PNG_SIDE = 64  # tiny images (8x8 digits) are written upscaled (nearest) so people can see them
 
 
 # ----------------------------------------------------------------------------------------------
@@ -48,37 +48,6 @@ def prepare_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) 
     policy = load_flow_policy(config, device, dtype)
     policy.add_lora(config.lora)
     return policy
-
-
-def images_to_pngs(images: Tensor, paths: list[Path]) -> None:
-    for image, path in zip(images, paths):
-        to_pil(image).save(path)
-
-
-def to_pil(image: Tensor) -> Image.Image:
-    """``(C, H, W)`` in [0, 1] -> a PIL image, upscaled by an integer factor if smaller than 64 px."""
-    array = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
-    array = array[0] if array.shape[0] == 1 else array.permute(1, 2, 0)
-    picture = Image.fromarray(array.numpy())
-    factor = max(1, -(-MIN_PNG_SIDE // max(picture.size)))
-    if factor > 1:
-        picture = picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
-    return picture
-
-
-def save_grid(rows_of_images: list[Tensor], path: Path, gap: int = 4) -> Path:
-    """One PNG with a row per tensor of images (e.g. reference on top, fine-tuned below)."""
-    tiles = [[to_pil(image) for image in row] for row in rows_of_images]
-    width = max(tile.width for row in tiles for tile in row)
-    height = max(tile.height for row in tiles for tile in row)
-    columns = max(len(row) for row in tiles)
-    grid = Image.new("RGB", (columns * (width + gap) - gap, len(tiles) * (height + gap) - gap), "white")
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            grid.paste(tile.convert("RGB"), (c * (width + gap), r * (height + gap)))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(path)
-    return path
 
 
 def generate_images(
@@ -98,8 +67,6 @@ def generate_images(
 
 
 class FlowTrainer(BaseTrainer):
-    kind = "flow"
-
     def build_policy(self) -> FlowPolicy:
         """The model named by the config, with a fresh LoRA adapter (benchmarks substitute their own)."""
         return prepare_policy(self.config, self.device, self.dtype)
@@ -217,7 +184,7 @@ class FlowTrainer(BaseTrainer):
         of the studio's sample view line up. The last step also writes the before/after grid."""
         cfg = self.config
         role = "reference" if step == 0 else "policy"
-        folder = self.run_dir / SAMPLES_DIR / f"step-{step:06d}"
+        folder = self.run_dir / SAMPLES_DIR / step_name(step)
         folder.mkdir(parents=True, exist_ok=True)
         samples: list[Sample] = []
         for index, row in enumerate(self.eval_rows):
@@ -255,53 +222,3 @@ class FlowTrainer(BaseTrainer):
     def _eval_summary(self, images: Tensor, prompt: str) -> tuple[float, float]:
         rewards, _ = self.rewards(images, [prompt] * len(images))
         return float(rewards.mean()), self.diversity(images, images.shape[0])["diversity"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Side-by-side comparison (the studio's Compare tab)
-
-
-def _step_of(adapter_dir: Path | None) -> int:
-    if adapter_dir is None:
-        return 0
-    name = Path(adapter_dir).name
-    return int(name.removeprefix("step-")) if name.startswith("step-") and name[5:].isdigit() else 0
-
-
-def generate_comparison(
-    config: JobConfig,
-    adapter_dir: str | Path | None,
-    prompt: str,
-    seed: int,
-    num_samples: int,
-    out_dir: str | Path,
-) -> list[Sample]:
-    """``num_samples`` images from the reference (adapter off) and the fine-tuned model (``adapter_dir``;
-    None = an untrained adapter, i.e. the reference twice) from the same starting noise. PNGs go to
-    ``out_dir/reference-K.png`` and ``out_dir/policy-K.png``; ``image_path`` is absolute."""
-    with thread_limit(config):
-        return _generate_comparison(config, adapter_dir, prompt, seed, num_samples, Path(out_dir))
-
-
-def _generate_comparison(
-    config: JobConfig, adapter_dir: str | Path | None, prompt: str, seed: int, num_samples: int, out_dir: Path
-) -> list[Sample]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.model)
-    policy = prepare_policy(config, device, resolve_dtype(config.model, device))
-    if adapter_dir is not None:
-        policy.load_adapter(Path(adapter_dir))
-    rewards_fn = WeightedRewards(config.rewards, "image")
-    step = _step_of(Path(adapter_dir) if adapter_dir is not None else None)
-    samples: list[Sample] = []
-    for role, adapter in (("reference", False), ("policy", True)):
-        _, images = generate_images(policy, config, prompt, seed, num_samples, adapter=adapter)
-        rewards, _ = rewards_fn(images, [prompt] * num_samples)
-        paths = [out_dir / f"{role}-{k}.png" for k in range(num_samples)]
-        images_to_pngs(images, paths)
-        for k, (path, reward) in enumerate(zip(paths, rewards.tolist())):
-            samples.append(Sample(
-                step=step, prompt=prompt, seed=seed, kind="image", role=role,
-                image_path=str(path.resolve()), reward=reward, extra={"index": k},
-            ))
-    return samples

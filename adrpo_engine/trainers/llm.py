@@ -21,7 +21,6 @@ Everything random in a step comes from torch's global generator, seeded by the b
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -35,9 +34,8 @@ from ..config import ConfigError, JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
 from ..models import causal_lm as C
 from ..progress import Sample
-from ..threads import thread_limit
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, TrainingError, resolve_device, resolve_dtype
+from .base import BaseTrainer, TrainingError
 
 EVAL_PROMPTS = 4
 SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
@@ -96,8 +94,6 @@ def group_diversity(texts: list[str], group: int) -> float:
 
 
 class LLMTrainer(BaseTrainer):
-    kind = "llm"
-
     def setup(self) -> None:
         cfg = self.config
         self.rows = load_prompts(cfg.prompts)
@@ -269,61 +265,3 @@ class LLMTrainer(BaseTrainer):
         after = self.eval_completions(row, cfg.seed, 1, adapter=True)
         self.log(f"before: {row.prompt!r} -> {before[0][0]!r} [reward {before[1][0]:.3f}]")
         self.log(f"after:  {row.prompt!r} -> {after[0][0]!r} [reward {after[1][0]:.3f}]")
-
-
-# ----------------------------------------------------------------------------------------------
-# Side-by-side comparison (the studio's Compare tab)
-
-
-def _step_of(adapter_dir: Path | None) -> int:
-    name = Path(adapter_dir).name if adapter_dir is not None else ""
-    return int(name[5:]) if name.startswith("step-") and name[5:].isdigit() else 0
-
-
-def _row_for(config: JobConfig, prompt: str) -> PromptRow:
-    """The job's prompt row with this text (so column rewards such as answer_match get their reference),
-    else a bare row."""
-    try:
-        for row in load_prompts(config.prompts):
-            if row.prompt == prompt:
-                return row
-    except ConfigError:
-        pass
-    return PromptRow(prompt)
-
-
-def generate_comparison(
-    config: JobConfig,
-    adapter_dir: str | Path | None,
-    prompt: str,
-    seed: int,
-    num_samples: int,
-    out_dir: str | Path,
-) -> list[Sample]:
-    """``num_samples`` completions of ``prompt`` from the reference (adapter off) and the fine-tuned model
-    (``adapter_dir``; None = an untrained adapter) with the same seed, with their rewards; also written
-    to ``out_dir/comparison.json``."""
-    with thread_limit(config):
-        out_dir = Path(out_dir)
-        device = resolve_device(config.model)
-        policy = TextPolicy(config, device, resolve_dtype(config.model, device))
-        if adapter_dir is not None:
-            C.load_adapter_weights(policy.model, Path(adapter_dir))
-        rewards_fn = WeightedRewards(config.rewards, "text")
-        row = _row_for(config, prompt)
-        step = _step_of(Path(adapter_dir) if adapter_dir is not None else None)
-        samples: list[Sample] = []
-        for role, adapter in (("reference", False), ("policy", True)):
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                texts = policy.texts(policy.sample([prompt], num_samples, adapter=adapter))
-            try:
-                rewards = rewards_fn([prompt] * num_samples, texts, **repeat_columns([row], num_samples))[0].tolist()
-            except ConfigError:  # a column reward on a prompt that is not in the job's data
-                rewards = [None] * num_samples
-            samples += [Sample(step=step, prompt=prompt, seed=seed, kind="text", role=role, text=text,
-                               reward=reward, extra={"index": k})
-                        for k, (text, reward) in enumerate(zip(texts, rewards))]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "comparison.json").write_text(json.dumps([s.to_dict() for s in samples], indent=2))
-        return samples

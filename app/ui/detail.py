@@ -16,6 +16,8 @@ import gradio as gr
 import pandas as pd
 import yaml
 
+from adrpo_engine.kinds import DEFAULT_KIND, get_kind
+
 from . import plots
 from .common import POLL_SECONDS, TERMINAL, job_status_line
 
@@ -27,7 +29,7 @@ class DetailState:
     """What the open page has fetched so far for one job."""
 
     job_id: str | None = None
-    kind: str = "flow"
+    kind: str = DEFAULT_KIND
     points: plots.Points = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[int] = field(default_factory=list)
@@ -102,10 +104,10 @@ def build_detail_tab(service: Any) -> DetailTab:
     header = gr.Markdown("Pick a job (or launch one).", elem_id="detail-header")
     line_plots = {}
     with gr.Row():
-        for panel in plots.panels_for("flow")[:3]:
+        for panel in plots.panels_for(DEFAULT_KIND)[:3]:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     with gr.Row():
-        for panel in plots.panels_for("flow")[3:]:
+        for panel in plots.panels_for(DEFAULT_KIND)[3:]:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     gr.Markdown("#### Samples: the reference model (step 0, adapter off) above, the chosen step below; same seeds")
     sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step", allow_custom_value=True)
@@ -216,7 +218,7 @@ def curve_figures(points: plots.Points, kind: str, smoothing: float) -> list[Any
 
 def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
     """Galleries for image jobs, the table for text jobs (the other hidden)."""
-    images = state.kind == "flow"
+    images = get_kind(state.kind).sample_kind == "image"
     if images:
         reference = gallery_items(state.samples, "reference", None)
         policy = gallery_items(state.samples, "policy", step)

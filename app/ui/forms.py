@@ -21,7 +21,7 @@ from adrpo_engine.config import (
     parse_override,
     validate_config,
 )
-from adrpo_engine.models import BUILTIN_MODELS
+from adrpo_engine.kinds import ALGORITHM_NAMES, DEFAULT_KIND, KINDS, builtin_models, get_kind
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.rewards.schema import check_reward_rows
 
@@ -29,13 +29,17 @@ from .reward_specs import rows_from_specs, specs_from_rows
 
 CUSTOM = "custom"  # the preset choice meaning "start from the kind's defaults"
 
-KIND_LABELS = {"flow": "Text-to-image (flow matching)", "llm": "LLM (GRPO)"}
+KIND_LABELS = {name: spec.label for name, spec in KINDS.items()}
 ALGORITHM_LABELS = {
     "adrpo": "ADRPO (adaptive beta)",
     "fixed": "Fixed beta (baseline)",
     "orw": "ORW-CFM-W2 (flow baseline)",
 }
 PROMPT_SOURCES = ("text", "file", "dataset")
+# What an empty A_min means, per kind and algorithm (the schema's default: -beta0, or -beta0/2 where the
+# loss needs a_min > -beta0).
+A_MIN_PLACEHOLDER = "empty = −β₀ (−β₀/2 for " + ", ".join(
+    f"{ALGORITHM_NAMES[algorithm]} {spec.name}" for spec in KINDS.values() for algorithm in sorted(spec.bounded_a_min)) + ")"
 
 
 # Order of the form's fields: the Launch tab lays out one component per id, and the handlers take
@@ -61,7 +65,7 @@ class FormPreview:
 def model_choices(kind: str) -> list[str]:
     """Models offered for ``kind``: the built-ins (they run on a laptop CPU), then every preset's model
     of that kind (hub ids the GPU presets use)."""
-    choices = list(BUILTIN_MODELS.get(kind, []))
+    choices = [model.name for model in builtin_models(kind)]
     for preset in PRESETS.values():
         if preset.config.get("kind") == kind:
             name = preset.config["model"]["name_or_path"]
@@ -77,21 +81,17 @@ def preset_choices() -> list[tuple[str, str]]:
     return labels + [("custom — start from the defaults of the chosen model kind", CUSTOM)]
 
 
-def base_config(preset: str | None, kind: str = "flow") -> dict[str, Any]:
+def base_config(preset: str | None, kind: str = DEFAULT_KIND) -> dict[str, Any]:
     """The config the form edits: the preset's, or the smallest valid config of ``kind``."""
     if preset and preset != CUSTOM:
         if preset not in PRESETS:
             raise ConfigError(f"preset: unknown preset {preset!r} (choose from {', '.join(sorted(PRESETS))})")
         return json.loads(json.dumps(PRESETS[preset].config))
-    model = BUILTIN_MODELS[kind][0]
-    reward = {"flow": "digits:even", "llm": "builtin:tiny-lm-task"}[kind]
-    prompts = {"flow": {"texts": ["any digit"]}, "llm": {"dataset": "builtin:tiny-lm-task"}}[kind]
     return {
         "name": "run",
         "kind": kind,
-        "model": {"name_or_path": model},
-        "rewards": [{"name": reward}],
-        "prompts": prompts,
+        "model": {"name_or_path": builtin_models(kind)[0].name},
+        **get_kind(kind).starter_config(),
     }
 
 
@@ -130,7 +130,7 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
 
 def config_from_form(values: dict[str, Any], base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config dict the form describes (not yet validated); ConfigError names an unreadable field."""
-    kind = values.get("kind") or "flow"
+    kind = values.get("kind") or DEFAULT_KIND
     data = json.loads(json.dumps(base)) if base else base_config(values.get("preset"), kind)
     data["name"] = _text(values.get("name")) or data.get("name", "run")
     data["kind"] = kind

@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 
 from adrpo_engine.config import ConfigError
+from adrpo_engine.kinds import DEFAULT_KIND
 
 from . import forms
 from .forms import ALGORITHM_LABELS, CUSTOM, FIELDS, KIND_LABELS
@@ -86,7 +87,7 @@ def build_launch_tab() -> LaunchTab:
                 fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)",
                                             elem_id="launch-beta0")
                 # Text boxes: empty means the default (a number box turns empty into 0 = fixed beta).
-                fields["a_min"] = gr.Textbox(start["a_min"], label="A_min", placeholder="empty = −β₀",
+                fields["a_min"] = gr.Textbox(start["a_min"], label="A_min", placeholder=forms.A_MIN_PLACEHOLDER,
                                              elem_id="launch-a-min")
                 fields["a_max"] = gr.Textbox(start["a_max"], label="A_max", placeholder="empty = +β₀",
                                              elem_id="launch-a-max")
@@ -146,7 +147,7 @@ def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
 
 def fill_from_preset(preset: str, kind: str) -> list[Any]:
     """A preset's config in the form (custom: the defaults of the kind shown now)."""
-    base = forms.base_config(preset, kind or "flow")
+    base = forms.base_config(preset, kind or DEFAULT_KIND)
     values: dict[str, Any] = forms.form_from_config(base, preset)
     # The model list depends on the kind: refresh its choices as well as its value.
     values["model"] = gr.update(choices=forms.model_choices(values["kind"]), value=values["model"])

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from adrpo_engine import metrics as M  # noqa: E402
+from adrpo_engine.kinds import get_kind  # noqa: E402
 
 Points = dict[str, list[tuple[int, float]]]
 FRAME_COLUMNS = ["step", "value", "series"]
@@ -46,15 +47,15 @@ class Panel:
 
 
 def panels_for(kind: str) -> list[Panel]:
-    """The job page's charts: reward, the divergence (kl for LLMs, w2 for flows), beta_eff, the
+    """The job page's charts: reward, the kind's divergence (kl for LLMs, w2 for flows), beta_eff, the
     entropy/diversity axis of the paper's figures, and the loss."""
-    divergence = M.KL if kind == "llm" else M.W2
-    spread = (M.ENTROPY, M.DIVERSITY) if kind == "llm" else (M.DIVERSITY,)
+    spec = get_kind(kind)
+    divergence, spread = spec.divergence, spec.spread_metrics
     return [
         Panel("reward", "Reward (mean)", (M.REWARD_MEAN,), smoothed=True),
         Panel("divergence", f"Divergence to the reference ({divergence})", (divergence,)),
         Panel("beta", "Effective beta (mean / min / max)", (M.BETA_MEAN, M.BETA_MIN, M.BETA_MAX)),
-        Panel("spread", "Diversity" if kind == "flow" else "Entropy and diversity", spread),
+        Panel("spread", " and ".join(spread).capitalize(), spread),
         Panel("loss", "Loss", (M.LOSS,), smoothed=True),
     ]
 

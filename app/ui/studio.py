@@ -17,6 +17,7 @@ from .jobs import build_jobs_tab, wire_jobs_tab
 from .launch import build_launch_tab, error_markdown, form_updates_from_config, values_of
 from .reward_rows import wire_try
 from .runs import build_runs_tab, wire_runs_tab
+from .sweeps import build_sweeps_tab, wire_sweeps_tab
 
 TITLE = "ADRPO Studio"
 CSS = """
@@ -45,10 +46,13 @@ def build_studio(service: Any) -> gr.Blocks:
                 compare = build_compare_tab()
             with gr.Tab("Runs", id="runs", elem_id="tab-runs"):
                 runs = build_runs_tab()
+            with gr.Tab("Sweeps", id="sweeps", elem_id="tab-sweeps"):
+                sweeps = build_sweeps_tab()
         refresh_jobs = wire_jobs_tab(jobs, service)
         wire_detail_tab(detail, service)
         wire_compare_tab(compare, service)
         wire_runs_tab(runs, service)
+        wire_sweeps_tab(sweeps, service, studio)
         _wire_launch(launch, tabs, detail.job, compare.job, service)
         _wire_cross_tab(jobs, launch, tabs, detail.job, compare.job, runs.jobs, refresh_jobs, service, studio)
     return studio

@@ -4,8 +4,8 @@ import json
 
 from typer.testing import CliRunner
 
-from adrpo_engine import metrics as M
 from adrpo_engine.cli import app
+from adrpo_engine.kinds import get_kind
 
 
 def test_cli_trains_the_tiny_lm_preset_end_to_end(tmp_path):
@@ -18,7 +18,7 @@ def test_cli_trains_the_tiny_lm_preset_end_to_end(tmp_path):
     assert "[reward " in result.output  # rewards of the samples are shown, not eaten as rich markup
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [1, 2, 3]
-    assert set(M.names_for("llm")) <= set(rows[-1])
+    assert set(get_kind("llm").metric_names) <= set(rows[-1])
     assert (out / "config.yaml").is_file()
     assert (out / "checkpoints" / "step-000003" / "adapter_model.safetensors").is_file()
 

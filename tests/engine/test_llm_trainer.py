@@ -5,10 +5,11 @@ import torch
 
 from adrpo_engine import metrics as M
 from adrpo_engine.config import ConfigError, apply_overrides, validate_config
+from adrpo_engine.kinds import get_kind
 from adrpo_engine.models import causal_lm as C
 from adrpo_engine.progress import RecordingSink
 from adrpo_engine.runner import compare, train
-from adrpo_engine.trainers.base import list_checkpoints
+from adrpo_engine.checkpoints import list_checkpoints
 from adrpo_engine.trainers.llm import LLMTrainer
 
 TIMING = {M.STEP_TIME, M.SAMPLES_PER_S, M.TOKENS_PER_S}
@@ -57,7 +58,7 @@ def run_trainer(cfg, run_dir, resume=False):
 def test_one_step_is_finite_and_logs_every_metric(model_dir, tmp_path):
     trainer, sink = run_trainer(job(model_dir, steps=1), tmp_path / "run")
     step = sink.steps[1]
-    assert set(M.names_for("llm")) <= set(step)
+    assert set(get_kind("llm").metric_names) <= set(step)
     assert all(torch.isfinite(torch.tensor(v)) for v in step.values())
     assert step[M.BETA_MIN] >= 0 and step[M.BETA_MAX] <= 0.08 + 1e-6
     assert {s.role for s in sink.samples} == {"reference", "policy"}

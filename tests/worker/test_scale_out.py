@@ -186,3 +186,33 @@ def test_a_sigkilled_worker_s_job_is_resumed_by_the_other_worker(cluster):
     log = service.log_tail(job.id, 1000)
     assert "stopped answering" in log and "resumed from" in log
     assert_every_step_once(service, job.id, 200)
+
+
+def assert_sweep_complete(service, sweep_id: str, jobs: int, steps: int) -> None:
+    """Every job of the sweep once, each with exactly two evals (reference + final) and their metrics."""
+    from worker.models import EvalMetric, Evaluation
+
+    view = service.get_sweep(sweep_id)
+    assert view.status == "finished" and len(view.jobs) == jobs and view.progress["evaluated"] == jobs
+    with service.store.session() as session:
+        ids = list(session.scalars(select(Job.id).where(Job.sweep_id == sweep_id)))
+        assert sorted(ids) == sorted(j.job_id for j in view.jobs) and len(set(ids)) == jobs
+        rows = session.execute(select(Evaluation.job_id, Evaluation.step, Evaluation.status)
+                               .where(Evaluation.job_id.in_(ids))).all()
+        assert sorted((job, step) for job, step, _ in rows) == sorted((job, step) for job in ids for step in (0, steps))
+        assert {status for _, _, status in rows} == {"succeeded"}
+        per_eval = session.execute(select(EvalMetric.eval_id, func.count()).group_by(EvalMetric.eval_id)).all()
+        assert len(per_eval) == 2 * jobs and len({count for _, count in per_eval}) == 1
+        for job_id in ids:
+            steps_logged = session.execute(select(Metric.step, func.count()).where(
+                Metric.job_id == job_id, Metric.name == "reward/mean").group_by(Metric.step)).all()
+            assert sorted(steps_logged) == [(step, 1) for step in range(1, steps + 1)]
+    assert len(view.points) == jobs // 2 and all(p["seeds"] == 2 for p in view.points)
+
+
+def test_a_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
+    service, _workers = cluster
+    sweep = service.submit_sweep(preset="digits-even", grid={"algorithm": ["adrpo", "fixed"]}, seeds=[0, 1],
+                                 overrides=tiny_digits(steps=2, checkpoint_every=2, **{"eval.samples_per_prompt": 4}))
+    wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 300, what="the sweep to finish")
+    assert_sweep_complete(service, sweep.id, jobs=4, steps=2)
