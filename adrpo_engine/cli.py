@@ -15,7 +15,7 @@ from .config import ConfigError, JobConfig, validate_config
 from .config_io import apply_overrides, load_yaml, parse_override
 from .kinds import get_kind
 from .presets import PRESETS, get_preset
-from .progress import NullSink, Sample
+from .progress import TRAINING, NullSink, Phase, Sample
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="ADRPO: adaptive-divergence RL fine-tuning.")
 console = Console()
@@ -31,6 +31,21 @@ class ConsoleSink(NullSink):
         self.progress = progress
         self.divergence = get_kind(kind).divergence
         self.task = None
+        self.build_task = None
+        self.build_label = ""
+        self.phase: str | None = None
+
+    def on_phase(self, phase: Phase) -> None:
+        """A line when the run moves to another phase; a progress bar while a built-in model is built."""
+        if phase.name != self.phase and phase.name != TRAINING:
+            self.progress.console.print(f"[cyan]{escape(phase.describe())}[/]")
+        self.phase = phase.name
+        if phase.total:
+            label = escape(phase.detail.rsplit(" step ", 1)[0])
+            if self.build_task is None or self.build_label != label:
+                self.build_task = self.progress.add_task(label, total=phase.total, info="")
+                self.build_label = label
+            self.progress.update(self.build_task, completed=phase.done or 0)
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         self.task = self.progress.add_task("training", total=total_steps, completed=start_step, info="")

@@ -47,18 +47,11 @@ def compare_images(
             rewards, _ = rewards_fn(images, [prompt] * num_samples)
             paths = [out_dir / f"{role}-{k}.png" for k in range(num_samples)]
             images_to_pngs(images, paths)
+            notes = policy.describe_images(images) or [None] * num_samples  # e.g. "looks like 4 (97%)"
             samples += [
-                Sample(
-                    step=step,
-                    prompt=prompt,
-                    seed=seed,
-                    kind="image",
-                    role=role,
-                    image_path=str(path.resolve()),
-                    reward=reward,
-                    extra={"index": k},
-                )
-                for k, (path, reward) in enumerate(zip(paths, rewards.tolist()))
+                Sample(step=step, prompt=prompt, seed=seed, kind="image", role=role, text=note,
+                       image_path=str(path.resolve()), reward=reward, extra={"index": k})
+                for k, (path, reward, note) in enumerate(zip(paths, rewards.tolist(), notes))
             ]
         return samples
 
@@ -88,19 +81,9 @@ def compare_texts(
                 rewards = rewards_fn([prompt] * num_samples, texts, **repeat_columns([row], num_samples))[0].tolist()
             except ConfigError:  # a column reward on a prompt that is not in the job's data
                 rewards = [None] * num_samples
-            samples += [
-                Sample(
-                    step=step,
-                    prompt=prompt,
-                    seed=seed,
-                    kind="text",
-                    role=role,
-                    text=text,
-                    reward=reward,
-                    extra={"index": k},
-                )
-                for k, (text, reward) in enumerate(zip(texts, rewards))
-            ]
+            samples += [Sample(step=step, prompt=prompt, seed=seed, kind="text", role=role, text=text,
+                               reward=reward, extra={"index": k})
+                        for k, (text, reward) in enumerate(zip(texts, rewards))]
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "comparison.json").write_text(json.dumps([s.to_dict() for s in samples], indent=2))
         return samples

@@ -1,16 +1,80 @@
 """The small interface through which a trainer reports; the CLI, the job service and tests implement it.
 
-A trainer calls, in order: ``on_start`` once, then per step ``on_step`` (metrics), sometimes
-``on_samples`` and ``on_checkpoint``, and polls ``should_stop`` after each step; ``on_log`` any time.
-Sinks must not raise for a metric they do not know: the metric names are listed in ``metrics``.
+A trainer calls, in order: ``on_phase`` whenever it moves to another phase (loading or building the
+model, sampling the reference, training), ``on_start`` once, then per step ``on_step`` (metrics),
+sometimes ``on_samples`` and ``on_checkpoint``, and polls ``should_stop`` after each step; ``on_log``
+any time. Sinks must not raise for a metric they do not know: the metric names are listed in ``metrics``.
+
+Code far below the trainer (a built-in model's one-off build, minutes on a CPU) reports its progress
+with :func:`report_phase` / :class:`StepReporter`; the trainer routes those reports to its sink through
+:func:`reporting_phases`, so model code needs no sink argument and stays silent outside a run.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+# The phases a job goes through (``Phase.name``); the service shows them beside the status.
+LOADING = "loading model"
+BUILDING = "building model"
+EVALUATING = "evaluating"
+TRAINING = "training"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What a run is doing now: a phase name, a readable detail and, when known, progress ``done/total``."""
+
+    name: str
+    detail: str = ""
+    done: int | None = None
+    total: int | None = None
+
+    def describe(self) -> str:
+        """One line for people: ``building model · builtin:tiny-lm (once): pre-training step 300/1500``."""
+        return f"{self.name} · {self.detail}" if self.detail else self.name
+
+
+_phase_callback: ContextVar[Callable[[Phase], None] | None] = ContextVar("adrpo_phase_callback", default=None)
+
+
+@contextmanager
+def reporting_phases(callback: Callable[[Phase], None]) -> Iterator[None]:
+    """Send :func:`report_phase` calls made inside the block (any depth, this thread) to ``callback``."""
+    token = _phase_callback.set(callback)
+    try:
+        yield
+    finally:
+        _phase_callback.reset(token)
+
+
+def report_phase(phase: Phase) -> None:
+    """Tell the run in progress (if any) what is happening; a no-op outside :func:`reporting_phases`."""
+    callback = _phase_callback.get()
+    if callback is not None:
+        callback(phase)
+
+
+class StepReporter:
+    """Reports a long loop's progress as a phase, at most every ``interval_s`` seconds (and at its end),
+    so a per-step call costs nothing measurable and the sink writes about once a second."""
+
+    def __init__(self, name: str, detail: str, total: int, interval_s: float = 1.0) -> None:
+        self.name, self.detail, self.total, self.interval_s = name, detail, total, interval_s
+        self._last = float("-inf")
+
+    def __call__(self, done: int) -> None:
+        now = time.monotonic()
+        if done >= self.total or now - self._last >= self.interval_s:
+            self._last = now
+            report_phase(Phase(self.name, f"{self.detail} step {done}/{self.total}", done, self.total))
 
 
 @dataclass
@@ -33,6 +97,8 @@ class Sample:
 
 @runtime_checkable
 class ProgressSink(Protocol):
+    def on_phase(self, phase: Phase) -> None: ...
+
     def on_start(self, total_steps: int, start_step: int) -> None: ...
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None: ...
@@ -48,6 +114,9 @@ class ProgressSink(Protocol):
 
 class NullSink:
     """Ignores everything; the base of sinks that care about a few events only."""
+
+    def on_phase(self, phase: Phase) -> None:
+        pass
 
     def on_start(self, total_steps: int, start_step: int) -> None:
         pass
@@ -76,7 +145,11 @@ class RecordingSink(NullSink):
         self.samples: list[Sample] = []
         self.checkpoints: list[tuple[int, Path]] = []
         self.logs: list[str] = []
+        self.phases: list[Phase] = []
         self.stop_after = stop_after
+
+    def on_phase(self, phase: Phase) -> None:
+        self.phases.append(phase)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         self.steps[step] = dict(metrics)
@@ -100,6 +173,10 @@ class FanOutSink:
     def __init__(self, *sinks: ProgressSink) -> None:
         self.sinks = sinks
 
+    def on_phase(self, phase: Phase) -> None:
+        for sink in self.sinks:
+            phase_handler(sink)(phase)
+
     def on_start(self, total_steps: int, start_step: int) -> None:
         for sink in self.sinks:
             sink.on_start(total_steps, start_step)
@@ -122,6 +199,11 @@ class FanOutSink:
 
     def should_stop(self) -> bool:
         return any(sink.should_stop() for sink in self.sinks)
+
+
+def phase_handler(sink: Any) -> Callable[[Phase], None]:
+    """The sink's ``on_phase``, or a no-op for a sink written before phases existed."""
+    return getattr(sink, "on_phase", None) or (lambda _phase: None)
 
 
 class JsonlMetricsSink(NullSink):

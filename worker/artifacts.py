@@ -8,10 +8,13 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 from adrpo_engine.integrity import MANIFEST
 from adrpo_engine.trainers.base import TRAINER_STATE
+
+from .model_card import with_base_model
 
 LOG_FILE = "job.log"
 EXPORTS = "exports"
@@ -60,9 +63,22 @@ def checkpoint_sha256(checkpoint_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int, expected_sha256: str | None = None) -> Path:
-    """``run_dir/exports/adapter-step-NNNNNN.zip`` with the checkpoint's adapter files at the top level
-    (so the unpacked folder loads with PeftModel.from_pretrained / load_lora_weights). Built once.
+@dataclass(frozen=True)
+class ZipExtras:
+    """What a zip holds beside the adapter files: its name, the model card, the base model id."""
+
+    name: str
+    card: str
+    base_model: str
+    grid: Path | None = None  # a reference-vs-adapter sample grid (flow jobs), stored as samples.png
+
+
+def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int, extras: ZipExtras | None = None,
+                      expected_sha256: str | None = None) -> Path:
+    """``run_dir/exports/<name>.zip`` with the checkpoint's adapter files at the top level (so the
+    unpacked folder loads with PeftModel.from_pretrained / load_lora_weights), and with ``extras`` the
+    model card (README.md, replacing PEFT's empty template), the job's config.yaml and the base model
+    in adapter_config.json. Built once.
 
     With ``expected_sha256`` (the digest recorded at save time) the files are checked first, on every
     call, and a mismatch raises CorruptCheckpoint instead of handing out a truncated adapter."""
@@ -70,18 +86,28 @@ def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int, expecte
     if not checkpoint.is_dir():
         raise ArtifactError(f"checkpoint of step {step} is missing on disk")
     if expected_sha256 is not None and checkpoint_sha256(checkpoint) != expected_sha256:
-        raise CorruptCheckpoint(
-            f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
-            "saved (damaged on disk); download another step"
-        )
-    target = inside(run_dir, Path(EXPORTS) / f"adapter-step-{step:06d}.zip")
+        raise CorruptCheckpoint(f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
+                                "saved (damaged on disk); download another step")
+    name = extras.name if extras else f"adapter-step-{step:06d}.zip"
+    target = inside(run_dir, Path(EXPORTS) / name)
     if target.is_file() and _zip_is_intact(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.tmp")
     with zipfile.ZipFile(staging, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in adapter_files(checkpoint):
+            if extras and path.name == "README.md":
+                continue  # PEFT's template ("[More Information Needed]"): our card replaces it
+            if extras and path.name == "adapter_config.json":
+                archive.writestr(path.name, with_base_model(path.read_bytes(), extras.base_model))
+                continue
             archive.write(path, arcname=path.name)
+        if extras:
+            archive.writestr("README.md", extras.card)
+            if (run_dir / "config.yaml").is_file():
+                archive.write(run_dir / "config.yaml", arcname="config.yaml")
+            if extras.grid is not None and extras.grid.is_file():
+                archive.write(extras.grid, arcname="samples.png")
     staging.replace(target)
     return target
 

@@ -51,6 +51,9 @@ class Job(Base):
     total_steps: Mapped[int] = mapped_column(Integer)
     latest_reward: Mapped[float | None] = mapped_column(Float)
     seconds_per_step: Mapped[float | None] = mapped_column(Float)
+    # What a running job does now (adrpo_engine.progress phase names) and a readable detail with progress.
+    phase: Mapped[str | None] = mapped_column(String(32))
+    phase_detail: Mapped[str | None] = mapped_column(String(256))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
+
+from adrpo_engine.progress import TRAINING
 
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow
 from .status import JobStatus
@@ -16,7 +18,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything the service stores is UTC."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=UTC)
+    return moment.replace(tzinfo=timezone.utc)
 
 
 class JobView(BaseModel):
@@ -34,6 +36,8 @@ class JobView(BaseModel):
     total_steps: int
     latest_reward: float | None
     eta_seconds: float | None
+    phase: str | None = None  # while running: "loading model", "building model", "evaluating", "training"
+    phase_detail: str | None = None  # e.g. "builtin:tiny-lm is built once: pre-training step 300/1500"
     error: str | None
     cancel_requested: bool = False
     attempts: int = 0
@@ -43,28 +47,18 @@ class JobView(BaseModel):
     @classmethod
     def of(cls, job: Job) -> JobView:
         eta = None
-        if job.status == JobStatus.RUNNING and job.seconds_per_step is not None:
+        running = job.status == JobStatus.RUNNING
+        phase = (job.phase or "starting") if running else None
+        # The ETA counts training steps: it starts once training has (not while a model is being built).
+        if phase == TRAINING and job.seconds_per_step is not None:
             eta = max(0.0, (job.total_steps - job.current_step) * job.seconds_per_step)
         return cls(
-            id=job.id,
-            name=job.name,
-            kind=job.kind,
-            algorithm=job.algorithm,
-            status=JobStatus(job.status),
-            preset=job.preset,
-            config=job.config,
-            created_at=as_utc(job.created_at),
-            started_at=as_utc(job.started_at),
-            finished_at=as_utc(job.finished_at),
-            current_step=job.current_step,
-            total_steps=job.total_steps,
-            latest_reward=job.latest_reward,
-            eta_seconds=eta,
-            error=job.error,
-            cancel_requested=job.cancel_requested,
-            attempts=job.attempts,
-            worker=job.worker,
-            parent_id=job.parent_id,
+            id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=JobStatus(job.status),
+            preset=job.preset, config=job.config, created_at=as_utc(job.created_at),
+            started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
+            current_step=job.current_step, total_steps=job.total_steps, latest_reward=job.latest_reward,
+            eta_seconds=eta, phase=phase, phase_detail=job.phase_detail if running else None, error=job.error, cancel_requested=job.cancel_requested, attempts=job.attempts,
+            worker=job.worker, parent_id=job.parent_id,
         )
 
 
@@ -81,16 +75,8 @@ class SampleView(BaseModel):
     @classmethod
     def of(cls, row: SampleRow, run_dir: Path) -> SampleView:
         image = str((run_dir / row.image_path).resolve()) if row.image_path else None
-        return cls(
-            step=row.step,
-            role=row.role,
-            prompt=row.prompt,
-            seed=row.seed,
-            kind=row.kind,
-            text=row.text,
-            image_path=image,
-            reward=row.reward,
-        )
+        return cls(step=row.step, role=row.role, prompt=row.prompt, seed=row.seed, kind=row.kind,
+                   text=row.text, image_path=image, reward=row.reward)
 
 
 class CheckpointView(BaseModel):
@@ -101,12 +87,8 @@ class CheckpointView(BaseModel):
 
     @classmethod
     def of(cls, row: Checkpoint, run_dir: Path) -> CheckpointView:
-        return cls(
-            step=row.step,
-            path=str((run_dir / row.path).resolve()),
-            sha256=row.sha256,
-            created_at=as_utc(row.created_at),
-        )
+        return cls(step=row.step, path=str((run_dir / row.path).resolve()), sha256=row.sha256,
+                   created_at=as_utc(row.created_at))
 
 
 class ComparisonView(BaseModel):
@@ -124,19 +106,9 @@ class ComparisonView(BaseModel):
 
     @classmethod
     def of(cls, row: Comparison, samples: list[SampleView]) -> ComparisonView:
-        return cls(
-            id=row.id,
-            job_id=row.job_id,
-            step=row.step,
-            prompt=row.prompt,
-            seed=row.seed,
-            num_samples=row.num_samples,
-            status=JobStatus(row.status),
-            error=row.error,
-            created_at=as_utc(row.created_at),
-            finished_at=as_utc(row.finished_at),
-            samples=samples,
-        )
+        return cls(id=row.id, job_id=row.job_id, step=row.step, prompt=row.prompt, seed=row.seed,
+                   num_samples=row.num_samples, status=JobStatus(row.status), error=row.error,
+                   created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at), samples=samples)
 
 
 class EvalView(BaseModel):
@@ -157,22 +129,11 @@ class EvalView(BaseModel):
 
     @classmethod
     def of(cls, row: Evaluation, metrics: dict[str, tuple[float, int]]) -> EvalView:
-        return cls(
-            id=row.id,
-            job_id=row.job_id,
-            step=row.step,
-            role="reference" if row.step == 0 else "policy",
-            status=row.status,
-            reason=row.reason,
-            prompts=row.prompts,
-            samples_per_prompt=row.samples_per_prompt,
-            held_out=row.held_out,
-            error=row.error,
-            created_at=as_utc(row.created_at),
-            finished_at=as_utc(row.finished_at),
-            metrics={k: v for k, (v, _) in metrics.items()},
-            counts={k: c for k, (_, c) in metrics.items()},
-        )
+        return cls(id=row.id, job_id=row.job_id, step=row.step, role="reference" if row.step == 0 else "policy",
+                   status=row.status, reason=row.reason, prompts=row.prompts, samples_per_prompt=row.samples_per_prompt,
+                   held_out=row.held_out, error=row.error, created_at=as_utc(row.created_at),
+                   finished_at=as_utc(row.finished_at), metrics={k: v for k, (v, _) in metrics.items()},
+                   counts={k: c for k, (_, c) in metrics.items()})
 
 
 class SweepJobView(BaseModel):

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,7 +107,11 @@ def add_lora(model, lora: LoraConfig):
         bias="none",
     )
     try:
-        return get_peft_model(model, peft_config)
+        with warnings.catch_warnings():
+            # peft 0.21 reads transformers 5's deprecated `is_gradient_checkpointing`: a FutureWarning that
+            # is not ours to fix and was the first thing `adrpo train` printed.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return get_peft_model(model, peft_config)
     except ValueError as error:  # peft: "Target modules ... not found in the base model"
         raise ConfigError(f"lora.target_modules: {error}") from None
 

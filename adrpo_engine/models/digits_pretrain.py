@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..progress import BUILDING, StepReporter
 from ..threads import torch_threads
 from .digits_data import NULL_CLASS, load_digit_data, to_model_space
 from .digits_nets import DigitClassifier, DigitsFlowNet
@@ -30,6 +31,9 @@ CLASS_DROPOUT = 0.15  # fraction of training labels replaced by the null class (
 CLASSIFIER_STEPS = 600
 
 
+BUILD_NOTE = "builtin:digits-flow is built once"
+
+
 def train_flow_net(steps: int = FLOW_TRAIN_STEPS, seed: int = 0) -> DigitsFlowNet:
     """Conditional flow matching on all digits, labels dropped to the null class 15% of the time."""
     generator = torch.Generator().manual_seed(seed)
@@ -39,7 +43,9 @@ def train_flow_net(steps: int = FLOW_TRAIN_STEPS, seed: int = 0) -> DigitsFlowNe
     net = DigitsFlowNet()
     optimizer = torch.optim.AdamW(net.parameters(), lr=FLOW_LR, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=FLOW_LR, total_steps=steps, pct_start=0.05)
-    for _ in range(steps):
+    progress = StepReporter(BUILDING, f"{BUILD_NOTE}: flow network", steps)
+    for done in range(1, steps + 1):
+        progress(done)
         index = torch.randint(0, data.shape[0], (FLOW_BATCH,), generator=generator)
         x_data, y = data[index], labels[index].clone()
         y[torch.rand(FLOW_BATCH, generator=generator) < CLASS_DROPOUT] = NULL_CLASS
@@ -65,7 +71,9 @@ def train_classifier(steps: int = CLASSIFIER_STEPS, seed: int = 0) -> tuple[Digi
     train_idx, test_idx = order[:cut], order[cut:]
     model = DigitClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    for _ in range(steps):
+    progress = StepReporter(BUILDING, f"{BUILD_NOTE}: digit classifier", steps)
+    for done in range(1, steps + 1):
+        progress(done)
         x = images[train_idx]
         x = (x + 0.05 * torch.randn(x.shape, generator=generator)).clamp(0.0, 1.0)
         loss = nn.functional.cross_entropy(model.logits(x), labels[train_idx])

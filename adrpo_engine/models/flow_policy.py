@@ -94,6 +94,10 @@ class FlowPolicy(ABC):
 
     # ---------------------------------------------------------------- sampling
 
+    def describe_images(self, images: Tensor) -> list[str] | None:
+        """A short line per image for people (e.g. the class a built-in classifier sees), or None."""
+        return None
+
     def guided_velocity(self, x_t: Tensor, t: Tensor, cond: Cond, guidance: float, adapter: bool) -> Tensor:
         """Classifier-free guidance ``v_u + g (v_c - v_u)``; one batched call for both branches."""
         if guidance == 1.0:

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..progress import BUILDING, Phase, StepReporter, report_phase
 from ..threads import torch_threads
 
 MODEL_NAME = "builtin:tiny-lm"
@@ -192,7 +193,8 @@ def pretrain(model, tokenizer, lines: list[str], steps: int = PRETRAIN_STEPS, se
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, PRETRAIN_LR, total_steps=steps, pct_start=0.1)
     model.train()
     loss = torch.tensor(float("nan"))
-    for _ in range(steps):
+    progress = StepReporter(BUILDING, "builtin:tiny-lm is built once: pre-training", steps)
+    for done in range(1, steps + 1):
         batch = torch.randint(0, len(lines), (PRETRAIN_BATCH,), generator=generator)
         width = int(mask[batch].sum(dim=1).max())  # right padding: trim to the longest line of the batch
         loss = model(
@@ -203,6 +205,7 @@ def pretrain(model, tokenizer, lines: list[str], steps: int = PRETRAIN_STEPS, se
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
+        progress(done)
     model.eval()
     return float(loss.detach())
 
@@ -217,6 +220,7 @@ def build_cache(target: Path) -> None:
     with torch_threads(1):
         started = time.perf_counter()
         torch.manual_seed(SEED)
+        report_phase(Phase(BUILDING, "builtin:tiny-lm is built once: corpus and tokenizer"))
         lines = corpus_lines()
         tokenizer = train_tokenizer(lines)
         tokenizer.padding_side = "right"

@@ -32,7 +32,19 @@ from ..checkpoints import TRAINER_STATE, checkpoint_dir, list_checkpoints
 from ..config import JobConfig, ModelConfig
 from ..integrity import load_trainer_state, numpy_rng_state, set_numpy_rng_state, verify_checkpoint, write_manifest
 from ..paths import publish_cache, staging_dir
-from ..progress import FanOutSink, JsonlMetricsSink, NullSink, ProgressSink, Sample
+from ..progress import (
+    EVALUATING,
+    LOADING,
+    TRAINING,
+    FanOutSink,
+    JsonlMetricsSink,
+    NullSink,
+    Phase,
+    ProgressSink,
+    Sample,
+    phase_handler,
+    reporting_phases,
+)
 from ..threads import thread_limit
 from ..trackers import build_trackers
 
@@ -211,14 +223,19 @@ class BaseTrainer(ABC):
     # ------------------------------------------------------------------ the loop
 
     def run(self, resume: bool = True) -> RunResult:
-        with thread_limit(self.config):
+        # Phases reported from deep inside setup (a built-in model's first build) reach this run's sink.
+        with thread_limit(self.config), reporting_phases(self.report_phase):
             return self._run(resume)
+
+    def report_phase(self, phase: Phase) -> None:
+        phase_handler(self.sink)(phase)
 
     def _run(self, resume: bool) -> RunResult:
         cfg = self.config
         # Load and validate first (model, rewards, prompts): a bad model id or reward must leave no
         # half-written run directory behind.
         seed_everything(cfg.seed)
+        self.report_phase(Phase(LOADING, cfg.model.name_or_path))
         self.setup()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(self.run_dir / "config.yaml")
@@ -247,8 +264,10 @@ class BaseTrainer(ABC):
         reporter.on_start(cfg.steps, start_step)
 
         if start_step == 0:
+            self.report_phase(Phase(EVALUATING, "samples of the reference model (step 0)"))
             seed_everything(step_seed(cfg.seed, 0))
             self._report_samples(reporter, 0)
+        self.report_phase(Phase(TRAINING, f"from step {start_step}" if start_step else ""))
 
         first: dict[str, float] = {}
         last: dict[str, float] = {}

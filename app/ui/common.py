@@ -56,6 +56,11 @@ def format_reward(value: float | None) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
+def round_reward(value: float | None, digits: int = 3) -> float | None:
+    """A reward as a table cell: 0.3, not 0.30000001192092896 (float32 stored as float64)."""
+    return None if value is None or not math.isfinite(value) else round(float(value), digits)
+
+
 def format_time(moment: datetime | str | None) -> str:
     """Timestamps in UTC, to the second; the service stores UTC."""
     if moment is None:
@@ -70,14 +75,32 @@ def format_time(moment: datetime | str | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def format_phase(job: Any) -> str:
+    """What a running job does now, e.g. "building model · builtin:tiny-lm is built once: pre-training
+    step 300/1500"; empty for jobs that are not running."""
+    phase = getattr(job, "phase", None)
+    if not phase:
+        return ""
+    detail = getattr(job, "phase_detail", None)
+    return f"{phase} · {detail}" if detail else phase
+
+
+def format_algorithm(job: Any) -> str:
+    """``adrpo β₀=0.1``: the algorithm and its base regularisation, as the Jobs table shows them."""
+    beta0 = (getattr(job, "config", None) or {}).get("beta0")
+    return job.algorithm if beta0 is None else f"{job.algorithm} β₀={beta0:g}"
+
+
 def job_status_line(job: Any) -> str:
-    """One Markdown line: status, progress, ETA, latest reward and, for a failed job, why."""
+    """One Markdown line: status (and phase while running), progress, ETA, latest reward and, for a
+    failed job, why."""
+    phase = format_phase(job)
     parts = [
-        f"**{job.status}**",
+        f"**{job.status}**" + (f" · *{phase}*" if phase else ""),
         f"step {format_progress(job)}",
         f"ETA {format_eta(job)}",
         f"latest reward {format_reward(job.latest_reward)}",
-        f"{job.kind} · {job.algorithm}",
+        f"{job.kind} · {format_algorithm(job)}",
     ]
     line = f"### {job.name} `{job.id}`\n" + " · ".join(parts)
     if job.error:

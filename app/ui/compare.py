@@ -1,6 +1,7 @@
 """Compare tab: the same prompt and seed through the reference model and a fine-tuned checkpoint,
 side by side with rewards. Generation runs on a worker (``request_comparison``); the page polls
-``get_comparison`` until it is done, so closing the tab loses nothing."""
+``get_comparison`` until it is done, so closing the tab loses nothing. The events are wired in
+``app/ui/events/compare.py``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from .common import POLL_SECONDS, first_prompt
+from .cards import sample_card
+from .common import POLL_SECONDS, round_reward
 
 LATEST = -1  # the checkpoint choice meaning "the job's latest checkpoint"
 TEXT_COLUMNS = ["#", "reference", "reference reward", "fine-tuned", "fine-tuned reward"]
+TEXT_COLUMN_WIDTHS = ["5%", "36%", "11%", "36%", "12%"]
 
 
 @dataclass
@@ -34,20 +37,12 @@ class CompareTab:
 
 
 def build_compare_tab() -> CompareTab:
-    gr.Markdown(
-        "Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
-        "same prompt and seed. It runs on a worker; this page shows its progress."
-    )
+    gr.Markdown("Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
+                "same prompt and seed. It runs on a worker; this page shows its progress.")
     with gr.Row():
         job = gr.Dropdown([], label="Job", elem_id="compare-job", scale=3, allow_custom_value=True)
-        checkpoint = gr.Dropdown(
-            [("latest", LATEST)],
-            value=LATEST,
-            label="Checkpoint",
-            elem_id="compare-checkpoint",
-            allow_custom_value=True,
-            scale=1,
-        )
+        checkpoint = gr.Dropdown([("latest", LATEST)], value=LATEST, label="Checkpoint", elem_id="compare-checkpoint", allow_custom_value=True,
+                                 scale=1)
     with gr.Row():
         prompt = gr.Textbox("", label="Prompt", elem_id="compare-prompt", scale=3)
         seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="compare-seed", scale=1)
@@ -57,35 +52,16 @@ def build_compare_tab() -> CompareTab:
         cancel = gr.Button("Cancel", variant="secondary", elem_id="compare-cancel", scale=1)
     status = gr.Markdown("", elem_id="compare-status")
     with gr.Row():
-        reference = gr.Gallery(
-            label="Reference",
-            columns=4,
-            height=340,
-            object_fit="contain",
-            elem_id="compare-reference",
-            elem_classes=["pixelated"],
-        )
-        policy = gr.Gallery(
-            label="Fine-tuned",
-            columns=4,
-            height=340,
-            object_fit="contain",
-            elem_id="compare-policy",
-            elem_classes=["pixelated"],
-        )
-    texts = gr.Dataframe(
-        pd.DataFrame(columns=TEXT_COLUMNS),
-        interactive=False,
-        wrap=True,
-        visible=False,
-        label="Reference vs fine-tuned",
-        elem_id="compare-texts",
-    )
+        reference = gr.Gallery(label="Reference", columns=4, height="auto", object_fit="contain",
+                               elem_id="compare-reference", elem_classes=["sample-cards"])
+        policy = gr.Gallery(label="Fine-tuned", columns=4, height="auto", object_fit="contain",
+                            elem_id="compare-policy", elem_classes=["sample-cards"])
+    texts = gr.Dataframe(pd.DataFrame(columns=TEXT_COLUMNS), interactive=False, wrap=True, visible=False,
+                         column_widths=TEXT_COLUMN_WIDTHS, label="Reference vs fine-tuned", elem_id="compare-texts")
     comparison_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
-    return CompareTab(
-        job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts, comparison_id, timer, cancel
-    )
+    return CompareTab(job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts,
+                      comparison_id, timer, cancel)
 
 
 def mean_reward(samples: list[Any], role: str) -> float | None:
@@ -112,87 +88,19 @@ def comparison_outputs(comparison: Any) -> list[Any]:
     samples = list(comparison.samples)  # the service's order: sample k of both models share a noise draw
     images = [s for s in samples if s.kind == "image" and s.image_path]
     if images or not samples:
-
         def items(role: str) -> list[tuple[str, str]]:
             chosen = [s for s in images if s.role == role]
-            return [(s.image_path, f"#{k + 1} r={_fmt(s.reward)}") for k, s in enumerate(chosen)]
+            captions = [f"#{k + 1} " + (f"{s.text}\n" if s.text else "") + f"reward {_fmt(s.reward)}"
+                        for k, s in enumerate(chosen)]
+            return [(sample_card(s.image_path, text), None) for s, text in zip(chosen, captions)]
 
-        return [
-            comparison_summary(comparison),
-            gr.update(value=items("reference"), visible=True),
-            gr.update(value=items("policy"), visible=True),
-            gr.update(visible=False),
-        ]
+        return [comparison_summary(comparison), gr.update(value=items("reference"), visible=True),
+                gr.update(value=items("policy"), visible=True), gr.update(visible=False)]
     ref = [s for s in samples if s.role == "reference"]
     pol = [s for s in samples if s.role == "policy"]
-    rows = [[k, r.text, r.reward, p.text, p.reward] for k, (r, p) in enumerate(zip(ref, pol))]
-    return [
-        comparison_summary(comparison),
-        gr.update(visible=False),
-        gr.update(visible=False),
-        gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True),
-    ]
-
-
-def wire_compare_tab(tab: CompareTab, service: Any) -> None:
-    def pick_job(job_id: str | None) -> tuple[Any, Any]:
-        if not job_id:
-            return gr.update(choices=[("latest", LATEST)], value=LATEST), gr.skip()
-        try:
-            job = service.get_job(job_id)
-        except LookupError:
-            return gr.skip(), gr.skip()
-        steps = sorted((c.step for c in service.list_checkpoints(job_id)), reverse=True)
-        choices = [("latest", LATEST)] + [(f"step {s}", s) for s in steps]
-        return gr.update(choices=choices, value=LATEST), first_prompt(job.config)
-
-    def request(job_id: str | None, step: Any, prompt: str, seed: Any, count: Any) -> list[Any]:
-        if not job_id:
-            return ["Pick a job first.", None, gr.Timer(active=False)]
-        if not (prompt or "").strip():
-            return ["Write a prompt first.", None, gr.Timer(active=False)]
-        chosen = None if step in (None, LATEST, str(LATEST)) else int(step)
-        try:
-            comparison = service.request_comparison(
-                job_id, step=chosen, prompt=prompt.strip(), seed=int(seed or 0), num_samples=int(count or 1)
-            )
-        except (LookupError, ValueError) as error:
-            return [f"**Could not compare:** {error}", None, gr.Timer(active=False)]
-        return [comparison_summary(comparison), comparison.id, gr.Timer(active=True)]
-
-    def poll(comparison_id: str | None) -> list[Any]:
-        if not comparison_id:
-            return [gr.skip()] * 4 + [gr.Timer(active=False)]
-        comparison = service.get_comparison(comparison_id)
-        done = comparison.status in ("succeeded", "failed", "cancelled")
-        if not done:
-            return [comparison_summary(comparison)] + [gr.skip()] * 3 + [gr.skip()]
-        return comparison_outputs(comparison) + [gr.Timer(active=False)]
-
-    def cancel(comparison_id: str | None) -> list[Any]:
-        if not comparison_id:
-            return ["Nothing to cancel.", gr.skip()]
-        try:
-            comparison = service.cancel_comparison(comparison_id)
-        except (LookupError, ValueError) as error:
-            return [f"**Could not cancel:** {error}", gr.skip()]
-        return [comparison_summary(comparison), gr.Timer(active=False)]
-
-    tab.job.change(pick_job, inputs=tab.job, outputs=[tab.checkpoint, tab.prompt])
-    tab.cancel.click(cancel, inputs=tab.comparison_id, outputs=[tab.status, tab.timer], api_name="cancel_comparison")
-    tab.run.click(
-        request,
-        inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples],
-        outputs=[tab.status, tab.comparison_id, tab.timer],
-        api_name="request_comparison",
-    )
-    tab.timer.tick(
-        poll,
-        inputs=tab.comparison_id,
-        outputs=[tab.status, tab.reference, tab.policy, tab.texts, tab.timer],
-        show_progress="hidden",
-        api_name="comparison_status",
-    )
+    rows = [[k + 1, r.text, round_reward(r.reward), p.text, round_reward(p.reward)] for k, (r, p) in enumerate(zip(ref, pol))]
+    return [comparison_summary(comparison), gr.update(visible=False), gr.update(visible=False),
+            gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True)]
 
 
 def _fmt(value: float | None) -> str:

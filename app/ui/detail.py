@@ -4,7 +4,7 @@ checkpoint downloads of one job.
 The page keeps what it has already drawn in a ``gr.State`` and asks the service only for metric
 points and samples newer than that (``get_metrics(since_step)``), so a long run costs the same per
 poll as a short one. Once a job has finished and its last points are drawn, polling stops costing
-anything (the handler skips every output).
+anything (the handler skips every output). The events are wired in ``app/ui/events/detail.py``.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from typing import Any
 
 import gradio as gr
 import pandas as pd
-import yaml
 
 from adrpo_engine.kinds import DEFAULT_KIND, get_kind
 
 from . import plots
-from .common import POLL_SECONDS, TERMINAL, job_status_line
+from .cards import sample_card
+from .common import POLL_SECONDS, round_reward
+from .service import StudioService
 
 SAMPLE_COLUMNS = ["step", "role", "prompt", "seed", "reward", "text"]
+SAMPLE_COLUMN_WIDTHS = ["6%", "9%", "25%", "6%", "8%", "46%"]
 
 
 @dataclass
@@ -33,6 +35,8 @@ class DetailState:
     points: plots.Points = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
     checkpoints: list[int] = field(default_factory=list)
+    header: str = ""  # the last header and log sent: unchanged ones are not sent again
+    log: str = ""
     finished: bool = False  # the job ended and everything after its end has been fetched
 
 
@@ -61,7 +65,6 @@ def sample_dicts(samples: list[Any]) -> list[dict[str, Any]]:
 
 def merge_samples(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add newly fetched samples; a (step, role, seed, prompt) already shown is replaced, not repeated."""
-
     def key(sample: dict[str, Any]) -> tuple:
         return (sample["step"], sample["role"], sample["seed"], sample["prompt"], sample.get("image_path"))
 
@@ -76,41 +79,36 @@ def sample_steps(samples: list[dict[str, Any]]) -> list[int]:
 
 
 def caption(sample: dict[str, Any]) -> str:
+    """What is written under a sample image: what it shows (a built-in classifier's class, when the
+    model has one) and its reward."""
     reward = sample.get("reward")
     shown = "—" if reward is None else f"{reward:.3f}"
-    return f"r={shown}"
+    note = sample.get("text")
+    return f"{note}\nreward {shown}" if note else f"reward {shown}"
 
 
-def gallery_items(samples: list[dict[str, Any]], role: str, step: int | None) -> list[tuple[str, str]]:
-    """(image path, caption) of one role at one step (the reference: its earliest step)."""
+def gallery_items(samples: list[dict[str, Any]], role: str, step: int | None) -> list[tuple[str, None]]:
+    """(card image, None) of one role at one step (the reference: its earliest step). The card has the
+    caption drawn under the image (see ``cards``): Gradio's own caption would cover the image again."""
     chosen = [s for s in samples if s["role"] == role and s.get("image_path")]
     if role == "reference":
         steps = sorted({s["step"] for s in chosen})
         step = steps[0] if steps else None
-    return [(s["image_path"], caption(s)) for s in chosen if s["step"] == step]
+    return [(sample_card(s["image_path"], caption(s)), None) for s in chosen if s["step"] == step]
 
 
 def text_frame(samples: list[dict[str, Any]], step: int | None) -> pd.DataFrame:
     """The reference rows, then the chosen step's policy rows, for text jobs."""
     rows = [s for s in samples if s["role"] == "reference" or s["step"] == step]
-    return pd.DataFrame(
-        [[s["step"], s["role"], s["prompt"], s["seed"], s.get("reward"), s.get("text") or ""] for s in rows],
-        columns=SAMPLE_COLUMNS,
-    )
+    return pd.DataFrame([[s["step"], s["role"], s["prompt"], s["seed"], round_reward(s.get("reward")),
+                          s.get("text") or ""] for s in rows], columns=SAMPLE_COLUMNS)
 
 
-def build_detail_tab(service: Any) -> DetailTab:
+def build_detail_tab(service: StudioService) -> DetailTab:
     with gr.Row():
         job = gr.Dropdown([], label="Job", elem_id="detail-job", scale=4, allow_custom_value=True)
-        smoothing = gr.Slider(
-            0.0,
-            0.95,
-            value=0.6,
-            step=0.05,
-            label="Smoothing (EMA) of reward and loss",
-            scale=2,
-            elem_id="detail-smoothing",
-        )
+        smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA) of reward and loss",
+                              scale=2, elem_id="detail-smoothing")
     header = gr.Markdown("Pick a job (or launch one).", elem_id="detail-header")
     line_plots = {}
     with gr.Row():
@@ -121,36 +119,19 @@ def build_detail_tab(service: Any) -> DetailTab:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     gr.Markdown("#### Samples: the reference model (step 0, adapter off) above, the chosen step below; same seeds")
     sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step", allow_custom_value=True)
-    reference_gallery = gr.Gallery(
-        label="Reference (step 0)",
-        columns=8,
-        height=340,
-        object_fit="contain",
-        elem_id="detail-reference-gallery",
-        elem_classes=["pixelated"],
-    )
-    policy_gallery = gr.Gallery(
-        label="Fine-tuned",
-        columns=8,
-        height=340,
-        object_fit="contain",
-        elem_id="detail-policy-gallery",
-        elem_classes=["pixelated"],
-    )
-    text_samples = gr.Dataframe(
-        pd.DataFrame(columns=SAMPLE_COLUMNS),
-        interactive=False,
-        wrap=True,
-        label="Samples",
-        visible=False,
-        elem_id="detail-text-samples",
-    )
+    reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height="auto", object_fit="contain",
+                                   elem_id="detail-reference-gallery", elem_classes=["sample-cards"])
+    policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height="auto", object_fit="contain",
+                                elem_id="detail-policy-gallery", elem_classes=["sample-cards"])
+    text_samples = gr.Dataframe(pd.DataFrame(columns=SAMPLE_COLUMNS), interactive=False, wrap=True,
+                                column_widths=SAMPLE_COLUMN_WIDTHS, label="Samples", visible=False,
+                                elem_id="detail-text-samples")
     gr.Markdown("#### Checkpoints (LoRA adapter as a zip)")
     checkpoints = gr.State([])
     state = gr.State(DetailState())
-    timer = gr.Timer(POLL_SECONDS)
+    timer = gr.Timer(POLL_SECONDS, active=False)  # polls only while its tab is shown (events/cross_tab.py)
 
-    @gr.render(inputs=[job, checkpoints], triggers=[checkpoints.change])
+    @gr.render(inputs=[job, checkpoints], triggers=[checkpoints.change], show_progress="hidden")
     def _checkpoint_buttons(job_id: str | None, steps: list[int]) -> None:
         # Rendered only when the list of checkpoints changes, so polling does not rebuild the buttons.
         if not job_id or not steps:
@@ -158,165 +139,47 @@ def build_detail_tab(service: Any) -> DetailTab:
             return
         with gr.Row():
             for step in sorted(steps, reverse=True):
-                gr.DownloadButton(
-                    f"Adapter at step {step} (.zip)",
-                    value=str(service.adapter_zip(job_id, step)),
-                    elem_classes=["checkpoint-download"],
-                    size="sm",
-                )
+                gr.DownloadButton(f"Adapter at step {step} (.zip)", value=str(service.adapter_zip(job_id, step)),
+                                  elem_classes=["checkpoint-download"], size="sm")
 
     with gr.Row():
-        config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22, elem_id="detail-config")
+        config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22,
+                         elem_id="detail-config")
         log = gr.Textbox("", label="Log (tail)", lines=18, max_lines=18, autoscroll=True, elem_id="detail-log")
-    return DetailTab(
-        job,
-        header,
-        smoothing,
-        line_plots,
-        sample_step,
-        reference_gallery,
-        policy_gallery,
-        text_samples,
-        config,
-        log,
-        checkpoints,
-        state,
-        timer,
-    )
+    return DetailTab(job, header, smoothing, line_plots, sample_step, reference_gallery, policy_gallery,
+                     text_samples, config, log, checkpoints, state, timer)
 
 
 def _line_plot(title: str, key: str) -> gr.Plot:
-    return gr.Plot(
-        plots.curve_figure(plots.typed_frame([]), title),
-        show_label=False,
-        format="png",
-        elem_id=f"detail-plot-{key}",
-        elem_classes=["curve"],
-    )
+    return gr.Plot(plots.curve_figure(plots.typed_frame([]), title), show_label=False,
+                   elem_id=f"detail-plot-{key}", elem_classes=["curve"])
 
 
-def wire_detail_tab(tab: DetailTab, service: Any) -> None:
-    outputs = [
-        tab.header,
-        *tab.plots.values(),
-        tab.sample_step,
-        tab.reference_gallery,
-        tab.policy_gallery,
-        tab.text_samples,
-        tab.config,
-        tab.log,
-        tab.checkpoints,
-        tab.state,
-    ]
-
-    def poll(job_id: str | None, smoothing: float, step: Any, state: DetailState) -> list[Any]:
-        return poll_job(service, job_id, smoothing, step, state)
-
-    def open_job(job_id: str | None, smoothing: float, step: Any) -> list[Any]:
-        # Picking a job (or a link/reload) draws it from scratch; the timer then fetches increments.
-        return poll_job(service, job_id, smoothing, step, DetailState())
-
-    def redraw(smoothing: float, state: DetailState) -> list[Any]:
-        return curve_figures(state.points, state.kind, smoothing)
-
-    def show_step(step: Any, state: DetailState) -> list[Any]:
-        return sample_outputs(state, _as_step(step))
-
-    tab.timer.tick(
-        poll, inputs=[tab.job, tab.smoothing, tab.sample_step, tab.state], outputs=outputs, show_progress="hidden"
-    )
-    tab.job.change(
-        open_job,
-        inputs=[tab.job, tab.smoothing, tab.sample_step],
-        outputs=outputs,
-        show_progress="hidden",
-        api_name="job_detail",
-    )
-    tab.smoothing.release(redraw, inputs=[tab.smoothing, tab.state], outputs=list(tab.plots.values()))
-    tab.sample_step.input(
-        show_step,
-        inputs=[tab.sample_step, tab.state],
-        outputs=[tab.reference_gallery, tab.policy_gallery, tab.text_samples],
-    )
-
-
-def poll_job(service: Any, job_id: str | None, smoothing: float, step: Any, state: DetailState) -> list[Any]:
-    """One poll: the job's status, new points and samples, checkpoints and log; skips what did not change."""
-    skip_all = [gr.skip()] * 14
-    if not job_id:
-        return skip_all
-    switched = state.job_id != job_id
-    if switched:
-        state = DetailState(job_id=job_id)
-    try:
-        job = service.get_job(job_id)
-    except LookupError:
-        return [f"Job `{job_id}` does not exist (any more)."] + skip_all[1:]
-    if state.finished and job.status in TERMINAL:
-        return skip_all  # drawn to the end; a resumed job (queued again) is followed once more
-    state.kind = job.kind
-    new_points = service.get_metrics(job_id, since_step=plots.last_step(state.points))
-    new_samples = sample_dicts(service.get_samples(job_id, since_step=_last_sample_step(state)))
-    state.points = plots.merge_points(state.points, new_points)
-    state.samples = merge_samples(state.samples, new_samples)
-    checkpoint_steps = [c.step for c in service.list_checkpoints(job_id)]
-    state.finished = job.status in TERMINAL  # this poll ran after the end: nothing more will come
-
-    changed_points = switched or any(new_points.values())
-    curves = curve_figures(state.points, job.kind, smoothing) if changed_points else [gr.skip()] * 5
-    steps = sample_steps(state.samples)
-    chosen = _as_step(step)
-    if switched or new_samples or chosen not in steps:
-        chosen = steps[0] if steps else None  # follow the newest samples while the job runs
-    samples_out = sample_outputs(state, chosen) if switched or new_samples else [gr.skip()] * 3
-    step_choice = (
-        gr.update(choices=[(f"step {s}", s) for s in steps], value=chosen) if switched or new_samples else gr.skip()
-    )
-    config_text = yaml.safe_dump(job.config, sort_keys=False) if switched else gr.skip()
-    checkpoints = checkpoint_steps if (switched or checkpoint_steps != state.checkpoints) else gr.skip()
-    state.checkpoints = checkpoint_steps
-    return [
-        job_status_line(job),
-        *curves,
-        step_choice,
-        *samples_out,
-        config_text,
-        service.log_tail(job_id, 200),
-        checkpoints,
-        state,
-    ]
-
-
-def curve_figures(points: plots.Points, kind: str, smoothing: float) -> list[Any]:
-    return [
-        plots.curve_figure(plots.panel_frame(points, panel, smoothing), panel.title) for panel in plots.panels_for(kind)
-    ]
+def curve_figures(points: plots.Points, kind: str, smoothing: float, job_id: str | None = None) -> list[Any]:
+    """The five live charts; ``job_id`` keeps each chart's zoom and legend toggles across redraws."""
+    return [plots.curve_figure(plots.panel_frame(points, panel, smoothing), panel.title,
+                               revision=f"{job_id}:{panel.key}")
+            for panel in plots.panels_for(kind)]
 
 
 def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
-    """Galleries for image jobs, the table for text jobs (the other hidden)."""
+    """Galleries for image jobs, the table for text jobs (the other hidden): [reference, policy, table]."""
     images = get_kind(state.kind).sample_kind == "image"
     if images:
         reference = gallery_items(state.samples, "reference", None)
         policy = gallery_items(state.samples, "policy", step)
         label = f"Fine-tuned at step {step}" if step is not None else "Fine-tuned"
-        return [
-            gr.update(value=reference, visible=True),
-            gr.update(value=policy, label=label, visible=True),
-            gr.update(visible=False),
-        ]
-    return [
-        gr.update(visible=False),
-        gr.update(visible=False),
-        gr.update(value=text_frame(state.samples, step), visible=True),
-    ]
+        return [gr.update(value=reference, visible=True), gr.update(value=policy, label=label, visible=True),
+                gr.update(visible=False)]
+    return [gr.update(visible=False), gr.update(visible=False),
+            gr.update(value=text_frame(state.samples, step), visible=True)]
 
 
-def _last_sample_step(state: DetailState) -> int:
+def last_sample_step(state: DetailState) -> int:
     return max((s["step"] for s in state.samples), default=-1)
 
 
-def _as_step(value: Any) -> int | None:
+def as_step(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -308,3 +308,103 @@ def _integer(value: Any, field: str) -> Any:
     if number != int(number):
         raise ConfigError(f"{field}: expected a whole number (got {value!r})")
     return int(number)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation messages at the field they are about, in words (the exact config key kept as the detail)
+
+FIELD_LABELS = {
+    "preset": "Preset", "name": "Run name", "kind": "Model kind", "model": "Base model", "reward": "Reward",
+    "reward_options": "Reward options", "prompt_source": "Prompts", "prompt_texts": "Prompts",
+    "prompt_file": "Prompt file", "dataset": "Dataset", "dataset_split": "Split", "dataset_column": "Prompt column",
+    "algorithm": "Algorithm", "beta0": "β₀", "a_min": "A_min", "a_max": "A_max", "steps": "Steps",
+    "lr": "Learning rate", "group_size": "Group size", "prompts_per_step": "Prompts per step",
+    "lora_rank": "LoRA rank", "lora_targets": "LoRA target modules", "seed": "Seed", "extra": "Advanced settings",
+}
+# Config path (prefix) -> form field; the most specific prefix wins. Other paths belong to "extra".
+CONFIG_PATH_FIELDS = {
+    "model.name_or_path": "model", "model": "model", "rewards.0.options": "reward_options", "rewards": "reward",
+    "prompts.texts": "prompt_texts", "prompts.file": "prompt_file", "prompts.dataset": "dataset",
+    "prompts.split": "dataset_split", "prompts.column": "dataset_column", "prompts": "prompt_source",
+    "lora.rank": "lora_rank", "lora.target_modules": "lora_targets",
+    **{name: name for name in ("name", "kind", "algorithm", "beta0", "a_min", "a_max", "steps", "lr", "group_size",
+                               "prompts_per_step", "seed")},
+}
+# Pydantic's phrases -> a person's ("{label} must be at least 1"); the first match wins.
+_PHRASES = (
+    (r"Input should be greater than or equal to (\S+)", "{label} must be at least {0}"),
+    (r"Input should be greater than (\S+)", "{label} must be more than {0}"),
+    (r"Input should be less than or equal to (\S+)", "{label} must be at most {0}"),
+    (r"Input should be less than (\S+)", "{label} must be less than {0}"),
+    (r"required field is missing|String should have at least 1 character", "{label} is required"),
+    (r"unknown key(.*)", "{label}: not a setting of the job config{0}"),
+    (r"expected a whole number|Input should be a valid integer", "{label} must be a whole number"),
+    (r"expected a number|Input should be a valid number", "{label} must be a number"),
+    (r"String should match pattern", "{label}: letters, digits, '.', '_' and '-' only, up to 64 characters"),
+    (r"List should have at least (\d+) items?", "{label}: give at least {0}"),
+    (r"Input should be (.+)", "{label} must be {0}"),
+)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One validation problem: the form field it is about, the message in words, the exact line."""
+
+    field: str
+    message: str
+    detail: str
+
+
+def field_for_path(path: str) -> str:
+    """The form field showing config key ``path`` (``rewards.0.name`` -> ``reward``); else "extra"."""
+    parts = path.split(".")
+    for length in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:length])
+        if prefix in CONFIG_PATH_FIELDS:
+            return CONFIG_PATH_FIELDS[prefix]
+    return "extra"
+
+
+def field_errors(message: str) -> list[FieldError]:
+    """Split a ConfigError/SubmissionError message (one ``path: what`` line per problem) by field."""
+    import re
+
+    found = []
+    for line in (line.strip() for line in message.splitlines()):
+        if not line:
+            continue
+        path, sep, what = line.partition(": ")
+        if not sep or " " in path:
+            path, what = "config", line
+        if path == "config":
+            # A check across fields ("a_min (0.5) must be <= a_max (0.1)") belongs to the first it names.
+            named = re.match(r"[a-z_0-9.]+", what)
+            path = named.group(0) if named and field_for_path(named.group(0)) != "extra" else "config"
+        field = field_for_path(path) if path != "config" else "extra"
+        found.append(FieldError(field, _in_words(FIELD_LABELS.get(field, field), what), line))
+    return found
+
+
+def _in_words(label: str, what: str) -> str:
+    import re
+
+    bare = re.sub(r"\s*\(got .*\)$", "", what).strip()
+    for pattern, template in _PHRASES:
+        matched = re.match(pattern, bare)
+        if matched:
+            return template.format(*matched.groups(), label=label)
+    return f"{label}: {bare}" if not bare.lower().startswith(label.lower()) else bare
+
+
+# Prompt syntax of the built-in models, shown under the prompt field when one is chosen.
+PROMPT_HELP = {
+    "builtin:digits-flow": "builtin:digits-flow understands 'digit K' (K = 0…9) and 'any digit'.",
+    "builtin:tiny-lm": "builtin:tiny-lm was pre-trained on topic lists: ask for a list of a topic, e.g. "
+                       "'List some fruits:' (the builtin:tiny-lm-task dataset has its prompts).",
+    "builtin:tiny-sd3": "builtin:tiny-sd3 takes any short text (it is untrained: a plumbing test).",
+}
+PROMPT_INFO = "One prompt a line."
+
+
+def prompt_help(model: str | None) -> str:
+    return PROMPT_HELP.get(model or "", PROMPT_INFO)

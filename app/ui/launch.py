@@ -1,7 +1,8 @@
 """Launch tab: the job form, a live YAML preview of the exact config, and the Launch button.
 
 Components are registered under the ids of :data:`app.ui.forms.FIELDS`, so filling the form from a
-preset, previewing and submitting are each one loop over the same list.
+preset, previewing and submitting are each one loop over the same list. The events are wired in
+``app/ui/events/launch.py``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ from typing import Any
 
 import gradio as gr
 
-from adrpo_engine.config import ConfigError
-from adrpo_engine.kinds import DEFAULT_KIND
-
 from . import forms
-from .forms import ALGORITHM_LABELS, CUSTOM, FIELDS, KIND_LABELS
+from .forms import ALGORITHM_LABELS, FIELDS, KIND_LABELS
 
 DEFAULT_PRESET = "digits-even"
 
@@ -29,7 +27,11 @@ class LaunchTab:
     errors: gr.Markdown
     yaml_preview: gr.Code
     launch: gr.Button
+    launch_bottom: gr.Button  # the same action at the end of the long form
     result: gr.Markdown
+    file_row: gr.Row
+    dataset_row: gr.Row
+    infos: dict[str, str | None]  # each field's own help line, restored once its error is fixed
 
     def inputs(self) -> list[gr.components.Component]:
         return [self.fields[name] for name in FIELDS]
@@ -44,201 +46,100 @@ def build_launch_tab() -> LaunchTab:
     fields: dict[str, Any] = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            gr.Markdown(
-                "Pick a demo preset to fill the form (the *digits-even* demo runs on a laptop CPU), "
-                "change what you like, and press **Launch**. The preview on the right is the exact "
-                "config the job will run."
-            )
+            gr.Markdown("Pick a demo preset to fill the form (the *digits-even* demo runs on a laptop CPU), "
+                        "change what you like, and press **Launch**. The preview on the right is the exact "
+                        "config the job will run.")
             with gr.Row():
-                fields["preset"] = gr.Dropdown(
-                    forms.preset_choices(), value=start["preset"], label="Preset", elem_id="launch-preset", scale=3
-                )
+                fields["preset"] = gr.Dropdown(forms.preset_choices(), value=start["preset"], label="Preset",
+                                               elem_id="launch-preset", scale=3)
                 fields["name"] = gr.Textbox(start["name"], label="Run name", elem_id="launch-name", scale=1)
             with gr.Row():
-                fields["kind"] = gr.Radio(
-                    [(label, kind) for kind, label in KIND_LABELS.items()],
-                    value=start["kind"],
-                    label="Model kind",
-                    elem_id="launch-kind",
-                )
-                fields["model"] = gr.Dropdown(
-                    forms.model_choices(start["kind"]),
-                    value=start["model"],
-                    allow_custom_value=True,
-                    label="Base model",
-                    info="A preset's model, any hub id, or a local path.",
-                    elem_id="launch-model",
-                )
+                fields["kind"] = gr.Radio([(label, kind) for kind, label in KIND_LABELS.items()],
+                                          value=start["kind"], label="Model kind", elem_id="launch-kind")
+                fields["model"] = gr.Dropdown(forms.model_choices(start["kind"]), value=start["model"],
+                                              allow_custom_value=True, label="Base model",
+                                              info="A preset's model, any hub id, or a local path.",
+                                              elem_id="launch-model")
             with gr.Row():
-                fields["reward"] = gr.Dropdown(
-                    _reward_dropdown_choices(start["kind"], start["reward"]),
-                    value=start["reward"],
-                    allow_custom_value=True,
-                    label="Reward",
-                    info="A registered reward or your own 'module:function'.",
-                    elem_id="launch-reward",
-                )
-                fields["reward_options"] = gr.Textbox(
-                    start["reward_options"],
-                    label="Reward options (YAML)",
-                    placeholder="e.g. k: 4",
-                    lines=2,
-                    elem_id="launch-reward-options",
-                )
-            reward_info = gr.Markdown(_reward_summary(start["kind"], start["reward"]))
+                fields["reward"] = gr.Dropdown(reward_dropdown_choices(start["kind"], start["reward"]),
+                                               value=start["reward"], allow_custom_value=True, label="Reward",
+                                               info="A registered reward or your own 'module:function'.",
+                                               elem_id="launch-reward")
+                fields["reward_options"] = gr.Textbox(start["reward_options"], label="Reward options (YAML)",
+                                                      placeholder="e.g. k: 4", lines=2,
+                                                      elem_id="launch-reward-options")
+            reward_info = gr.Markdown(reward_summary(start["kind"], start["reward"]))
             with gr.Group():
                 fields["prompt_source"] = gr.Radio(
                     [("Type prompts", "text"), ("Prompt file", "file"), ("Dataset", "dataset")],
-                    value=start["prompt_source"],
-                    label="Prompts",
-                    elem_id="launch-prompt-source",
-                )
-                fields["prompt_texts"] = gr.Textbox(
-                    start["prompt_texts"],
-                    lines=3,
-                    label="Prompts, one a line",
-                    visible=start["prompt_source"] == "text",
-                    elem_id="launch-prompt-texts",
-                )
+                    value=start["prompt_source"], label="Prompts", elem_id="launch-prompt-source")
+                fields["prompt_texts"] = gr.Textbox(start["prompt_texts"], lines=3, label="Prompts, one a line",
+                                                    visible=start["prompt_source"] == "text",
+                                                    info=forms.prompt_help(start["model"]),
+                                                    elem_id="launch-prompt-texts")
                 with gr.Row(visible=start["prompt_source"] == "file") as file_row:
-                    fields["prompt_file"] = gr.Textbox(
-                        start["prompt_file"],
-                        label="Prompt file on the worker",
-                        placeholder="builtin:t2i-prompts or /data/prompts.txt",
-                        elem_id="launch-prompt-file",
-                    )
-                    upload = gr.UploadButton(
-                        "Upload .txt / .jsonl (copies the prompts into the form)",
-                        file_types=[".txt", ".jsonl"],
-                        size="sm",
-                    )
+                    fields["prompt_file"] = gr.Textbox(start["prompt_file"], label="Prompt file on the worker",
+                                                       placeholder="builtin:t2i-prompts or /data/prompts.txt",
+                                                       elem_id="launch-prompt-file")
+                    upload = gr.UploadButton("Upload .txt / .jsonl (copies the prompts into the form)",
+                                             file_types=[".txt", ".jsonl"], size="sm")
                 with gr.Row(visible=start["prompt_source"] == "dataset") as dataset_row:
-                    fields["dataset"] = gr.Textbox(
-                        start["dataset"],
-                        label="Dataset id or path",
-                        placeholder="openai/gsm8k",
-                        elem_id="launch-dataset",
-                    )
+                    fields["dataset"] = gr.Textbox(start["dataset"], label="Dataset id or path",
+                                                   placeholder="openai/gsm8k", elem_id="launch-dataset")
                     fields["dataset_split"] = gr.Textbox(start["dataset_split"], label="Split")
-                fields["dataset_column"] = gr.Textbox(
-                    start["dataset_column"],
-                    label="Prompt column (file or dataset)",
-                    visible=start["prompt_source"] != "text",
-                )
-            fields["algorithm"] = gr.Radio(
-                [(label, name) for name, label in ALGORITHM_LABELS.items()],
-                value=start["algorithm"],
-                label="Algorithm",
-                elem_id="launch-algorithm",
-            )
+                fields["dataset_column"] = gr.Textbox(start["dataset_column"], label="Prompt column (file or dataset)",
+                                                      visible=start["prompt_source"] != "text")
+            fields["algorithm"] = gr.Radio([(label, name) for name, label in ALGORITHM_LABELS.items()],
+                                           value=start["algorithm"], label="Algorithm", elem_id="launch-algorithm")
             with gr.Row():
-                fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)", elem_id="launch-beta0")
+                fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)",
+                                            elem_id="launch-beta0")
                 # Text boxes: empty means the default (a number box turns empty into 0 = fixed beta).
-                fields["a_min"] = gr.Textbox(
-                    start["a_min"], label="A_min", placeholder=forms.A_MIN_PLACEHOLDER, elem_id="launch-a-min"
-                )
-                fields["a_max"] = gr.Textbox(
-                    start["a_max"], label="A_max", placeholder="empty = +β₀", elem_id="launch-a-max"
-                )
+                fields["a_min"] = gr.Textbox(start["a_min"], label="A_min", placeholder=forms.A_MIN_PLACEHOLDER,
+                                             elem_id="launch-a-min")
+                fields["a_max"] = gr.Textbox(start["a_max"], label="A_max", placeholder="empty = +β₀",
+                                             elem_id="launch-a-max")
             with gr.Row(visible=start["algorithm"] == "dpo") as dpo_row:
-                fields["dpo_beta"] = gr.Number(
-                    start["dpo_beta"], label="DPO temperature (flow.dpo_beta)", elem_id="launch-dpo-beta"
-                )
-                fields["dpo_pairs"] = gr.Dropdown(
-                    list(forms.DPO_PAIR_MODES),
-                    value=start["dpo_pairs"],
-                    label="Preference pairs",
-                    elem_id="launch-dpo-pairs",
-                )
-                fields["dpo_refresh_every"] = gr.Number(
-                    start["dpo_refresh_every"],
-                    precision=0,
-                    label="Redraw pairs every K steps (0 = offline)",
-                    elem_id="launch-dpo-refresh",
-                )
+                fields["dpo_beta"] = gr.Number(start["dpo_beta"], label="DPO temperature (flow.dpo_beta)",
+                                               elem_id="launch-dpo-beta")
+                fields["dpo_pairs"] = gr.Dropdown(list(forms.DPO_PAIR_MODES), value=start["dpo_pairs"],
+                                                  label="Preference pairs", elem_id="launch-dpo-pairs")
+                fields["dpo_refresh_every"] = gr.Number(start["dpo_refresh_every"], precision=0,
+                                                        label="Redraw pairs every K steps (0 = offline)",
+                                                        elem_id="launch-dpo-refresh")
             with gr.Row():
-                fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0, elem_id="launch-steps")
+                fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0,
+                                            elem_id="launch-steps")
                 fields["lr"] = gr.Number(start["lr"], label="Learning rate", elem_id="launch-lr")
-                fields["group_size"] = gr.Number(
-                    start["group_size"],
-                    label="Group size (samples per prompt)",
-                    precision=0,
-                    elem_id="launch-group-size",
-                )
-                fields["prompts_per_step"] = gr.Number(start["prompts_per_step"], label="Prompts per step", precision=0)
+                fields["group_size"] = gr.Number(start["group_size"], label="Group size (samples per prompt)",
+                                                 precision=0, elem_id="launch-group-size")
+                fields["prompts_per_step"] = gr.Number(start["prompts_per_step"], label="Prompts per step",
+                                                       precision=0)
             with gr.Row():
-                fields["lora_rank"] = gr.Number(
-                    start["lora_rank"], label="LoRA rank", precision=0, elem_id="launch-lora-rank"
-                )
-                fields["lora_targets"] = gr.Textbox(
-                    start["lora_targets"],
-                    label="LoRA target modules",
-                    placeholder="empty = the architecture's default",
-                    elem_id="launch-lora-targets",
-                )
-                fields["seed"] = gr.Number(start["seed"], label="Seed", precision=0, elem_id="launch-seed")
+                fields["lora_rank"] = gr.Number(start["lora_rank"], label="LoRA rank", precision=0,
+                                                elem_id="launch-lora-rank")
+                fields["lora_targets"] = gr.Textbox(start["lora_targets"], label="LoRA target modules",
+                                                    placeholder="empty = the architecture's default",
+                                                    elem_id="launch-lora-targets")
+                fields["seed"] = gr.Number(start["seed"], label="Seed", precision=0,
+                                           elem_id="launch-seed")
             with gr.Accordion("Advanced: any other config key", open=False):
-                fields["extra"] = gr.Textbox(
-                    "",
-                    lines=3,
-                    label="KEY=VALUE lines (as `adrpo train --set`)",
-                    placeholder="sample_every=10\nflow.sample_steps=8",
-                    elem_id="launch-extra",
-                )
+                fields["extra"] = gr.Textbox("", lines=3, label="KEY=VALUE lines (as `adrpo train --set`)",
+                                             placeholder="sample_every=10\nflow.sample_steps=8",
+                                             elem_id="launch-extra")
+            launch_bottom = gr.Button("Launch", variant="primary", elem_id="launch-button-bottom")
         with gr.Column(scale=2):
             errors = gr.Markdown("", elem_id="launch-errors")
             launch = gr.Button("Launch", variant="primary", elem_id="launch-button")
             result = gr.Markdown("", elem_id="launch-result")
-            yaml_preview = gr.Code(
-                forms.preview(start).yaml_text,
-                language="yaml",
-                label="Config preview (YAML)",
-                interactive=False,
-                elem_id="launch-yaml",
-            )
+            yaml_preview = gr.Code(forms.preview(start).yaml_text, language="yaml", label="Config preview (YAML)",
+                                   interactive=False, elem_id="launch-yaml")
     base = gr.State(forms.base_config(DEFAULT_PRESET))
-    tab = LaunchTab(fields, base, upload, reward_info, errors, yaml_preview, launch, result)
-    _wire_form(tab, file_row, dataset_row)
-    f = tab.fields
-    f["algorithm"].change(
-        lambda algorithm: gr.update(visible=algorithm == "dpo"), inputs=f["algorithm"], outputs=dpo_row
-    )
-    return tab
-
-
-def _wire_form(tab: LaunchTab, file_row: gr.Row, dataset_row: gr.Row) -> None:
-    f = tab.fields
-    f["preset"].input(fill_from_preset, inputs=[f["preset"], f["kind"]], outputs=[tab.base, *tab.inputs()[1:]])
-    f["kind"].input(
-        switch_kind,
-        inputs=[f["kind"], f["preset"], f["model"], f["reward"]],
-        outputs=[tab.base, f["model"], f["reward"]],
-    )
-    f["reward"].change(_reward_summary, inputs=[f["kind"], f["reward"]], outputs=tab.reward_info)
-    f["prompt_source"].change(
-        lambda source: (
-            gr.update(visible=source == "text"),
-            gr.update(visible=source == "file"),
-            gr.update(visible=source == "dataset"),
-            gr.update(visible=source != "text"),
-        ),
-        inputs=f["prompt_source"],
-        outputs=[f["prompt_texts"], file_row, dataset_row, f["dataset_column"]],
-    )
-    tab.upload.upload(
-        prompts_from_upload,
-        inputs=[tab.upload, f["dataset_column"]],
-        outputs=[f["prompt_texts"], f["prompt_source"], tab.errors],
-    )
-    gr.on(
-        [component.change for component in tab.inputs()],
-        preview_form,
-        inputs=[tab.base, *tab.inputs()],
-        outputs=[tab.yaml_preview, tab.errors],
-        trigger_mode="always_last",
-        show_progress="hidden",
-        api_name="preview_config",
-    )
+    fields["algorithm"].change(lambda algorithm: gr.update(visible=algorithm == "dpo"), inputs=fields["algorithm"],
+                               outputs=dpo_row)
+    infos = {name: getattr(component, "info", None) for name, component in fields.items()}
+    return LaunchTab(fields, base, upload, reward_info, errors, yaml_preview, launch, launch_bottom, result,
+                     file_row, dataset_row, infos)
 
 
 def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
@@ -246,67 +147,14 @@ def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
     return dict(zip(FIELDS, args))
 
 
-def fill_from_preset(preset: str, kind: str) -> list[Any]:
-    """A preset's config in the form (custom: the defaults of the kind shown now)."""
-    base = forms.base_config(preset, kind or DEFAULT_KIND)
-    values: dict[str, Any] = forms.form_from_config(base, preset)
-    # The model and reward lists depend on the kind: refresh their choices as well as their values.
-    values["model"] = gr.update(choices=forms.model_choices(values["kind"]), value=values["model"])
-    values["reward"] = gr.update(
-        choices=_reward_dropdown_choices(values["kind"], values["reward"]), value=values["reward"]
-    )
-    return [base] + [values[name] for name in FIELDS[1:]]
-
-
-def switch_kind(kind: str, preset: str, model: str, reward: str) -> tuple[Any, Any, Any]:
-    """Another model kind: offer its models and rewards; a preset of the other kind becomes custom."""
-    base = forms.base_config(None, kind)
-    models = forms.model_choices(kind)
-    rewards = _reward_dropdown_choices(kind, None)
-    reward_names = [name for _, name in rewards]
-    new_model = model if model in models else models[0]
-    new_reward = reward if reward in reward_names else (reward_names[0] if reward_names else base["rewards"][0]["name"])
-    return (
-        base,
-        gr.update(choices=models, value=new_model),
-        gr.update(choices=_reward_dropdown_choices(kind, new_reward), value=new_reward),
-    )
-
-
-def preview_form(base: dict[str, Any] | None, *args: Any) -> tuple[str, str]:
-    result = forms.preview(values_of(args), base)
-    if result.error:
-        return gr.skip(), error_markdown(result.error)
-    notes = "".join(f"\n\n⚠️ {note}" for note in result.advisories)
-    return result.yaml_text, ("✔ The config is valid." + notes)
-
-
-def error_markdown(message: str) -> str:
-    """A validation message as the person reads it: one bullet per field."""
-    lines = [line for line in message.splitlines() if line.strip()]
-    bullets = "\n".join(f"- {line}" for line in lines)
-    return f"**Please fix before launching:**\n\n{bullets}"
-
-
-def prompts_from_upload(upload: Any, column: str) -> tuple[Any, Any, str]:
-    path = getattr(upload, "name", upload)
-    try:
-        prompts = forms.read_prompt_file(path, column or "prompt")
-    except (ConfigError, OSError, UnicodeError) as error:
-        return gr.skip(), gr.skip(), error_markdown(str(error))
-    if not prompts:
-        return gr.skip(), gr.skip(), error_markdown("prompts.file: the uploaded file has no prompts")
-    return "\n".join(prompts), "text", f"Loaded {len(prompts)} prompts from the file."
-
-
-def _reward_dropdown_choices(kind: str, current: str | None) -> list[tuple[str, str]]:
+def reward_dropdown_choices(kind: str, current: str | None) -> list[tuple[str, str]]:
     choices = [(name, name) for _, name in forms.reward_choices(kind)]
     if current and current not in [name for _, name in choices]:
         choices.append((current, current))
     return choices
 
 
-def _reward_summary(kind: str, reward: str | None) -> str:
+def reward_summary(kind: str, reward: str | None) -> str:
     for label, name in forms.reward_choices(kind):
         if name == reward:
             return f"*{label}*"
@@ -315,9 +163,3 @@ def _reward_summary(kind: str, reward: str | None) -> str:
     if reward and ":" in reward and not reward.startswith(("digits:", "builtin:")):
         return "*A user function `module:function`, imported on the worker.*"
     return ""
-
-
-def form_updates_from_config(config: dict[str, Any]) -> list[Any]:
-    """Form values (and base) showing a job's config: "copy to Launch" from the Jobs tab."""
-    values = forms.form_from_config(config, CUSTOM)
-    return [config] + [values[name] for name in FIELDS]

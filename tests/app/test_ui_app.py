@@ -35,10 +35,12 @@ def form_args(**changes):
 
 
 def test_preview_shows_the_exact_config_or_the_field_error(client):
-    yaml_text, note = client.predict(*form_args(steps=9, beta0=0.3), api_name="/preview_config")
+    yaml_text, note, *_ = client.predict(*form_args(steps=9, beta0=0.3), api_name="/preview_config")
     assert "steps: 9" in yaml_text and "beta0: 0.3" in yaml_text and "valid" in note
-    _, note = client.predict(*form_args(group_size=1), api_name="/preview_config")
+    yaml_text, note, *_ = client.predict(*form_args(group_size=1), api_name="/preview_config")
+    assert "Group size must be at least 2" in note  # in words, with the exact key as the detail line
     assert "group_size: Input should be greater than or equal to 2 (got 1)" in note
+    assert yaml_text.startswith("# The form is not a valid job config yet")  # never the last valid config
 
 
 def test_invalid_launch_is_refused_in_words_and_stores_nothing(client):
@@ -68,16 +70,16 @@ def test_launch_train_compare_and_view_runs(client, studio):
     # Opening the finished job draws everything: all curves and both sample rows.
     header, rest = poll_detail(client, job_id)
     curves = rest[:5]
-    assert all(curve["type"] == "matplotlib" and curve["plot"].startswith("data:image/png") for curve in curves)
+    assert all(curve["type"] == "plotly" for curve in curves)
     reference, policy = rest[6]["value"], rest[7]["value"]
-    assert len(reference) >= 4 and len(policy) >= 4 and policy[0]["caption"].startswith("r=")
+    assert len(reference) >= 4 and len(policy) >= 4 and ".card.png" in str(policy[0])
     assert "name: client-run" in rest[9]
 
-    status, _ = client.predict(job_id, -1, "any digit", 3, 4, api_name="/request_comparison")
+    status, *_ = client.predict(job_id, -1, "any digit", 3, 4, api_name="/request_comparison")
     assert "prompt *any digit*, seed 3" in status  # the id is kept in this session's state
 
     def compared():
-        status, reference, policy, texts, _ = client.predict(api_name="/comparison_status")
+        status, reference, policy, texts, _ = client.predict(job_id, api_name="/comparison_status")
         return (status, reference, policy) if "succeeded" in status or "failed" in status else None
 
     status, reference, policy = wait_for(compared, 90, "the comparison")
@@ -86,7 +88,7 @@ def test_launch_train_compare_and_view_runs(client, studio):
 
     overlay, diversity, divergence, _, note = client.predict([job_id], "reward/mean", 0.0, api_name="/runs_view")
     assert note == "1 run(s)."
-    assert overlay["type"] == diversity["type"] == divergence["type"] == "matplotlib"
+    assert overlay["type"] == diversity["type"] == divergence["type"] == "plotly"
 
     message, _ = client.predict(job_id, api_name="/cancel_job")
     assert "Could not cancel" in message and "succeeded" in message

@@ -22,19 +22,8 @@ def digits_form(**changes):
 
 
 def test_form_edits_reach_the_config_and_hidden_preset_settings_survive():
-    values = digits_form(
-        beta0=0.2,
-        a_min=-0.1,
-        a_max="",
-        steps=7,
-        lr=0.01,
-        group_size=4,
-        lora_rank=4,
-        lora_targets="net.0, net.2",
-        seed=3,
-        algorithm="fixed",
-        name="mine",
-    )
+    values = digits_form(beta0=0.2, a_min=-0.1, a_max="", steps=7, lr=0.01, group_size=4, lora_rank=4,
+                         lora_targets="net.0, net.2", seed=3, algorithm="fixed", name="mine")
     config = forms.preview(values).config
     assert (config["beta0"], config["a_min"], config["a_max"]) == (0.2, -0.1, None)
     assert (config["steps"], config["lr"], config["group_size"], config["seed"]) == (7, 0.01, 4, 3)
@@ -117,13 +106,51 @@ def test_empty_clipping_bounds_mean_the_default_not_zero():
 
 
 def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
-    from app.ui import launch
+    import gradio as gr
 
-    base, model, reward = launch.switch_kind("llm", forms.CUSTOM, "builtin:digits-flow", "digits:even")
-    assert base["kind"] == "llm" and model["value"] == "builtin:tiny-lm"
-    assert "builtin:digits-flow" not in model["choices"]
-    updates = dict(zip(forms.FIELDS[1:], launch.fill_from_preset("digits-even", "llm")[1:]))
-    assert updates["kind"] == "flow" and updates["steps"] == 120 and updates["model"]["value"] == "builtin:digits-flow"
-    assert "a_min" in launch.error_markdown("a_min: bad\nbeta0: worse") and "- beta0: worse" in launch.error_markdown(
-        "a_min: bad\nbeta0: worse"
-    )
+    from app.ui.events import launch as events
+    from app.ui.launch import build_launch_tab
+
+    with gr.Blocks():
+        tab = build_launch_tab()
+    f = tab.fields
+    updates = events.switch_kind(tab, "llm", "builtin:digits-flow", "digits:even")
+    assert updates[tab.base]["kind"] == "llm" and updates[f["model"]]["value"] == "builtin:tiny-lm"
+    assert "builtin:digits-flow" not in updates[f["model"]]["choices"]
+    filled = events.fill_from_preset(tab, "digits-even", "llm")
+    assert filled[f["kind"]] == "flow" and filled[f["steps"]] == 120
+    assert filled[f["model"]]["value"] == "builtin:digits-flow"
+    # An invalid form: the field is marked, its message in words, the preview says it is invalid.
+    shown = events.preview_updates(tab, None, digits_form(steps=0))
+    assert shown[f["steps"]]["elem_classes"] == [events.ERROR_CLASS]
+    assert shown[f["steps"]]["info"] == "⚠ Steps must be at least 1"
+    assert shown[f["beta0"]]["elem_classes"] == []
+    assert shown[tab.yaml_preview].startswith("# The form is not a valid job config yet")
+    assert "`steps: Input should be greater than or equal to 1 (got 0)`" in shown[tab.errors]
+
+
+def test_validation_messages_belong_to_their_field_in_words():
+    errors = forms.field_errors("steps: Input should be greater than or equal to 1 (got 0)\n"
+                                "rewards.0.name: unknown reward 'nope'\n"
+                                "a_min (0.5) must be <= a_max (0.1)\n"
+                                "flow.sample_stepz: unknown key")
+    assert [(e.field, e.message) for e in errors] == [
+        ("steps", "Steps must be at least 1"),
+        ("reward", "Reward: unknown reward 'nope'"),
+        ("a_min", "a_min (0.5) must be <= a_max (0.1)"),
+        ("extra", "Advanced settings: not a setting of the job config"),
+    ]
+    assert errors[0].detail == "steps: Input should be greater than or equal to 1 (got 0)"  # the exact key kept
+    assert forms.field_for_path("lora.target_modules") == "lora_targets"
+    assert forms.field_for_path("prompts.texts") == "prompt_texts"
+
+
+def test_an_invalid_form_previews_no_config_and_names_the_field():
+    result = forms.preview(digits_form(steps=0))
+    assert result.config is None and result.yaml_text == ""
+    assert [e.field for e in forms.field_errors(result.error)] == ["steps"]
+
+
+def test_the_prompt_field_explains_the_built_in_models_syntax():
+    assert "'digit K'" in forms.prompt_help("builtin:digits-flow")
+    assert forms.prompt_help("Qwen/Qwen2.5-0.5B-Instruct") == forms.PROMPT_INFO

@@ -60,14 +60,28 @@ def test_pareto_figure_draws_one_path_per_run_from_start_to_end():
         "fixed": {M.REWARD_MEAN: [(1, 0.4), (2, 0.5)], M.DIVERSITY: [(1, 1.0), (2, 0.5)], M.W2: [(1, 0.0), (2, 0.2)]},
     }
     figure = plots.pareto_figure(runs, "diversity")
-    axes = figure.axes[0]
-    paths = [line for line in axes.get_lines() if line.get_linestyle() == "-"]
-    assert [list(line.get_xdata()) for line in paths] == [[1.0, 0.9], [1.0, 0.5]]
-    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["adrpo", "fixed"]
-    divergence = plots.pareto_figure(runs, "divergence").axes[0]
-    assert list(divergence.get_lines()[0].get_xdata()) == [0.0, 0.1]
-    empty = plots.pareto_figure({}, "diversity").axes[0]
-    assert "pick jobs" in empty.texts[0].get_text()
+    paths = [trace for trace in figure.data if trace.mode == "lines"]
+    assert [list(trace.x) for trace in paths] == [[1.0, 0.9], [1.0, 0.5]]
+    assert [trace.name for trace in paths] == ["adrpo", "fixed"]
+    markers = [trace for trace in figure.data if trace.mode == "markers"]
+    assert [list(trace.marker.symbol) for trace in markers] == [["circle", "star"]] * 2
+    divergence = plots.pareto_figure(runs, "divergence")
+    assert list(divergence.data[0].x) == [0.0, 0.1]
+    empty = plots.pareto_figure({}, "diversity")
+    assert "pick jobs" in empty.layout.annotations[-1].text
+
+
+def test_runs_of_different_kinds_get_one_divergence_panel_each():
+    runs = {
+        "lm": {M.REWARD_MEAN: [(1, 0.2), (2, 0.3)], M.KL: [(1, 0.0), (2, 0.05)]},
+        "digits": {M.REWARD_MEAN: [(1, 0.5), (2, 0.7)], M.W2: [(1, 0.0), (2, 0.4)]},
+    }
+    figure = plots.pareto_figure(runs, "divergence")
+    titles = [annotation.text for annotation in figure.layout.annotations]
+    assert titles == ["reward vs kl", "reward vs w2"]
+    lines = {trace.name: trace.xaxis for trace in figure.data if trace.mode == "lines"}
+    assert lines == {"lm": "x", "digits": "x2"}  # never on one axis
+    assert figure.layout.xaxis.title.text == M.KL and figure.layout.xaxis2.title.text == M.W2
 
 
 def test_metric_names_lists_plotted_metrics_first():
@@ -85,10 +99,22 @@ def test_frames_are_numeric_even_when_empty():
 def test_curve_figure_draws_a_line_per_series_with_the_ema_on_top():
     reward = plots.panels_for("flow")[0]
     frame = plots.panel_frame({M.REWARD_MEAN: [(1, 0.1), (2, 0.3), (3, 0.2)]}, reward, smoothing=0.5)
-    axes = plots.curve_figure(frame, reward.title).axes[0]
-    lines = {line.get_label(): line for line in axes.get_lines()}
+    figure = plots.curve_figure(frame, reward.title)
+    lines = {trace.name: trace for trace in figure.data}
     assert set(lines) == {"reward/mean", "reward/mean (EMA)"}
-    assert list(lines["reward/mean"].get_xdata()) == [1, 2, 3]
-    assert lines["reward/mean (EMA)"].get_linewidth() > lines["reward/mean"].get_linewidth()
-    empty = plots.curve_figure(plots.typed_frame([]), "Loss").axes[0]
-    assert empty.get_title() == "Loss" and empty.texts[0].get_text() == "no points yet"
+    assert list(lines["reward/mean"].x) == [1, 2, 3]
+    assert lines["reward/mean (EMA)"].line.width > lines["reward/mean"].line.width
+    assert "%{y" in lines["reward/mean"].hovertemplate  # hover shows the value
+    assert figure.layout.uirevision == reward.title  # zoom and legend toggles survive a redraw
+    empty = plots.curve_figure(plots.typed_frame([]), "Loss")
+    assert empty.layout.title.text == "Loss" and empty.layout.annotations[0].text == "no points yet"
+
+
+def test_a_constant_series_gets_a_readable_range_not_magnified_float_noise():
+    beta = [0.10000000149011612, 0.10000000149011612 + 6e-9, 0.10000000149011612 - 2e-9]
+    axis = plots.value_axis(beta)
+    low, high = axis["range"]
+    assert low < 0.095 and high > 0.105  # the ticks span +-10%, e.g. 0.09 ... 0.11
+    assert axis["tickformat"] == ".4~g"
+    assert "range" not in plots.value_axis([0.1, 0.2, 0.35])  # a varying series keeps the automatic range
+    assert plots.value_axis([0.0, 0.0])["range"] == [-1.0, 1.0]

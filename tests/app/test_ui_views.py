@@ -1,7 +1,7 @@
 """How the job page and the Compare tab show samples, for image and text jobs (pure functions on the
 service's own view models, no server)."""
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from app.ui import compare, detail
 from app.ui.common import format_duration, format_progress, job_status_line
@@ -10,32 +10,30 @@ from worker.views import ComparisonView, SampleView
 
 def sample(step, role, seed, kind="image", reward=0.5, text=None):
     path = f"/runs/j/samples/step-{step:06d}/{seed}.png" if kind == "image" else None
-    return SampleView(
-        step=step, role=role, prompt="any digit", seed=seed, kind=kind, text=text, image_path=path, reward=reward
-    )
+    return SampleView(step=step, role=role, prompt="any digit", seed=seed, kind=kind, text=text,
+                      image_path=path, reward=reward)
 
 
 def test_samples_merge_without_repeats_and_the_reference_row_stays_beside_the_chosen_step():
     known = detail.sample_dicts([sample(0, "reference", 0), sample(0, "reference", 1), sample(20, "policy", 0)])
-    merged = detail.merge_samples(
-        known, detail.sample_dicts([sample(20, "policy", 0, reward=0.9), sample(40, "policy", 0)])
-    )
+    merged = detail.merge_samples(known, detail.sample_dicts([sample(20, "policy", 0, reward=0.9),
+                                                               sample(40, "policy", 0)]))
     assert len(merged) == 4 and [s["reward"] for s in merged if s["step"] == 20] == [0.9]
     assert detail.sample_steps(merged) == [40, 20]
     reference = detail.gallery_items(merged, "reference", 40)
-    assert [caption for _, caption in reference] == ["r=0.500", "r=0.500"]
-    assert detail.gallery_items(merged, "policy", 40) == [("/runs/j/samples/step-000040/0.png", "r=0.500")]
+    assert len(reference) == 2 and all(step0.startswith("/runs/j/samples/step-000000/") for step0, _ in reference)
+    # The caption is drawn under the image (a card); an unreadable image falls back to itself.
+    assert detail.gallery_items(merged, "policy", 40) == [("/runs/j/samples/step-000040/0.png", None)]
+    assert detail.caption({"reward": 0.5, "text": None}) == "reward 0.500"
+    assert detail.caption({"reward": 0.91234, "text": "looks like 4 (97%)"}) == "looks like 4 (97%)\nreward 0.912"
 
 
 def test_text_jobs_show_a_table_of_reference_and_chosen_step_rows():
-    rows = detail.sample_dicts(
-        [
-            sample(0, "reference", 0, "text", 0.1, "2+2=5"),
-            sample(10, "policy", 0, "text", 1.0, "2+2=4"),
-            sample(20, "policy", 0, "text", 1.0, "4"),
-        ]
-    )
+    rows = detail.sample_dicts([sample(0, "reference", 0, "text", 0.1, "2+2=5"),
+                                sample(10, "policy", 0, "text", 1.0, "2+2=4"),
+                                sample(20, "policy", 0, "text", 1.0, "4")])
     frame = detail.text_frame(rows, 10)
+    assert frame["reward"].tolist() == [0.1, 1.0]
     assert frame[["step", "role", "text"]].values.tolist() == [[0, "reference", "2+2=5"], [10, "policy", "2+2=4"]]
     state = detail.DetailState(job_id="j", kind="llm", samples=rows)
     reference, policy, table = detail.sample_outputs(state, 10)
@@ -43,19 +41,8 @@ def test_text_jobs_show_a_table_of_reference_and_chosen_step_rows():
 
 
 def comparison(status, samples=(), error=None):
-    return ComparisonView(
-        id="c",
-        job_id="j",
-        step=None,
-        prompt="any digit",
-        seed=3,
-        num_samples=2,
-        status=status,
-        error=error,
-        created_at=datetime.now(UTC),
-        finished_at=None,
-        samples=list(samples),
-    )
+    return ComparisonView(id="c", job_id="j", step=None, prompt="any digit", seed=3, num_samples=2, status=status,
+                          error=error, created_at=datetime.now(timezone.utc), finished_at=None, samples=list(samples))
 
 
 def test_comparison_summary_reports_progress_failure_and_the_reward_change():
@@ -67,12 +54,11 @@ def test_comparison_summary_reports_progress_failure_and_the_reward_change():
 
 def test_comparison_outputs_images_side_by_side_or_texts_in_one_table():
     images = compare.comparison_outputs(comparison("succeeded", [sample(0, "reference", 3), sample(0, "policy", 3)]))
-    assert images[1]["value"][0][1] == "#1 r=0.500" and images[3]["visible"] is False
-    texts = compare.comparison_outputs(
-        comparison("succeeded", [sample(0, "reference", 3, "text", 0.0, "5"), sample(0, "policy", 3, "text", 1.0, "4")])
-    )
+    assert images[1]["value"] == [("/runs/j/samples/step-000000/3.png", None)] and images[3]["visible"] is False
+    texts = compare.comparison_outputs(comparison("succeeded", [
+        sample(0, "reference", 3, "text", 0.30000001192092896, "5"), sample(0, "policy", 3, "text", 1.0, "4")]))
     assert texts[1]["visible"] is False
-    assert texts[3]["value"].values.tolist() == [[0, "5", 0.0, "4", 1.0]]
+    assert texts[3]["value"].values.tolist() == [[1, "5", 0.3, "4", 1.0]]  # rewards rounded, rows from 1
 
 
 def test_job_numbers_read_as_a_person_expects():
@@ -85,3 +71,40 @@ def test_job_numbers_read_as_a_person_expects():
     assert format_progress(Job) == "30/120 (25%)"
     line = job_status_line(Job)
     assert "**failed** · step 30/120 (25%)" in line and "latest reward 0.6123" in line and "loss is nan" in line
+
+
+def test_sample_cards_upscale_the_real_pixels_smoothly_with_the_caption_below(tmp_path):
+    from PIL import Image
+
+    from app.ui import cards
+
+    digit = Image.new("L", (8, 8), 0)
+    digit.putpixel((3, 3), 255)
+    blocky = digit.resize((64, 64), Image.NEAREST)  # as the engine writes an 8x8 digit
+    assert cards.native_image(blocky.convert("RGB")).size == (8, 8)
+    path = tmp_path / "p0-0.png"
+    blocky.save(path)
+    card = Image.open(cards.sample_card(path, "looks like 4 (97%)\nreward 0.912"))
+    assert card.size == (cards.CARD_SIDE, cards.CARD_SIDE)
+    strip = card.crop((0, cards.IMAGE_SIDE, cards.CARD_SIDE, cards.CARD_SIDE)).convert("L")
+    assert min(strip.getdata()) < 100  # the caption is written in the strip under the image
+    grey_levels = set(card.crop((0, 0, cards.CARD_SIDE, cards.IMAGE_SIDE)).convert("L").getdata())
+    assert len(grey_levels) > 10  # smooth (bicubic), not 2-level blocks
+    assert cards.sample_card(path, "other") == str(cards.card_path(path))  # built once, then reused
+
+
+def test_the_job_header_and_table_say_what_a_running_job_does():
+    from app.ui.jobs import jobs_frame
+
+    class Job:
+        id, name, kind, algorithm, status = "abc123", "demo", "llm", "adrpo", "running"
+        current_step, total_steps, latest_reward, eta_seconds, error = 0, 120, None, None, None
+        phase, phase_detail, cancel_requested = "building model", "builtin:tiny-lm is built once: step 3/9", False
+        config = {"beta0": 0.05}
+        created_at = datetime.now(timezone.utc)
+
+    line = job_status_line(Job)
+    assert "**running** · *building model · builtin:tiny-lm is built once: step 3/9*" in line
+    assert "adrpo β₀=0.05" in line
+    row = jobs_frame([Job]).iloc[0]
+    assert row["status"] == "running (building model)" and row["algorithm"] == "adrpo β₀=0.05"

@@ -41,9 +41,8 @@ def set_number(page, elem_id: str, value: float) -> None:
     field.press("Tab")  # Gradio reads a number on blur
 
 
-def launch_digits_even(
-    page, url: str | None, steps: int | None = None, algorithm: str = "ADRPO (adaptive beta)", name: str = "digits-even"
-) -> str:
+def launch_digits_even(page, url: str | None, steps: int | None = None,
+                       algorithm: str = "ADRPO (adaptive beta)", name: str = "digits-even") -> str:
     """Open the studio (unless ``url`` is None), keep the digits-even preset, set the name, algorithm
     and (optionally) steps, press Launch: it opens the job. Returns the job id."""
     if url is not None:
@@ -70,13 +69,21 @@ def wait_for_status(page, status: str, timeout_ms: int = TRAIN_TIMEOUT_MS) -> No
     page.locator("#detail-header").get_by_text(status).wait_for(timeout=timeout_ms)
 
 
+CURVES = ("reward", "divergence", "beta", "spread", "loss")
+
+
 def curves_drawn(page) -> int:
-    """How many live charts show an image (matplotlib figures arrive as PNGs)."""
-    page.locator("#detail-plot-reward img").first.wait_for()
-    return sum(
-        page.locator(f"#detail-plot-{key} img").count() > 0
-        for key in ("reward", "divergence", "beta", "spread", "loss")
-    )
+    """How many live charts Plotly has drawn (a plot div with at least one line)."""
+    page.locator("#detail-plot-reward .js-plotly-plot").first.wait_for()
+    return sum(page.locator(f"#detail-plot-{key} .js-plotly-plot path.js-line").count() > 0 for key in CURVES)
+
+
+def curve_points(page, key: str = "reward") -> int:
+    """Points of the first series of one live chart, read from Plotly's own data in the page."""
+    return page.evaluate("""(key) => {
+        const plot = document.querySelector(`#detail-plot-${key} .js-plotly-plot`);
+        return plot && plot.data && plot.data.length ? plot.data[0].x.length : 0;
+    }""", key)
 
 
 def gallery_images(page, elem_id: str) -> int:
@@ -122,7 +129,7 @@ def show_runs(page) -> None:
         page.get_by_role("option").nth(index).click()
     page.keyboard.press("Escape")
     page.locator("#runs-note").get_by_text(f"{count} run(s).").wait_for()
-    page.locator("#runs-pareto-diversity img").first.wait_for()
+    page.locator("#runs-pareto-diversity .js-plotly-plot").first.wait_for()
 
 
 def screenshot(page, folder: Path, name: str) -> Path:

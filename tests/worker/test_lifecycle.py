@@ -51,7 +51,7 @@ def test_metrics_since_step_and_adapter_zip_of_a_chosen_checkpoint(service, work
     later = service.get_metrics(job.id, since_step=4)
     assert later[M.REWARD_MEAN] == [(s, v) for s, v in service.get_metrics(job.id)[M.REWARD_MEAN] if s > 4]
     latest = service.adapter_zip(job.id)
-    assert latest.name == "adapter-step-000006.zip"
+    assert latest.name == f"{job.name}-{job.id[:8]}-step-000006.zip"
     with zipfile.ZipFile(service.adapter_zip(job.id, step=2)) as archive:
         names = set(archive.namelist())
     assert {"adapter_config.json", "adapter_model.safetensors"} <= names

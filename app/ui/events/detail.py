@@ -1,0 +1,119 @@
+"""Job detail tab events: open a job, poll it, redraw on a smoothing change, pick a sample step.
+
+Every event of this tab runs in one queue (``CONCURRENCY``, one at a time, in order): a poll that
+started for the previous job can no longer finish after the newly opened job has been drawn and
+paint the old job's body under the new job's name. Opening a job first blanks the body (a fast
+step), then draws the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import yaml
+
+from .. import plots
+from ..common import TERMINAL, job_status_line
+from ..detail import (
+    SAMPLE_COLUMNS,
+    DetailState,
+    DetailTab,
+    as_step,
+    curve_figures,
+    last_sample_step,
+    merge_samples,
+    sample_dicts,
+    sample_outputs,
+    sample_steps,
+)
+from ..service import StudioService, Updates
+from . import unchanged
+
+CONCURRENCY = "detail"  # one queue for every event that writes this tab's body
+LOG_LINES = 200
+
+
+def wire_detail_tab(tab: DetailTab, service: StudioService) -> None:
+    body = body_components(tab)
+    inputs = [tab.job, tab.smoothing, tab.sample_step, tab.state]
+    queue = {"concurrency_id": CONCURRENCY, "concurrency_limit": 1, "show_progress": "hidden"}
+
+    tab.timer.tick(lambda *args: poll_job(service, tab, *args), inputs=inputs, outputs=body, **queue)
+    tab.job.change(lambda job_id: blank_body(tab, job_id), inputs=tab.job, outputs=body, **queue).then(
+        lambda job_id, smoothing, step: poll_job(service, tab, job_id, smoothing, step, DetailState()),
+        inputs=inputs[:3], outputs=body, api_name="job_detail", **queue)
+    tab.smoothing.release(lambda smoothing, state: dict(zip(tab.plots.values(), curve_figures(
+        state.points, state.kind, smoothing, state.job_id))), inputs=[tab.smoothing, tab.state],
+        outputs=list(tab.plots.values()), **queue)
+    tab.sample_step.input(lambda step, state: sample_updates(tab, state, as_step(step)),
+                          inputs=[tab.sample_step, tab.state], outputs=body, **queue)
+
+
+def body_components(tab: DetailTab) -> list[Any]:
+    return [tab.header, *tab.plots.values(), tab.sample_step, tab.reference_gallery, tab.policy_gallery,
+            tab.text_samples, tab.config, tab.log, tab.checkpoints, tab.state]
+
+
+def blank_body(tab: DetailTab, job_id: str | None) -> Updates:
+    """The moment another job is picked: its name in the header and an empty body, never the previous
+    job's curves and samples under the new job's name."""
+    if not job_id:
+        return unchanged(tab.state)
+    empty = curve_figures({}, "flow", 0.0)
+    return {tab.header: f"### Loading job `{job_id}`…", **dict(zip(tab.plots.values(), empty)),
+            tab.sample_step: gr.update(choices=[], value=None), tab.reference_gallery: [], tab.policy_gallery: [],
+            tab.text_samples: gr.update(value=pd.DataFrame(columns=SAMPLE_COLUMNS)), tab.config: "", tab.log: "", tab.checkpoints: [],
+            tab.state: DetailState(job_id=None)}
+
+
+def sample_updates(tab: DetailTab, state: DetailState, step: int | None) -> Updates:
+    reference, policy, table = sample_outputs(state, step)
+    return {tab.reference_gallery: reference, tab.policy_gallery: policy, tab.text_samples: table}
+
+
+def poll_job(service: StudioService, tab: DetailTab, job_id: str | None, smoothing: float, step: Any,
+             state: DetailState) -> Updates:
+    """One poll: the job's status, new points and samples, checkpoints and log; only what changed."""
+    if not job_id:
+        return unchanged(tab.state)
+    switched = state.job_id != job_id
+    if switched:
+        state = DetailState(job_id=job_id)
+    try:
+        job = service.get_job(job_id)
+    except LookupError:
+        return {tab.header: f"Job `{job_id}` does not exist (any more)."}
+    if state.finished and job.status in TERMINAL:
+        return unchanged(tab.state)  # drawn to the end; a resumed job (queued again) is followed once more
+    state.kind = job.kind
+    new_points = service.get_metrics(job_id, since_step=plots.last_step(state.points))
+    new_samples = sample_dicts(service.get_samples(job_id, since_step=last_sample_step(state)))
+    state.points = plots.merge_points(state.points, new_points)
+    state.samples = merge_samples(state.samples, new_samples)
+    checkpoint_steps = [c.step for c in service.list_checkpoints(job_id)]
+    state.finished = job.status in TERMINAL  # this poll ran after the end: nothing more will come
+
+    updates: Updates = {tab.state: state}
+    header = job_status_line(job)
+    if switched or header != state.header:
+        updates[tab.header] = state.header = header
+    log = service.log_tail(job_id, LOG_LINES)
+    if switched or log != state.log:
+        updates[tab.log] = state.log = log
+    if switched or any(new_points.values()):
+        updates.update(zip(tab.plots.values(), curve_figures(state.points, job.kind, smoothing, job_id)))
+    if switched or new_samples:
+        steps = sample_steps(state.samples)
+        chosen = as_step(step)
+        if switched or chosen not in steps:
+            chosen = steps[0] if steps else None  # follow the newest samples while the job runs
+        updates[tab.sample_step] = gr.update(choices=[(f"step {s}", s) for s in steps], value=chosen)
+        updates.update(sample_updates(tab, state, chosen))
+    if switched:
+        updates[tab.config] = yaml.safe_dump(job.config, sort_keys=False)
+    if switched or checkpoint_steps != state.checkpoints:
+        updates[tab.checkpoints] = checkpoint_steps
+    state.checkpoints = checkpoint_steps
+    return updates
