@@ -49,8 +49,17 @@ def compare_images(
             images_to_pngs(images, paths)
             notes = policy.describe_images(images) or [None] * num_samples  # e.g. "looks like 4 (97%)"
             samples += [
-                Sample(step=step, prompt=prompt, seed=seed, kind="image", role=role, text=note,
-                       image_path=str(path.resolve()), reward=reward, extra={"index": k})
+                Sample(
+                    step=step,
+                    prompt=prompt,
+                    seed=seed,
+                    kind="image",
+                    role=role,
+                    text=note,
+                    image_path=str(path.resolve()),
+                    reward=reward,
+                    extra={"index": k},
+                )
                 for k, (path, reward, note) in enumerate(zip(paths, rewards.tolist(), notes))
             ]
         return samples
@@ -81,9 +90,19 @@ def compare_texts(
                 rewards = rewards_fn([prompt] * num_samples, texts, **repeat_columns([row], num_samples))[0].tolist()
             except ConfigError:  # a column reward on a prompt that is not in the job's data
                 rewards = [None] * num_samples
-            samples += [Sample(step=step, prompt=prompt, seed=seed, kind="text", role=role, text=text,
-                               reward=reward, extra={"index": k})
-                        for k, (text, reward) in enumerate(zip(texts, rewards))]
+            samples += [
+                Sample(
+                    step=step,
+                    prompt=prompt,
+                    seed=seed,
+                    kind="text",
+                    role=role,
+                    text=text,
+                    reward=reward,
+                    extra={"index": k},
+                )
+                for k, (text, reward) in enumerate(zip(texts, rewards))
+            ]
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "comparison.json").write_text(json.dumps([s.to_dict() for s in samples], indent=2))
         return samples

@@ -30,8 +30,10 @@ def load_settings():
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "settings"
-        typer.echo(f"error: {where + ': ' if where != 'settings' else ''}{first['msg'].removeprefix('Value error, ')}",
-                   err=True)
+        typer.echo(
+            f"error: {where + ': ' if where != 'settings' else ''}{first['msg'].removeprefix('Value error, ')}",
+            err=True,
+        )
         raise typer.Exit(2) from None
 
 
@@ -43,9 +45,14 @@ def serve_notice(settings, host: str, insecure: bool) -> str | None:
     if host not in LOOPBACK_HOSTS and not insecure:
         raise ValueError(
             f"--host {host}: refusing to serve WITHOUT authentication on a non-loopback interface; set "
-            "ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD, or pass --insecure if everyone who can reach it may run jobs")
-    return (f"warning: serving WITHOUT authentication on {host}: anyone who can reach this port can submit jobs "
-            "and read every job's results (set ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD to turn auth on)")
+            "ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD, or pass --insecure if everyone who can reach it may run jobs"
+        )
+    return (
+        f"warning: serving WITHOUT authentication on {host}: anyone who can reach this port can submit jobs "
+        "and read every job's results (set ADRPO_AUTH_USER and ADRPO_AUTH_PASSWORD to turn auth on)"
+    )
+
+
 # Open studio tabs hold long-polling (server-sent events) connections; uvicorn would wait for them to
 # close before stopping. After this many seconds it closes them itself, so Ctrl-C stops `adrpo serve`
 # within ~10 s whatever is connected (the worker still checkpoints and hands back its running job).
@@ -82,8 +89,10 @@ def worker_command(
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = [q for q in chosen if q not in QUEUES]
     if unknown or not chosen:
-        typer.echo(f"error: --queues: unknown queue {unknown[0] if unknown else ''!r} (choose from {', '.join(QUEUES)})",
-                   err=True)
+        typer.echo(
+            f"error: --queues: unknown queue {unknown[0] if unknown else ''!r} (choose from {', '.join(QUEUES)})",
+            err=True,
+        )
         raise typer.Exit(2)
     settings = load_settings()
     upgrade(settings.database_url)
@@ -91,10 +100,19 @@ def worker_command(
     quiet_root_warning()
     context = init_worker(settings)
     start_heartbeat(context, parent_pid=parent_pid, on_orphaned=lambda: os.kill(os.getpid(), signal.SIGTERM))
-    celery_app.worker_main([
-        "worker", "--pool=solo", "--concurrency=1", "--prefetch-multiplier=1", f"--queues={','.join(chosen)}",
-        "--without-gossip", "--without-mingle", f"--loglevel={loglevel}", f"--hostname=adrpo-{os.getpid()}@%h",
-    ])
+    celery_app.worker_main(
+        [
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--prefetch-multiplier=1",
+            f"--queues={','.join(chosen)}",
+            "--without-gossip",
+            "--without-mingle",
+            f"--loglevel={loglevel}",
+            f"--hostname=adrpo-{os.getpid()}@%h",
+        ]
+    )
 
 
 def _leave_the_working_directory(settings) -> None:
@@ -103,6 +121,8 @@ def _leave_the_working_directory(settings) -> None:
     empty = settings.data_dir / "worker-cwd"
     empty.mkdir(parents=True, exist_ok=True)
     os.chdir(empty)
+
+
 def quiet_root_warning() -> None:
     """Celery warns at length when its worker runs as root (containers often do). The warning is about
     pickle: a root worker that unpickles messages runs whatever a broker user sends. Ours accepts JSON
@@ -120,8 +140,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 7860,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Start the embedded worker.")] = True,
-    insecure: Annotated[bool, typer.Option(
-        "--insecure", help="Allow a non-loopback --host without ADRPO_AUTH_USER/PASSWORD.")] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Allow a non-loopback --host without ADRPO_AUTH_USER/PASSWORD.")
+    ] = False,
 ) -> None:
     """The studio and REST API, plus one embedded worker process; Ctrl-C (or SIGTERM) stops both."""
     import uvicorn
@@ -170,8 +191,9 @@ def supervise_worker(settings, service):
         for comparison_id in requeue_stale_comparisons(service.store, 0.0, worker=dead):
             service.celery.send_task(RUN_COMPARISON, args=[comparison_id])
 
-    supervisor = WorkerSupervisor(lambda: start_worker_process(settings), on_exit=hand_back,
-                                  stop_process=stop_worker_process)
+    supervisor = WorkerSupervisor(
+        lambda: start_worker_process(settings), on_exit=hand_back, stop_process=stop_worker_process
+    )
     supervisor.start()
     service.worker_state = supervisor.state
     return supervisor

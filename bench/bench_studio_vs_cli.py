@@ -37,19 +37,44 @@ STEP_METRIC = "step_time"  # adrpo_engine.metrics.STEP_TIME: the trainer's clock
 
 
 def run_env(data_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "ADRPO_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
-    for key in ("ADRPO_DATABASE_URL", "ADRPO_BROKER_URL", "ADRPO_ARTIFACTS_DIR", "ADRPO_AUTH_USER",
-                "ADRPO_AUTH_PASSWORD"):
+    env = {
+        **os.environ,
+        "ADRPO_DATA_DIR": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    for key in (
+        "ADRPO_DATABASE_URL",
+        "ADRPO_BROKER_URL",
+        "ADRPO_ARTIFACTS_DIR",
+        "ADRPO_AUTH_USER",
+        "ADRPO_AUTH_PASSWORD",
+    ):
         env.pop(key, None)
     return env
 
 
 def build_models(repo: Path, data_dir: Path, preset: str) -> None:
     """Build the preset's built-in model once (a one-step CLI run), so neither timed run includes it."""
-    subprocess.run([sys.executable, "-m", "app.cli", "train", "--preset", preset, "--set", "steps=1",
-                    "--out", str(data_dir / "warmup")], cwd=repo, env=run_env(data_dir), check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "train",
+            "--preset",
+            preset,
+            "--set",
+            "steps=1",
+            "--out",
+            str(data_dir / "warmup"),
+        ],
+        cwd=repo,
+        env=run_env(data_dir),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def step_times(rows: list[dict]) -> list[float]:
@@ -58,9 +83,25 @@ def step_times(rows: list[dict]) -> list[float]:
 
 def run_cli(repo: Path, data_dir: Path, preset: str, steps: int) -> list[float]:
     out = data_dir / "cli-run"
-    subprocess.run([sys.executable, "-m", "app.cli", "train", "--preset", preset, "--set", f"steps={steps}",
-                    "--out", str(out), "--fresh"], cwd=repo, env=run_env(data_dir), check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "train",
+            "--preset",
+            preset,
+            "--set",
+            f"steps={steps}",
+            "--out",
+            str(out),
+            "--fresh",
+        ],
+        cwd=repo,
+        env=run_env(data_dir),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return step_times(rows)
 
@@ -89,8 +130,14 @@ def run_service(repo: Path, data_dir: Path, preset: str, steps: int, browser: bo
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(data_dir / "server.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=repo,
-                               env=run_env(data_dir), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        cwd=repo,
+        env=run_env(data_dir),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_until_up(url, process)
         job = httpx.post(url + "/api/jobs", json={"preset": preset, "overrides": {"steps": steps}}, timeout=30).json()
@@ -118,8 +165,9 @@ class _page_open:
 
         self.playwright = sync_playwright().start()
         self.browser = self.playwright.chromium.launch(
-            executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu",
-                                            "--disable-background-networking"])
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         page = self.browser.new_page(viewport={"width": 1360, "height": 1000})
         page.goto(self.url)
         page.get_by_role("tab", name="Job detail", exact=True).click()

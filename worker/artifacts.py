@@ -73,8 +73,13 @@ class ZipExtras:
     grid: Path | None = None  # a reference-vs-adapter sample grid (flow jobs), stored as samples.png
 
 
-def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int, extras: ZipExtras | None = None,
-                      expected_sha256: str | None = None) -> Path:
+def build_adapter_zip(
+    run_dir: Path,
+    checkpoint_relpath: str,
+    step: int,
+    extras: ZipExtras | None = None,
+    expected_sha256: str | None = None,
+) -> Path:
     """``run_dir/exports/<name>.zip`` with the checkpoint's adapter files at the top level (so the
     unpacked folder loads with PeftModel.from_pretrained / load_lora_weights), and with ``extras`` the
     model card (README.md, replacing PEFT's empty template), the job's config.yaml and the base model
@@ -86,8 +91,10 @@ def build_adapter_zip(run_dir: Path, checkpoint_relpath: str, step: int, extras:
     if not checkpoint.is_dir():
         raise ArtifactError(f"checkpoint of step {step} is missing on disk")
     if expected_sha256 is not None and checkpoint_sha256(checkpoint) != expected_sha256:
-        raise CorruptCheckpoint(f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
-                                "saved (damaged on disk); download another step")
+        raise CorruptCheckpoint(
+            f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
+            "saved (damaged on disk); download another step"
+        )
     name = extras.name if extras else f"adapter-step-{step:06d}.zip"
     target = inside(run_dir, Path(EXPORTS) / name)
     if target.is_file() and _zip_is_intact(target):

@@ -15,9 +15,9 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import delete, select, update
 
@@ -50,8 +50,17 @@ def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
         claimed = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
-            .values(status=JobStatus.RUNNING, worker=worker, heartbeat_at=now, attempts=Job.attempts + 1, error=None,
-                    finished_at=None, phase="starting", phase_detail=None, seconds_per_step=None)
+            .values(
+                status=JobStatus.RUNNING,
+                worker=worker,
+                heartbeat_at=now,
+                attempts=Job.attempts + 1,
+                error=None,
+                finished_at=None,
+                phase="starting",
+                phase_detail=None,
+                seconds_per_step=None,
+            )
         ).rowcount
         if claimed != 1:
             return None
@@ -64,21 +73,27 @@ def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
 def finish_job(store: Store, job_id: str, status: str, error: str | None = None, worker: str = WORKER_ID) -> bool:
     """Record the end of a run this worker owns; False if the job was taken over meanwhile."""
     with store.session() as session:
-        return session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
-            .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
-        ).rowcount == 1
+        return (
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
+                .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
+            ).rowcount
+            == 1
+        )
 
 
 def release_job(store: Store, job_id: str, worker: str = WORKER_ID) -> bool:
     """Give a running job back to the queue (worker shutting down); the caller re-enqueues it."""
     with store.session() as session:
-        return session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
-            .values(status=JobStatus.QUEUED, worker=None, heartbeat_at=None)
-        ).rowcount == 1
+        return (
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
+                .values(status=JobStatus.QUEUED, worker=None, heartbeat_at=None)
+            ).rowcount
+            == 1
+        )
 
 
 def requeue_stale_jobs(store: Store, timeout_s: float, artifacts_dir: Path) -> list[str]:
@@ -88,16 +103,16 @@ def requeue_stale_jobs(store: Store, timeout_s: float, artifacts_dir: Path) -> l
     requeued = []
     with store.session() as session:
         stale = session.execute(
-            select(Job.id, Job.worker, Job.heartbeat_at, Job.cancel_requested)
-            .where(Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff)
+            select(Job.id, Job.worker, Job.heartbeat_at, Job.cancel_requested).where(
+                Job.status == JobStatus.RUNNING, Job.heartbeat_at < cutoff
+            )
         ).all()
         for job_id, worker, beat, cancel in stale:
             status = JobStatus.CANCELLED if cancel else JobStatus.QUEUED
             changed = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.heartbeat_at == beat)
-                .values(status=status, worker=None, heartbeat_at=None,
-                        finished_at=utcnow() if cancel else None)
+                .values(status=status, worker=None, heartbeat_at=None, finished_at=utcnow() if cancel else None)
             ).rowcount
             if changed == 1:
                 append_log(artifacts_dir / job_id, f"{_stamp()} worker {worker} stopped answering; job {status}")
@@ -112,12 +127,14 @@ def requeue_jobs_of_worker(store: Store, worker: str, artifacts_dir: Path) -> li
     pending), its comparisons to queued. Returns the job ids to enqueue again."""
     requeued = []
     with store.session() as session:
-        running = session.execute(select(Job.id, Job.cancel_requested)
-                                  .where(Job.status == "running", Job.worker == worker)).all()
+        running = session.execute(
+            select(Job.id, Job.cancel_requested).where(Job.status == "running", Job.worker == worker)
+        ).all()
         for job_id, cancel in running:
             status = "cancelled" if cancel else "queued"
             changed = session.execute(
-                update(Job).where(Job.id == job_id, Job.status == "running", Job.worker == worker)
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.worker == worker)
                 .values(status=status, worker=None, heartbeat_at=None, finished_at=utcnow() if cancel else None)
             ).rowcount
             if changed == 1:
@@ -130,23 +147,37 @@ def requeue_jobs_of_worker(store: Store, worker: str, artifacts_dir: Path) -> li
 def claim_comparison(store: Store, comparison_id: str, worker: str = WORKER_ID) -> bool:
     """queued -> running, owned by ``worker`` (a duplicate delivery finds it not queued)."""
     with store.session() as session:
-        return session.execute(
-            update(Comparison).where(Comparison.id == comparison_id, Comparison.status == "queued")
-            .values(status="running", worker=worker, heartbeat_at=utcnow(), attempts=Comparison.attempts + 1)
-        ).rowcount == 1
+        return (
+            session.execute(
+                update(Comparison)
+                .where(Comparison.id == comparison_id, Comparison.status == "queued")
+                .values(status="running", worker=worker, heartbeat_at=utcnow(), attempts=Comparison.attempts + 1)
+            ).rowcount
+            == 1
+        )
 
 
-def finish_comparison(store: Store, comparison_id: str, status: str, error: str | None = None,
-                      step: int | None = None, worker: str = WORKER_ID) -> bool:
+def finish_comparison(
+    store: Store,
+    comparison_id: str,
+    status: str,
+    error: str | None = None,
+    step: int | None = None,
+    worker: str = WORKER_ID,
+) -> bool:
     """Record the end of a comparison this worker owns; False if it was cancelled or taken over."""
     values = {"status": status, "error": error, "finished_at": utcnow(), "heartbeat_at": None}
     if step is not None:
         values["step"] = step
     with store.session() as session:
-        return session.execute(
-            update(Comparison).where(Comparison.id == comparison_id, Comparison.worker == worker,
-                                     Comparison.status == "running").values(**values)
-        ).rowcount == 1
+        return (
+            session.execute(
+                update(Comparison)
+                .where(Comparison.id == comparison_id, Comparison.worker == worker, Comparison.status == "running")
+                .values(**values)
+            ).rowcount
+            == 1
+        )
 
 
 def requeue_stale_comparisons(store: Store, timeout_s: float, worker: str | None = None) -> list[str]:
@@ -155,19 +186,26 @@ def requeue_stale_comparisons(store: Store, timeout_s: float, worker: str | None
     requeued = []
     with store.session() as session:
         query = select(Comparison.id, Comparison.heartbeat_at, Comparison.attempts, Comparison.worker).where(
-            Comparison.status == "running")
+            Comparison.status == "running"
+        )
         if worker is not None:
             query = query.where(Comparison.worker == worker)
         else:
             query = query.where(Comparison.heartbeat_at < utcnow() - timedelta(seconds=timeout_s))
         for comparison_id, _beat, attempts, owner in session.execute(query).all():
             give_up = attempts >= MAX_COMPARISON_ATTEMPTS
-            values = ({"status": "failed", "finished_at": utcnow(),
-                       "error": f"worker: its worker died {attempts} times while generating it ({owner} last)"}
-                      if give_up else {"status": "queued"})
+            values = (
+                {
+                    "status": "failed",
+                    "finished_at": utcnow(),
+                    "error": f"worker: its worker died {attempts} times while generating it ({owner} last)",
+                }
+                if give_up
+                else {"status": "queued"}
+            )
             changed = session.execute(
-                update(Comparison).where(Comparison.id == comparison_id, Comparison.status == "running",
-                                         Comparison.worker == owner)
+                update(Comparison)
+                .where(Comparison.id == comparison_id, Comparison.status == "running", Comparison.worker == owner)
                 .values(worker=None, heartbeat_at=None, **values)
             ).rowcount
             if changed == 1 and not give_up:
@@ -186,8 +224,14 @@ class StoreSink:
     ``should_stop`` reads the job row: a cancel request, or the job no longer being ours (the watchdog
     gave it away), or ``interrupted()`` (the worker is shutting down) stops training after this step."""
 
-    def __init__(self, store: Store, job_id: str, run_dir: Path, worker: str = WORKER_ID,
-                 interrupted: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        store: Store,
+        job_id: str,
+        run_dir: Path,
+        worker: str = WORKER_ID,
+        interrupted: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.store = store
         self.job_id = job_id
         self.run_dir = run_dir
@@ -206,8 +250,11 @@ class StoreSink:
         """Store what the job does now (the job header and the API show it); log it on a change and,
         during a long build, every ``PHASE_LOG_EVERY_S`` seconds."""
         with self.store.session() as session:
-            session.execute(update(Job).where(Job.id == self.job_id)
-                            .values(phase=phase.name, phase_detail=phase.detail[:256] or None, heartbeat_at=utcnow()))
+            session.execute(
+                update(Job)
+                .where(Job.id == self.job_id)
+                .values(phase=phase.name, phase_detail=phase.detail[:256] or None, heartbeat_at=utcnow())
+            )
         now = time.monotonic()
         last = self._logged_phase
         if last is None or last[0] != phase.name or now - last[1] >= self.PHASE_LOG_EVERY_S:
@@ -218,8 +265,11 @@ class StoreSink:
         with self.store.session() as session:
             forget_after(session, self.job_id, start_step)
             session.execute(delete(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step > start_step))
-            session.execute(update(Job).where(Job.id == self.job_id)
-                            .values(current_step=start_step, total_steps=total_steps, heartbeat_at=utcnow()))
+            session.execute(
+                update(Job)
+                .where(Job.id == self.job_id)
+                .values(current_step=start_step, total_steps=total_steps, heartbeat_at=utcnow())
+            )
         where = f"from step {start_step}" if start_step else "from the start"
         self.on_log(f"training {total_steps} steps {where} on {self.worker}")
         self._last_step_at = time.monotonic()
@@ -245,15 +295,20 @@ class StoreSink:
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
         with self.store.session() as session:
-            session.execute(delete(SampleRow).where(
-                SampleRow.job_id == self.job_id, SampleRow.comparison_id.is_(None), SampleRow.step == step))
+            session.execute(
+                delete(SampleRow).where(
+                    SampleRow.job_id == self.job_id, SampleRow.comparison_id.is_(None), SampleRow.step == step
+                )
+            )
             session.add_all(sample_rows(self.job_id, self.run_dir, samples, step=step))
 
     def on_checkpoint(self, step: int, path: Path) -> None:
         digest = checkpoint_sha256(path)
         with self.store.session() as session:
             session.execute(delete(Checkpoint).where(Checkpoint.job_id == self.job_id, Checkpoint.step == step))
-            session.add(Checkpoint(job_id=self.job_id, step=step, path=relative_to_run(self.run_dir, path), sha256=digest))
+            session.add(
+                Checkpoint(job_id=self.job_id, step=step, path=relative_to_run(self.run_dir, path), sha256=digest)
+            )
         self.on_log(f"checkpoint step {step} sha256 {digest[:12]}")
         if self.after_checkpoint is not None:
             self.after_checkpoint(step)
@@ -275,18 +330,28 @@ class StoreSink:
         return self.stop_reason is not None
 
 
-def sample_rows(job_id: str, run_dir: Path, samples: list[Sample], step: int | None = None,
-                comparison_id: str | None = None) -> list[SampleRow]:
+def sample_rows(
+    job_id: str, run_dir: Path, samples: list[Sample], step: int | None = None, comparison_id: str | None = None
+) -> list[SampleRow]:
     rows = []
     for sample in samples:
         image = None
         if sample.image_path:
             image = relative_to_run(run_dir, run_dir / sample.image_path)
-        rows.append(SampleRow(
-            job_id=job_id, comparison_id=comparison_id, step=sample.step if step is None else step,
-            role=sample.role, prompt=sample.prompt, seed=sample.seed, kind=sample.kind, text=sample.text,
-            image_path=image, reward=None if sample.reward is None or not math.isfinite(sample.reward) else float(sample.reward),
-        ))
+        rows.append(
+            SampleRow(
+                job_id=job_id,
+                comparison_id=comparison_id,
+                step=sample.step if step is None else step,
+                role=sample.role,
+                prompt=sample.prompt,
+                seed=sample.seed,
+                kind=sample.kind,
+                text=sample.text,
+                image_path=image,
+                reward=None if sample.reward is None or not math.isfinite(sample.reward) else float(sample.reward),
+            )
+        )
     return rows
 
 
@@ -294,10 +359,18 @@ class Heartbeat(threading.Thread):
     """A worker's background thread: stamps the job this worker runs, re-queues jobs of vanished
     workers, and stops the worker if the process that started it (``adrpo serve``) is gone."""
 
-    def __init__(self, store: Store, interval_s: float, timeout_s: float, artifacts_dir: Path,
-                 enqueue: Callable[[str], None], on_orphaned: Callable[[], None] | None = None,
-                 parent_pid: int | None = None, worker: str = WORKER_ID,
-                 enqueue_comparison: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        interval_s: float,
+        timeout_s: float,
+        artifacts_dir: Path,
+        enqueue: Callable[[str], None],
+        on_orphaned: Callable[[], None] | None = None,
+        parent_pid: int | None = None,
+        worker: str = WORKER_ID,
+        enqueue_comparison: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(name="adrpo-heartbeat", daemon=True)
         self.enqueue_comparison = enqueue_comparison
         self.current_comparison: str | None = None
@@ -339,9 +412,12 @@ class Heartbeat(threading.Thread):
             return
         with self.store.session() as session:
             if job_id is not None:
-                session.execute(update(Job).where(Job.id == job_id, Job.worker == self.worker)
-                                .values(heartbeat_at=utcnow()))
+                session.execute(
+                    update(Job).where(Job.id == job_id, Job.worker == self.worker).values(heartbeat_at=utcnow())
+                )
             if comparison_id is not None:
-                session.execute(update(Comparison).where(Comparison.id == comparison_id,
-                                                         Comparison.worker == self.worker)
-                                .values(heartbeat_at=utcnow()))
+                session.execute(
+                    update(Comparison)
+                    .where(Comparison.id == comparison_id, Comparison.worker == self.worker)
+                    .values(heartbeat_at=utcnow())
+                )

@@ -63,38 +63,67 @@ def model_card(job: Any, step: int, metrics: dict[str, float], samples: list[Any
     a_min = config.get("a_min")
     a_max = config.get("a_max")
     beta0 = config.get("beta0")
-    clip = (f"[{'-β₀' if a_min is None else a_min}, {'+β₀' if a_max is None else a_max}]"
-            if job.algorithm == "adrpo" else "n/a (fixed β)")
-    rewards = ", ".join(f"`{r['name']}`" + (f" × {r['weight']:g}" if r.get("weight", 1) != 1 else "")
-                        for r in config.get("rewards", []))
+    clip = (
+        f"[{'-β₀' if a_min is None else a_min}, {'+β₀' if a_max is None else a_max}]"
+        if job.algorithm == "adrpo"
+        else "n/a (fixed β)"
+    )
+    rewards = ", ".join(
+        f"`{r['name']}`" + (f" × {r['weight']:g}" if r.get("weight", 1) != 1 else "") for r in config.get("rewards", [])
+    )
     rows = "\n".join(f"| {name} | {metrics[name]:.4g} |" for name in CARD_METRICS if name in metrics)
     lines = [
         f"# {job.name} (LoRA adapter, step {step})",
         "",
         f"Trained with ADRPO Studio (job `{job.id}`): {config['kind']} job, algorithm **{job.algorithm}**.",
         "",
-        "| | |", "| --- | --- |",
-        f"| base model | `{base}` |", f"| algorithm | {job.algorithm} |", f"| β₀ | {beta0} |",
-        f"| advantage clip [A_min, A_max] | {clip} |", f"| rewards | {rewards} |",
-        f"| steps | {step} of {config.get('steps')} |", f"| LoRA | rank {config.get('lora', {}).get('rank')} |",
+        "| | |",
+        "| --- | --- |",
+        f"| base model | `{base}` |",
+        f"| algorithm | {job.algorithm} |",
+        f"| β₀ | {beta0} |",
+        f"| advantage clip [A_min, A_max] | {clip} |",
+        f"| rewards | {rewards} |",
+        f"| steps | {step} of {config.get('steps')} |",
+        f"| LoRA | rank {config.get('lora', {}).get('rank')} |",
         "",
         "## Metrics at this step",
         "",
-        "| metric | value |", "| --- | --- |", rows or "| (none logged) | |",
+        "| metric | value |",
+        "| --- | --- |",
+        rows or "| (none logged) | |",
         "",
     ]
     if has_grid:
-        lines += ["## Samples", "", "Top row: the reference model (adapter off); bottom row: this adapter; same seeds.",
-                  "", "![samples](samples.png)", ""]
+        lines += [
+            "## Samples",
+            "",
+            "Top row: the reference model (adapter off); bottom row: this adapter; same seeds.",
+            "",
+            "![samples](samples.png)",
+            "",
+        ]
     texts = [s for s in samples if getattr(s, "kind", None) == "text"][:8]
     if texts:
         lines += ["## Samples", "", "| role | prompt | completion | reward |", "| --- | --- | --- | --- |"]
-        lines += [f"| {s.role} | {_cell(s.prompt)} | {_cell(s.text or '')} | "
-                  f"{'—' if s.reward is None else f'{s.reward:.3f}'} |" for s in texts]
+        lines += [
+            f"| {s.role} | {_cell(s.prompt)} | {_cell(s.text or '')} | "
+            f"{'—' if s.reward is None else f'{s.reward:.3f}'} |"
+            for s in texts
+        ]
         lines.append("")
-    lines += ["## Load it", "", "Unpack the zip into a folder `adapter/`, then:", "", "```python",
-              load_snippet(config), "```", "", "`config.yaml` in this zip is the job's exact config "
-              "(`adrpo train --config config.yaml` trains it again).", ""]
+    lines += [
+        "## Load it",
+        "",
+        "Unpack the zip into a folder `adapter/`, then:",
+        "",
+        "```python",
+        load_snippet(config),
+        "```",
+        "",
+        "`config.yaml` in this zip is the job's exact config (`adrpo train --config config.yaml` trains it again).",
+        "",
+    ]
     return "\n".join(lines)
 
 

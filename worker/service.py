@@ -17,16 +17,25 @@ from .evals import EvalRequestError, eval_metrics, request_eval
 from .inputs import MAX_SQL_INT, check_id, check_text
 from .model_card import model_card, zip_name
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, Sweep, utcnow
-from .queries import fetch_metrics
 from .policy import Policy
+from .queries import fetch_metrics
 from .settings import Settings
 from .status import JobStatus
 from .validation import SubmissionError, resolve_submission, resolve_sweep
 from .views import CheckpointView, ComparisonView, EvalView, JobView, SampleView, SweepJobView, SweepView, as_utc
 
 __all__ = [
-    "JobService", "JobView", "SampleView", "CheckpointView", "ComparisonView", "EvalView", "SweepView",
-    "SubmissionError", "JobNotFound", "InvalidState", "BrokerUnavailable",
+    "JobService",
+    "JobView",
+    "SampleView",
+    "CheckpointView",
+    "ComparisonView",
+    "EvalView",
+    "SweepView",
+    "SubmissionError",
+    "JobNotFound",
+    "InvalidState",
+    "BrokerUnavailable",
 ]
 
 MAX_COMPARISON_SAMPLES = 16
@@ -66,13 +75,28 @@ class JobService:
 
     # ------------------------------------------------------------------ submit and control
 
-    def submit(self, config: dict | None = None, *, preset: str | None = None,
-               overrides: dict | None = None, parent_id: str | None = None) -> JobView:
+    def submit(
+        self,
+        config: dict | None = None,
+        *,
+        preset: str | None = None,
+        overrides: dict | None = None,
+        parent_id: str | None = None,
+    ) -> JobView:
         job_config = resolve_submission(config, preset, overrides, policy=self.policy)
         job = Job(
-            id=new_id(), name=job_config.name, kind=job_config.kind, algorithm=job_config.algorithm,
-            preset=preset, config=job_config.model_dump(mode="json"), status=JobStatus.QUEUED,
-            total_steps=job_config.steps, current_step=0, cancel_requested=False, attempts=0, parent_id=parent_id,
+            id=new_id(),
+            name=job_config.name,
+            kind=job_config.kind,
+            algorithm=job_config.algorithm,
+            preset=preset,
+            config=job_config.model_dump(mode="json"),
+            status=JobStatus.QUEUED,
+            total_steps=job_config.steps,
+            current_step=0,
+            cancel_requested=False,
+            attempts=0,
+            parent_id=parent_id,
         )
         # The row and its broker message are one unit: the row is committed first (so a worker that gets
         # the message at once finds it), and removed again if the message cannot be sent or anything
@@ -91,7 +115,9 @@ class JobService:
         try:
             self.celery.send_task(RUN_JOB, args=[job_id])
         except Exception as error:
-            raise BrokerUnavailable(f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})") from error
+            raise BrokerUnavailable(
+                f"broker: could not enqueue job {job_id} ({type(error).__name__}: {error})"
+            ) from error
 
     def cancel(self, job_id: str) -> JobView:
         """Queued: cancelled at once. Running: the worker stops after the current step and keeps a checkpoint."""
@@ -104,7 +130,9 @@ class JobService:
             elif job.status == JobStatus.RUNNING:
                 job.cancel_requested = True
             else:
-                raise InvalidState(f"status: job {job_id} is {job.status}; only queued or running jobs can be cancelled")
+                raise InvalidState(
+                    f"status: job {job_id} is {job.status}; only queued or running jobs can be cancelled"
+                )
         return self.get_job(job_id)
 
     def resume(self, job_id: str) -> JobView:
@@ -112,7 +140,9 @@ class JobService:
         with self.store.session() as session:
             job = self._job(session, job_id)
             if job.status not in (JobStatus.CANCELLED, JobStatus.FAILED):
-                raise InvalidState(f"status: job {job_id} is {job.status}; only cancelled or failed jobs can be resumed")
+                raise InvalidState(
+                    f"status: job {job_id} is {job.status}; only cancelled or failed jobs can be resumed"
+                )
             before = (job.status, job.cancel_requested, job.error, job.finished_at)
             job.status, job.cancel_requested, job.error, job.finished_at = "queued", False, None, None
         try:
@@ -121,8 +151,11 @@ class JobService:
             # Not resumed after all: the job keeps the state it had (unless a worker took it meanwhile).
             status, cancel_requested, error, finished_at = before
             with self.store.session() as session:
-                session.execute(update(Job).where(Job.id == job_id, Job.status == "queued").values(
-                    status=status, cancel_requested=cancel_requested, error=error, finished_at=finished_at))
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.status == "queued")
+                    .values(status=status, cancel_requested=cancel_requested, error=error, finished_at=finished_at)
+                )
             raise
         return self.get_job(job_id)
 
@@ -137,7 +170,9 @@ class JobService:
 
     def list_jobs(self, limit: int = 200) -> list[JobView]:
         with self.store.session() as session:
-            jobs = session.scalars(select(Job).order_by(Job.created_at.desc(), Job.id).limit(max(1, min(limit, 10_000))))
+            jobs = session.scalars(
+                select(Job).order_by(Job.created_at.desc(), Job.id).limit(max(1, min(limit, 10_000)))
+            )
             return [JobView.of(job) for job in jobs]
 
     def get_job(self, job_id: str) -> JobView:
@@ -177,8 +212,13 @@ class JobService:
             what = f"no checkpoint at step {step}" if step is not None else "no checkpoint yet"
             raise JobNotFound(f"step: job {job_id} has {what}")
         try:
-            return build_adapter_zip(self.settings.run_dir(job_id), checkpoint.path, checkpoint.step,
-                                     self._zip_extras(job_id, checkpoint.step), expected_sha256=checkpoint.sha256)
+            return build_adapter_zip(
+                self.settings.run_dir(job_id),
+                checkpoint.path,
+                checkpoint.step,
+                self._zip_extras(job_id, checkpoint.step),
+                expected_sha256=checkpoint.sha256,
+            )
         except ArtifactError as error:
             raise JobNotFound(f"step: {error}") from None
         except CorruptCheckpoint as error:
@@ -194,9 +234,12 @@ class JobService:
         shown = [s for s in samples if s.step == 0 or s.step == latest]
         grid = self.settings.run_dir(job_id) / "samples" / "before_after.png"
         has_grid = grid.is_file() and step == job.total_steps
-        return ZipExtras(name=zip_name(job.name, job.id, step),
-                         card=model_card(job, step, at_step, shown, has_grid),
-                         base_model=job.config["model"]["name_or_path"], grid=grid if has_grid else None)
+        return ZipExtras(
+            name=zip_name(job.name, job.id, step),
+            card=model_card(job, step, at_step, shown, has_grid),
+            base_model=job.config["model"]["name_or_path"],
+            grid=grid if has_grid else None,
+        )
 
     def log_tail(self, job_id: str, lines: int = 200) -> str:
         self.get_job(job_id)
@@ -204,27 +247,41 @@ class JobService:
 
     # ------------------------------------------------------------------ comparisons
 
-    def request_comparison(self, job_id: str, *, step: int | None, prompt: str, seed: int,
-                           num_samples: int = 1) -> ComparisonView:
+    def request_comparison(
+        self, job_id: str, *, step: int | None, prompt: str, seed: int, num_samples: int = 1
+    ) -> ComparisonView:
         """Queue reference-vs-fine-tuned generation at ``step`` (None = latest checkpoint)."""
         _check_comparison(prompt, seed, num_samples)
         if step is not None and (not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= MAX_SQL_INT):
             raise SubmissionError("step", f"must be null or an integer in [0, {MAX_SQL_INT}] (got {step!r})")
         with self.store.session() as session:
             self._job(session, job_id)
-            if step is not None and session.scalars(
-                select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
-            ).first() is None:
+            if (
+                step is not None
+                and session.scalars(
+                    select(Checkpoint.id).where(Checkpoint.job_id == job_id, Checkpoint.step == step)
+                ).first()
+                is None
+            ):
                 raise SubmissionError("step", f"job {job_id} has no checkpoint at step {step}")
-            row = Comparison(id=new_id(), job_id=job_id, step=step, prompt=prompt, seed=seed,
-                             num_samples=num_samples, status=JobStatus.QUEUED)
+            row = Comparison(
+                id=new_id(),
+                job_id=job_id,
+                step=step,
+                prompt=prompt,
+                seed=seed,
+                num_samples=num_samples,
+                status=JobStatus.QUEUED,
+            )
             session.add(row)
         try:
             self.celery.send_task(RUN_COMPARISON, args=[row.id])
         except Exception as error:
             with self.store.session() as session:
                 session.execute(delete(Comparison).where(Comparison.id == row.id))
-            raise BrokerUnavailable(f"broker: could not enqueue the comparison ({type(error).__name__}: {error})") from error
+            raise BrokerUnavailable(
+                f"broker: could not enqueue the comparison ({type(error).__name__}: {error})"
+            ) from error
         return self.get_comparison(row.id)
 
     def get_comparison(self, comparison_id: str) -> ComparisonView:
@@ -246,17 +303,27 @@ class JobService:
             if row is None:
                 raise JobNotFound(f"comparison {comparison_id!r} does not exist")
             if row.status not in ("queued", "running"):
-                raise InvalidState(f"status: comparison {comparison_id} is {row.status}; "
-                                   "only queued or running comparisons can be cancelled")
-            row.status, row.error, row.finished_at, row.heartbeat_at = "cancelled", "cancelled on request", utcnow(), None
+                raise InvalidState(
+                    f"status: comparison {comparison_id} is {row.status}; "
+                    "only queued or running comparisons can be cancelled"
+                )
+            row.status, row.error, row.finished_at, row.heartbeat_at = (
+                "cancelled",
+                "cancelled on request",
+                utcnow(),
+                None,
+            )
         return self.get_comparison(comparison_id)
 
     def list_comparisons(self, job_id: str) -> list[ComparisonView]:
         """The job's comparisons, newest first."""
         with self.store.session() as session:
             self._job(session, job_id)
-            ids = session.scalars(select(Comparison.id).where(Comparison.job_id == job_id)
-                                  .order_by(Comparison.created_at.desc(), Comparison.id)).all()
+            ids = session.scalars(
+                select(Comparison.id)
+                .where(Comparison.job_id == job_id)
+                .order_by(Comparison.created_at.desc(), Comparison.id)
+            ).all()
         return [self.get_comparison(comparison_id) for comparison_id in ids]
 
     # ------------------------------------------------------------------ evaluations
@@ -268,13 +335,18 @@ class JobService:
             self._job(session, job_id)
             known = list(session.scalars(select(Checkpoint.step).where(Checkpoint.job_id == job_id)))
         if steps is not None:
-            if not isinstance(steps, list) or len(steps) > 1000 or any(
-                    not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps):
+            if (
+                not isinstance(steps, list)
+                or len(steps) > 1000
+                or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in steps)
+            ):
                 raise SubmissionError("steps", "expected a list of checkpoint steps (integers >= 1), or null for all")
             missing = sorted(set(steps) - set(known))
             if missing:
-                raise SubmissionError("steps", f"job {job_id} has no checkpoint at step {missing[0]} "
-                                      f"(checkpoints: {sorted(known) or 'none yet'})")
+                raise SubmissionError(
+                    "steps",
+                    f"job {job_id} has no checkpoint at step {missing[0]} (checkpoints: {sorted(known) or 'none yet'})",
+                )
         wanted = ([0] if reference else []) + sorted(set(known if steps is None else steps))
         if not wanted:
             raise SubmissionError("steps", f"job {job_id} has no checkpoint yet; ask for the reference or wait")
@@ -292,37 +364,68 @@ class JobService:
             self.celery.send_task(RUN_EVAL, args=[eval_id])
         except Exception as error:
             with self.store.session() as session:
-                session.execute(update(Evaluation).where(Evaluation.id == eval_id).values(
-                    status="failed", error=f"broker: {type(error).__name__}: {error}", finished_at=utcnow()))
+                session.execute(
+                    update(Evaluation)
+                    .where(Evaluation.id == eval_id)
+                    .values(status="failed", error=f"broker: {type(error).__name__}: {error}", finished_at=utcnow())
+                )
             raise BrokerUnavailable(f"broker: could not enqueue the eval ({type(error).__name__}: {error})") from error
 
     def list_evals(self, job_id: str) -> list[EvalView]:
         """The job's evals by step (0 = the reference), with their metrics and sample counts."""
         with self.store.session() as session:
             self._job(session, job_id)
-            rows = list(session.scalars(select(Evaluation).where(Evaluation.job_id == job_id).order_by(Evaluation.step)))
+            rows = list(
+                session.scalars(select(Evaluation).where(Evaluation.job_id == job_id).order_by(Evaluation.step))
+            )
             metrics = eval_metrics(session, [row.id for row in rows])
             return [EvalView.of(row, metrics[row.id]) for row in rows]
 
     # ------------------------------------------------------------------ sweeps
 
-    def submit_sweep(self, *, grid: Any, seeds: Any, config: dict | None = None, preset: str | None = None,
-                     overrides: dict | None = None, name: str | None = None) -> SweepView:
+    def submit_sweep(
+        self,
+        *,
+        grid: Any,
+        seeds: Any,
+        config: dict | None = None,
+        preset: str | None = None,
+        overrides: dict | None = None,
+        name: str | None = None,
+    ) -> SweepView:
         """Validate every job of the grid, then create the sweep and its jobs (ordinary queued jobs that
         evaluate their final checkpoint and the reference when they succeed) and enqueue them."""
         planned = resolve_sweep(config, preset, overrides, grid, seeds, name, policy=self.policy)
         sweep_id = new_id()
         members = []
         with self.store.session() as session:
-            session.add(Sweep(id=sweep_id, name=planned.name, kind=planned.jobs[0].config.kind, preset=preset,
-                              spec={"grid": planned.grid, "seeds": planned.seeds, "overrides": dict(overrides or {})},
-                              members={"jobs": []}, cancel_requested=False))
+            session.add(
+                Sweep(
+                    id=sweep_id,
+                    name=planned.name,
+                    kind=planned.jobs[0].config.kind,
+                    preset=preset,
+                    spec={"grid": planned.grid, "seeds": planned.seeds, "overrides": dict(overrides or {})},
+                    members={"jobs": []},
+                    cancel_requested=False,
+                )
+            )
             session.flush()
             for job in planned.jobs:
-                row = Job(id=new_id(), name=job.config.name, kind=job.config.kind, algorithm=job.config.algorithm,
-                          preset=preset, config=job.config.model_dump(mode="json"), status="queued",
-                          total_steps=job.config.steps, current_step=0, cancel_requested=False, attempts=0,
-                          sweep_id=sweep_id)
+                row = Job(
+                    id=new_id(),
+                    name=job.config.name,
+                    kind=job.config.kind,
+                    algorithm=job.config.algorithm,
+                    preset=preset,
+                    config=job.config.model_dump(mode="json"),
+                    status="queued",
+                    total_steps=job.config.steps,
+                    current_step=0,
+                    cancel_requested=False,
+                    attempts=0,
+                    sweep_id=sweep_id,
+                )
                 session.add(row)
                 members.append({"job_id": row.id, "params": job.params, "seed": job.seed})
             session.get(Sweep, sweep_id).members = {"jobs": members}
@@ -340,9 +443,19 @@ class JobService:
 
     def list_sweeps(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.store.session() as session:
-            rows = session.scalars(select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(max(1, min(limit, 1000))))
-            return [{"id": row.id, "name": row.name, "kind": row.kind, "jobs": len(row.members.get("jobs", [])),
-                     "created_at": row.created_at} for row in rows]
+            rows = session.scalars(
+                select(Sweep).order_by(Sweep.created_at.desc(), Sweep.id).limit(max(1, min(limit, 1000)))
+            )
+            return [
+                {
+                    "id": row.id,
+                    "name": row.name,
+                    "kind": row.kind,
+                    "jobs": len(row.members.get("jobs", [])),
+                    "created_at": row.created_at,
+                }
+                for row in rows
+            ]
 
     def get_sweep(self, sweep_id: str) -> SweepView:
         from adrpo_engine.sweep import planes, summarise_sweep
@@ -360,34 +473,66 @@ class JobService:
             if job is None:
                 continue
             final = by_job_step.get((job.id, job.total_steps))
-            values = {k: v for k, (v, _) in metrics[final.id].items()} if final is not None and final.id in metrics else None
+            values = (
+                {k: v for k, (v, _) in metrics[final.id].items()} if final is not None and final.id in metrics else None
+            )
             start = by_job_step.get((job.id, 0))
             if reference is None and start is not None and start.id in metrics:
                 reference = {k: v for k, (v, _) in metrics[start.id].items()}
-            views.append(SweepJobView(job_id=job.id, name=job.name, params=member["params"], seed=member["seed"],
-                                      method=job.algorithm, status=job.status, current_step=job.current_step,
-                                      total_steps=job.total_steps, eval_status=final.status if final else None,
-                                      eval=values))
-            records.append({"params": member["params"], "seed": member["seed"], "method": job.algorithm,
-                            "eval": values if job.status == "succeeded" else None})
+            views.append(
+                SweepJobView(
+                    job_id=job.id,
+                    name=job.name,
+                    params=member["params"],
+                    seed=member["seed"],
+                    method=job.algorithm,
+                    status=job.status,
+                    current_step=job.current_step,
+                    total_steps=job.total_steps,
+                    eval_status=final.status if final else None,
+                    eval=values,
+                )
+            )
+            records.append(
+                {
+                    "params": member["params"],
+                    "seed": member["seed"],
+                    "method": job.algorithm,
+                    "eval": values if job.status == "succeeded" else None,
+                }
+            )
         grid = sweep.spec.get("grid", {})
         summary = summarise_sweep(sweep.kind, list(grid), records, reference)
         progress: dict[str, int] = {}
         for view in views:
             progress[view.status] = progress.get(view.status, 0) + 1
         progress["evaluated"] = sum(view.eval is not None for view in views)
-        return SweepView(id=sweep.id, name=sweep.name, kind=sweep.kind, preset=sweep.preset, grid=grid,
-                         seeds=sweep.spec.get("seeds", []), overrides=sweep.spec.get("overrides", {}),
-                         created_at=as_utc(sweep.created_at), cancel_requested=sweep.cancel_requested,
-                         status=_sweep_status(sweep.cancel_requested, views), progress=progress, jobs=views,
-                         reference=reference, points=summary["points"], planes=planes(sweep.kind))
+        return SweepView(
+            id=sweep.id,
+            name=sweep.name,
+            kind=sweep.kind,
+            preset=sweep.preset,
+            grid=grid,
+            seeds=sweep.spec.get("seeds", []),
+            overrides=sweep.spec.get("overrides", {}),
+            created_at=as_utc(sweep.created_at),
+            cancel_requested=sweep.cancel_requested,
+            status=_sweep_status(sweep.cancel_requested, views),
+            progress=progress,
+            jobs=views,
+            reference=reference,
+            points=summary["points"],
+            planes=planes(sweep.kind),
+        )
 
     def cancel_sweep(self, sweep_id: str) -> SweepView:
         """Cancel every queued or running job of the sweep (finished jobs keep their results)."""
         with self.store.session() as session:
             sweep = self._sweep(session, sweep_id)
             sweep.cancel_requested = True
-            ids = list(session.scalars(select(Job.id).where(Job.sweep_id == sweep_id, Job.status.in_(("queued", "running")))))
+            ids = list(
+                session.scalars(select(Job.id).where(Job.sweep_id == sweep_id, Job.status.in_(("queued", "running"))))
+            )
         for job_id in ids:
             try:
                 self.cancel(job_id)
@@ -444,5 +589,11 @@ def _check_comparison(prompt: Any, seed: Any, num_samples: Any) -> None:
     check_text("prompt", prompt)
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**31 - 1:
         raise SubmissionError("seed", f"must be an integer in [0, {2**31 - 1}] (got {seed!r})")
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 1 <= num_samples <= MAX_COMPARISON_SAMPLES:
-        raise SubmissionError("num_samples", f"must be an integer in [1, {MAX_COMPARISON_SAMPLES}] (got {num_samples!r})")
+    if (
+        not isinstance(num_samples, int)
+        or isinstance(num_samples, bool)
+        or not 1 <= num_samples <= MAX_COMPARISON_SAMPLES
+    ):
+        raise SubmissionError(
+            "num_samples", f"must be an integer in [1, {MAX_COMPARISON_SAMPLES}] (got {num_samples!r})"
+        )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything the service stores is UTC."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 class JobView(BaseModel):
@@ -53,12 +53,27 @@ class JobView(BaseModel):
         if phase == TRAINING and job.seconds_per_step is not None:
             eta = max(0.0, (job.total_steps - job.current_step) * job.seconds_per_step)
         return cls(
-            id=job.id, name=job.name, kind=job.kind, algorithm=job.algorithm, status=JobStatus(job.status),
-            preset=job.preset, config=job.config, created_at=as_utc(job.created_at),
-            started_at=as_utc(job.started_at), finished_at=as_utc(job.finished_at),
-            current_step=job.current_step, total_steps=job.total_steps, latest_reward=job.latest_reward,
-            eta_seconds=eta, phase=phase, phase_detail=job.phase_detail if running else None, error=job.error, cancel_requested=job.cancel_requested, attempts=job.attempts,
-            worker=job.worker, parent_id=job.parent_id,
+            id=job.id,
+            name=job.name,
+            kind=job.kind,
+            algorithm=job.algorithm,
+            status=JobStatus(job.status),
+            preset=job.preset,
+            config=job.config,
+            created_at=as_utc(job.created_at),
+            started_at=as_utc(job.started_at),
+            finished_at=as_utc(job.finished_at),
+            current_step=job.current_step,
+            total_steps=job.total_steps,
+            latest_reward=job.latest_reward,
+            eta_seconds=eta,
+            phase=phase,
+            phase_detail=job.phase_detail if running else None,
+            error=job.error,
+            cancel_requested=job.cancel_requested,
+            attempts=job.attempts,
+            worker=job.worker,
+            parent_id=job.parent_id,
         )
 
 
@@ -75,8 +90,16 @@ class SampleView(BaseModel):
     @classmethod
     def of(cls, row: SampleRow, run_dir: Path) -> SampleView:
         image = str((run_dir / row.image_path).resolve()) if row.image_path else None
-        return cls(step=row.step, role=row.role, prompt=row.prompt, seed=row.seed, kind=row.kind,
-                   text=row.text, image_path=image, reward=row.reward)
+        return cls(
+            step=row.step,
+            role=row.role,
+            prompt=row.prompt,
+            seed=row.seed,
+            kind=row.kind,
+            text=row.text,
+            image_path=image,
+            reward=row.reward,
+        )
 
 
 class CheckpointView(BaseModel):
@@ -87,8 +110,12 @@ class CheckpointView(BaseModel):
 
     @classmethod
     def of(cls, row: Checkpoint, run_dir: Path) -> CheckpointView:
-        return cls(step=row.step, path=str((run_dir / row.path).resolve()), sha256=row.sha256,
-                   created_at=as_utc(row.created_at))
+        return cls(
+            step=row.step,
+            path=str((run_dir / row.path).resolve()),
+            sha256=row.sha256,
+            created_at=as_utc(row.created_at),
+        )
 
 
 class ComparisonView(BaseModel):
@@ -106,9 +133,19 @@ class ComparisonView(BaseModel):
 
     @classmethod
     def of(cls, row: Comparison, samples: list[SampleView]) -> ComparisonView:
-        return cls(id=row.id, job_id=row.job_id, step=row.step, prompt=row.prompt, seed=row.seed,
-                   num_samples=row.num_samples, status=JobStatus(row.status), error=row.error,
-                   created_at=as_utc(row.created_at), finished_at=as_utc(row.finished_at), samples=samples)
+        return cls(
+            id=row.id,
+            job_id=row.job_id,
+            step=row.step,
+            prompt=row.prompt,
+            seed=row.seed,
+            num_samples=row.num_samples,
+            status=JobStatus(row.status),
+            error=row.error,
+            created_at=as_utc(row.created_at),
+            finished_at=as_utc(row.finished_at),
+            samples=samples,
+        )
 
 
 class EvalView(BaseModel):
@@ -129,11 +166,22 @@ class EvalView(BaseModel):
 
     @classmethod
     def of(cls, row: Evaluation, metrics: dict[str, tuple[float, int]]) -> EvalView:
-        return cls(id=row.id, job_id=row.job_id, step=row.step, role="reference" if row.step == 0 else "policy",
-                   status=row.status, reason=row.reason, prompts=row.prompts, samples_per_prompt=row.samples_per_prompt,
-                   held_out=row.held_out, error=row.error, created_at=as_utc(row.created_at),
-                   finished_at=as_utc(row.finished_at), metrics={k: v for k, (v, _) in metrics.items()},
-                   counts={k: c for k, (_, c) in metrics.items()})
+        return cls(
+            id=row.id,
+            job_id=row.job_id,
+            step=row.step,
+            role="reference" if row.step == 0 else "policy",
+            status=row.status,
+            reason=row.reason,
+            prompts=row.prompts,
+            samples_per_prompt=row.samples_per_prompt,
+            held_out=row.held_out,
+            error=row.error,
+            created_at=as_utc(row.created_at),
+            finished_at=as_utc(row.finished_at),
+            metrics={k: v for k, (v, _) in metrics.items()},
+            counts={k: c for k, (_, c) in metrics.items()},
+        )
 
 
 class SweepJobView(BaseModel):

@@ -119,7 +119,7 @@ class DigitsPolicy(FlowPolicy):
         return digit_classifier()
 
     def describe_images(self, images: Tensor) -> list[str]:
-        """"looks like 4 (97%)": the built-in classifier's class and confidence, shown under each sample."""
+        """ "looks like 4 (97%)": the built-in classifier's class and confidence, shown under each sample."""
         with torch.no_grad():
             probabilities = self.classifier.probabilities(images.float().cpu())
         confidence, classes = probabilities.max(dim=-1)

@@ -30,14 +30,14 @@ from torch import Tensor
 
 from .. import metrics as M
 from .. import objectives as O
+from ..checkpoints import step_name
 from ..config import JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
+from ..images import images_to_pngs, save_grid
 from ..models.flow_policy import Cond, FlowPolicy, repeat_cond, slice_cond
 from ..models.registry import load_flow_policy
 from ..progress import Sample
 from ..rewards import WeightedRewards
-from ..checkpoints import step_name
-from ..images import images_to_pngs, save_grid
 from .base import BaseTrainer, TrainingError, micro_batches, step_seed
 from .flow_dpo import FlowDPO
 
@@ -215,10 +215,19 @@ class FlowTrainer(BaseTrainer):
             images_to_pngs(images, paths)
             notes = self.policy.describe_images(images) or [None] * len(paths)
             for k, (path, reward, note) in enumerate(zip(paths, rewards.tolist(), notes)):
-                samples.append(Sample(
-                    step=step, prompt=row.prompt, seed=seed, kind="image", role=role, text=note,
-                    image_path=str(path.relative_to(self.run_dir)), reward=reward, extra={"index": k},
-                ))
+                samples.append(
+                    Sample(
+                        step=step,
+                        prompt=row.prompt,
+                        seed=seed,
+                        kind="image",
+                        role=role,
+                        text=note,
+                        image_path=str(path.relative_to(self.run_dir)),
+                        reward=reward,
+                        extra={"index": k},
+                    )
+                )
         if step == cfg.steps:
             self._write_before_after()
         return samples

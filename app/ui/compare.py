@@ -37,12 +37,20 @@ class CompareTab:
 
 
 def build_compare_tab() -> CompareTab:
-    gr.Markdown("Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
-                "same prompt and seed. It runs on a worker; this page shows its progress.")
+    gr.Markdown(
+        "Generate from the **reference** model (adapter off) and the **fine-tuned** checkpoint with the "
+        "same prompt and seed. It runs on a worker; this page shows its progress."
+    )
     with gr.Row():
         job = gr.Dropdown([], label="Job", elem_id="compare-job", scale=3, allow_custom_value=True)
-        checkpoint = gr.Dropdown([("latest", LATEST)], value=LATEST, label="Checkpoint", elem_id="compare-checkpoint", allow_custom_value=True,
-                                 scale=1)
+        checkpoint = gr.Dropdown(
+            [("latest", LATEST)],
+            value=LATEST,
+            label="Checkpoint",
+            elem_id="compare-checkpoint",
+            allow_custom_value=True,
+            scale=1,
+        )
     with gr.Row():
         prompt = gr.Textbox("", label="Prompt", elem_id="compare-prompt", scale=3)
         seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="compare-seed", scale=1)
@@ -52,16 +60,36 @@ def build_compare_tab() -> CompareTab:
         cancel = gr.Button("Cancel", variant="secondary", elem_id="compare-cancel", scale=1)
     status = gr.Markdown("", elem_id="compare-status")
     with gr.Row():
-        reference = gr.Gallery(label="Reference", columns=4, height="auto", object_fit="contain",
-                               elem_id="compare-reference", elem_classes=["sample-cards"])
-        policy = gr.Gallery(label="Fine-tuned", columns=4, height="auto", object_fit="contain",
-                            elem_id="compare-policy", elem_classes=["sample-cards"])
-    texts = gr.Dataframe(pd.DataFrame(columns=TEXT_COLUMNS), interactive=False, wrap=True, visible=False,
-                         column_widths=TEXT_COLUMN_WIDTHS, label="Reference vs fine-tuned", elem_id="compare-texts")
+        reference = gr.Gallery(
+            label="Reference",
+            columns=4,
+            height="auto",
+            object_fit="contain",
+            elem_id="compare-reference",
+            elem_classes=["sample-cards"],
+        )
+        policy = gr.Gallery(
+            label="Fine-tuned",
+            columns=4,
+            height="auto",
+            object_fit="contain",
+            elem_id="compare-policy",
+            elem_classes=["sample-cards"],
+        )
+    texts = gr.Dataframe(
+        pd.DataFrame(columns=TEXT_COLUMNS),
+        interactive=False,
+        wrap=True,
+        visible=False,
+        column_widths=TEXT_COLUMN_WIDTHS,
+        label="Reference vs fine-tuned",
+        elem_id="compare-texts",
+    )
     comparison_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
-    return CompareTab(job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts,
-                      comparison_id, timer, cancel)
+    return CompareTab(
+        job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts, comparison_id, timer, cancel
+    )
 
 
 def mean_reward(samples: list[Any], role: str) -> float | None:
@@ -88,19 +116,33 @@ def comparison_outputs(comparison: Any) -> list[Any]:
     samples = list(comparison.samples)  # the service's order: sample k of both models share a noise draw
     images = [s for s in samples if s.kind == "image" and s.image_path]
     if images or not samples:
+
         def items(role: str) -> list[tuple[str, str]]:
             chosen = [s for s in images if s.role == role]
-            captions = [f"#{k + 1} " + (f"{s.text}\n" if s.text else "") + f"reward {_fmt(s.reward)}"
-                        for k, s in enumerate(chosen)]
+            captions = [
+                f"#{k + 1} " + (f"{s.text}\n" if s.text else "") + f"reward {_fmt(s.reward)}"
+                for k, s in enumerate(chosen)
+            ]
             return [(sample_card(s.image_path, text), None) for s, text in zip(chosen, captions)]
 
-        return [comparison_summary(comparison), gr.update(value=items("reference"), visible=True),
-                gr.update(value=items("policy"), visible=True), gr.update(visible=False)]
+        return [
+            comparison_summary(comparison),
+            gr.update(value=items("reference"), visible=True),
+            gr.update(value=items("policy"), visible=True),
+            gr.update(visible=False),
+        ]
     ref = [s for s in samples if s.role == "reference"]
     pol = [s for s in samples if s.role == "policy"]
-    rows = [[k + 1, r.text, round_reward(r.reward), p.text, round_reward(p.reward)] for k, (r, p) in enumerate(zip(ref, pol))]
-    return [comparison_summary(comparison), gr.update(visible=False), gr.update(visible=False),
-            gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True)]
+    rows = [
+        [k + 1, r.text, round_reward(r.reward), p.text, round_reward(p.reward)]
+        for k, (r, p) in enumerate(zip(ref, pol))
+    ]
+    return [
+        comparison_summary(comparison),
+        gr.update(visible=False),
+        gr.update(visible=False),
+        gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True),
+    ]
 
 
 def _fmt(value: float | None) -> str:

@@ -65,6 +65,7 @@ def sample_dicts(samples: list[Any]) -> list[dict[str, Any]]:
 
 def merge_samples(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Add newly fetched samples; a (step, role, seed, prompt) already shown is replaced, not repeated."""
+
     def key(sample: dict[str, Any]) -> tuple:
         return (sample["step"], sample["role"], sample["seed"], sample["prompt"], sample.get("image_path"))
 
@@ -100,15 +101,27 @@ def gallery_items(samples: list[dict[str, Any]], role: str, step: int | None) ->
 def text_frame(samples: list[dict[str, Any]], step: int | None) -> pd.DataFrame:
     """The reference rows, then the chosen step's policy rows, for text jobs."""
     rows = [s for s in samples if s["role"] == "reference" or s["step"] == step]
-    return pd.DataFrame([[s["step"], s["role"], s["prompt"], s["seed"], round_reward(s.get("reward")),
-                          s.get("text") or ""] for s in rows], columns=SAMPLE_COLUMNS)
+    return pd.DataFrame(
+        [
+            [s["step"], s["role"], s["prompt"], s["seed"], round_reward(s.get("reward")), s.get("text") or ""]
+            for s in rows
+        ],
+        columns=SAMPLE_COLUMNS,
+    )
 
 
 def build_detail_tab(service: StudioService) -> DetailTab:
     with gr.Row():
         job = gr.Dropdown([], label="Job", elem_id="detail-job", scale=4, allow_custom_value=True)
-        smoothing = gr.Slider(0.0, 0.95, value=0.6, step=0.05, label="Smoothing (EMA) of reward and loss",
-                              scale=2, elem_id="detail-smoothing")
+        smoothing = gr.Slider(
+            0.0,
+            0.95,
+            value=0.6,
+            step=0.05,
+            label="Smoothing (EMA) of reward and loss",
+            scale=2,
+            elem_id="detail-smoothing",
+        )
     header = gr.Markdown("Pick a job (or launch one).", elem_id="detail-header")
     line_plots = {}
     with gr.Row():
@@ -119,13 +132,31 @@ def build_detail_tab(service: StudioService) -> DetailTab:
             line_plots[panel.key] = _line_plot(panel.title, panel.key)
     gr.Markdown("#### Samples: the reference model (step 0, adapter off) above, the chosen step below; same seeds")
     sample_step = gr.Dropdown([], label="Step", elem_id="detail-sample-step", allow_custom_value=True)
-    reference_gallery = gr.Gallery(label="Reference (step 0)", columns=8, height="auto", object_fit="contain",
-                                   elem_id="detail-reference-gallery", elem_classes=["sample-cards"])
-    policy_gallery = gr.Gallery(label="Fine-tuned", columns=8, height="auto", object_fit="contain",
-                                elem_id="detail-policy-gallery", elem_classes=["sample-cards"])
-    text_samples = gr.Dataframe(pd.DataFrame(columns=SAMPLE_COLUMNS), interactive=False, wrap=True,
-                                column_widths=SAMPLE_COLUMN_WIDTHS, label="Samples", visible=False,
-                                elem_id="detail-text-samples")
+    reference_gallery = gr.Gallery(
+        label="Reference (step 0)",
+        columns=8,
+        height="auto",
+        object_fit="contain",
+        elem_id="detail-reference-gallery",
+        elem_classes=["sample-cards"],
+    )
+    policy_gallery = gr.Gallery(
+        label="Fine-tuned",
+        columns=8,
+        height="auto",
+        object_fit="contain",
+        elem_id="detail-policy-gallery",
+        elem_classes=["sample-cards"],
+    )
+    text_samples = gr.Dataframe(
+        pd.DataFrame(columns=SAMPLE_COLUMNS),
+        interactive=False,
+        wrap=True,
+        column_widths=SAMPLE_COLUMN_WIDTHS,
+        label="Samples",
+        visible=False,
+        elem_id="detail-text-samples",
+    )
     gr.Markdown("#### Checkpoints (LoRA adapter as a zip)")
     checkpoints = gr.State([])
     state = gr.State(DetailState())
@@ -139,27 +170,48 @@ def build_detail_tab(service: StudioService) -> DetailTab:
             return
         with gr.Row():
             for step in sorted(steps, reverse=True):
-                gr.DownloadButton(f"Adapter at step {step} (.zip)", value=str(service.adapter_zip(job_id, step)),
-                                  elem_classes=["checkpoint-download"], size="sm")
+                gr.DownloadButton(
+                    f"Adapter at step {step} (.zip)",
+                    value=str(service.adapter_zip(job_id, step)),
+                    elem_classes=["checkpoint-download"],
+                    size="sm",
+                )
 
     with gr.Row():
-        config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22,
-                         elem_id="detail-config")
+        config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22, elem_id="detail-config")
         log = gr.Textbox("", label="Log (tail)", lines=18, max_lines=18, autoscroll=True, elem_id="detail-log")
-    return DetailTab(job, header, smoothing, line_plots, sample_step, reference_gallery, policy_gallery,
-                     text_samples, config, log, checkpoints, state, timer)
+    return DetailTab(
+        job,
+        header,
+        smoothing,
+        line_plots,
+        sample_step,
+        reference_gallery,
+        policy_gallery,
+        text_samples,
+        config,
+        log,
+        checkpoints,
+        state,
+        timer,
+    )
 
 
 def _line_plot(title: str, key: str) -> gr.Plot:
-    return gr.Plot(plots.curve_figure(plots.typed_frame([]), title), show_label=False,
-                   elem_id=f"detail-plot-{key}", elem_classes=["curve"])
+    return gr.Plot(
+        plots.curve_figure(plots.typed_frame([]), title),
+        show_label=False,
+        elem_id=f"detail-plot-{key}",
+        elem_classes=["curve"],
+    )
 
 
 def curve_figures(points: plots.Points, kind: str, smoothing: float, job_id: str | None = None) -> list[Any]:
     """The five live charts; ``job_id`` keeps each chart's zoom and legend toggles across redraws."""
-    return [plots.curve_figure(plots.panel_frame(points, panel, smoothing), panel.title,
-                               revision=f"{job_id}:{panel.key}")
-            for panel in plots.panels_for(kind)]
+    return [
+        plots.curve_figure(plots.panel_frame(points, panel, smoothing), panel.title, revision=f"{job_id}:{panel.key}")
+        for panel in plots.panels_for(kind)
+    ]
 
 
 def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
@@ -169,10 +221,16 @@ def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
         reference = gallery_items(state.samples, "reference", None)
         policy = gallery_items(state.samples, "policy", step)
         label = f"Fine-tuned at step {step}" if step is not None else "Fine-tuned"
-        return [gr.update(value=reference, visible=True), gr.update(value=policy, label=label, visible=True),
-                gr.update(visible=False)]
-    return [gr.update(visible=False), gr.update(visible=False),
-            gr.update(value=text_frame(state.samples, step), visible=True)]
+        return [
+            gr.update(value=reference, visible=True),
+            gr.update(value=policy, label=label, visible=True),
+            gr.update(visible=False),
+        ]
+    return [
+        gr.update(visible=False),
+        gr.update(visible=False),
+        gr.update(value=text_frame(state.samples, step), visible=True),
+    ]
 
 
 def last_sample_step(state: DetailState) -> int:

@@ -314,21 +314,61 @@ def _integer(value: Any, field: str) -> Any:
 # Validation messages at the field they are about, in words (the exact config key kept as the detail)
 
 FIELD_LABELS = {
-    "preset": "Preset", "name": "Run name", "kind": "Model kind", "model": "Base model", "reward": "Reward",
-    "reward_options": "Reward options", "prompt_source": "Prompts", "prompt_texts": "Prompts",
-    "prompt_file": "Prompt file", "dataset": "Dataset", "dataset_split": "Split", "dataset_column": "Prompt column",
-    "algorithm": "Algorithm", "beta0": "β₀", "a_min": "A_min", "a_max": "A_max", "steps": "Steps",
-    "lr": "Learning rate", "group_size": "Group size", "prompts_per_step": "Prompts per step",
-    "lora_rank": "LoRA rank", "lora_targets": "LoRA target modules", "seed": "Seed", "extra": "Advanced settings",
+    "preset": "Preset",
+    "name": "Run name",
+    "kind": "Model kind",
+    "model": "Base model",
+    "reward": "Reward",
+    "reward_options": "Reward options",
+    "prompt_source": "Prompts",
+    "prompt_texts": "Prompts",
+    "prompt_file": "Prompt file",
+    "dataset": "Dataset",
+    "dataset_split": "Split",
+    "dataset_column": "Prompt column",
+    "algorithm": "Algorithm",
+    "beta0": "β₀",
+    "a_min": "A_min",
+    "a_max": "A_max",
+    "steps": "Steps",
+    "lr": "Learning rate",
+    "group_size": "Group size",
+    "prompts_per_step": "Prompts per step",
+    "lora_rank": "LoRA rank",
+    "lora_targets": "LoRA target modules",
+    "seed": "Seed",
+    "extra": "Advanced settings",
 }
 # Config path (prefix) -> form field; the most specific prefix wins. Other paths belong to "extra".
 CONFIG_PATH_FIELDS = {
-    "model.name_or_path": "model", "model": "model", "rewards.0.options": "reward_options", "rewards": "reward",
-    "prompts.texts": "prompt_texts", "prompts.file": "prompt_file", "prompts.dataset": "dataset",
-    "prompts.split": "dataset_split", "prompts.column": "dataset_column", "prompts": "prompt_source",
-    "lora.rank": "lora_rank", "lora.target_modules": "lora_targets",
-    **{name: name for name in ("name", "kind", "algorithm", "beta0", "a_min", "a_max", "steps", "lr", "group_size",
-                               "prompts_per_step", "seed")},
+    "model.name_or_path": "model",
+    "model": "model",
+    "rewards.0.options": "reward_options",
+    "rewards": "reward",
+    "prompts.texts": "prompt_texts",
+    "prompts.file": "prompt_file",
+    "prompts.dataset": "dataset",
+    "prompts.split": "dataset_split",
+    "prompts.column": "dataset_column",
+    "prompts": "prompt_source",
+    "lora.rank": "lora_rank",
+    "lora.target_modules": "lora_targets",
+    **{
+        name: name
+        for name in (
+            "name",
+            "kind",
+            "algorithm",
+            "beta0",
+            "a_min",
+            "a_max",
+            "steps",
+            "lr",
+            "group_size",
+            "prompts_per_step",
+            "seed",
+        )
+    },
 }
 # Pydantic's phrases -> a person's ("{label} must be at least 1"); the first match wins.
 _PHRASES = (
@@ -400,7 +440,7 @@ def _in_words(label: str, what: str) -> str:
 PROMPT_HELP = {
     "builtin:digits-flow": "builtin:digits-flow understands 'digit K' (K = 0…9) and 'any digit'.",
     "builtin:tiny-lm": "builtin:tiny-lm was pre-trained on topic lists: ask for a list of a topic, e.g. "
-                       "'List some fruits:' (the builtin:tiny-lm-task dataset has its prompts).",
+    "'List some fruits:' (the builtin:tiny-lm-task dataset has its prompts).",
     "builtin:tiny-sd3": "builtin:tiny-sd3 takes any short text (it is untrained: a plumbing test).",
 }
 PROMPT_INFO = "One prompt a line."

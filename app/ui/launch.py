@@ -46,100 +46,179 @@ def build_launch_tab() -> LaunchTab:
     fields: dict[str, Any] = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
-            gr.Markdown("Pick a demo preset to fill the form (the *digits-even* demo runs on a laptop CPU), "
-                        "change what you like, and press **Launch**. The preview on the right is the exact "
-                        "config the job will run.")
+            gr.Markdown(
+                "Pick a demo preset to fill the form (the *digits-even* demo runs on a laptop CPU), "
+                "change what you like, and press **Launch**. The preview on the right is the exact "
+                "config the job will run."
+            )
             with gr.Row():
-                fields["preset"] = gr.Dropdown(forms.preset_choices(), value=start["preset"], label="Preset",
-                                               elem_id="launch-preset", scale=3)
+                fields["preset"] = gr.Dropdown(
+                    forms.preset_choices(), value=start["preset"], label="Preset", elem_id="launch-preset", scale=3
+                )
                 fields["name"] = gr.Textbox(start["name"], label="Run name", elem_id="launch-name", scale=1)
             with gr.Row():
-                fields["kind"] = gr.Radio([(label, kind) for kind, label in KIND_LABELS.items()],
-                                          value=start["kind"], label="Model kind", elem_id="launch-kind")
-                fields["model"] = gr.Dropdown(forms.model_choices(start["kind"]), value=start["model"],
-                                              allow_custom_value=True, label="Base model",
-                                              info="A preset's model, any hub id, or a local path.",
-                                              elem_id="launch-model")
+                fields["kind"] = gr.Radio(
+                    [(label, kind) for kind, label in KIND_LABELS.items()],
+                    value=start["kind"],
+                    label="Model kind",
+                    elem_id="launch-kind",
+                )
+                fields["model"] = gr.Dropdown(
+                    forms.model_choices(start["kind"]),
+                    value=start["model"],
+                    allow_custom_value=True,
+                    label="Base model",
+                    info="A preset's model, any hub id, or a local path.",
+                    elem_id="launch-model",
+                )
             with gr.Row():
-                fields["reward"] = gr.Dropdown(reward_dropdown_choices(start["kind"], start["reward"]),
-                                               value=start["reward"], allow_custom_value=True, label="Reward",
-                                               info="A registered reward or your own 'module:function'.",
-                                               elem_id="launch-reward")
-                fields["reward_options"] = gr.Textbox(start["reward_options"], label="Reward options (YAML)",
-                                                      placeholder="e.g. k: 4", lines=2,
-                                                      elem_id="launch-reward-options")
+                fields["reward"] = gr.Dropdown(
+                    reward_dropdown_choices(start["kind"], start["reward"]),
+                    value=start["reward"],
+                    allow_custom_value=True,
+                    label="Reward",
+                    info="A registered reward or your own 'module:function'.",
+                    elem_id="launch-reward",
+                )
+                fields["reward_options"] = gr.Textbox(
+                    start["reward_options"],
+                    label="Reward options (YAML)",
+                    placeholder="e.g. k: 4",
+                    lines=2,
+                    elem_id="launch-reward-options",
+                )
             reward_info = gr.Markdown(reward_summary(start["kind"], start["reward"]))
             with gr.Group():
                 fields["prompt_source"] = gr.Radio(
                     [("Type prompts", "text"), ("Prompt file", "file"), ("Dataset", "dataset")],
-                    value=start["prompt_source"], label="Prompts", elem_id="launch-prompt-source")
-                fields["prompt_texts"] = gr.Textbox(start["prompt_texts"], lines=3, label="Prompts, one a line",
-                                                    visible=start["prompt_source"] == "text",
-                                                    info=forms.prompt_help(start["model"]),
-                                                    elem_id="launch-prompt-texts")
+                    value=start["prompt_source"],
+                    label="Prompts",
+                    elem_id="launch-prompt-source",
+                )
+                fields["prompt_texts"] = gr.Textbox(
+                    start["prompt_texts"],
+                    lines=3,
+                    label="Prompts, one a line",
+                    visible=start["prompt_source"] == "text",
+                    info=forms.prompt_help(start["model"]),
+                    elem_id="launch-prompt-texts",
+                )
                 with gr.Row(visible=start["prompt_source"] == "file") as file_row:
-                    fields["prompt_file"] = gr.Textbox(start["prompt_file"], label="Prompt file on the worker",
-                                                       placeholder="builtin:t2i-prompts or /data/prompts.txt",
-                                                       elem_id="launch-prompt-file")
-                    upload = gr.UploadButton("Upload .txt / .jsonl (copies the prompts into the form)",
-                                             file_types=[".txt", ".jsonl"], size="sm")
+                    fields["prompt_file"] = gr.Textbox(
+                        start["prompt_file"],
+                        label="Prompt file on the worker",
+                        placeholder="builtin:t2i-prompts or /data/prompts.txt",
+                        elem_id="launch-prompt-file",
+                    )
+                    upload = gr.UploadButton(
+                        "Upload .txt / .jsonl (copies the prompts into the form)",
+                        file_types=[".txt", ".jsonl"],
+                        size="sm",
+                    )
                 with gr.Row(visible=start["prompt_source"] == "dataset") as dataset_row:
-                    fields["dataset"] = gr.Textbox(start["dataset"], label="Dataset id or path",
-                                                   placeholder="openai/gsm8k", elem_id="launch-dataset")
+                    fields["dataset"] = gr.Textbox(
+                        start["dataset"],
+                        label="Dataset id or path",
+                        placeholder="openai/gsm8k",
+                        elem_id="launch-dataset",
+                    )
                     fields["dataset_split"] = gr.Textbox(start["dataset_split"], label="Split")
-                fields["dataset_column"] = gr.Textbox(start["dataset_column"], label="Prompt column (file or dataset)",
-                                                      visible=start["prompt_source"] != "text")
-            fields["algorithm"] = gr.Radio([(label, name) for name, label in ALGORITHM_LABELS.items()],
-                                           value=start["algorithm"], label="Algorithm", elem_id="launch-algorithm")
+                fields["dataset_column"] = gr.Textbox(
+                    start["dataset_column"],
+                    label="Prompt column (file or dataset)",
+                    visible=start["prompt_source"] != "text",
+                )
+            fields["algorithm"] = gr.Radio(
+                [(label, name) for name, label in ALGORITHM_LABELS.items()],
+                value=start["algorithm"],
+                label="Algorithm",
+                elem_id="launch-algorithm",
+            )
             with gr.Row():
-                fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)",
-                                            elem_id="launch-beta0")
+                fields["beta0"] = gr.Number(start["beta0"], label="β₀ (base regularisation)", elem_id="launch-beta0")
                 # Text boxes: empty means the default (a number box turns empty into 0 = fixed beta).
-                fields["a_min"] = gr.Textbox(start["a_min"], label="A_min", placeholder=forms.A_MIN_PLACEHOLDER,
-                                             elem_id="launch-a-min")
-                fields["a_max"] = gr.Textbox(start["a_max"], label="A_max", placeholder="empty = +β₀",
-                                             elem_id="launch-a-max")
+                fields["a_min"] = gr.Textbox(
+                    start["a_min"], label="A_min", placeholder=forms.A_MIN_PLACEHOLDER, elem_id="launch-a-min"
+                )
+                fields["a_max"] = gr.Textbox(
+                    start["a_max"], label="A_max", placeholder="empty = +β₀", elem_id="launch-a-max"
+                )
             with gr.Row(visible=start["algorithm"] == "dpo") as dpo_row:
-                fields["dpo_beta"] = gr.Number(start["dpo_beta"], label="DPO temperature (flow.dpo_beta)",
-                                               elem_id="launch-dpo-beta")
-                fields["dpo_pairs"] = gr.Dropdown(list(forms.DPO_PAIR_MODES), value=start["dpo_pairs"],
-                                                  label="Preference pairs", elem_id="launch-dpo-pairs")
-                fields["dpo_refresh_every"] = gr.Number(start["dpo_refresh_every"], precision=0,
-                                                        label="Redraw pairs every K steps (0 = offline)",
-                                                        elem_id="launch-dpo-refresh")
+                fields["dpo_beta"] = gr.Number(
+                    start["dpo_beta"], label="DPO temperature (flow.dpo_beta)", elem_id="launch-dpo-beta"
+                )
+                fields["dpo_pairs"] = gr.Dropdown(
+                    list(forms.DPO_PAIR_MODES),
+                    value=start["dpo_pairs"],
+                    label="Preference pairs",
+                    elem_id="launch-dpo-pairs",
+                )
+                fields["dpo_refresh_every"] = gr.Number(
+                    start["dpo_refresh_every"],
+                    precision=0,
+                    label="Redraw pairs every K steps (0 = offline)",
+                    elem_id="launch-dpo-refresh",
+                )
             with gr.Row():
-                fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0,
-                                            elem_id="launch-steps")
+                fields["steps"] = gr.Number(start["steps"], label="Steps", precision=0, elem_id="launch-steps")
                 fields["lr"] = gr.Number(start["lr"], label="Learning rate", elem_id="launch-lr")
-                fields["group_size"] = gr.Number(start["group_size"], label="Group size (samples per prompt)",
-                                                 precision=0, elem_id="launch-group-size")
-                fields["prompts_per_step"] = gr.Number(start["prompts_per_step"], label="Prompts per step",
-                                                       precision=0)
+                fields["group_size"] = gr.Number(
+                    start["group_size"],
+                    label="Group size (samples per prompt)",
+                    precision=0,
+                    elem_id="launch-group-size",
+                )
+                fields["prompts_per_step"] = gr.Number(start["prompts_per_step"], label="Prompts per step", precision=0)
             with gr.Row():
-                fields["lora_rank"] = gr.Number(start["lora_rank"], label="LoRA rank", precision=0,
-                                                elem_id="launch-lora-rank")
-                fields["lora_targets"] = gr.Textbox(start["lora_targets"], label="LoRA target modules",
-                                                    placeholder="empty = the architecture's default",
-                                                    elem_id="launch-lora-targets")
-                fields["seed"] = gr.Number(start["seed"], label="Seed", precision=0,
-                                           elem_id="launch-seed")
+                fields["lora_rank"] = gr.Number(
+                    start["lora_rank"], label="LoRA rank", precision=0, elem_id="launch-lora-rank"
+                )
+                fields["lora_targets"] = gr.Textbox(
+                    start["lora_targets"],
+                    label="LoRA target modules",
+                    placeholder="empty = the architecture's default",
+                    elem_id="launch-lora-targets",
+                )
+                fields["seed"] = gr.Number(start["seed"], label="Seed", precision=0, elem_id="launch-seed")
             with gr.Accordion("Advanced: any other config key", open=False):
-                fields["extra"] = gr.Textbox("", lines=3, label="KEY=VALUE lines (as `adrpo train --set`)",
-                                             placeholder="sample_every=10\nflow.sample_steps=8",
-                                             elem_id="launch-extra")
+                fields["extra"] = gr.Textbox(
+                    "",
+                    lines=3,
+                    label="KEY=VALUE lines (as `adrpo train --set`)",
+                    placeholder="sample_every=10\nflow.sample_steps=8",
+                    elem_id="launch-extra",
+                )
             launch_bottom = gr.Button("Launch", variant="primary", elem_id="launch-button-bottom")
         with gr.Column(scale=2):
             errors = gr.Markdown("", elem_id="launch-errors")
             launch = gr.Button("Launch", variant="primary", elem_id="launch-button")
             result = gr.Markdown("", elem_id="launch-result")
-            yaml_preview = gr.Code(forms.preview(start).yaml_text, language="yaml", label="Config preview (YAML)",
-                                   interactive=False, elem_id="launch-yaml")
+            yaml_preview = gr.Code(
+                forms.preview(start).yaml_text,
+                language="yaml",
+                label="Config preview (YAML)",
+                interactive=False,
+                elem_id="launch-yaml",
+            )
     base = gr.State(forms.base_config(DEFAULT_PRESET))
-    fields["algorithm"].change(lambda algorithm: gr.update(visible=algorithm == "dpo"), inputs=fields["algorithm"],
-                               outputs=dpo_row)
+    fields["algorithm"].change(
+        lambda algorithm: gr.update(visible=algorithm == "dpo"), inputs=fields["algorithm"], outputs=dpo_row
+    )
     infos = {name: getattr(component, "info", None) for name, component in fields.items()}
-    return LaunchTab(fields, base, upload, reward_info, errors, yaml_preview, launch, launch_bottom, result,
-                     file_row, dataset_row, infos)
+    return LaunchTab(
+        fields,
+        base,
+        upload,
+        reward_info,
+        errors,
+        yaml_preview,
+        launch,
+        launch_bottom,
+        result,
+        file_row,
+        dataset_row,
+        infos,
+    )
 
 
 def values_of(args: tuple[Any, ...]) -> dict[str, Any]:

@@ -121,9 +121,12 @@ def value_axis(values: Sequence[float]) -> dict:
 
 def _layout(figure: go.Figure, title: str, legend_title: str | None, revision: str) -> go.Figure:
     figure.update_layout(
-        title={"text": title, "font": {"size": 13}}, height=PLOT_HEIGHT, margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        title={"text": title, "font": {"size": 13}},
+        height=PLOT_HEIGHT,
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
         legend={"title": {"text": legend_title or ""}, "font": {"size": 10}, "orientation": "h", "y": -0.25},
-        hovermode="x unified", template="plotly_white",
+        hovermode="x unified",
+        template="plotly_white",
         # Same revision on every redraw: zoom and series switched off in the legend survive new points.
         uirevision=revision,
     )
@@ -131,23 +134,32 @@ def _layout(figure: go.Figure, title: str, legend_title: str | None, revision: s
     return figure
 
 
-def curve_figure(frame: pd.DataFrame, title: str, legend_title: str | None = None,
-                 revision: str | None = None) -> go.Figure:
+def curve_figure(
+    frame: pd.DataFrame, title: str, legend_title: str | None = None, revision: str | None = None
+) -> go.Figure:
     """One chart of (step, value, series) rows: a line per series; "(EMA)" series drawn bold over
     their lighter raw series."""
     figure = go.Figure()
     has_smooth = frame["series"].str.endswith("(EMA)").any()
     for series, rows in frame.groupby("series", sort=False):
         smooth = str(series).endswith("(EMA)")
-        figure.add_trace(go.Scatter(
-            x=rows["step"].tolist(), y=rows["value"].tolist(), name=str(series), mode="lines",
-            line={"width": 2.4 if smooth else 1.3}, opacity=0.95 if smooth or not has_smooth else 0.4,
-            hovertemplate=HOVER))
+        figure.add_trace(
+            go.Scatter(
+                x=rows["step"].tolist(),
+                y=rows["value"].tolist(),
+                name=str(series),
+                mode="lines",
+                line={"width": 2.4 if smooth else 1.3},
+                opacity=0.95 if smooth or not has_smooth else 0.4,
+                hovertemplate=HOVER,
+            )
+        )
     _layout(figure, title, legend_title, revision or title)
     figure.update_yaxes(**value_axis(frame["value"].tolist()))
     if frame.empty:
-        figure.add_annotation(text="no points yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                              font={"color": "gray"})
+        figure.add_annotation(
+            text="no points yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"color": "gray"}
+        )
     return figure
 
 
@@ -170,8 +182,11 @@ def overlay_frame(runs: Mapping[str, Points], metric: str, smoothing: float = 0.
 def trajectory(points: Points, x_metric: str, y_metric: str = M.REWARD_MEAN) -> list[tuple[int, float, float]]:
     """(step, x, y) for the steps that logged both metrics, in step order."""
     xs = dict(points.get(x_metric, []))
-    return [(step, xs[step], y) for step, y in points.get(y_metric, [])
-            if step in xs and math.isfinite(xs[step]) and math.isfinite(y)]
+    return [
+        (step, xs[step], y)
+        for step, y in points.get(y_metric, [])
+        if step in xs and math.isfinite(xs[step]) and math.isfinite(y)
+    ]
 
 
 def divergence_metric(points: Points) -> str:
@@ -197,19 +212,32 @@ def pareto_figure(runs: Mapping[str, Points], x_axis: str, smoothing: float = 0.
             drawn += _add_path(figure, label, trajectory(points, x_metric), smoothing, column, drawn)
         figure.update_xaxes(title_text=x_metric, tickformat=".3~g", row=1, col=column)
     figure.update_yaxes(title_text="reward (mean)", tickformat=".3~g", row=1, col=1)
-    figure.update_layout(height=420, margin={"l": 55, "r": 10, "t": 40, "b": 45}, template="plotly_white",
-                         legend={"font": {"size": 10}}, uirevision=x_axis)
+    figure.update_layout(
+        height=420,
+        margin={"l": 55, "r": 10, "t": 40, "b": 45},
+        template="plotly_white",
+        legend={"font": {"size": 10}},
+        uirevision=x_axis,
+    )
     if not drawn:
-        figure.add_annotation(text="pick jobs with logged metrics", showarrow=False, x=0.5, y=0.5,
-                              xref="paper", yref="paper", font={"color": "gray"})
+        figure.add_annotation(
+            text="pick jobs with logged metrics",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+            font={"color": "gray"},
+        )
     return figure
 
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
-def _add_path(figure: go.Figure, label: str, path: list[tuple[int, float, float]], smoothing: float,
-              column: int, index: int) -> int:
+def _add_path(
+    figure: go.Figure, label: str, path: list[tuple[int, float, float]], smoothing: float, column: int, index: int
+) -> int:
     """One run's path (line, start circle, end star) in panel ``column``; 1 if drawn, 0 if it has no points."""
     if not path:
         return 0
@@ -218,12 +246,34 @@ def _add_path(figure: go.Figure, label: str, path: list[tuple[int, float, float]
         xs, ys = ema(xs, smoothing), ema(ys, smoothing)
     color = PALETTE[index % len(PALETTE)]
     hover = "step %{customdata}<br>x %{x:.4~g}<br>reward %{y:.4~g}<extra>" + label + "</extra>"
-    figure.add_trace(go.Scatter(x=xs, y=ys, customdata=steps, mode="lines", name=label, legendgroup=label,
-                                line={"color": color, "width": 1.6}, hovertemplate=hover), row=1, col=column)
-    figure.add_trace(go.Scatter(x=[xs[0], xs[-1]], y=[ys[0], ys[-1]], customdata=[steps[0], steps[-1]],
-                                mode="markers", legendgroup=label, showlegend=False, hovertemplate=hover,
-                                marker={"color": color, "symbol": ["circle", "star"], "size": [8, 14]}),
-                     row=1, col=column)
+    figure.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            customdata=steps,
+            mode="lines",
+            name=label,
+            legendgroup=label,
+            line={"color": color, "width": 1.6},
+            hovertemplate=hover,
+        ),
+        row=1,
+        col=column,
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[xs[0], xs[-1]],
+            y=[ys[0], ys[-1]],
+            customdata=[steps[0], steps[-1]],
+            mode="markers",
+            legendgroup=label,
+            showlegend=False,
+            hovertemplate=hover,
+            marker={"color": color, "symbol": ["circle", "star"], "size": [8, 14]},
+        ),
+        row=1,
+        col=column,
+    )
     return 1
 
 

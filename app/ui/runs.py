@@ -31,17 +31,25 @@ def build_runs_tab() -> RunsTab:
     gr.Markdown("Pick jobs to compare. Each path starts at the circle (step 1) and ends at the star.")
     with gr.Row():
         jobs = gr.Dropdown([], multiselect=True, label="Jobs", elem_id="runs-jobs", scale=4, allow_custom_value=True)
-        metric = gr.Dropdown(list(M.PLOTTED), value=M.REWARD_MEAN, allow_custom_value=True, label="Overlay metric",
-                             elem_id="runs-metric", scale=2)
+        metric = gr.Dropdown(
+            list(M.PLOTTED),
+            value=M.REWARD_MEAN,
+            allow_custom_value=True,
+            label="Overlay metric",
+            elem_id="runs-metric",
+            scale=2,
+        )
         smoothing = gr.Slider(0.0, 0.95, value=0.8, step=0.05, label="Smoothing (EMA)", scale=2)
         refresh = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     note = gr.Markdown("", elem_id="runs-note")
-    overlay = gr.Plot(plots.curve_figure(plots.typed_frame([]), M.REWARD_MEAN), show_label=False,
-                      elem_id="runs-overlay")
+    overlay = gr.Plot(
+        plots.curve_figure(plots.typed_frame([]), M.REWARD_MEAN), show_label=False, elem_id="runs-overlay"
+    )
     with gr.Row():
         diversity_plot = gr.Plot(label="Reward vs diversity", elem_id="runs-pareto-diversity")
-        divergence_plot = gr.Plot(label="Reward vs divergence (kl for LLM runs, w2 for flow runs)",
-                                  elem_id="runs-pareto-divergence")
+        divergence_plot = gr.Plot(
+            label="Reward vs divergence (kl for LLM runs, w2 for flow runs)", elem_id="runs-pareto-divergence"
+        )
     return RunsTab(jobs, metric, smoothing, refresh, overlay, diversity_plot, divergence_plot, note)
 
 

@@ -11,8 +11,14 @@ from worker.views import CheckpointView, ComparisonView, JobView, SampleView
 
 @runtime_checkable
 class StudioService(Protocol):
-    def submit(self, config: dict | None = None, *, preset: str | None = None, overrides: dict | None = None,
-               parent_id: str | None = None) -> JobView: ...
+    def submit(
+        self,
+        config: dict | None = None,
+        *,
+        preset: str | None = None,
+        overrides: dict | None = None,
+        parent_id: str | None = None,
+    ) -> JobView: ...
 
     def cancel(self, job_id: str) -> JobView: ...
 
@@ -34,8 +40,9 @@ class StudioService(Protocol):
 
     def log_tail(self, job_id: str, lines: int = 200) -> str: ...
 
-    def request_comparison(self, job_id: str, *, step: int | None, prompt: str, seed: int,
-                           num_samples: int = 1) -> ComparisonView: ...
+    def request_comparison(
+        self, job_id: str, *, step: int | None, prompt: str, seed: int, num_samples: int = 1
+    ) -> ComparisonView: ...
 
     def get_comparison(self, comparison_id: str) -> ComparisonView: ...
 

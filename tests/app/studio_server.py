@@ -41,10 +41,21 @@ def free_port() -> int:
 
 
 def server_env(data_dir: Path, auth: tuple[str, str] | None) -> dict[str, str]:
-    env = {**os.environ, "ADRPO_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    for key in ("ADRPO_DATABASE_URL", "ADRPO_BROKER_URL", "ADRPO_ARTIFACTS_DIR", "ADRPO_AUTH_USER",
-                "ADRPO_AUTH_PASSWORD"):
+    env = {
+        **os.environ,
+        "ADRPO_DATA_DIR": str(data_dir),
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key in (
+        "ADRPO_DATABASE_URL",
+        "ADRPO_BROKER_URL",
+        "ADRPO_ARTIFACTS_DIR",
+        "ADRPO_AUTH_USER",
+        "ADRPO_AUTH_PASSWORD",
+    ):
         env.pop(key, None)  # this server's defaults live in its own data directory
     if auth:
         env["ADRPO_AUTH_USER"], env["ADRPO_AUTH_PASSWORD"] = auth
@@ -64,11 +75,26 @@ def running_studio(data_dir: Path, auth: tuple[str, str] | None = None, worker: 
     share_model_cache(data_dir)
     port = free_port()
     log_path = data_dir / "server.log"
-    command = [sys.executable, "-c", "from app.cli import main; main()", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--worker" if worker else "--no-worker"]
+    command = [
+        sys.executable,
+        "-c",
+        "from app.cli import main; main()",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--worker" if worker else "--no-worker",
+    ]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=server_env(data_dir, auth), stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=server_env(data_dir, auth),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     studio = Studio(f"http://127.0.0.1:{port}", data_dir, log_path, auth, process)
     try:
         wait_until_up(studio, process)
@@ -104,5 +130,3 @@ def stop(process: subprocess.Popen) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
-
-

@@ -22,8 +22,19 @@ def digits_form(**changes):
 
 
 def test_form_edits_reach_the_config_and_hidden_preset_settings_survive():
-    values = digits_form(beta0=0.2, a_min=-0.1, a_max="", steps=7, lr=0.01, group_size=4, lora_rank=4,
-                         lora_targets="net.0, net.2", seed=3, algorithm="fixed", name="mine")
+    values = digits_form(
+        beta0=0.2,
+        a_min=-0.1,
+        a_max="",
+        steps=7,
+        lr=0.01,
+        group_size=4,
+        lora_rank=4,
+        lora_targets="net.0, net.2",
+        seed=3,
+        algorithm="fixed",
+        name="mine",
+    )
     config = forms.preview(values).config
     assert (config["beta0"], config["a_min"], config["a_max"]) == (0.2, -0.1, None)
     assert (config["steps"], config["lr"], config["group_size"], config["seed"]) == (7, 0.01, 4, 3)
@@ -130,10 +141,12 @@ def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
 
 
 def test_validation_messages_belong_to_their_field_in_words():
-    errors = forms.field_errors("steps: Input should be greater than or equal to 1 (got 0)\n"
-                                "rewards.0.name: unknown reward 'nope'\n"
-                                "a_min (0.5) must be <= a_max (0.1)\n"
-                                "flow.sample_stepz: unknown key")
+    errors = forms.field_errors(
+        "steps: Input should be greater than or equal to 1 (got 0)\n"
+        "rewards.0.name: unknown reward 'nope'\n"
+        "a_min (0.5) must be <= a_max (0.1)\n"
+        "flow.sample_stepz: unknown key"
+    )
     assert [(e.field, e.message) for e in errors] == [
         ("steps", "Steps must be at least 1"),
         ("reward", "Reward: unknown reward 'nope'"),

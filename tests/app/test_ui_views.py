@@ -1,7 +1,7 @@
 """How the job page and the Compare tab show samples, for image and text jobs (pure functions on the
 service's own view models, no server)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from app.ui import compare, detail
 from app.ui.common import format_duration, format_progress, job_status_line
@@ -10,14 +10,16 @@ from worker.views import ComparisonView, SampleView
 
 def sample(step, role, seed, kind="image", reward=0.5, text=None):
     path = f"/runs/j/samples/step-{step:06d}/{seed}.png" if kind == "image" else None
-    return SampleView(step=step, role=role, prompt="any digit", seed=seed, kind=kind, text=text,
-                      image_path=path, reward=reward)
+    return SampleView(
+        step=step, role=role, prompt="any digit", seed=seed, kind=kind, text=text, image_path=path, reward=reward
+    )
 
 
 def test_samples_merge_without_repeats_and_the_reference_row_stays_beside_the_chosen_step():
     known = detail.sample_dicts([sample(0, "reference", 0), sample(0, "reference", 1), sample(20, "policy", 0)])
-    merged = detail.merge_samples(known, detail.sample_dicts([sample(20, "policy", 0, reward=0.9),
-                                                               sample(40, "policy", 0)]))
+    merged = detail.merge_samples(
+        known, detail.sample_dicts([sample(20, "policy", 0, reward=0.9), sample(40, "policy", 0)])
+    )
     assert len(merged) == 4 and [s["reward"] for s in merged if s["step"] == 20] == [0.9]
     assert detail.sample_steps(merged) == [40, 20]
     reference = detail.gallery_items(merged, "reference", 40)
@@ -29,9 +31,13 @@ def test_samples_merge_without_repeats_and_the_reference_row_stays_beside_the_ch
 
 
 def test_text_jobs_show_a_table_of_reference_and_chosen_step_rows():
-    rows = detail.sample_dicts([sample(0, "reference", 0, "text", 0.1, "2+2=5"),
-                                sample(10, "policy", 0, "text", 1.0, "2+2=4"),
-                                sample(20, "policy", 0, "text", 1.0, "4")])
+    rows = detail.sample_dicts(
+        [
+            sample(0, "reference", 0, "text", 0.1, "2+2=5"),
+            sample(10, "policy", 0, "text", 1.0, "2+2=4"),
+            sample(20, "policy", 0, "text", 1.0, "4"),
+        ]
+    )
     frame = detail.text_frame(rows, 10)
     assert frame["reward"].tolist() == [0.1, 1.0]
     assert frame[["step", "role", "text"]].values.tolist() == [[0, "reference", "2+2=5"], [10, "policy", "2+2=4"]]
@@ -41,8 +47,19 @@ def test_text_jobs_show_a_table_of_reference_and_chosen_step_rows():
 
 
 def comparison(status, samples=(), error=None):
-    return ComparisonView(id="c", job_id="j", step=None, prompt="any digit", seed=3, num_samples=2, status=status,
-                          error=error, created_at=datetime.now(timezone.utc), finished_at=None, samples=list(samples))
+    return ComparisonView(
+        id="c",
+        job_id="j",
+        step=None,
+        prompt="any digit",
+        seed=3,
+        num_samples=2,
+        status=status,
+        error=error,
+        created_at=datetime.now(UTC),
+        finished_at=None,
+        samples=list(samples),
+    )
 
 
 def test_comparison_summary_reports_progress_failure_and_the_reward_change():
@@ -55,8 +72,12 @@ def test_comparison_summary_reports_progress_failure_and_the_reward_change():
 def test_comparison_outputs_images_side_by_side_or_texts_in_one_table():
     images = compare.comparison_outputs(comparison("succeeded", [sample(0, "reference", 3), sample(0, "policy", 3)]))
     assert images[1]["value"] == [("/runs/j/samples/step-000000/3.png", None)] and images[3]["visible"] is False
-    texts = compare.comparison_outputs(comparison("succeeded", [
-        sample(0, "reference", 3, "text", 0.30000001192092896, "5"), sample(0, "policy", 3, "text", 1.0, "4")]))
+    texts = compare.comparison_outputs(
+        comparison(
+            "succeeded",
+            [sample(0, "reference", 3, "text", 0.30000001192092896, "5"), sample(0, "policy", 3, "text", 1.0, "4")],
+        )
+    )
     assert texts[1]["visible"] is False
     assert texts[3]["value"].values.tolist() == [[1, "5", 0.3, "4", 1.0]]  # rewards rounded, rows from 1
 
@@ -101,7 +122,7 @@ def test_the_job_header_and_table_say_what_a_running_job_does():
         current_step, total_steps, latest_reward, eta_seconds, error = 0, 120, None, None, None
         phase, phase_detail, cancel_requested = "building model", "builtin:tiny-lm is built once: step 3/9", False
         config = {"beta0": 0.05}
-        created_at = datetime.now(timezone.utc)
+        created_at = datetime.now(UTC)
 
     line = job_status_line(Job)
     assert "**running** · *building model · builtin:tiny-lm is built once: step 3/9*" in line

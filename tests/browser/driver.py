@@ -41,8 +41,9 @@ def set_number(page, elem_id: str, value: float) -> None:
     field.press("Tab")  # Gradio reads a number on blur
 
 
-def launch_digits_even(page, url: str | None, steps: int | None = None,
-                       algorithm: str = "ADRPO (adaptive beta)", name: str = "digits-even") -> str:
+def launch_digits_even(
+    page, url: str | None, steps: int | None = None, algorithm: str = "ADRPO (adaptive beta)", name: str = "digits-even"
+) -> str:
     """Open the studio (unless ``url`` is None), keep the digits-even preset, set the name, algorithm
     and (optionally) steps, press Launch: it opens the job. Returns the job id."""
     if url is not None:
@@ -80,10 +81,13 @@ def curves_drawn(page) -> int:
 
 def curve_points(page, key: str = "reward") -> int:
     """Points of the first series of one live chart, read from Plotly's own data in the page."""
-    return page.evaluate("""(key) => {
+    return page.evaluate(
+        """(key) => {
         const plot = document.querySelector(`#detail-plot-${key} .js-plotly-plot`);
         return plot && plot.data && plot.data.length ? plot.data[0].x.length : 0;
-    }""", key)
+    }""",
+        key,
+    )
 
 
 def gallery_images(page, elem_id: str) -> int:

@@ -78,12 +78,17 @@ def test_the_studio_as_a_person_uses_it(tmp_path):
 
         # Live Plotly curves: the reward chart gains points while the job trains.
         wait_api(studio, job_id, lambda job: job["current_step"] >= 3 or job["status"] != "running")
-        page.wait_for_function("() => { const p = document.querySelector('#detail-plot-reward .js-plotly-plot');"
-                               " return p && p.data && p.data.length && p.data[0].x.length > 0; }", timeout=60_000)
+        page.wait_for_function(
+            "() => { const p = document.querySelector('#detail-plot-reward .js-plotly-plot');"
+            " return p && p.data && p.data.length && p.data[0].x.length > 0; }",
+            timeout=60_000,
+        )
         early = driver.curve_points(page)
         driver.wait_for_status(page, "succeeded")
-        page.wait_for_function(f"() => document.querySelector('#detail-plot-reward .js-plotly-plot').data[0].x.length"
-                               f" > {early}", timeout=30_000)
+        page.wait_for_function(
+            f"() => document.querySelector('#detail-plot-reward .js-plotly-plot').data[0].x.length > {early}",
+            timeout=30_000,
+        )
         assert driver.curve_points(page) == 20 and driver.curves_drawn(page) == 5
 
         # Readable samples: smooth cards with the class and reward under each image.

@@ -39,8 +39,16 @@ def test_a_run_reports_loading_evaluating_then_training(tmp_path):
     from adrpo_engine.presets import get_preset
     from adrpo_engine.runner import train
 
-    config = validate_config({**get_preset("digits-even").config, "steps": 2, "sample_every": 2,
-                              "checkpoint_every": 2, "group_size": 4, "prompts_per_step": 2})
+    config = validate_config(
+        {
+            **get_preset("digits-even").config,
+            "steps": 2,
+            "sample_every": 2,
+            "checkpoint_every": 2,
+            "group_size": 4,
+            "prompts_per_step": 2,
+        }
+    )
     sink = RecordingSink()
     train(config, tmp_path / "run", sink)
     names = [phase.name for phase in sink.phases]

@@ -14,7 +14,8 @@ from .conftest import tiny_digits
 
 
 def test_the_zip_has_a_model_card_config_and_base_model_and_its_snippet_loads_the_adapter(
-        service, worker_context, tmp_path, monkeypatch):
+    service, worker_context, tmp_path, monkeypatch
+):
     job = service.submit(preset="digits-even", overrides=tiny_digits(name="card-demo"))
     assert train_job(worker_context, job.id) == "succeeded"
     path = service.adapter_zip(job.id)
@@ -27,8 +28,16 @@ def test_the_zip_has_a_model_card_config_and_base_model_and_its_snippet_loads_th
     assert {"README.md", "config.yaml", "adapter_config.json", "adapter_model.safetensors", "samples.png"} <= names
     assert "More Information Needed" not in card
     assert adapter_config["base_model_name_or_path"] == "builtin:digits-flow"
-    for expected in ("`builtin:digits-flow`", "| algorithm | adrpo |", "| β₀ | 0.1 |", "[-β₀, +β₀]",
-                     "`digits:even`", "| steps | 6 of 6 |", "| reward/mean |", "![samples](samples.png)"):
+    for expected in (
+        "`builtin:digits-flow`",
+        "| algorithm | adrpo |",
+        "| β₀ | 0.1 |",
+        "[-β₀, +β₀]",
+        "`digits:even`",
+        "| steps | 6 of 6 |",
+        "| reward/mean |",
+        "![samples](samples.png)",
+    ):
         assert expected in card, expected
     snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
     assert snippet.strip() == load_snippet(job.config) and len(snippet.strip().splitlines()) == 3

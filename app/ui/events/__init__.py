@@ -9,5 +9,5 @@ import gradio as gr
 
 
 def unchanged(*components: Any) -> dict[Any, Any]:
-    """"Change nothing", as a dict Gradio reads as updates (an empty dict would be one output value)."""
+    """ "Change nothing", as a dict Gradio reads as updates (an empty dict would be one output value)."""
     return {component: gr.skip() for component in components}

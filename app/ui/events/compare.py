@@ -31,8 +31,14 @@ def job_prompt(service: StudioService, job_id: str, config: dict[str, Any]) -> s
 
 
 def cleared(tab: CompareTab) -> Updates:
-    return {tab.status: "", tab.reference: gr.update(value=[], visible=True), tab.policy: gr.update(value=[], visible=True),
-            tab.texts: gr.update(value=pd.DataFrame(columns=TEXT_COLUMNS), visible=False), tab.comparison_id: None, tab.timer: gr.Timer(active=False)}
+    return {
+        tab.status: "",
+        tab.reference: gr.update(value=[], visible=True),
+        tab.policy: gr.update(value=[], visible=True),
+        tab.texts: gr.update(value=pd.DataFrame(columns=TEXT_COLUMNS), visible=False),
+        tab.comparison_id: None,
+        tab.timer: gr.Timer(active=False),
+    }
 
 
 def pick_job(service: StudioService, tab: CompareTab, job_id: str | None) -> Updates:
@@ -44,24 +50,33 @@ def pick_job(service: StudioService, tab: CompareTab, job_id: str | None) -> Upd
         return unchanged(tab.status)
     steps = sorted((c.step for c in service.list_checkpoints(job_id)), reverse=True)
     choices = [("latest", LATEST)] + [(f"step {s}", s) for s in steps]
-    return {**cleared(tab), tab.checkpoint: gr.update(choices=choices, value=LATEST),
-            tab.prompt: job_prompt(service, job_id, job.config)}
+    return {
+        **cleared(tab),
+        tab.checkpoint: gr.update(choices=choices, value=LATEST),
+        tab.prompt: job_prompt(service, job_id, job.config),
+    }
 
 
-def request(service: StudioService, tab: CompareTab, job_id: str | None, step: Any, prompt: str, seed: Any,
-            count: Any) -> Updates:
+def request(
+    service: StudioService, tab: CompareTab, job_id: str | None, step: Any, prompt: str, seed: Any, count: Any
+) -> Updates:
     if not job_id:
         return {tab.status: "Pick a job first."}
     if not (prompt or "").strip():
         return {tab.status: "Write a prompt first."}
     chosen = None if step in (None, LATEST, str(LATEST)) else int(step)
     try:
-        comparison = service.request_comparison(job_id, step=chosen, prompt=prompt.strip(),
-                                                seed=int(seed or 0), num_samples=int(count or 1))
+        comparison = service.request_comparison(
+            job_id, step=chosen, prompt=prompt.strip(), seed=int(seed or 0), num_samples=int(count or 1)
+        )
     except (LookupError, ValueError) as error:
         return {tab.status: f"**Could not compare:** {error}", tab.timer: gr.Timer(active=False)}
-    return {**cleared(tab), tab.status: comparison_summary(comparison), tab.comparison_id: comparison.id,
-            tab.timer: gr.Timer(active=True)}
+    return {
+        **cleared(tab),
+        tab.status: comparison_summary(comparison),
+        tab.comparison_id: comparison.id,
+        tab.timer: gr.Timer(active=True),
+    }
 
 
 def poll(service: StudioService, tab: CompareTab, comparison_id: str | None, job_id: str | None) -> Updates:
@@ -73,8 +88,13 @@ def poll(service: StudioService, tab: CompareTab, comparison_id: str | None, job
     if comparison.status not in ("succeeded", "failed", "cancelled"):
         return {tab.status: comparison_summary(comparison)}
     status, reference, policy, texts = comparison_outputs(comparison)
-    return {tab.status: status, tab.reference: reference, tab.policy: policy, tab.texts: texts,
-            tab.timer: gr.Timer(active=False)}
+    return {
+        tab.status: status,
+        tab.reference: reference,
+        tab.policy: policy,
+        tab.texts: texts,
+        tab.timer: gr.Timer(active=False),
+    }
 
 
 def cancel(service: StudioService, tab: CompareTab, comparison_id: str | None) -> Updates:
@@ -90,13 +110,31 @@ def cancel(service: StudioService, tab: CompareTab, comparison_id: str | None) -
 def wire_compare_tab(tab: CompareTab, service: StudioService) -> None:
     results = [tab.status, tab.reference, tab.policy, tab.texts, tab.comparison_id, tab.timer]
     queue = {"concurrency_id": "compare", "concurrency_limit": 1}
-    tab.job.change(lambda job_id: pick_job(service, tab, job_id), inputs=tab.job,
-                   outputs=[*results, tab.checkpoint, tab.prompt], **queue)
-    tab.run.click(lambda *args: request(service, tab, *args),
-                  inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples], outputs=results,
-                  api_name="request_comparison", **queue)
-    tab.cancel.click(lambda comparison_id: cancel(service, tab, comparison_id), inputs=tab.comparison_id,
-                     outputs=results, api_name="cancel_comparison", **queue)
-    tab.timer.tick(lambda comparison_id, job_id: poll(service, tab, comparison_id, job_id),
-                   inputs=[tab.comparison_id, tab.job], outputs=results, show_progress="hidden",
-                   api_name="comparison_status", **queue)
+    tab.job.change(
+        lambda job_id: pick_job(service, tab, job_id),
+        inputs=tab.job,
+        outputs=[*results, tab.checkpoint, tab.prompt],
+        **queue,
+    )
+    tab.run.click(
+        lambda *args: request(service, tab, *args),
+        inputs=[tab.job, tab.checkpoint, tab.prompt, tab.seed, tab.num_samples],
+        outputs=results,
+        api_name="request_comparison",
+        **queue,
+    )
+    tab.cancel.click(
+        lambda comparison_id: cancel(service, tab, comparison_id),
+        inputs=tab.comparison_id,
+        outputs=results,
+        api_name="cancel_comparison",
+        **queue,
+    )
+    tab.timer.tick(
+        lambda comparison_id, job_id: poll(service, tab, comparison_id, job_id),
+        inputs=[tab.comparison_id, tab.job],
+        outputs=results,
+        show_progress="hidden",
+        api_name="comparison_status",
+        **queue,
+    )

@@ -43,17 +43,40 @@ def wire_detail_tab(tab: DetailTab, service: StudioService) -> None:
     tab.timer.tick(lambda *args: poll_job(service, tab, *args), inputs=inputs, outputs=body, **queue)
     tab.job.change(lambda job_id: blank_body(tab, job_id), inputs=tab.job, outputs=body, **queue).then(
         lambda job_id, smoothing, step: poll_job(service, tab, job_id, smoothing, step, DetailState()),
-        inputs=inputs[:3], outputs=body, api_name="job_detail", **queue)
-    tab.smoothing.release(lambda smoothing, state: dict(zip(tab.plots.values(), curve_figures(
-        state.points, state.kind, smoothing, state.job_id))), inputs=[tab.smoothing, tab.state],
-        outputs=list(tab.plots.values()), **queue)
-    tab.sample_step.input(lambda step, state: sample_updates(tab, state, as_step(step)),
-                          inputs=[tab.sample_step, tab.state], outputs=body, **queue)
+        inputs=inputs[:3],
+        outputs=body,
+        api_name="job_detail",
+        **queue,
+    )
+    tab.smoothing.release(
+        lambda smoothing, state: dict(
+            zip(tab.plots.values(), curve_figures(state.points, state.kind, smoothing, state.job_id))
+        ),
+        inputs=[tab.smoothing, tab.state],
+        outputs=list(tab.plots.values()),
+        **queue,
+    )
+    tab.sample_step.input(
+        lambda step, state: sample_updates(tab, state, as_step(step)),
+        inputs=[tab.sample_step, tab.state],
+        outputs=body,
+        **queue,
+    )
 
 
 def body_components(tab: DetailTab) -> list[Any]:
-    return [tab.header, *tab.plots.values(), tab.sample_step, tab.reference_gallery, tab.policy_gallery,
-            tab.text_samples, tab.config, tab.log, tab.checkpoints, tab.state]
+    return [
+        tab.header,
+        *tab.plots.values(),
+        tab.sample_step,
+        tab.reference_gallery,
+        tab.policy_gallery,
+        tab.text_samples,
+        tab.config,
+        tab.log,
+        tab.checkpoints,
+        tab.state,
+    ]
 
 
 def blank_body(tab: DetailTab, job_id: str | None) -> Updates:
@@ -62,10 +85,18 @@ def blank_body(tab: DetailTab, job_id: str | None) -> Updates:
     if not job_id:
         return unchanged(tab.state)
     empty = curve_figures({}, "flow", 0.0)
-    return {tab.header: f"### Loading job `{job_id}`…", **dict(zip(tab.plots.values(), empty)),
-            tab.sample_step: gr.update(choices=[], value=None), tab.reference_gallery: [], tab.policy_gallery: [],
-            tab.text_samples: gr.update(value=pd.DataFrame(columns=SAMPLE_COLUMNS)), tab.config: "", tab.log: "", tab.checkpoints: [],
-            tab.state: DetailState(job_id=None)}
+    return {
+        tab.header: f"### Loading job `{job_id}`…",
+        **dict(zip(tab.plots.values(), empty)),
+        tab.sample_step: gr.update(choices=[], value=None),
+        tab.reference_gallery: [],
+        tab.policy_gallery: [],
+        tab.text_samples: gr.update(value=pd.DataFrame(columns=SAMPLE_COLUMNS)),
+        tab.config: "",
+        tab.log: "",
+        tab.checkpoints: [],
+        tab.state: DetailState(job_id=None),
+    }
 
 
 def sample_updates(tab: DetailTab, state: DetailState, step: int | None) -> Updates:
@@ -73,8 +104,9 @@ def sample_updates(tab: DetailTab, state: DetailState, step: int | None) -> Upda
     return {tab.reference_gallery: reference, tab.policy_gallery: policy, tab.text_samples: table}
 
 
-def poll_job(service: StudioService, tab: DetailTab, job_id: str | None, smoothing: float, step: Any,
-             state: DetailState) -> Updates:
+def poll_job(
+    service: StudioService, tab: DetailTab, job_id: str | None, smoothing: float, step: Any, state: DetailState
+) -> Updates:
     """One poll: the job's status, new points and samples, checkpoints and log; only what changed."""
     if not job_id:
         return unchanged(tab.state)

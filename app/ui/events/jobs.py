@@ -27,8 +27,10 @@ def clone_name(name: str, taken: set[str]) -> str:
 def action_message(action: str, job: Any) -> str:
     """What happened, in the job's own terms: a running job's cancel is a request, not a done deed."""
     if action == "cancel" and job.status == "running":
-        return (f"Cancel requested for **{job.name}** `{job.id}`: it stops after its current step and keeps "
-                "a checkpoint (Resume continues from there).")
+        return (
+            f"Cancel requested for **{job.name}** `{job.id}`: it stops after its current step and keeps "
+            "a checkpoint (Resume continues from there)."
+        )
     if action == "cancel":
         return f"**{job.name}** `{job.id}` is cancelled."
     if action == "resume":
@@ -40,8 +42,11 @@ def refresh_updates(tab: JobsTab, service: StudioService, selected: str | None) 
     jobs = service.list_jobs()
     ids = [job.id for job in jobs]
     chosen = selected if selected in ids else (ids[0] if ids else None)
-    return {tab.empty: gr.update(visible=not jobs), tab.table: gr.update(value=jobs_frame(jobs), visible=bool(jobs)),
-            tab.job: gr.update(choices=job_choices(jobs), value=chosen)}
+    return {
+        tab.empty: gr.update(visible=not jobs),
+        tab.table: gr.update(value=jobs_frame(jobs), visible=bool(jobs)),
+        tab.job: gr.update(choices=job_choices(jobs), value=chosen),
+    }
 
 
 def act(service: StudioService, tab: JobsTab, action: str) -> Callable[[str | None], Updates]:
@@ -76,6 +81,7 @@ def wire_jobs_tab(tab: JobsTab, service: StudioService) -> Callable[[str | None]
     tab.timer.tick(refresh, inputs=tab.job, outputs=listing, show_progress="hidden", api_name="list_jobs")
     tab.table.select(pick_row, outputs=tab.job)
     for button, action in ((tab.cancel, "cancel"), (tab.resume, "resume"), (tab.clone, "clone")):
-        button.click(act(service, tab, action), inputs=tab.job, outputs=[tab.message, tab.job],
-                     api_name=f"{action}_job").then(refresh, inputs=tab.job, outputs=listing, show_progress="hidden")
+        button.click(
+            act(service, tab, action), inputs=tab.job, outputs=[tab.message, tab.job], api_name=f"{action}_job"
+        ).then(refresh, inputs=tab.job, outputs=listing, show_progress="hidden")
     return refresh

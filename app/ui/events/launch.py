@@ -51,15 +51,24 @@ def preview_updates(tab: LaunchTab, base: dict[str, Any] | None, values: dict[st
     result = forms.preview(values, base)
     if result.error:
         errors = forms.field_errors(result.error)
-        return {**field_updates(tab, errors, values), tab.yaml_preview: invalid_yaml(errors),
-                tab.errors: error_markdown(errors), tab.result: ""}
+        return {
+            **field_updates(tab, errors, values),
+            tab.yaml_preview: invalid_yaml(errors),
+            tab.errors: error_markdown(errors),
+            tab.result: "",
+        }
     notes = "".join(f"\n\n⚠️ {note}" for note in result.advisories)
-    return {**field_updates(tab, [], values), tab.yaml_preview: result.yaml_text, tab.errors: "✔ The config is valid." + notes,
-            tab.result: ""}
+    return {
+        **field_updates(tab, [], values),
+        tab.yaml_preview: result.yaml_text,
+        tab.errors: "✔ The config is valid." + notes,
+        tab.result: "",
+    }
 
 
-def submit_form(service: StudioService, base: dict[str, Any] | None,
-                values: dict[str, Any]) -> tuple[str | None, str, list[forms.FieldError]]:
+def submit_form(
+    service: StudioService, base: dict[str, Any] | None, values: dict[str, Any]
+) -> tuple[str | None, str, list[forms.FieldError]]:
     """Submit the form through the service: (job id, message, []) or (None, "", the problems)."""
     from worker.service import SubmissionError
 
@@ -79,8 +88,9 @@ def fill_from_preset(tab: LaunchTab, preset: str, kind: str) -> Updates:
     updates.update((tab.fields[name], values[name]) for name in FIELDS[1:])
     # The model and reward lists depend on the kind: refresh their choices as well as their values.
     updates[tab.fields["model"]] = gr.update(choices=forms.model_choices(values["kind"]), value=values["model"])
-    updates[tab.fields["reward"]] = gr.update(choices=reward_dropdown_choices(values["kind"], values["reward"]),
-                                              value=values["reward"])
+    updates[tab.fields["reward"]] = gr.update(
+        choices=reward_dropdown_choices(values["kind"], values["reward"]), value=values["reward"]
+    )
     return updates
 
 
@@ -91,8 +101,11 @@ def switch_kind(tab: LaunchTab, kind: str, model: str, reward: str) -> Updates:
     names = [name for _, name in reward_dropdown_choices(kind, None)]
     new_model = model if model in models else models[0]
     new_reward = reward if reward in names else (names[0] if names else base["rewards"][0]["name"])
-    return {tab.base: base, tab.fields["model"]: gr.update(choices=models, value=new_model),
-            tab.fields["reward"]: gr.update(choices=reward_dropdown_choices(kind, new_reward), value=new_reward)}
+    return {
+        tab.base: base,
+        tab.fields["model"]: gr.update(choices=models, value=new_model),
+        tab.fields["reward"]: gr.update(choices=reward_dropdown_choices(kind, new_reward), value=new_reward),
+    }
 
 
 def prompts_from_upload(tab: LaunchTab, upload: Any, column: str) -> Updates:
@@ -103,8 +116,11 @@ def prompts_from_upload(tab: LaunchTab, upload: Any, column: str) -> Updates:
         return {tab.errors: error_markdown(forms.field_errors(str(error)))}
     if not prompts:
         return {tab.errors: error_markdown(forms.field_errors("prompts.file: the uploaded file has no prompts"))}
-    return {tab.fields["prompt_texts"]: "\n".join(prompts), tab.fields["prompt_source"]: "text",
-            tab.errors: f"Loaded {len(prompts)} prompts from the file."}
+    return {
+        tab.fields["prompt_texts"]: "\n".join(prompts),
+        tab.fields["prompt_source"]: "text",
+        tab.errors: f"Loaded {len(prompts)} prompts from the file.",
+    }
 
 
 def form_updates_from_config(tab: LaunchTab, config: dict[str, Any]) -> Updates:
@@ -116,19 +132,38 @@ def form_updates_from_config(tab: LaunchTab, config: dict[str, Any]) -> Updates:
 def wire_launch_tab(tab: LaunchTab) -> None:
     f = tab.fields
     form = tab.inputs()
-    f["preset"].input(lambda preset, kind: fill_from_preset(tab, preset, kind), inputs=[f["preset"], f["kind"]],
-                      outputs=[tab.base, *form[1:]])
-    f["kind"].input(lambda kind, model, reward: switch_kind(tab, kind, model, reward),
-                    inputs=[f["kind"], f["model"], f["reward"]], outputs=[tab.base, f["model"], f["reward"]])
+    f["preset"].input(
+        lambda preset, kind: fill_from_preset(tab, preset, kind),
+        inputs=[f["preset"], f["kind"]],
+        outputs=[tab.base, *form[1:]],
+    )
+    f["kind"].input(
+        lambda kind, model, reward: switch_kind(tab, kind, model, reward),
+        inputs=[f["kind"], f["model"], f["reward"]],
+        outputs=[tab.base, f["model"], f["reward"]],
+    )
     f["reward"].change(reward_summary, inputs=[f["kind"], f["reward"]], outputs=tab.reward_info)
     f["prompt_source"].change(
-        lambda source: {f["prompt_texts"]: gr.update(visible=source == "text"),
-                        tab.file_row: gr.update(visible=source == "file"),
-                        tab.dataset_row: gr.update(visible=source == "dataset"),
-                        f["dataset_column"]: gr.update(visible=source != "text")},
-        inputs=f["prompt_source"], outputs=[f["prompt_texts"], tab.file_row, tab.dataset_row, f["dataset_column"]])
-    tab.upload.upload(lambda upload, column: prompts_from_upload(tab, upload, column),
-                      inputs=[tab.upload, f["dataset_column"]], outputs=[f["prompt_texts"], f["prompt_source"], tab.errors])
-    gr.on([component.change for component in form], lambda base, *args: preview_updates(tab, base, values_of(args)),
-          inputs=[tab.base, *form], outputs=[tab.yaml_preview, tab.errors, tab.result, *form],
-          trigger_mode="always_last", show_progress="hidden", api_name="preview_config")
+        lambda source: {
+            f["prompt_texts"]: gr.update(visible=source == "text"),
+            tab.file_row: gr.update(visible=source == "file"),
+            tab.dataset_row: gr.update(visible=source == "dataset"),
+            f["dataset_column"]: gr.update(visible=source != "text"),
+        },
+        inputs=f["prompt_source"],
+        outputs=[f["prompt_texts"], tab.file_row, tab.dataset_row, f["dataset_column"]],
+    )
+    tab.upload.upload(
+        lambda upload, column: prompts_from_upload(tab, upload, column),
+        inputs=[tab.upload, f["dataset_column"]],
+        outputs=[f["prompt_texts"], f["prompt_source"], tab.errors],
+    )
+    gr.on(
+        [component.change for component in form],
+        lambda base, *args: preview_updates(tab, base, values_of(args)),
+        inputs=[tab.base, *form],
+        outputs=[tab.yaml_preview, tab.errors, tab.result, *form],
+        trigger_mode="always_last",
+        show_progress="hidden",
+        api_name="preview_config",
+    )

@@ -17,8 +17,9 @@ def draw(service: StudioService, tab: RunsTab, job_ids: list[str], metric: str, 
     names = plots.metric_names(runs.values()) or list(M.PLOTTED)
     metric = metric or M.REWARD_MEAN
     return {
-        tab.overlay: plots.curve_figure(plots.overlay_frame(runs, metric, smoothing), metric, legend_title="run",
-                                        revision="runs-overlay"),
+        tab.overlay: plots.curve_figure(
+            plots.overlay_frame(runs, metric, smoothing), metric, legend_title="run", revision="runs-overlay"
+        ),
         tab.diversity_plot: plots.pareto_figure(runs, "diversity", smoothing),
         tab.divergence_plot: plots.pareto_figure(runs, "divergence", smoothing),
         tab.metric: gr.update(choices=names, value=metric),
@@ -27,8 +28,11 @@ def draw(service: StudioService, tab: RunsTab, job_ids: list[str], metric: str, 
 
 
 def wire_runs_tab(tab: RunsTab, service: StudioService) -> None:
-    gr.on([tab.jobs.change, tab.metric.input, tab.smoothing.release, tab.refresh.click],
-          lambda job_ids, metric, smoothing: draw(service, tab, job_ids, metric, smoothing),
-          inputs=[tab.jobs, tab.metric, tab.smoothing],
-          outputs=[tab.overlay, tab.diversity_plot, tab.divergence_plot, tab.metric, tab.note],
-          trigger_mode="always_last", api_name="runs_view")
+    gr.on(
+        [tab.jobs.change, tab.metric.input, tab.smoothing.release, tab.refresh.click],
+        lambda job_ids, metric, smoothing: draw(service, tab, job_ids, metric, smoothing),
+        inputs=[tab.jobs, tab.metric, tab.smoothing],
+        outputs=[tab.overlay, tab.diversity_plot, tab.divergence_plot, tab.metric, tab.note],
+        trigger_mode="always_last",
+        api_name="runs_view",
+    )
