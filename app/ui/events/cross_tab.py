@@ -51,8 +51,11 @@ class StudioTabs:
 
 def show_tab(studio: StudioTabs, name: str) -> Updates:
     """Select tab ``name`` and let only its timer poll."""
-    return {studio.tabs: gr.Tabs(selected=name), studio.jobs.timer: gr.Timer(active=name == "jobs"),
-            studio.detail.timer: gr.Timer(active=name == "detail")}
+    return {
+        studio.tabs: gr.Tabs(selected=name),
+        studio.jobs.timer: gr.Timer(active=name == "jobs"),
+        studio.detail.timer: gr.Timer(active=name == "detail"),
+    }
 
 
 def pickers(studio: StudioTabs, service: StudioService, value: str | None = None) -> Updates:
@@ -66,9 +69,12 @@ def _select_with_pickers(studio: StudioTabs, service: StudioService, name: str):
     def selected(detail_job: str | None, compare_job: str | None, runs_jobs: list[str] | None) -> Updates:
         # New choices with the current values restated: a choices-only update can drop the value.
         choices = job_choices(service.list_jobs())
-        return {**show_tab(studio, name), studio.detail.job: gr.update(choices=choices, value=detail_job),
-                studio.compare.job: gr.update(choices=choices, value=compare_job),
-                studio.runs.jobs: gr.update(choices=choices, value=runs_jobs or [])}
+        return {
+            **show_tab(studio, name),
+            studio.detail.job: gr.update(choices=choices, value=detail_job),
+            studio.compare.job: gr.update(choices=choices, value=compare_job),
+            studio.runs.jobs: gr.update(choices=choices, value=runs_jobs or []),
+        }
 
     return selected
 
@@ -82,17 +88,25 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
         values = values_of(args)
         job_id, message, errors = submit_form(service, base, values)
         if job_id is None:
-            return {**field_updates(launch, errors, values), launch.errors: error_markdown(errors), launch.result: "",
-                    launched: None}
-        return {**preview_updates(launch, base, values), launch.result: message, launched: job_id,
-                **show_tab(studio, "detail")}
-
-    def open_launched(job_id: str | None) -> Updates:
-        # A second step, after the tab switch: charts first drawn inside a hidden tab stay collapsed.
-        return pickers(studio, service, job_id) if job_id else unchanged(detail.job)
+            return {
+                **field_updates(launch, errors, values),
+                launch.errors: error_markdown(errors),
+                launch.result: "",
+            }
+        return {
+            **preview_updates(launch, base, values),
+            launch.result: message,
+            **show_tab(studio, "detail"),
+            # In the same update as the tab switch: selecting the tab fires its select event, which
+            # restates the pickers' values as the page holds them; a later step setting the new job
+            # raced that event and lost (the job page stayed on "Loading job ...").
+            **pickers(studio, service, job_id),
+        }
 
     def open_job(job_id: str | None) -> Updates:
-        return {**show_tab(studio, "detail"), detail.job: job_id, compare.job: job_id} if job_id else unchanged(detail.job)
+        return (
+            {**show_tab(studio, "detail"), detail.job: job_id, compare.job: job_id} if job_id else unchanged(detail.job)
+        )
 
     def copy_to_launch(job_id: str | None) -> Updates:
         if not job_id:
@@ -111,27 +125,39 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
             updates.update(show_tab(studio, "detail"))
         return updates
 
-    launched = gr.State(None)
     form = launch.inputs()
     for button in (launch.launch, launch.launch_bottom):
-        button.click(on_launch, inputs=[launch.base, *form],
-                     outputs=[launch.errors, launch.result, launch.yaml_preview, launched, *form, *tab_outputs],
-                     api_name="launch" if button is launch.launch else False).then(
-            open_launched, inputs=launched, outputs=picker_outputs, show_progress="hidden")
+        button.click(
+            on_launch,
+            inputs=[launch.base, *form],
+            outputs=[launch.errors, launch.result, launch.yaml_preview, *form, *tab_outputs, *picker_outputs],
+            api_name="launch" if button is launch.launch else False,
+        )
     jobs.open.click(open_job, inputs=jobs.job, outputs=[*tab_outputs, detail.job, compare.job], show_progress="hidden")
-    jobs.copy_to_launch.click(copy_to_launch, inputs=jobs.job, outputs=[*tab_outputs, launch.base, *form],
-                              show_progress="hidden")
+    jobs.copy_to_launch.click(
+        copy_to_launch, inputs=jobs.job, outputs=[*tab_outputs, launch.base, *form], show_progress="hidden"
+    )
 
     # Switching tabs by hand: the new tab polls, the others stop; its job picker lists the jobs now.
-    studio.tab_items["launch"].select(lambda: {**show_tab(studio, "launch"), launch.result: ""},
-                                      outputs=[*tab_outputs, launch.result], show_progress="hidden")
-    studio.tab_items["jobs"].select(lambda selected: {**show_tab(studio, "jobs"),
-                                                      **refresh_updates(jobs, service, selected)},
-                                    inputs=jobs.job, outputs=[*tab_outputs, jobs.empty, jobs.table, jobs.job],
-                                    show_progress="hidden")
+    studio.tab_items["launch"].select(
+        lambda: {**show_tab(studio, "launch"), launch.result: ""},
+        outputs=[*tab_outputs, launch.result],
+        show_progress="hidden",
+    )
+    studio.tab_items["jobs"].select(
+        lambda selected: {**show_tab(studio, "jobs"), **refresh_updates(jobs, service, selected)},
+        inputs=jobs.job,
+        outputs=[*tab_outputs, jobs.empty, jobs.table, jobs.job],
+        show_progress="hidden",
+    )
     for name in ("detail", "compare", "runs"):
-        studio.tab_items[name].select(_select_with_pickers(studio, service, name), inputs=picker_outputs,
-                                      outputs=[*tab_outputs, *picker_outputs], show_progress="hidden")
+        studio.tab_items[name].select(
+            _select_with_pickers(studio, service, name),
+            inputs=picker_outputs,
+            outputs=[*tab_outputs, *picker_outputs],
+            show_progress="hidden",
+        )
     detail.job.change(None, inputs=detail.job, js=JOB_LINK_JS)
-    blocks.load(on_load, outputs=[jobs.empty, jobs.table, jobs.job, *picker_outputs, *tab_outputs],
-                show_progress="hidden")
+    blocks.load(
+        on_load, outputs=[jobs.empty, jobs.table, jobs.job, *picker_outputs, *tab_outputs], show_progress="hidden"
+    )
