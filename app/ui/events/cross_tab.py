@@ -65,18 +65,24 @@ def pickers(studio: StudioTabs, service: StudioService, value: str | None = None
     return {studio.detail.job: picked, studio.compare.job: picked, studio.runs.jobs: gr.update(choices=choices)}
 
 
-def _select_with_pickers(studio: StudioTabs, service: StudioService, name: str):
-    def selected(detail_job: str | None, compare_job: str | None, runs_jobs: list[str] | None) -> Updates:
-        # New choices with the current values restated: a choices-only update can drop the value.
-        choices = job_choices(service.list_jobs())
-        return {
-            **show_tab(studio, name),
-            studio.detail.job: gr.update(choices=choices, value=detail_job),
-            studio.compare.job: gr.update(choices=choices, value=compare_job),
-            studio.runs.jobs: gr.update(choices=choices, value=runs_jobs or []),
-        }
+def _select_with_picker(studio: StudioTabs, service: StudioService, name: str):
+    """Showing tab ``name`` by hand or from another tab: it polls, and its own job picker lists the jobs
+    now, keeping its job or, when it has none, taking the job open on the Job detail tab. Only its own
+    picker: the values this event reads may predate the update that switched the tab, and restating
+    another tab's picker from them undid a job Launch had just set there. (A picker inside a tab not
+    shown yet also drops a value set before it first renders, hence the fallback to the open job.)"""
+    picker = {"detail": studio.detail.job, "compare": studio.compare.job, "runs": studio.runs.jobs}[name]
 
-    return selected
+    def selected(current: Any, opened: str | None) -> Updates:
+        # New choices with the value restated: a choices-only update can drop the value.
+        choices = job_choices(service.list_jobs())
+        if name == "runs":
+            value = current or []
+        else:
+            value = current or opened
+        return {**show_tab(studio, name), picker: gr.update(choices=choices, value=value)}
+
+    return selected, picker
 
 
 def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks) -> None:
@@ -151,11 +157,9 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
         show_progress="hidden",
     )
     for name in ("detail", "compare", "runs"):
+        selected, picker = _select_with_picker(studio, service, name)
         studio.tab_items[name].select(
-            _select_with_pickers(studio, service, name),
-            inputs=picker_outputs,
-            outputs=[*tab_outputs, *picker_outputs],
-            show_progress="hidden",
+            selected, inputs=[picker, detail.job], outputs=[*tab_outputs, picker], show_progress="hidden"
         )
     detail.job.change(None, inputs=detail.job, js=JOB_LINK_JS)
     blocks.load(
