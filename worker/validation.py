@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from adrpo_engine import hub
 from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, validate_config
 from adrpo_engine.config_io import apply_overrides
 from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
@@ -127,6 +128,10 @@ def _check_model(job: JobConfig) -> None:
             "model.name_or_path",
             f"{name!r} is neither a built-in model, a hub id like 'org/name', nor an absolute local path",
         )
+    # Refused now only when the hub answers that it does not know the id; offline (or unreachable) the
+    # job is accepted and its worker fails in seconds with one line if the id is not cached there either.
+    if hub.probe(name, job.model.revision) is hub.HubAnswer.MISSING:
+        raise SubmissionError("model.name_or_path", hub.missing_message(name, job.model.revision))
 
 
 def _check_rewards(job: JobConfig) -> None:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, LoraConfig, ModelConfig
+from ..hub import first_line, is_hub_id, require_loadable
 from ..kinds import resolve_model_path
 from .lm_sampling import Rollouts
 
@@ -72,12 +73,14 @@ def load_causal_lm(model_cfg: ModelConfig, device: torch.device, dtype: torch.dt
 
     hf_logging.disable_progress_bar()
     path = resolve_model_path(model_cfg.name_or_path, kind="llm")
+    if is_hub_id(path):
+        require_loadable(path, model_cfg.revision)
     try:
         tokenizer = load_tokenizer(path, model_cfg.revision)
         model = AutoModelForCausalLM.from_pretrained(path, revision=model_cfg.revision, dtype=dtype)
     except (OSError, ValueError, KeyError) as error:
         raise ConfigError(
-            f"model.name_or_path: cannot load a causal LM from {model_cfg.name_or_path!r}: {error}"
+            f"model.name_or_path: cannot load a causal LM from {model_cfg.name_or_path!r}: {first_line(error)}"
         ) from None
     if tokenizer.eos_token_id is None:
         raise ConfigError(f"model.name_or_path: the tokenizer of {model_cfg.name_or_path!r} has no EOS token")

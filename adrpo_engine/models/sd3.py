@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..config import ConfigError, JobConfig, LoraConfig
+from ..hub import first_line, is_hub_id, require_loadable
 from ..kinds import resolve_model_path
 from .flow_policy import Cond, FlowPolicy
 
@@ -55,6 +56,8 @@ def load_pipeline(name_or_path: str, revision: str | None = None, dtype: torch.d
     from diffusers import StableDiffusion3Pipeline
 
     path = resolve_model_path(name_or_path, kind="flow")
+    if is_hub_id(path):
+        require_loadable(path, revision)
     extra = {}
     index = Path(path) / "model_index.json"
     if index.is_file():
@@ -64,7 +67,9 @@ def load_pipeline(name_or_path: str, revision: str | None = None, dtype: torch.d
     try:
         pipeline = StableDiffusion3Pipeline.from_pretrained(path, revision=revision, dtype=dtype, **extra)
     except (OSError, ValueError) as error:
-        raise ConfigError(f"model.name_or_path: cannot load an SD3 pipeline from {name_or_path!r}: {error}") from None
+        raise ConfigError(
+            f"model.name_or_path: cannot load an SD3 pipeline from {name_or_path!r}: {first_line(error)}"
+        ) from None
     pipeline.set_progress_bar_config(disable=True)
     pipeline.adrpo_t5_tokens = t5_tokens(path)
     return pipeline
