@@ -4,7 +4,7 @@ Starts `adrpo serve` (API + studio + embedded worker) in a fresh data directory,
 through the newcomer's path: the digits-even demo with ADRPO and the fixed-beta baseline, the job
 page, a comparison, the jobs table and the Runs (Pareto) view.
 
-    /work/venv/bin/python scripts/studio_screenshots.py [--out docs/screenshots]
+    .venv/bin/python scripts/studio_screenshots.py [--out docs/screenshots]
 
 Needs Debian's chromium and playwright (as the browser tests); takes about a minute on 2 cores.
 """

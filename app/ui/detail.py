@@ -79,6 +79,15 @@ def sample_steps(samples: list[dict[str, Any]]) -> list[int]:
     return sorted({s["step"] for s in samples if s["role"] == "policy"}, reverse=True)
 
 
+def shown_step(steps: list[int], chosen: int | None, newest_before: int | None) -> int | None:
+    """The sample step to show after a poll (``steps`` newest first): the newest, following a running job,
+    unless an older step was picked by hand and still exists. ``newest_before``: the newest step the page
+    knew before this poll (None: a job just opened)."""
+    if chosen in steps and newest_before is not None and chosen != newest_before:
+        return chosen
+    return steps[0] if steps else None
+
+
 def caption(sample: dict[str, Any]) -> str:
     """What is written under a sample image: what it shows (a built-in classifier's class, when the
     model has one) and its reward."""

@@ -30,6 +30,14 @@ def test_samples_merge_without_repeats_and_the_reference_row_stays_beside_the_ch
     assert detail.caption({"reward": 0.91234, "text": "looks like 4 (97%)"}) == "looks like 4 (97%)\nreward 0.912"
 
 
+def test_the_sample_step_follows_a_running_job_unless_an_older_one_was_picked():
+    assert detail.shown_step([40, 20], 20, newest_before=20) == 40  # following: new samples arrived
+    assert detail.shown_step([60, 40, 20], 20, newest_before=40) == 20  # picked by hand: stays
+    assert detail.shown_step([40, 20], 20, newest_before=None) == 40  # a job just opened: its newest
+    assert detail.shown_step([40, 20], 80, newest_before=40) == 40  # a step that is gone
+    assert detail.shown_step([], None, newest_before=None) is None
+
+
 def test_text_jobs_show_a_table_of_reference_and_chosen_step_rows():
     rows = detail.sample_dicts(
         [

@@ -27,6 +27,7 @@ from ..detail import (
     sample_dicts,
     sample_outputs,
     sample_steps,
+    shown_step,
 )
 from ..service import StudioService, Updates
 from . import unchanged
@@ -123,6 +124,7 @@ def poll_job(
     new_points = service.get_metrics(job_id, since_step=plots.last_step(state.points))
     new_samples = sample_dicts(service.get_samples(job_id, since_step=last_sample_step(state)))
     state.points = plots.merge_points(state.points, new_points)
+    newest_before = next(iter(sample_steps(state.samples)), None)
     state.samples = merge_samples(state.samples, new_samples)
     checkpoint_steps = [c.step for c in service.list_checkpoints(job_id)]
     state.finished = job.status in TERMINAL  # this poll ran after the end: nothing more will come
@@ -138,9 +140,7 @@ def poll_job(
         updates.update(zip(tab.plots.values(), curve_figures(state.points, job.kind, smoothing, job_id)))
     if switched or new_samples:
         steps = sample_steps(state.samples)
-        chosen = as_step(step)
-        if switched or chosen not in steps:
-            chosen = steps[0] if steps else None  # follow the newest samples while the job runs
+        chosen = shown_step(steps, as_step(step), None if switched else newest_before)
         updates[tab.sample_step] = gr.update(choices=[(f"step {s}", s) for s in steps], value=chosen)
         updates.update(sample_updates(tab, state, chosen))
     if switched:
