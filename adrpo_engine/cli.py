@@ -213,6 +213,26 @@ def sweep(
     console.print(f"wrote {out_dir / 'sweep.json'}, points.csv, frontier.png")
 
 
+@app.command("export")
+def export(
+    run: Annotated[Path, typer.Argument(help="A run directory (runs/NAME, or a job's folder under the artifacts).")],
+    merged: Annotated[Path, typer.Option("--merged", help="Folder to write the merged model to (new or empty).")],
+    checkpoint: Annotated[
+        int | None, typer.Option("--checkpoint", help="Checkpoint step (default: the newest).")
+    ] = None,
+) -> None:
+    """Merge an LLM run's LoRA adapter into its base model: a plain transformers folder (safetensors +
+    tokenizer) that vLLM or AutoModelForCausalLM.from_pretrained loads without peft."""
+    from .export import export_merged_llm
+
+    try:
+        folder = export_merged_llm(run, merged, checkpoint)
+    except ConfigError as error:
+        errors.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    console.print(f"merged model: {folder}")
+
+
 @app.command("presets")
 def list_presets() -> None:
     """List the presets, one line each (demo presets run on a CPU with built-in models)."""

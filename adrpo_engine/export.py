@@ -1,0 +1,68 @@
+"""A fine-tuned LLM as one ordinary model folder: the run's LoRA adapter merged into the base weights
+(``merge_and_unload``) and saved with ``save_pretrained`` (safetensors) beside the tokenizer, so vLLM,
+Ollama's importer or ``AutoModelForCausalLM.from_pretrained(folder)`` serve it without peft or this
+project. The checkpoint's sha256 manifest is checked before anything is loaded from it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from .checkpoints import checkpoint_dir, latest_checkpoint
+from .config import ConfigError, JobConfig, validate_config
+from .config_io import load_yaml
+from .integrity import verify_checkpoint
+from .kinds import get_kind
+from .paths import publish_cache, staging_dir
+
+CONFIG_FILE = "config.yaml"  # the run's job config, as the trainer wrote it
+
+
+def run_config(run_dir: Path) -> JobConfig:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"run: {str(run_dir)!r} is not a run directory (no {CONFIG_FILE})")
+    return validate_config(load_yaml(path))
+
+
+def chosen_checkpoint(run_dir: Path, step: int | None) -> tuple[int, Path]:
+    """The checkpoint at ``step`` (None: the newest), verified against its manifest."""
+    if step is None:
+        latest = latest_checkpoint(run_dir)
+        if latest is None:
+            raise ConfigError(f"checkpoint: {str(run_dir)!r} has no checkpoint yet")
+        step, folder = latest
+    else:
+        folder = checkpoint_dir(run_dir, step)
+        if not folder.is_dir():
+            raise ConfigError(f"checkpoint: {str(run_dir)!r} has no checkpoint at step {step}")
+    problem = verify_checkpoint(folder)
+    if problem:
+        raise ConfigError(f"checkpoint: step {step} does not match its manifest ({problem})")
+    return step, folder
+
+
+def export_merged_llm(run_dir: str | Path, out_dir: str | Path, step: int | None = None) -> Path:
+    """Merge the adapter of ``run_dir``'s checkpoint (newest, or ``step``) into its base model and save
+    the result to ``out_dir`` (model, tokenizer, the job's config); returns ``out_dir``."""
+    from peft import PeftModel
+
+    from .models.causal_lm import load_causal_lm
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    job = run_config(run_dir)
+    if get_kind(job.kind).sample_kind != "text":
+        raise ConfigError(f"kind: a merged export is for LLM jobs; this run is a {job.kind!r} job")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"out: {str(out_dir)!r} exists and is not empty")
+    _, folder = chosen_checkpoint(run_dir, step)
+    model, tokenizer = load_causal_lm(job.model, torch.device("cpu"), torch.float32)
+    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    staging = staging_dir(out_dir)
+    merged.save_pretrained(str(staging), safe_serialization=True)
+    tokenizer.save_pretrained(str(staging))
+    shutil.copy2(run_dir / CONFIG_FILE, staging / "adrpo_job.yaml")
+    publish_cache(staging, out_dir, complete=lambda path: path.is_dir() and any(path.iterdir()))
+    return out_dir
