@@ -216,21 +216,30 @@ def sweep(
 @app.command("export")
 def export(
     run: Annotated[Path, typer.Argument(help="A run directory (runs/NAME, or a job's folder under the artifacts).")],
-    merged: Annotated[Path, typer.Option("--merged", help="Folder to write the merged model to (new or empty).")],
+    merged: Annotated[
+        Path | None, typer.Option("--merged", help="LLM: folder for the merged model (new or empty).")
+    ] = None,
+    comfyui: Annotated[
+        Path | None, typer.Option("--comfyui", help="SD3: a .safetensors LoRA file in ComfyUI's key layout.")
+    ] = None,
     checkpoint: Annotated[
         int | None, typer.Option("--checkpoint", help="Checkpoint step (default: the newest).")
     ] = None,
 ) -> None:
-    """Merge an LLM run's LoRA adapter into its base model: a plain transformers folder (safetensors +
-    tokenizer) that vLLM or AutoModelForCausalLM.from_pretrained loads without peft."""
-    from .export import export_merged_llm
+    """Export a run's adapter: --merged OUT (an LLM merged into its base weights: a plain transformers
+    folder for vLLM or from_pretrained) or --comfyui OUT.safetensors (an SD3 LoRA for ComfyUI)."""
+    from .export import export_comfyui_lora, export_merged_llm
 
     try:
-        folder = export_merged_llm(run, merged, checkpoint)
+        if (merged is None) == (comfyui is None):
+            raise ConfigError("give exactly one of --merged FOLDER or --comfyui FILE.safetensors")
+        if merged is not None:
+            console.print(f"merged model: {export_merged_llm(run, merged, checkpoint)}")
+        else:
+            console.print(f"ComfyUI LoRA: {export_comfyui_lora(run, comfyui, checkpoint)}")
     except ConfigError as error:
         errors.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_CONFIG) from None
-    console.print(f"merged model: {folder}")
 
 
 @app.command("presets")

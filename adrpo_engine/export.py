@@ -66,3 +66,54 @@ def export_merged_llm(run_dir: str | Path, out_dir: str | Path, step: int | None
     shutil.copy2(run_dir / CONFIG_FILE, staging / "adrpo_job.yaml")
     publish_cache(staging, out_dir, complete=lambda path: path.is_dir() and any(path.iterdir()))
     return out_dir
+
+
+# ComfyUI reads SD3 LoRAs in several key layouts (comfy/lora.py, model_lora_keys_unet for SD3); this is the
+# OneTrainer/kohya one, which kohya-style UIs read too: per diffusers module path P of the transformer,
+# ``lora_transformer_<P with '_' for '.'>.lora_down.weight`` (peft's lora_A), ``.lora_up.weight``
+# (lora_B) and ``.alpha`` (a scalar: both apply W + alpha / rank * up @ down, as peft does).
+COMFY_PREFIX = "lora_transformer_"
+DIFFUSERS_PREFIX = "transformer."
+_COMFY_PARTS = {"lora_A.weight": "lora_down.weight", "lora_B.weight": "lora_up.weight"}
+
+
+def comfyui_lora_state(diffusers_state: dict[str, torch.Tensor], alpha: float) -> dict[str, torch.Tensor]:
+    """Keys of ``pipe.save_lora_weights``' file (``transformer.P.lora_A.weight``) in ComfyUI's layout."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in diffusers_state.items():
+        if not key.startswith(DIFFUSERS_PREFIX):
+            raise ConfigError(f"checkpoint: {key!r} is not a transformer LoRA key (only the transformer is adapted)")
+        module, _, part = key[len(DIFFUSERS_PREFIX) :].rpartition(".lora_")
+        comfy_part = _COMFY_PARTS.get(f"lora_{part}")
+        if comfy_part is None:
+            raise ConfigError(f"checkpoint: unexpected LoRA tensor {key!r}")
+        name = COMFY_PREFIX + module.replace(".", "_")
+        out[f"{name}.{comfy_part}"] = value.contiguous()
+        out.setdefault(f"{name}.alpha", torch.tensor(float(alpha)))
+    return out
+
+
+def export_comfyui_lora(run_dir: str | Path, out_file: str | Path, step: int | None = None) -> Path:
+    """The SD3 LoRA of ``run_dir``'s checkpoint as one ComfyUI-loadable ``.safetensors`` file."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from .models.sd3 import DIFFUSERS_WEIGHTS
+
+    run_dir, out_file = Path(run_dir), Path(out_file)
+    if out_file.suffix != ".safetensors":
+        raise ConfigError(f"out: {str(out_file)!r} must end in .safetensors (ComfyUI's models/loras/ format)")
+    if out_file.exists():
+        raise ConfigError(f"out: {str(out_file)!r} exists")
+    _, folder = chosen_checkpoint(run_dir, step)
+    weights = folder / DIFFUSERS_WEIGHTS
+    if not weights.is_file():
+        raise ConfigError(f"checkpoint: {str(folder)!r} has no {DIFFUSERS_WEIGHTS} (not an SD3 run)")
+    adapter = json.loads((folder / "adapter_config.json").read_text())
+    if adapter.get("rank_pattern") or adapter.get("alpha_pattern") or adapter.get("use_rslora"):
+        raise ConfigError("checkpoint: per-module ranks/alphas or rsLoRA have no ComfyUI equivalent here")
+    state = comfyui_lora_state(load_file(str(weights)), float(adapter["lora_alpha"]))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(out_file), metadata={"format": "pt", "adrpo_job": (run_dir / CONFIG_FILE).read_text()})
+    return out_file

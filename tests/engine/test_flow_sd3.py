@@ -161,3 +161,51 @@ def test_t2i_diversity_is_clip_pairwise_distance():
     )
     by_pixels = build_diversity("some/sd3", [RewardSpec(name="mymodule:reward")])(images, 4)
     assert by_pixels["diversity"] == by_pixels[PIXEL_DIST] > 0
+
+
+def test_the_comfyui_export_applies_as_comfyui_applies_a_lora(trained_run, tmp_path):
+    """ComfyUI patches W += alpha / rank * up @ down for each `lora_transformer_<path>` it maps onto the
+    SD3 transformer (comfy/lora.py); done here by hand, the transformer gives the fine-tuned velocity."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from adrpo_engine.cli import app
+
+    run_dir, _, _ = trained_run
+    out = tmp_path / "loras" / "adrpo_tiny.safetensors"
+    result = CliRunner().invoke(app, ["export", str(run_dir), "--comfyui", str(out)])
+    assert result.exit_code == 0, result.output
+    state = load_file(str(out))
+    assert state and all(key.startswith("lora_transformer_") for key in state)
+
+    transformer = load_pipeline(str(tiny_sd3_path())).transformer
+    modules = {name.replace(".", "_"): module for name, module in transformer.named_modules()}
+    patched = set()
+    with torch.no_grad():
+        for key in state:
+            if not key.endswith(".lora_down.weight"):
+                continue
+            name = key[len("lora_transformer_") : -len(".lora_down.weight")]
+            down, up = state[key], state[f"lora_transformer_{name}.lora_up.weight"]
+            alpha = float(state[f"lora_transformer_{name}.alpha"])
+            modules[name].weight += alpha / down.shape[0] * up @ down
+            patched.add(name)
+    assert len(patched) == len(state) // 3
+
+    policy = SD3Policy(load_pipeline("builtin:tiny-sd3"), torch.device("cpu"), torch.float32)
+    policy.add_lora(tiny_config().lora)
+    policy.load_adapter(run_dir / "checkpoints" / "step-000002")
+    x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    cond = policy.encode_prompts(PROMPTS[:1])
+    t = torch.tensor([0.5])
+    got = transformer(
+        hidden_states=x,
+        timestep=t * 1000,
+        encoder_hidden_states=cond["embeds"],
+        pooled_projections=cond["pooled"],
+        return_dict=False,
+    )[0]
+    assert torch.allclose(policy.velocity(x, t, cond), got, atol=1e-5)
+
+    refused = CliRunner().invoke(app, ["export", str(run_dir), "--comfyui", str(out)])
+    assert refused.exit_code == 2 and "exists" in refused.output
