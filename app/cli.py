@@ -135,6 +135,37 @@ def quiet_root_warning() -> None:
     warnings.filterwarnings("ignore", category=SecurityWarning, message=".*superuser privileges.*")
 
 
+@app.command("push")
+def push(
+    job_id: Annotated[str, typer.Argument(help="The job id (see the Jobs tab or GET /api/jobs).")],
+    repo: Annotated[str, typer.Option("--repo", help="Hub model repository, user/name (created if missing).")],
+    checkpoint: Annotated[
+        int | None, typer.Option("--checkpoint", help="Checkpoint step (default: the newest).")
+    ] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the files that would be uploaded, upload nothing.")
+    ] = False,
+) -> None:
+    """Upload a job's adapter with its model card to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)."""
+    from worker.hub_push import PushError, check_repo_id, push_folder, push_to_hub
+    from worker.service import InvalidState, JobNotFound, JobService
+
+    service = JobService(load_settings())
+    try:
+        check_repo_id(repo)
+        if dry_run:
+            with push_folder(service, job_id, checkpoint) as folder:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file():
+                        typer.echo(f"{path.relative_to(folder)}  ({path.stat().st_size} bytes)")
+            return
+        typer.echo(f"pushed: {push_to_hub(service, job_id, repo, checkpoint, private)}")
+    except (PushError, JobNotFound, InvalidState) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
