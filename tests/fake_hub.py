@@ -1,7 +1,8 @@
 """A stand-in for the Hugging Face hub on loopback, speaking the parts of its HTTP API that the project's
 hub code relies on, as huggingface.co answers them: model info (``GET /api/models/<id>``: 200 for KNOWN,
-404 with ``X-Error-Code: RepoNotFound`` otherwise), repository creation, the model card's metadata check, the pre-upload check (every file
-uploaded inline, "regular") and the commit (NDJSON, base64 file contents), whose files it keeps in
+404 with ``X-Error-Code: RepoNotFound`` otherwise), repository creation, the model card's metadata check,
+the pre-upload check (every file uploaded inline, "regular") and the commit (NDJSON, base64 file contents),
+whose files it keeps in
 ``FakeHub.commits``. This machine has no route to the real hub; huggingface_hub's own client talks to
 this server through HF_ENDPOINT."""
 
