@@ -8,8 +8,9 @@ Dotted overrides and YAML files are read by ``config_io``; docs/config.md is gen
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -435,14 +436,45 @@ class JobConfig(_Strict):
         Path(path).write_text(self.to_yaml())
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """One line per failing field: ``beta0: Input should be greater than or equal to 0 (got -1)``."""
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model a field holds, looking inside ``list[...]`` and ``X | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _section_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _keys_beside(schema: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the schema allows next to the key at ``loc`` (list indices are stepped over)."""
+    model: type[BaseModel] | None = schema
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if model is not None else None
+        model = _section_model(field.annotation) if field is not None else None
+    return list(model.model_fields) if model is not None else []
+
+
+def _unknown_key_message(schema: type[BaseModel] | None, loc: tuple[int | str, ...]) -> str:
+    """``unknown key``, with the closest allowed key when a typo is likely (``stepz`` -> ``steps``)."""
+    allowed = _keys_beside(schema, loc) if schema is not None else []
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6) if loc else []
+    return f"unknown key (did you mean {close[0]}?)" if close else "unknown key"
+
+
+def format_validation_error(error: ValidationError, schema: type[BaseModel] | None = None) -> str:
+    """One line per failing field: ``beta0: Input should be greater than or equal to 0 (got -1)``.
+
+    With the ``schema`` that raised it, an unknown key names the allowed key it most resembles."""
     lines = []
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"]) or "config"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = _unknown_key_message(schema, tuple(item["loc"]))
         elif item["type"] == "missing":
             message = "required field is missing"
         got = item.get("input")
@@ -459,4 +491,4 @@ def validate_config(data: dict[str, Any]) -> JobConfig:
     try:
         return JobConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error)) from None
+        raise ConfigError(format_validation_error(error, JobConfig)) from None

@@ -67,7 +67,7 @@ def test_reward_options_and_extra_overrides():
     assert config["rewards"] == [{"name": "digits:class", "weight": 1.0, "options": {"k": 4}}]
     assert config["sample_every"] == 5 and config["flow"]["sample_steps"] == 8
     assert "options" in forms.preview(digits_form(reward_options="[1, 2]")).error
-    assert forms.preview(digits_form(extra="bta0=1")).error == "bta0: unknown key"
+    assert forms.preview(digits_form(extra="bta0=1")).error == "bta0: unknown key (did you mean beta0?)"
 
 
 def test_prompt_sources(tmp_path):
@@ -145,13 +145,13 @@ def test_validation_messages_belong_to_their_field_in_words():
         "steps: Input should be greater than or equal to 1 (got 0)\n"
         "rewards.0.name: unknown reward 'nope'\n"
         "a_min (0.5) must be <= a_max (0.1)\n"
-        "flow.sample_stepz: unknown key"
+        "flow.sample_stepz: unknown key (did you mean sample_steps?)"
     )
     assert [(e.field, e.message) for e in errors] == [
         ("steps", "Steps must be at least 1"),
         ("reward", "Reward: unknown reward 'nope'"),
         ("a_min", "a_min (0.5) must be <= a_max (0.1)"),
-        ("extra", "Advanced settings: not a setting of the job config"),
+        ("extra", "Advanced settings: not a setting of the job config (did you mean sample_steps?)"),
     ]
     assert errors[0].detail == "steps: Input should be greater than or equal to 1 (got 0)"  # the exact key kept
     assert forms.field_for_path("lora.target_modules") == "lora_targets"

@@ -81,6 +81,27 @@ def test_cli_config_error_exits_2_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_a_mistyped_key_names_the_key_it_resembles(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--preset", "tiny-lm", "--set", "stepz=10", "--out", str(out)])
+    assert result.exit_code == 2 and "stepz: unknown key (did you mean steps?)" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ({"lora": {"rnak": 4}}, "lora.rnak: unknown key (did you mean rank?)"),
+        ({"rewards": [{"name": "length", "wieght": 2}]}, "rewards.0.wieght: unknown key (did you mean weight?)"),
+        ({"zzzzzz": 1}, "zzzzzz: unknown key"),
+    ],
+)
+def test_unknown_keys_are_matched_against_their_own_section(key, expected):
+    with pytest.raises(ConfigError) as raised:
+        validate_config({**MINIMAL, **key})
+    assert expected in str(raised.value).splitlines()
+
+
 def test_cli_unknown_preset_exits_2(tmp_path):
     result = CliRunner().invoke(app, ["train", "--preset", "nope", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "unknown preset" in result.output
