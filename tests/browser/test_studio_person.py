@@ -132,6 +132,7 @@ def test_the_studio_as_a_person_uses_it(tmp_path):
             assert clone_id not in header.inner_text()
             page.wait_for_timeout(500)
         expect(header).to_contain_text(job_id)
+        expect(page).to_have_url(re.compile(rf"[?&]job={job_id}"))  # the address bar names the job on show
 
         # A link with ?job=ID opens that job's page, not Launch.
         page.goto(f"{studio.url}/?job={job_id}")

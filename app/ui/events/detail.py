@@ -34,6 +34,13 @@ from . import unchanged
 
 CONCURRENCY = "detail"  # one queue for every event that writes this tab's body
 LOG_LINES = 200
+# The address bar names the job on show, so a reload or a copied link comes back to it (read by on_load).
+SHOW_JOB_IN_ADDRESS = """(jobId) => {
+    const url = new URL(window.location.href);
+    if (jobId) { url.searchParams.set("job", jobId); } else { url.searchParams.delete("job"); }
+    window.history.replaceState(window.history.state, "", url);
+    return [];
+}"""
 
 
 def wire_detail_tab(tab: DetailTab, service: StudioService) -> None:
@@ -49,6 +56,7 @@ def wire_detail_tab(tab: DetailTab, service: StudioService) -> None:
         api_name="job_detail",
         **queue,
     )
+    tab.job.change(None, inputs=tab.job, js=SHOW_JOB_IN_ADDRESS, queue=False, show_progress="hidden")
     tab.smoothing.release(
         lambda smoothing, state: dict(
             zip(tab.plots.values(), curve_figures(state.points, state.kind, smoothing, state.job_id))
