@@ -3,7 +3,10 @@
 ``from adrpo_engine import ADRPOConfig, ADRPOTrainer`` is the Python API (``adrpo_engine/trainer_api.py``).
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports it on first use
+    from .trainer_api import ADRPOConfig, ADRPOTrainer
 
 __version__ = "0.1.0"
 __all__ = ["ADRPOConfig", "ADRPOTrainer"]

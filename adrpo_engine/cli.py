@@ -160,9 +160,12 @@ def sweep(
 
     try:
         seed_list = parse_seeds(seeds, list(ctx.args))
-        if (config is None) == (preset is None):
+        if config is not None and preset is None:
+            base = load_yaml(config)
+        elif preset is not None and config is None:
+            base = get_preset(preset).config
+        else:
             raise ConfigError("give exactly one of --config FILE or --preset NAME")
-        base = load_yaml(config) if config is not None else get_preset(preset).config
         overrides = dict(parse_override(item) for item in assignments or [])
         parsed = dict(parse_grid_option(option) for option in grid)
         if len(parsed) != len(grid):
@@ -231,12 +234,12 @@ def export(
     from .export import export_comfyui_lora, export_merged_llm
 
     try:
-        if (merged is None) == (comfyui is None):
-            raise ConfigError("give exactly one of --merged FOLDER or --comfyui FILE.safetensors")
-        if merged is not None:
+        if merged is not None and comfyui is None:
             console.print(f"merged model: {export_merged_llm(run, merged, checkpoint)}")
-        else:
+        elif comfyui is not None and merged is None:
             console.print(f"ComfyUI LoRA: {export_comfyui_lora(run, comfyui, checkpoint)}")
+        else:
+            raise ConfigError("give exactly one of --merged FOLDER or --comfyui FILE.safetensors")
     except ConfigError as error:
         errors.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(EXIT_CONFIG) from None

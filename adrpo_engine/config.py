@@ -38,19 +38,19 @@ class ModelConfig(_Strict):
         min_length=1,
         max_length=512,
     )
-    revision: str | None = Field(None, max_length=128, description="Hub revision (branch, tag or commit).")
+    revision: str | None = Field(default=None, max_length=128, description="Hub revision (branch, tag or commit).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="'auto' = bfloat16 on CUDA, float32 on CPU."
+        default="auto", description="'auto' = bfloat16 on CUDA, float32 on CPU."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' = CUDA when present.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="'auto' = CUDA when present.")
 
 
 class LoraConfig(_Strict):
-    rank: int = Field(16, ge=1, le=1024, description="LoRA rank r.")
-    alpha: float = Field(32.0, gt=0, le=4096, description="LoRA alpha (scale = alpha / rank).")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    rank: int = Field(default=16, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(default=32.0, gt=0, le=4096, description="LoRA alpha (scale = alpha / rank).")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: list[str] | None = Field(
-        None, description="Module names to adapt; None = the default for the architecture."
+        default=None, description="Module names to adapt; None = the default for the architecture."
     )
 
 
@@ -60,17 +60,17 @@ class RewardSpec(_Strict):
         min_length=1,
         max_length=256,
     )
-    weight: float = Field(1.0, ge=-100.0, le=100.0, description="Weight in the summed reward.")
+    weight: float = Field(default=1.0, ge=-100.0, le=100.0, description="Weight in the summed reward.")
     options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the reward.")
 
 
 class PromptsConfig(_Strict):
     texts: list[str] = Field(default_factory=list, description="Training prompts given inline.")
-    file: str | None = Field(None, description="A .txt (one prompt a line) or .jsonl file of prompts.")
-    dataset: str | None = Field(None, description="A `datasets` id or local path to load prompts from.")
-    split: str = Field("train", description="Dataset split.")
-    column: str = Field("prompt", description="Prompt column in the file (.jsonl) or dataset.")
-    limit: int | None = Field(None, ge=1, le=10_000_000, description="Use at most this many prompts.")
+    file: str | None = Field(default=None, description="A .txt (one prompt a line) or .jsonl file of prompts.")
+    dataset: str | None = Field(default=None, description="A `datasets` id or local path to load prompts from.")
+    split: str = Field(default="train", description="Dataset split.")
+    column: str = Field(default="prompt", description="Prompt column in the file (.jsonl) or dataset.")
+    limit: int | None = Field(default=None, ge=1, le=10_000_000, description="Use at most this many prompts.")
     eval: list[str] = Field(
         default_factory=list,
         description="Prompts whose samples are logged every `sample_every` steps (default: the first few "
@@ -86,76 +86,79 @@ class PromptsConfig(_Strict):
 
 
 class LLMConfig(_Strict):
-    max_new_tokens: int = Field(64, ge=1, le=8192, description="Completion length cap.")
-    temperature: float = Field(1.0, gt=0.0, le=10.0, description="Sampling temperature of rollouts.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling of rollouts.")
-    eps_low: float = Field(0.2, ge=0.0, le=1.0, description="PPO clip: lower ratio bound 1 - eps_low.")
+    max_new_tokens: int = Field(default=64, ge=1, le=8192, description="Completion length cap.")
+    temperature: float = Field(default=1.0, gt=0.0, le=10.0, description="Sampling temperature of rollouts.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling of rollouts.")
+    eps_low: float = Field(default=0.2, ge=0.0, le=1.0, description="PPO clip: lower ratio bound 1 - eps_low.")
     eps_high: float | None = Field(
-        None,
+        default=None,
         ge=0.0,
         le=10.0,
         description="PPO clip: upper ratio bound 1 + eps_high. None: 0.28 with loss_agg dapo (DAPO's clip-higher), "
         "else eps_low (TRL's rule).",
     )
     num_iterations: int = Field(
-        1,
+        default=1,
         ge=1,
         le=64,
         description="Optimisation passes over each rollout batch. Above 1 the LoRA dropout is off in every pass, "
         "so the first pass is on-policy (TRL's disable_dropout).",
     )
     loss_agg: Literal["grpo", "dapo", "bnpo", "dr_grpo"] = Field(
-        "grpo",
+        default="grpo",
         description="TRL's loss types. grpo: token mean per sequence, then mean; dapo: sum over tokens / the "
         "step's token count; bnpo: the same per micro-batch, averaged; dr_grpo: sum over tokens / (rows * "
         "max_new_tokens).",
     )
     importance_sampling_level: Literal["token", "sequence"] = Field(
-        "token",
+        default="token",
         description="token: one PPO ratio per token; sequence (GSPO): the geometric mean of a sequence's token "
         "ratios, clipped once per sequence (GSPO's paper uses eps_low 3e-4, eps_high 4e-4).",
     )
     kl_bias_correction: bool = Field(
-        True,
+        default=True,
         description="Multiply the k3 KL by the differentiable importance ratio (TRL's use_bias_correction_kl, "
         "default in TRL 1.16): an unbiased reverse-KL gradient (docs/algorithm.md).",
     )
     mask_truncated_completions: bool = Field(
-        False, description="Leave completions that hit max_new_tokens without EOS out of the loss (DAPO)."
+        default=False, description="Leave completions that hit max_new_tokens without EOS out of the loss (DAPO)."
     )
     top_entropy_quantile: float = Field(
-        1.0,
+        default=1.0,
         ge=0.0,
         le=1.0,
         description="Policy loss only on the tokens in this top quantile of entropy per micro-batch (1 = all "
         "tokens; the '80/20' paper uses 0.2). The KL term keeps every token.",
     )
     skip_zero_beta_reference: bool = Field(
-        True,
+        default=True,
         description="ADRPO: skip the reference forward for samples whose beta_i is 0 (their KL term vanishes; "
         "with the default clip about half of them), except on full_kl_every steps.",
     )
     full_kl_every: int = Field(
-        1,
+        default=1,
         ge=1,
         le=1_000_000,
         description="Every this many steps the reference runs for every row, so `kl` is the whole batch's; on "
         "other steps `kl` is not logged (only kl/beta_nonzero). 1 = every step; larger gives back the skip's speed.",
     )
     fold_lora_for_sampling: bool = Field(
-        True,
+        default=True,
         description="Sample rollouts with the LoRA update folded into the weights (faster; weights restored exactly).",
     )
     decode: Literal["loop", "generate"] = Field(
-        "loop", description="Rollout decoder: a KV-cached sampling loop, or transformers' generate (any architecture)."
+        default="loop",
+        description="Rollout decoder: a KV-cached sampling loop, or transformers' generate (any architecture).",
     )
     chat_template: bool = Field(
-        False, description="Wrap each prompt as a user message with the tokenizer's chat template."
+        default=False, description="Wrap each prompt as a user message with the tokenizer's chat template."
     )
     max_prompt_tokens: int | None = Field(
-        None, ge=1, le=131072, description="Truncate prompts to this many tokens (None: keep them whole)."
+        default=None, ge=1, le=131072, description="Truncate prompts to this many tokens (None: keep them whole)."
     )
-    eval_samples: int = Field(2, ge=1, le=64, description="Completions logged per eval prompt at each sample step.")
+    eval_samples: int = Field(
+        default=2, ge=1, le=64, description="Completions logged per eval prompt at each sample step."
+    )
 
     @property
     def clip_eps_high(self) -> float:
@@ -166,58 +169,60 @@ class LLMConfig(_Strict):
 
 
 class FlowConfig(_Strict):
-    sample_steps: int = Field(20, ge=1, le=1000, description="Euler steps of the rollout ODE sampler.")
+    sample_steps: int = Field(default=20, ge=1, le=1000, description="Euler steps of the rollout ODE sampler.")
     guidance_scale: float = Field(
-        1.0,
+        default=1.0,
         ge=0.0,
         le=50.0,
         description="Classifier-free guidance of logged samples, comparisons and evals (and of training "
         "rollouts unless flow.train_guidance_scale is set).",
     )
     train_guidance_scale: float | None = Field(
-        None,
+        default=None,
         ge=0.0,
         le=50.0,
         description="Guidance of the training rollouts (None: flow.guidance_scale). 1 = CFG-free rollouts, "
         "half the rollout cost, the default of the text-to-image presets.",
     )
     train_timesteps: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=1000,
         description="K: train each sample on K distinct noise levels of the rollout's time grid (K = "
         "sample_steps: all of them), each with fresh noise; None: flow.train_draws draws of t from "
         "flow.t_sampling (uniform or logit-normal).",
     )
-    t_sampling: Literal["uniform", "logit_normal"] = Field("uniform", description="How training times t are drawn.")
-    logit_mean: float = Field(0.0, ge=-10.0, le=10.0, description="Mean of the logit-normal t.")
-    logit_std: float = Field(1.0, gt=0.0, le=10.0, description="Std of the logit-normal t.")
-    train_draws: int = Field(1, ge=1, le=64, description="Fresh (noise, t) draws per sample per step.")
-    resolution: int | None = Field(None, ge=8, le=4096, description="Image side in pixels (T2I models).")
-    orw_tau: float = Field(1.0, ge=0.0, le=1000.0, description="ORW-CFM-W2 weight temperature: w = exp(tau*r).")
-    orw_normalize: bool = Field(True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
+    t_sampling: Literal["uniform", "logit_normal"] = Field(
+        default="uniform", description="How training times t are drawn."
+    )
+    logit_mean: float = Field(default=0.0, ge=-10.0, le=10.0, description="Mean of the logit-normal t.")
+    logit_std: float = Field(default=1.0, gt=0.0, le=10.0, description="Std of the logit-normal t.")
+    train_draws: int = Field(default=1, ge=1, le=64, description="Fresh (noise, t) draws per sample per step.")
+    resolution: int | None = Field(default=None, ge=8, le=4096, description="Image side in pixels (T2I models).")
+    orw_tau: float = Field(default=1.0, ge=0.0, le=1000.0, description="ORW-CFM-W2 weight temperature: w = exp(tau*r).")
+    orw_normalize: bool = Field(default=True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
     dpo_beta: float = Field(
-        1000.0,
+        default=1000.0,
         gt=0.0,
         le=1e7,
         description="Diffusion-DPO temperature (algorithm dpo): -log sigmoid(-dpo_beta * (error differences)); "
         "beta0 is not used by dpo.",
     )
     dpo_pairs: Literal["best_worst", "all"] = Field(
-        "best_worst",
+        default="best_worst",
         description="DPO pairs per group of reference samples: best vs worst, or every pair "
         "whose reward difference exceeds flow.dpo_margin.",
     )
-    dpo_margin: float = Field(0.0, ge=0.0, le=1e6, description="DPO: a pair needs r_winner - r_loser > this.")
+    dpo_margin: float = Field(default=0.0, ge=0.0, le=1e6, description="DPO: a pair needs r_winner - r_loser > this.")
     dpo_refresh_every: int = Field(
-        0,
+        default=0,
         ge=0,
         le=1_000_000,
         description="DPO: redraw the pairs from the current policy every K steps (0 = offline: one draw from "
         "the reference before training).",
     )
     dpo_pool_groups: int | None = Field(
-        None,
+        default=None,
         ge=1,
         le=1_000_000,
         description="DPO: prompt groups drawn per pair pool (None: prompts_per_step x dpo_refresh_every, or x "
@@ -239,12 +244,12 @@ class EvalConfig(_Strict):
     """Evaluation on held-out prompts with fixed noise (``adrpo_engine.evaluation``)."""
 
     every_checkpoint: bool = Field(
-        False,
+        default=False,
         description="Queue an eval of each checkpoint (and of the reference) on a worker as it is written; "
         "training does not wait for it.",
     )
     on_finish: bool = Field(
-        False,
+        default=False,
         description="Queue an eval of the final checkpoint and of the reference when the job succeeds (sweeps set it).",
     )
     prompts: list[str] = Field(
@@ -252,13 +257,13 @@ class EvalConfig(_Strict):
         description="Held-out eval prompts given inline (default: eval.file / eval.dataset, else prompts.eval, "
         "else the training prompts, reported as not held out).",
     )
-    file: str | None = Field(None, description="A .txt or .jsonl file of held-out prompts.")
-    dataset: str | None = Field(None, description="A `datasets` id or local path holding the held-out split.")
-    split: str = Field("test", description="Dataset split of the held-out prompts.")
-    limit: int | None = Field(None, ge=1, le=100_000, description="Evaluate at most this many prompts.")
-    samples_per_prompt: int = Field(16, ge=2, le=1024, description="Samples drawn per held-out prompt (N).")
+    file: str | None = Field(default=None, description="A .txt or .jsonl file of held-out prompts.")
+    dataset: str | None = Field(default=None, description="A `datasets` id or local path holding the held-out split.")
+    split: str = Field(default="test", description="Dataset split of the held-out prompts.")
+    limit: int | None = Field(default=None, ge=1, le=100_000, description="Evaluate at most this many prompts.")
+    samples_per_prompt: int = Field(default=16, ge=2, le=1024, description="Samples drawn per held-out prompt (N).")
     seed: int = Field(
-        2026,
+        default=2026,
         ge=0,
         le=2**31 - 1,
         description="Noise seed of the eval: prompt j uses seed + j for every checkpoint and every job.",
@@ -282,42 +287,42 @@ class EvalConfig(_Strict):
 class JobConfig(_Strict):
     """A training job. Core keys are top level (``--set beta0=0.02``); sections are dotted (``lora.rank``)."""
 
-    name: str = Field("run", pattern=NAME_PATTERN, description="Run name: letters, digits, '.', '_', '-'.")
+    name: str = Field(default="run", pattern=NAME_PATTERN, description="Run name: letters, digits, '.', '_', '-'.")
     kind: str = Field(
         description=" or ".join(f"'{k.name}' ({k.summary})" for k in KINDS.values()) + ".",
         json_schema_extra={"enum": list(KINDS)},
     )
     algorithm: Algorithm = Field(
-        "adrpo",
+        default="adrpo",
         description="adrpo: beta_i = beta0 - clip(A_i); fixed: beta_i = beta0; orw: ORW-CFM-W2 (flow only; "
         "beta0 is its W2 weight alpha); dpo: Diffusion-DPO on reference preference pairs (flow only; its "
         "temperature is flow.dpo_beta).",
     )
-    beta0: float = Field(0.04, ge=0.0, le=10.0, description="Base regularisation strength beta0.")
+    beta0: float = Field(default=0.04, ge=0.0, le=10.0, description="Base regularisation strength beta0.")
     a_min: float | None = Field(
-        None,
+        default=None,
         ge=-10.0,
         le=10.0,
         description="Lower clip of the advantage in beta_i (default -beta0; -beta0/2 for fixed-beta flow, "
         "whose loss needs a_min > -beta0).",
     )
     a_max: float | None = Field(
-        None, ge=-10.0, le=10.0, description="Upper clip of the advantage in beta_i (default +beta0)."
+        default=None, ge=-10.0, le=10.0, description="Upper clip of the advantage in beta_i (default +beta0)."
     )
     adv_scale: AdvScale = Field(
-        "group", description="Divide centred rewards by the group std, the batch std, or nothing."
+        default="group", description="Divide centred rewards by the group std, the batch std, or nothing."
     )
-    group_size: int = Field(8, ge=2, le=512, description="Samples per prompt (G).")
-    prompts_per_step: int = Field(4, ge=1, le=4096, description="Prompts per optimisation step.")
-    steps: int = Field(100, ge=1, le=1_000_000, description="Optimisation steps.")
-    lr: float = Field(1e-4, gt=0.0, le=1.0, description="AdamW learning rate.")
-    warmup_steps: int = Field(0, ge=0, le=1_000_000, description="Linear warm-up steps.")
-    weight_decay: float = Field(0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, gt=0.0, le=1e6, description="Gradient clipping norm.")
-    grad_accum: int = Field(1, ge=1, le=1024, description="Micro-batches per optimisation step.")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed of everything random in the run.")
-    checkpoint_every: int = Field(50, ge=1, le=1_000_000, description="Checkpoint period in steps.")
-    sample_every: int = Field(10, ge=1, le=1_000_000, description="Sample-logging period in steps.")
+    group_size: int = Field(default=8, ge=2, le=512, description="Samples per prompt (G).")
+    prompts_per_step: int = Field(default=4, ge=1, le=4096, description="Prompts per optimisation step.")
+    steps: int = Field(default=100, ge=1, le=1_000_000, description="Optimisation steps.")
+    lr: float = Field(default=1e-4, gt=0.0, le=1.0, description="AdamW learning rate.")
+    warmup_steps: int = Field(default=0, ge=0, le=1_000_000, description="Linear warm-up steps.")
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(default=1.0, gt=0.0, le=1e6, description="Gradient clipping norm.")
+    grad_accum: int = Field(default=1, ge=1, le=1024, description="Micro-batches per optimisation step.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of everything random in the run.")
+    checkpoint_every: int = Field(default=50, ge=1, le=1_000_000, description="Checkpoint period in steps.")
+    sample_every: int = Field(default=10, ge=1, le=1_000_000, description="Sample-logging period in steps.")
     report_to: list[str] = Field(
         default_factory=list,
         max_length=len(TRACKERS),

@@ -64,8 +64,8 @@ def verify_checkpoint(directory: Path) -> str | None:
 
 def numpy_rng_state() -> tuple[Any, ...]:
     """numpy's global RNG state without an ndarray (so it loads with weights_only=True)."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)
+    name, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
+    return name, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(position), int(has_gauss), float(cached)
 
 
 def set_numpy_rng_state(state: tuple[Any, ...]) -> None:

@@ -57,7 +57,10 @@ def run_sweep(
         final, reference = _cached_eval(run_dir)
         if final is None:
             train(job.config, run_dir, sink_for(job) if sink_for else NullSink(), resume=True)
-            step, path = latest_checkpoint(run_dir)
+            newest = latest_checkpoint(run_dir)
+            if newest is None:
+                raise RuntimeError(f"sweep job {job.config.name} finished without a checkpoint in {run_dir}")
+            step, path = newest
             key = reference_key(job.config)
             wanted = [(step, path)] if key in references else [(0, None), (step, path)]
             points = evaluate(job.config, wanted)

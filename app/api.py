@@ -40,16 +40,16 @@ class _Request(BaseModel):
 
 class ComparisonRequest(_Request):
     step: StrictInt | None = Field(
-        None, ge=0, le=MAX_SQL_INT, description="Checkpoint step; null = the latest checkpoint."
+        default=None, ge=0, le=MAX_SQL_INT, description="Checkpoint step; null = the latest checkpoint."
     )
     prompt: str = Field(description="Prompt (or condition) given to both models.")
-    seed: StrictInt = Field(0, description="Seed shared by the reference and the fine-tuned model.")
-    num_samples: StrictInt = Field(1, description="Samples per model.")
+    seed: StrictInt = Field(default=0, description="Seed shared by the reference and the fine-tuned model.")
+    num_samples: StrictInt = Field(default=1, description="Samples per model.")
 
 
 class EvalRequest(_Request):
-    steps: list[int] | None = Field(None, description="Checkpoint steps to evaluate; null = every checkpoint.")
-    reference: bool = Field(True, description="Also evaluate the reference (adapter off), reported as step 0.")
+    steps: list[int] | None = Field(default=None, description="Checkpoint steps to evaluate; null = every checkpoint.")
+    reference: bool = Field(default=True, description="Also evaluate the reference (adapter off), reported as step 0.")
 
 
 SWEEP_EXAMPLE = {
@@ -61,7 +61,7 @@ SWEEP_EXAMPLE = {
 
 
 class CloneRequest(_Request):
-    overrides: dict[str, Any] | None = Field(None, description="Dotted-key overrides of the cloned config.")
+    overrides: dict[str, Any] | None = Field(default=None, description="Dotted-key overrides of the cloned config.")
 
 
 class PresetView(BaseModel):
@@ -117,7 +117,7 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
             "broker": settings.broker_url.split("://")[0],
             "database": service.store.dialect,
         }
-        state = service.worker_state() if callable(service.worker_state) else None
+        state = service.worker_state() if service.worker_state is not None else None
         if state is not None:
             body["worker"] = state
             if state.get("state") != "running":

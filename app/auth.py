@@ -16,8 +16,11 @@ _basic = HTTPBasic(auto_error=False)
 
 def credentials_match(settings: Settings, user: str, password: str) -> bool:
     """Both compared in constant time, and both always compared (no short-circuit on a wrong user)."""
-    user_ok = secrets.compare_digest(user.encode("utf-8", "surrogatepass"), settings.auth_user.encode())
-    password_ok = secrets.compare_digest(password.encode("utf-8", "surrogatepass"), settings.auth_password.encode())
+    expected_user, expected_password = settings.auth_user, settings.auth_password
+    if expected_user is None or expected_password is None:
+        return False  # auth is off: there is nothing to match (callers do not ask then)
+    user_ok = secrets.compare_digest(user.encode("utf-8", "surrogatepass"), expected_user.encode())
+    password_ok = secrets.compare_digest(password.encode("utf-8", "surrogatepass"), expected_password.encode())
     return user_ok & password_ok
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Executable, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+Row = TypeVar("Row")
 
 # The Alembic scripts live in the top-level ``migrations/`` folder beside ``worker/`` (a package of their
 # own, installed next to this one; pyproject's package-data carries script.py.mako). They are located, not
@@ -40,6 +43,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def rows_changed(session: Session, statement: Executable) -> int:
+    """How many rows an UPDATE or DELETE touched: the claim and hand-back steps compare it with 1.
+
+    ``Session.execute`` is typed as returning ``Result``; for DML it is a ``CursorResult``, which has the count."""
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
+
+
+def existing(session: Session, model: type[Row], key: str) -> Row:
+    """The row with primary key ``key``, which the caller knows exists (it was just claimed or written)."""
+    row = session.get(model, key)
+    if row is None:
+        raise LookupError(f"{model.__name__} {key} is not in the store")
+    return row
 
 
 class Store:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from adrpo_engine.config import validate_config
 
 from .artifacts import append_log
-from .db import Store
+from .db import Store, existing, rows_changed
 from .lifecycle import WORKER_ID
 from .models import Checkpoint, EvalMetric, Evaluation, Job, utcnow
 
@@ -58,10 +58,10 @@ def request_eval(store: Store, send: Send, job_id: str, step: int, reason: str =
                 session.add(Evaluation(id=eval_id, job_id=job_id, step=step, status="queued", reason=reason))
         except IntegrityError:  # another process asked for the same (job, step) a moment ago
             with store.session() as session:
-                existing = session.scalars(
+                earlier = session.scalars(
                     select(Evaluation.id).where(Evaluation.job_id == job_id, Evaluation.step == step)
-                ).first()
-            return existing, False
+                ).one()
+            return earlier, False
     send(eval_id)
     return eval_id, True
 
@@ -69,11 +69,12 @@ def request_eval(store: Store, send: Send, job_id: str, step: int, reason: str =
 def claim_eval(store: Store, eval_id: str, worker: str = WORKER_ID) -> bool:
     with store.session() as session:
         return (
-            session.execute(
+            rows_changed(
+                session,
                 update(Evaluation)
                 .where(Evaluation.id == eval_id, Evaluation.status == "queued")
-                .values(status="running", worker=worker, started_at=utcnow(), error=None)
-            ).rowcount
+                .values(status="running", worker=worker, started_at=utcnow(), error=None),
+            )
             == 1
         )
 
@@ -85,8 +86,8 @@ def run_eval(store: Store, run_dir_of: Callable[[str], Path], eval_id: str) -> s
     if not claim_eval(store, eval_id):
         return "skipped"
     with store.session() as session:
-        row = session.get(Evaluation, eval_id)
-        job = session.get(Job, row.job_id)
+        row = existing(session, Evaluation, eval_id)
+        job = existing(session, Job, row.job_id)
         checkpoint = None
         if row.step != REFERENCE_STEP:
             checkpoint = session.scalars(

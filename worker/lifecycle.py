@@ -25,7 +25,7 @@ from adrpo_engine import metrics as M
 from adrpo_engine.progress import Phase, Sample
 
 from .artifacts import append_log, checkpoint_sha256, relative_to_run
-from .db import Store
+from .db import Store, existing, rows_changed
 from .models import Checkpoint, Comparison, Job, SampleRow, utcnow
 from .queries import forget_after, upsert_metrics
 from .status import JobStatus
@@ -47,7 +47,8 @@ def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
     it was cancelled, or it is finished)."""
     now = utcnow()
     with store.session() as session:
-        claimed = session.execute(
+        claimed = rows_changed(
+            session,
             update(Job)
             .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
             .values(
@@ -60,11 +61,11 @@ def claim_job(store: Store, job_id: str, worker: str = WORKER_ID) -> Job | None:
                 phase="starting",
                 phase_detail=None,
                 seconds_per_step=None,
-            )
-        ).rowcount
+            ),
+        )
         if claimed != 1:
             return None
-        job = session.get(Job, job_id)
+        job = existing(session, Job, job_id)
         if job.started_at is None:
             job.started_at = now
         return job
@@ -74,11 +75,12 @@ def finish_job(store: Store, job_id: str, status: str, error: str | None = None,
     """Record the end of a run this worker owns; False if the job was taken over meanwhile."""
     with store.session() as session:
         return (
-            session.execute(
+            rows_changed(
+                session,
                 update(Job)
                 .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
-                .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
-            ).rowcount
+                .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None),
+            )
             == 1
         )
 
@@ -87,11 +89,12 @@ def release_job(store: Store, job_id: str, worker: str = WORKER_ID) -> bool:
     """Give a running job back to the queue (worker shutting down); the caller re-enqueues it."""
     with store.session() as session:
         return (
-            session.execute(
+            rows_changed(
+                session,
                 update(Job)
                 .where(Job.id == job_id, Job.worker == worker, Job.status == JobStatus.RUNNING)
-                .values(status=JobStatus.QUEUED, worker=None, heartbeat_at=None)
-            ).rowcount
+                .values(status=JobStatus.QUEUED, worker=None, heartbeat_at=None),
+            )
             == 1
         )
 
@@ -109,11 +112,12 @@ def requeue_stale_jobs(store: Store, timeout_s: float, artifacts_dir: Path) -> l
         ).all()
         for job_id, worker, beat, cancel in stale:
             status = JobStatus.CANCELLED if cancel else JobStatus.QUEUED
-            changed = session.execute(
+            changed = rows_changed(
+                session,
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.RUNNING, Job.heartbeat_at == beat)
-                .values(status=status, worker=None, heartbeat_at=None, finished_at=utcnow() if cancel else None)
-            ).rowcount
+                .values(status=status, worker=None, heartbeat_at=None, finished_at=utcnow() if cancel else None),
+            )
             if changed == 1:
                 append_log(artifacts_dir / job_id, f"{_stamp()} worker {worker} stopped answering; job {status}")
                 if status == JobStatus.QUEUED:
@@ -132,11 +136,12 @@ def requeue_jobs_of_worker(store: Store, worker: str, artifacts_dir: Path) -> li
         ).all()
         for job_id, cancel in running:
             status = "cancelled" if cancel else "queued"
-            changed = session.execute(
+            changed = rows_changed(
+                session,
                 update(Job)
                 .where(Job.id == job_id, Job.status == "running", Job.worker == worker)
-                .values(status=status, worker=None, heartbeat_at=None, finished_at=utcnow() if cancel else None)
-            ).rowcount
+                .values(status=status, worker=None, heartbeat_at=None, finished_at=utcnow() if cancel else None),
+            )
             if changed == 1:
                 append_log(artifacts_dir / job_id, f"{_stamp()} worker {worker} exited; job {status}")
                 if status == "queued":
@@ -148,11 +153,12 @@ def claim_comparison(store: Store, comparison_id: str, worker: str = WORKER_ID) 
     """queued -> running, owned by ``worker`` (a duplicate delivery finds it not queued)."""
     with store.session() as session:
         return (
-            session.execute(
+            rows_changed(
+                session,
                 update(Comparison)
                 .where(Comparison.id == comparison_id, Comparison.status == "queued")
-                .values(status="running", worker=worker, heartbeat_at=utcnow(), attempts=Comparison.attempts + 1)
-            ).rowcount
+                .values(status="running", worker=worker, heartbeat_at=utcnow(), attempts=Comparison.attempts + 1),
+            )
             == 1
         )
 
@@ -171,11 +177,12 @@ def finish_comparison(
         values["step"] = step
     with store.session() as session:
         return (
-            session.execute(
+            rows_changed(
+                session,
                 update(Comparison)
                 .where(Comparison.id == comparison_id, Comparison.worker == worker, Comparison.status == "running")
-                .values(**values)
-            ).rowcount
+                .values(**values),
+            )
             == 1
         )
 
@@ -203,11 +210,12 @@ def requeue_stale_comparisons(store: Store, timeout_s: float, worker: str | None
                 if give_up
                 else {"status": "queued"}
             )
-            changed = session.execute(
+            changed = rows_changed(
+                session,
                 update(Comparison)
                 .where(Comparison.id == comparison_id, Comparison.status == "running", Comparison.worker == owner)
-                .values(worker=None, heartbeat_at=None, **values)
-            ).rowcount
+                .values(worker=None, heartbeat_at=None, **values),
+            )
             if changed == 1 and not give_up:
                 requeued.append(comparison_id)
     return requeued

@@ -51,9 +51,10 @@ def fetch_metrics(engine: Engine, job_id: str, since_step: int = 0) -> dict[str,
     """Points with step > since_step, per metric name, sorted by step."""
     raw = engine.raw_connection()
     try:
-        if engine.dialect.name == "postgresql":
+        driver = raw.driver_connection
+        if engine.dialect.name == "postgresql" and driver is not None:
             # Binary transfer: no text parsing of 150k floats (2-3x faster than the default text cursor).
-            cursor = raw.driver_connection.cursor(binary=True)
+            cursor = driver.cursor(binary=True)
         else:
             cursor = raw.cursor()
         mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"

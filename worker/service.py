@@ -4,6 +4,7 @@ own session); training and generation run on Celery workers, never in the caller
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import delete, select, update
 
 from .artifacts import LOG_FILE, ArtifactError, CorruptCheckpoint, ZipExtras, build_adapter_zip, tail
 from .celery_app import RUN_COMPARISON, RUN_EVAL, RUN_JOB, create_celery
-from .db import Store, upgrade
+from .db import Store, existing, upgrade
 from .evals import EvalRequestError, eval_metrics, request_eval
 from .inputs import MAX_SQL_INT, check_id, check_text
 from .model_card import model_card, zip_name
@@ -22,7 +23,17 @@ from .queries import fetch_metrics
 from .settings import Settings
 from .status import JobStatus
 from .validation import SubmissionError, resolve_submission, resolve_sweep
-from .views import CheckpointView, ComparisonView, EvalView, JobView, SampleView, SweepJobView, SweepView, as_utc
+from .views import (
+    CheckpointView,
+    ComparisonView,
+    EvalView,
+    JobView,
+    SampleView,
+    SweepJobView,
+    SweepStatus,
+    SweepView,
+    as_utc,
+)
 
 __all__ = [
     "JobService",
@@ -67,7 +78,7 @@ class JobService:
         self.celery = celery or create_celery(settings)
         self.policy = Policy.of(settings)
         # Set by `adrpo serve` (a WorkerSupervisor): the embedded worker's state, for /api/health.
-        self.worker_state: Any = None
+        self.worker_state: Callable[[], dict[str, Any]] | None = None
 
     @classmethod
     def from_env(cls) -> JobService:
@@ -428,7 +439,7 @@ class JobService:
                 )
                 session.add(row)
                 members.append({"job_id": row.id, "params": job.params, "seed": job.seed})
-            session.get(Sweep, sweep_id).members = {"jobs": members}
+            existing(session, Sweep, sweep_id).members = {"jobs": members}
         try:
             for member in members:
                 self._enqueue(member["job_id"])
@@ -567,7 +578,7 @@ class JobService:
         self.store.engine.dispose()
 
 
-def _sweep_status(cancelled: bool, jobs: list[SweepJobView]) -> str:
+def _sweep_status(cancelled: bool, jobs: list[SweepJobView]) -> SweepStatus:
     if cancelled:
         return "cancelled"
     states = {job.status for job in jobs}

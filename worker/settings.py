@@ -31,19 +31,20 @@ EMBEDDED_BROKER = "filesystem://"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ADRPO_", extra="ignore")
+    # An empty variable (ADRPO_ARTIFACTS_DIR=) means the default, not the current directory.
+    model_config = SettingsConfigDict(env_prefix="ADRPO_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default_factory=default_data_dir, description="Root of everything the service writes.")
-    database_url: str = Field("", description="SQLAlchemy URL; empty = SQLite file in data_dir.")
-    broker_url: str = Field("", description="Celery broker URL; empty = the embedded filesystem broker.")
-    artifacts_dir: Path | None = Field(None, description="Run directories; None = data_dir/runs.")
-    auth_user: str | None = Field(None, description="HTTP Basic user for the API and the studio.")
-    auth_password: str | None = Field(None, description="HTTP Basic password.")
-    heartbeat_interval_s: float = Field(5.0, gt=0, description="Seconds between a worker's heartbeats.")
-    heartbeat_timeout_s: float = Field(60.0, gt=0, description="Seconds without heartbeat before re-queueing.")
-    broker_poll_s: float = Field(0.2, gt=0, description="Polling period of the embedded broker.")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite file in data_dir.")
+    broker_url: str = Field(default="", description="Celery broker URL; empty = the embedded filesystem broker.")
+    artifacts_dir: Path = Field(default_factory=lambda data: data["data_dir"] / "runs", description="Run directories.")
+    auth_user: str | None = Field(default=None, description="HTTP Basic user for the API and the studio.")
+    auth_password: str | None = Field(default=None, description="HTTP Basic password.")
+    heartbeat_interval_s: float = Field(default=5.0, gt=0, description="Seconds between a worker's heartbeats.")
+    heartbeat_timeout_s: float = Field(default=60.0, gt=0, description="Seconds without heartbeat before re-queueing.")
+    broker_poll_s: float = Field(default=0.2, gt=0, description="Polling period of the embedded broker.")
     remote_reward_hosts: str = Field(
-        "", description="Comma-separated host:port that submitted jobs may use as remote rewards; empty = none."
+        default="", description="Comma-separated host:port that submitted jobs may use as remote rewards; empty = none."
     )
 
     @property
@@ -51,12 +52,16 @@ class Settings(BaseSettings):
         return frozenset(item.strip().lower() for item in self.remote_reward_hosts.split(",") if item.strip())
 
     user_reward_modules: str = Field(
-        "",
+        default="",
         description="Comma-separated modules (and their submodules) whose functions API/studio jobs may name "
         "as rewards ('module:function'); empty = none.",
     )
-    uploads_dir: Path | None = Field(None, description="Root of local prompt files/datasets; None = data_dir/uploads.")
-    models_dir: Path | None = Field(None, description="Root of local model paths; None = data_dir/models.")
+    uploads_dir: Path = Field(
+        default_factory=lambda data: data["data_dir"] / "uploads", description="Root of local prompt files/datasets."
+    )
+    models_dir: Path = Field(
+        default_factory=lambda data: data["data_dir"] / "models", description="Root of local model paths."
+    )
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -65,9 +70,9 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.data_dir / 'adrpo.db'}"
         if not self.broker_url:
             self.broker_url = EMBEDDED_BROKER
-        self.artifacts_dir = Path(self.artifacts_dir or self.data_dir / "runs").expanduser().resolve()
-        self.uploads_dir = Path(self.uploads_dir or self.data_dir / "uploads").expanduser().resolve()
-        self.models_dir = Path(self.models_dir or self.data_dir / "models").expanduser().resolve()
+        self.artifacts_dir = self.artifacts_dir.expanduser().resolve()
+        self.uploads_dir = self.uploads_dir.expanduser().resolve()
+        self.models_dir = self.models_dir.expanduser().resolve()
         self.auth_user, self.auth_password = self.auth_user or None, self.auth_password or None
         if (self.auth_user is None) != (self.auth_password is None):
             present, missing = (
@@ -114,7 +119,7 @@ class Settings(BaseSettings):
             "ADRPO_UPLOADS_DIR": str(self.uploads_dir),
             "ADRPO_MODELS_DIR": str(self.models_dir),
         }
-        if self.auth_enabled:
+        if self.auth_user and self.auth_password:
             env["ADRPO_AUTH_USER"] = self.auth_user
             env["ADRPO_AUTH_PASSWORD"] = self.auth_password
         return env

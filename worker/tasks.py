@@ -19,7 +19,7 @@ from adrpo_engine.config import ConfigError, validate_config
 
 from .artifacts import append_log, build_adapter_zip
 from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_EVAL, RUN_JOB, celery_app, configure
-from .db import Store
+from .db import Store, existing, rows_changed
 from .evals import REFERENCE_STEP, request_eval, run_eval
 from .lifecycle import (
     WORKER_ID,
@@ -198,8 +198,8 @@ def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
     if not claim_comparison(ctx.store, comparison_id):
         return "skipped"
     with ctx.store.session() as session:
-        row = session.get(Comparison, comparison_id)
-        job = session.get(Job, row.job_id)
+        row = existing(session, Comparison, comparison_id)
+        job = existing(session, Job, row.job_id)
         checkpoint = _checkpoint_for(session, row.job_id, row.step)
         prompt, seed, count, job_id, config_data = row.prompt, row.seed, row.num_samples, row.job_id, job.config
     run_dir = ctx.settings.run_dir(job_id)
@@ -222,11 +222,12 @@ def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
     with ctx.store.session() as session:
         # Samples and status in one transaction, and only while the comparison is still ours and running.
         still_ours = (
-            session.execute(
+            rows_changed(
+                session,
                 update(Comparison)
                 .where(Comparison.id == comparison_id, Comparison.worker == WORKER_ID, Comparison.status == "running")
-                .values(status="succeeded", step=step, finished_at=utcnow(), heartbeat_at=None)
-            ).rowcount
+                .values(status="succeeded", step=step, finished_at=utcnow(), heartbeat_at=None),
+            )
             == 1
         )
         if not still_ours:

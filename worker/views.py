@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast, overload
 
 from pydantic import BaseModel
 
@@ -13,7 +13,20 @@ from adrpo_engine.progress import TRAINING
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow
 from .status import JobStatus
 
+# Columns hold these as plain strings; the views name the values they can take (pydantic checks them).
+SampleRole = Literal["policy", "reference"]
+SampleKind = Literal["text", "image"]
+ComparisonStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # JobStatus values
+EvalStatus = Literal["queued", "running", "succeeded", "failed"]
+SweepStatus = Literal["queued", "running", "evaluating", "finished", "cancelled"]
 
+
+@overload
+def as_utc(moment: datetime) -> datetime: ...
+@overload
+def as_utc(moment: None) -> None: ...
+@overload
+def as_utc(moment: datetime | None) -> datetime | None: ...
 def as_utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything the service stores is UTC."""
     if moment is None or moment.tzinfo is not None:
@@ -79,10 +92,10 @@ class JobView(BaseModel):
 
 class SampleView(BaseModel):
     step: int
-    role: Literal["policy", "reference"]
+    role: SampleRole
     prompt: str
     seed: int
-    kind: Literal["text", "image"]
+    kind: SampleKind
     text: str | None
     image_path: str | None  # absolute
     reward: float | None
@@ -92,10 +105,10 @@ class SampleView(BaseModel):
         image = str((run_dir / row.image_path).resolve()) if row.image_path else None
         return cls(
             step=row.step,
-            role=row.role,
+            role=cast(SampleRole, row.role),
             prompt=row.prompt,
             seed=row.seed,
-            kind=row.kind,
+            kind=cast(SampleKind, row.kind),
             text=row.text,
             image_path=image,
             reward=row.reward,
@@ -125,7 +138,7 @@ class ComparisonView(BaseModel):
     prompt: str
     seed: int
     num_samples: int
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]  # a JobStatus value
+    status: ComparisonStatus
     error: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -140,7 +153,7 @@ class ComparisonView(BaseModel):
             prompt=row.prompt,
             seed=row.seed,
             num_samples=row.num_samples,
-            status=JobStatus(row.status),
+            status=cast(ComparisonStatus, JobStatus(row.status).value),
             error=row.error,
             created_at=as_utc(row.created_at),
             finished_at=as_utc(row.finished_at),
@@ -153,7 +166,7 @@ class EvalView(BaseModel):
     job_id: str
     step: int  # 0 = the reference (adapter off)
     role: Literal["reference", "policy"]
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: EvalStatus
     reason: str
     prompts: int | None
     samples_per_prompt: int | None
@@ -171,7 +184,7 @@ class EvalView(BaseModel):
             job_id=row.job_id,
             step=row.step,
             role="reference" if row.step == 0 else "policy",
-            status=row.status,
+            status=cast(EvalStatus, row.status),
             reason=row.reason,
             prompts=row.prompts,
             samples_per_prompt=row.samples_per_prompt,
@@ -200,14 +213,14 @@ class SweepJobView(BaseModel):
 class SweepView(BaseModel):
     id: str
     name: str
-    kind: Literal["llm", "flow"]
+    kind: str  # a registered kind (adrpo_engine.kinds)
     preset: str | None
     grid: dict[str, list[Any]]
     seeds: list[int]
     overrides: dict[str, Any]
     created_at: datetime
     cancel_requested: bool
-    status: Literal["queued", "running", "evaluating", "finished", "cancelled"]
+    status: SweepStatus
     progress: dict[str, int]  # jobs per status, plus "evaluated"
     jobs: list[SweepJobView]
     reference: dict[str, float] | None

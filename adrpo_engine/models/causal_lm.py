@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, overload
 
 import torch
 from torch import Tensor
@@ -210,6 +211,14 @@ def token_logprobs_from_logits(logits: Tensor, tokens: Tensor) -> Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+@overload
+def completion_logprobs(
+    model, rollouts: Rollouts, temperature: float = 1.0, *, with_entropy: Literal[True]
+) -> tuple[Tensor, Tensor]: ...
+@overload
+def completion_logprobs(
+    model, rollouts: Rollouts, temperature: float = 1.0, with_entropy: bool = False
+) -> tuple[Tensor, Tensor | None]: ...
 def completion_logprobs(
     model, rollouts: Rollouts, temperature: float = 1.0, with_entropy: bool = False
 ) -> tuple[Tensor, Tensor | None]:

@@ -101,6 +101,8 @@ class DigitsPolicy(FlowPolicy):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def save_adapter(self, directory: Path) -> None:
+        if self.peft_model is None:
+            raise RuntimeError("the digits policy has no LoRA adapter to save (add_lora first)")
         self.peft_model.save_pretrained(str(directory))
 
     def load_adapter(self, directory: Path) -> None:

@@ -21,9 +21,9 @@ def load_digit_data() -> tuple[Tensor, Tensor]:
     """All 1797 digits as ``(N, 64)`` floats in ``[0, 1]`` and their labels ``(N,)``."""
     from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    images = torch.tensor(bunch.data, dtype=torch.float32) / 16.0
-    labels = torch.tensor(bunch.target, dtype=torch.long)
+    pixels, targets = load_digits(return_X_y=True)
+    images = torch.tensor(pixels, dtype=torch.float32) / 16.0
+    labels = torch.tensor(targets, dtype=torch.long)
     return images, labels
 
 

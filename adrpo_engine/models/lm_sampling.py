@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -62,9 +63,11 @@ def lora_folded(peft_model) -> Iterator[None]:
                 for name in module.active_adapters:
                     if name not in module.lora_A:
                         continue
-                    weight = module.get_base_layer().weight
+                    weight = cast(torch.nn.Parameter, module.get_base_layer().weight)
                     swapped.append((weight, weight.data))
-                    weight.data = weight.data + module.get_delta_weight(name).to(weight.dtype)
+                    # Every LoRA layer kind (Linear, Embedding, Conv) defines it; the base class does not declare it.
+                    delta = cast(Tensor, cast(Any, module).get_delta_weight(name))
+                    weight.data = weight.data + delta.to(weight.dtype)
         with peft_model.disable_adapter():
             yield
     finally:
@@ -153,7 +156,7 @@ def preallocated_cache(model, capacity: int):
 
     cache = DynamicCache(config=model.config)
     if all(type(layer) is DynamicLayer for layer in cache.layers):
-        cache.layers = [PreallocatedLayer() for _ in cache.layers]
+        cache.layers[:] = [PreallocatedLayer() for _ in cache.layers]
     return cache
 
 

@@ -222,11 +222,13 @@ class SD3Policy(FlowPolicy):
         from diffusers import StableDiffusion3Pipeline
         from safetensors.torch import save_file
 
+        if self.lora_config is None:
+            raise RuntimeError("the SD3 policy has no LoRA adapter to save (add_lora first)")
         directory = Path(directory)
         state = self.lora_state_dict()
         StableDiffusion3Pipeline.save_lora_weights(
             str(directory),
-            transformer_lora_layers=state,
+            transformer_lora_layers=dict(state),
             transformer_lora_adapter_metadata=self.lora_config.to_dict(),
         )
         save_file({PEFT_PREFIX + key: value for key, value in state.items()}, str(directory / PEFT_WEIGHTS))

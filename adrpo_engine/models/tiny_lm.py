@@ -224,7 +224,10 @@ def build_cache(target: Path) -> None:
         lines = corpus_lines()
         tokenizer = train_tokenizer(lines)
         tokenizer.padding_side = "right"
-        model = build_model(len(tokenizer), tokenizer.eos_token_id)
+        eos_id = tokenizer.eos_token_id
+        if not isinstance(eos_id, int):
+            raise RuntimeError(f"the trained tokenizer has no single id for {EOS}")
+        model = build_model(len(tokenizer), eos_id)
         final_loss = pretrain(model, tokenizer, lines)
         staging = staging_dir(target)
         model.save_pretrained(staging)

@@ -18,6 +18,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -108,19 +109,21 @@ def build_tiny_sd3(directory: Path, seed: int = 0) -> Path:
         out_channels=4,
         pos_embed_max_size=32,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8,
-        sample_size=32,
-        scaling_factor=1.0,
-        shift_factor=0.0,
-    )
+    # As a config mapping: diffusers annotates the per-block tuples as one-element tuple[int].
+    vae_config: dict[str, Any] = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "block_out_channels": (8, 16),
+        "layers_per_block": 1,
+        "down_block_types": ("DownEncoderBlock2D",) * 2,
+        "up_block_types": ("UpDecoderBlock2D",) * 2,
+        "norm_num_groups": 8,
+        "sample_size": 32,
+        "scaling_factor": 1.0,
+        "shift_factor": 0.0,
+    }
+    vae = AutoencoderKL(**vae_config)
     pipeline = StableDiffusion3Pipeline(
         transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
@@ -129,7 +132,7 @@ def build_tiny_sd3(directory: Path, seed: int = 0) -> Path:
         tokenizer=tokenizer,
         text_encoder_2=CLIPTextModelWithProjection(text_config),
         tokenizer_2=tokenizer,
-        text_encoder_3=None,
+        text_encoder_3=None,  # pyright: ignore[reportArgumentType] (SD3 runs without T5; diffusers allows None)
         tokenizer_3=None,
     )
     pipeline.save_pretrained(str(directory))

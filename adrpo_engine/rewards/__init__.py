@@ -21,7 +21,7 @@ import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -100,7 +100,7 @@ def load_user_function(target: str) -> RewardFn:
     function = getattr(module, attr, None)
     if not callable(function):
         raise ConfigError(f"rewards: {target!r} is not a callable in module {module_name!r}")
-    return function
+    return cast(RewardFn, function)  # its return values are checked per call (None or a number per sample)
 
 
 def build_reward(spec: RewardSpec, kind: str) -> RewardFn:
@@ -140,12 +140,12 @@ class WeightedRewards:
 
     def __call__(self, *args: Any, **columns: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         parts: dict[str, torch.Tensor] = {}
-        total = None
+        total = torch.tensor(0.0)  # the specs are never empty (rewards has min_length 1)
         self.breakdown = {}
         for spec, function in zip(self.specs, self.functions):
             values = function(*args, **columns)
             self.breakdown.update(getattr(function, "last_breakdown", None) or {})
             scores = torch.tensor([0.0 if v is None else float(v) for v in values], dtype=torch.float32)
             parts[spec.name] = scores
-            total = spec.weight * scores if total is None else total + spec.weight * scores
+            total = total + spec.weight * scores
         return total, parts

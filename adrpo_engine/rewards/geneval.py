@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -87,7 +88,9 @@ def detect(image: Tensor | np.ndarray) -> list[Detection]:
     labels = colour_labels(image.astype(np.float32))
     found: list[Detection] = []
     for index, colour in enumerate(world.COLOURS):
-        components, count = ndimage.label(labels == index, structure=np.ones((3, 3), dtype=bool))
+        components, count = cast(
+            tuple[np.ndarray, int], ndimage.label(labels == index, structure=np.ones((3, 3), dtype=bool))
+        )  # scipy's stub types the output= variant
         for label in range(1, count + 1):
             mask = components == label
             area = int(mask.sum())

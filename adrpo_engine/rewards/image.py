@@ -35,6 +35,7 @@ from torch import Tensor
 from ..config import ConfigError, RewardSpec
 from ..kinds import builtin_model, load_target, resolve_model_path
 from . import register_reward
+from .clip_models import clip_setting, load_frozen_clip, normalised_features, reward_device
 
 FEATURE_DIST = "diversity/feature_dist"
 CLASS_ENTROPY = "diversity/class_entropy"
@@ -127,15 +128,15 @@ class ClipEmbedder:
     """A CLIPModel + tokenizer by hub id or local path; embeds images (tensors in [0, 1]) and texts."""
 
     def __init__(self, model: str, device: str | None = None) -> None:
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import AutoTokenizer
 
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = reward_device(device)
+        self.model = load_frozen_clip(model, self.device, "CLIP model")
         try:
-            self.model = CLIPModel.from_pretrained(model).to(self.device).eval().requires_grad_(False)
             self.tokenizer = AutoTokenizer.from_pretrained(model)
         except OSError as error:
             raise ConfigError(f"rewards: cannot load CLIP model {model!r}: {error}") from None
-        self.image_size = int(self.model.config.vision_config.image_size)
+        self.image_size = clip_setting(self.model, "vision_config.image_size")
         self.mean, self.std = _clip_normalisation(model)
 
     def _pixel_values(self, images: Tensor) -> Tensor:
@@ -152,9 +153,7 @@ class ClipEmbedder:
 
     @torch.no_grad()
     def image_embeddings(self, images: Tensor) -> Tensor:
-        embeds = self.model.get_image_features(pixel_values=self._pixel_values(images))
-        embeds = getattr(embeds, "pooler_output", embeds)
-        return torch.nn.functional.normalize(embeds.float(), dim=-1)
+        return normalised_features(self.model.get_image_features(pixel_values=self._pixel_values(images)))
 
     @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str]) -> Tensor:
@@ -162,12 +161,12 @@ class ClipEmbedder:
             list(texts),
             padding=True,
             truncation=True,
-            max_length=self.model.config.text_config.max_position_embeddings,
+            max_length=clip_setting(self.model, "text_config.max_position_embeddings"),
             return_tensors="pt",
         ).to(self.device)
-        embeds = self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        embeds = getattr(embeds, "pooler_output", embeds)
-        return torch.nn.functional.normalize(embeds.float(), dim=-1)
+        return normalised_features(
+            self.model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+        )
 
 
 def _clip_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

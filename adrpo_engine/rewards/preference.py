@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..config import ConfigError
 from . import register_reward
+from .clip_models import clip_setting, freeze_on, load_frozen_clip, normalised_features, reward_device
 
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
 PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
@@ -35,12 +36,6 @@ AESTHETIC_CLIP = "openai/clip-vit-large-patch14"
 AESTHETIC_HEAD = "trl-lib/ddpo-aesthetic-predictor/aesthetic-model.pth"
 HPSV2_CHECKPOINT = "xswu/HPSv2/HPS_v2.1_compressed.pt"
 HPSV2_ARCHITECTURE = "ViT-H-14"
-
-
-def _device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def to_pil(images: Tensor) -> list:
@@ -53,11 +48,6 @@ def to_pil(images: Tensor) -> list:
     if pixels.shape[1] == 1:
         pixels = pixels.expand(-1, 3, -1, -1)
     return [Image.fromarray(image[:3].permute(1, 2, 0).numpy()) for image in pixels]
-
-
-def _features(output) -> Tensor:
-    """transformers 5 returns an output object from get_*_features; older versions a tensor."""
-    return torch.nn.functional.normalize(getattr(output, "pooler_output", output).float(), dim=-1)
 
 
 def hub_file(spec: str, option: str) -> Path:
@@ -83,18 +73,15 @@ class PickScorer:
     """A CLIPModel preference model with its processor (PickScore's recipe)."""
 
     def __init__(self, model: str, processor: str | None, device: str | None = None) -> None:
-        from transformers import AutoProcessor, CLIPModel
+        from transformers import AutoProcessor
 
-        self.device = _device(device)
-        try:
-            self.model = CLIPModel.from_pretrained(model).to(self.device).eval().requires_grad_(False)
-        except OSError as error:
-            raise ConfigError(f"rewards: cannot load the PickScore model {model!r}: {error}") from None
+        self.device = reward_device(device)
+        self.model = load_frozen_clip(model, self.device, "the PickScore model")
         try:
             self.processor = AutoProcessor.from_pretrained(processor or model)
         except OSError as error:
             raise ConfigError(f"rewards: cannot load the processor {processor or model!r}: {error}") from None
-        self.max_length = int(self.model.config.text_config.max_position_embeddings)
+        self.max_length = clip_setting(self.model, "text_config.max_position_embeddings")
 
     @torch.no_grad()
     def __call__(self, images: Tensor, prompts: Sequence[str]) -> Tensor:
@@ -102,8 +89,8 @@ class PickScorer:
         text = self.processor(
             text=list(prompts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
-        image_embeds = _features(self.model.get_image_features(pixel_values=pixel))
-        text_embeds = _features(
+        image_embeds = normalised_features(self.model.get_image_features(pixel_values=pixel))
+        text_embeds = normalised_features(
             self.model.get_text_features(input_ids=text["input_ids"], attention_mask=text["attention_mask"])
         )
         return self.model.logit_scale.exp().float() * (image_embeds * text_embeds).sum(dim=-1)
@@ -171,27 +158,27 @@ def load_state(path: Path) -> dict[str, Tensor]:
 
 class AestheticScorer:
     def __init__(self, clip: str, head: str, device: str | None = None) -> None:
-        from transformers import AutoProcessor, CLIPModel
+        from transformers import AutoProcessor
 
-        self.device = _device(device)
+        self.device = reward_device(device)
+        self.clip = load_frozen_clip(clip, self.device, "the aesthetic predictor's CLIP")
         try:
-            self.clip = CLIPModel.from_pretrained(clip).to(self.device).eval().requires_grad_(False)
             self.processor = AutoProcessor.from_pretrained(clip)
         except OSError as error:
             raise ConfigError(f"rewards: cannot load the aesthetic predictor's CLIP {clip!r}: {error}") from None
-        self.head = AestheticHead(int(self.clip.config.projection_dim))
+        self.head = AestheticHead(clip_setting(self.clip, "projection_dim"))
         try:
             self.head.load_state_dict(load_state(hub_file(head, "head")))
         except RuntimeError as error:  # wrong shapes or keys: a head for another CLIP
             raise ConfigError(
                 f"rewards: the aesthetic head {head!r} does not fit CLIP {clip!r}: {str(error).splitlines()[0]}"
             ) from None
-        self.head = self.head.to(self.device).eval().requires_grad_(False)
+        freeze_on(self.head, self.device)
 
     @torch.no_grad()
     def __call__(self, images: Tensor) -> Tensor:
         pixel = self.processor(images=to_pil(images), return_tensors="pt")["pixel_values"].to(self.device)
-        return self.head(_features(self.clip.get_image_features(pixel_values=pixel)))
+        return self.head(normalised_features(self.clip.get_image_features(pixel_values=pixel)))
 
 
 @lru_cache(maxsize=2)
@@ -221,12 +208,12 @@ def aesthetic(
 class HPSv2Scorer:
     def __init__(self, checkpoint: str, architecture: str, device: str | None = None) -> None:
         try:
-            import open_clip
+            import open_clip  # pyright: ignore[reportMissingImports] (the optional hpsv2 extra)
         except ImportError:
             raise ConfigError(
                 "rewards: hpsv2 needs open_clip_torch (pip install 'adrpo-studio[hpsv2]'; it installs torchvision too)"
             ) from None
-        self.device = _device(device)
+        self.device = reward_device(device)
         try:
             model, _, self.preprocess = open_clip.create_model_and_transforms(architecture, pretrained=None)
         except RuntimeError as error:

@@ -170,7 +170,7 @@ class LLMTrainer(BaseTrainer):
         has_ref: Tensor,
         old_logp: Tensor | None,
         first: bool,
-    ) -> dict[str, float]:
+    ) -> dict[str, float | Tensor]:
         """One optimizer step over micro-batches; returns the loss parts and clip sums (and, on the first pass,
         the KL and entropy sums over the completion tokens)."""
         cfg, llm = self.config, self.config.llm
@@ -206,7 +206,7 @@ class LLMTrainer(BaseTrainer):
             kl = O.kl_k3(logp, logp_ref)
             token_mask = None
             if llm.top_entropy_quantile < 1.0:
-                token_mask = O.high_entropy_mask(entropy, chunk_mask, llm.top_entropy_quantile)
+                token_mask = O.high_entropy_mask(_computed(entropy), chunk_mask, llm.top_entropy_quantile)
             per_token, policy = O.grpo_token_loss(
                 logp,
                 logp_old,
@@ -239,9 +239,16 @@ class LLMTrainer(BaseTrainer):
             seq_low.append(clipped["seq_low"])
             seq_high.append(clipped["seq_high"])
             if first:
-                self._add_divergence_sums(sums, kl.detach(), entropy, completion[part], has_ref[part], beta[part] != 0)
+                self._add_divergence_sums(
+                    sums, kl.detach(), _computed(entropy), completion[part], has_ref[part], beta[part] != 0
+                )
         grad_norm = self.optimizer_step()
-        result = {M.LOSS: sums["loss"], M.POLICY_LOSS: sums["policy"], M.GRAD_NORM: grad_norm, **sums}
+        result: dict[str, float | Tensor] = {
+            M.LOSS: sums["loss"],
+            M.POLICY_LOSS: sums["policy"],
+            M.GRAD_NORM: grad_norm,
+            **sums,
+        }
         result["seq_low"], result["seq_high"] = torch.cat(seq_low), torch.cat(seq_high)
         return result
 
@@ -393,3 +400,10 @@ class LLMTrainer(BaseTrainer):
         after = self.eval_completions(row, cfg.seed, 1, adapter=True)
         self.log(f"before: {row.prompt!r} -> {before[0][0]!r} [reward {before[1][0]:.3f}]")
         self.log(f"after:  {row.prompt!r} -> {after[0][0]!r} [reward {after[1][0]:.3f}]")
+
+
+def _computed(entropy: Tensor | None) -> Tensor:
+    """The entropy the pass asked logprobs for (with_entropy=True on every pass that reads it)."""
+    if entropy is None:
+        raise RuntimeError("token entropies were not computed on this pass")
+    return entropy

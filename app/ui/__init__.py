@@ -4,7 +4,7 @@ trains in the web process (every page polls the service, so nothing depends on a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gradio as gr
 
@@ -14,7 +14,7 @@ from .studio import CSS, build_studio
 
 # Gradio's footer links: the API page (gradio_client recipes for these handlers) applies; "built with
 # Gradio", its settings page and the browser-side run history do not.
-FOOTER_LINKS = ["api"]
+FOOTER_LINKS: list[Literal["api", "gradio", "settings", "runs"] | dict[str, str]] = ["api"]
 
 
 # An upload is a prompt file for the Launch page (10k prompts fit in a few MB): Gradio refuses bigger ones.

@@ -23,8 +23,8 @@ def native_image(image: Image.Image) -> Image.Image:
     for factor in NEAREST_FACTORS:
         if image.width % factor or image.height % factor or image.width // factor < 4:
             continue
-        small = image.resize((image.width // factor, image.height // factor), Image.NEAREST)
-        if small.resize(image.size, Image.NEAREST).tobytes() == image.tobytes():
+        small = image.resize((image.width // factor, image.height // factor), Image.Resampling.NEAREST)
+        if small.resize(image.size, Image.Resampling.NEAREST).tobytes() == image.tobytes():
             return small
     return image
 
@@ -48,7 +48,7 @@ def sample_card(image_path: str | Path, caption: str) -> str:
     scale = IMAGE_SIDE / max(image.width, image.height)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     card = Image.new("RGB", (CARD_SIDE, CARD_SIDE), "white")
-    card.paste(image.resize(size, Image.BICUBIC), ((CARD_SIDE - size[0]) // 2, (IMAGE_SIDE - size[1]) // 2))
+    card.paste(image.resize(size, Image.Resampling.BICUBIC), ((CARD_SIDE - size[0]) // 2, (IMAGE_SIDE - size[1]) // 2))
     draw = ImageDraw.Draw(card)
     font = ImageFont.load_default(size=13)
     for row, line in enumerate(caption.splitlines()[:2]):

@@ -16,7 +16,7 @@ from .common import POLL_SECONDS, round_reward
 
 LATEST = -1  # the checkpoint choice meaning "the job's latest checkpoint"
 TEXT_COLUMNS = ["#", "reference", "reference reward", "fine-tuned", "fine-tuned reward"]
-TEXT_COLUMN_WIDTHS = ["5%", "36%", "11%", "36%", "12%"]
+TEXT_COLUMN_WIDTHS: list[str | int] = ["5%", "36%", "11%", "36%", "12%"]
 
 
 @dataclass
@@ -117,7 +117,7 @@ def comparison_outputs(comparison: Any) -> list[Any]:
     images = [s for s in samples if s.kind == "image" and s.image_path]
     if images or not samples:
 
-        def items(role: str) -> list[tuple[str, str]]:
+        def items(role: str) -> list[tuple[str, str | None]]:
             chosen = [s for s in images if s.role == role]
             captions = [
                 f"#{k + 1} " + (f"{s.text}\n" if s.text else "") + f"reward {_fmt(s.reward)}"

@@ -23,7 +23,7 @@ from .common import POLL_SECONDS, round_reward
 from .service import StudioService
 
 SAMPLE_COLUMNS = ["step", "role", "prompt", "seed", "reward", "text"]
-SAMPLE_COLUMN_WIDTHS = ["6%", "9%", "25%", "6%", "8%", "46%"]
+SAMPLE_COLUMN_WIDTHS: list[str | int] = ["6%", "9%", "25%", "6%", "8%", "46%"]
 
 
 @dataclass

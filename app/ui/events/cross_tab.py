@@ -137,7 +137,9 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
             on_launch,
             inputs=[launch.base, *form],
             outputs=[launch.errors, launch.result, launch.yaml_preview, *form, *tab_outputs, *picker_outputs],
-            api_name="launch" if button is launch.launch else False,
+            # One API endpoint for the two buttons: the top one's.
+            api_name="launch" if button is launch.launch else None,
+            api_visibility="public" if button is launch.launch else "private",
         )
     jobs.open.click(open_job, inputs=jobs.job, outputs=[*tab_outputs, detail.job, compare.job], show_progress="hidden")
     jobs.copy_to_launch.click(
