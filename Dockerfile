@@ -34,7 +34,7 @@ COPY worker ./worker
 COPY app ./app
 COPY migrations ./migrations
 COPY alembic.ini ./
-RUN pip install ".[tensorboard,mlflow]" && adrpo --help >/dev/null
+RUN pip install ".[tensorboard,mlflow,wandb,trackio]" && adrpo --help >/dev/null
 
 RUN useradd --create-home --uid 1000 adrpo && mkdir -p /data && chown adrpo:adrpo /data
 USER adrpo

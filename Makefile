@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: an unpinned resolve pulls a multi-GB CUDA build (torch==2.13.0 is the CPU build the project is tested with)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,tensorboard,mlflow]'
+	$(PY) -m pip install -q -e '.[dev,tensorboard,mlflow,wandb,trackio]'
 	touch $(STAMP)
 
 install: $(STAMP)

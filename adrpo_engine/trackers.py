@@ -1,4 +1,5 @@
-"""Experiment trackers (``report_to``): progress sinks that mirror a run into TensorBoard or MLflow.
+"""Experiment trackers (``report_to``): progress sinks that mirror a run into TensorBoard, MLflow,
+Weights & Biases or Trackio.
 
 The trainer adds one sink per requested tracker to the same fan-out that feeds metrics.jsonl and the
 job store, so a tracker sees every metric point, the config (as hyper-parameters, once at start) and
@@ -13,8 +14,15 @@ or a server; the operator does, through each tool's own environment variable):
 - MLflow: ``MLFLOW_TRACKING_URI`` when set, else a SQLite store ``RUN_DIR/mlflow.db`` with artifacts in
   ``RUN_DIR/mlflow-artifacts``; experiment ``MLFLOW_EXPERIMENT_NAME`` (default ``adrpo``), run name = job
   name. A resumed job continues the same MLflow run (its id is kept in ``RUN_DIR/mlflow_run_id``).
+- Weights & Biases: project ``WANDB_PROJECT`` (default ``adrpo``), files under ``RUN_DIR/wandb``. Online when
+  ``WANDB_API_KEY`` or ``WANDB_MODE`` says so, else offline (``wandb sync RUN_DIR/wandb/offline-run-*``
+  uploads it later), so a server without credentials never blocks on a login. A resumed job continues the
+  same W&B run (id in ``RUN_DIR/wandb_run_id``); W&B keeps the first value of a replayed step.
+- Trackio: ``TRACKIO_DIR`` when set, else ``<data dir>/trackio`` (``trackio show --project adrpo`` with that
+  ``TRACKIO_DIR``), project ``adrpo``, run name = job name. A resumed job continues its Trackio run and skips
+  the steps it had already logged.
 
-The tracker packages are optional extras (``pip install 'adrpo-studio[tensorboard,mlflow]'``), imported
+The tracker packages are optional extras (``pip install 'adrpo-studio[tensorboard,mlflow,wandb,trackio]'``), imported
 only when a job asks for them; :func:`missing_tracker_package` lets config validation refuse a job whose
 tracker is not installed.
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +46,11 @@ MLFLOW_ARTIFACTS = "mlflow-artifacts"
 MLFLOW_RUN_ID = "mlflow_run_id"
 MLFLOW_PARAM_LIMIT = 6000  # MLflow refuses longer parameter values
 MLFLOW_BATCH = 100  # MLflow's log_batch takes at most 100 params per call
+WANDB_DIR = "wandb"
+WANDB_RUN_ID = "wandb_run_id"
+TRACKIO_PROJECT = "adrpo"
+TRACKIO_DIR_ENV = "TRACKIO_DIR"
+SAMPLE_COLUMNS = ["role", "prompt", "seed", "reward", "text"]
 
 
 class JobConfig(Protocol):
@@ -60,6 +74,8 @@ class TrackerInfo:
 TRACKERS: dict[str, TrackerInfo] = {
     "tensorboard": TrackerInfo("tensorboard", "tensorboard", "tensorboard"),
     "mlflow": TrackerInfo("mlflow", "mlflow", "mlflow"),
+    "wandb": TrackerInfo("wandb", "wandb", "wandb"),
+    "trackio": TrackerInfo("trackio", "trackio", "trackio"),
 }
 
 
@@ -114,6 +130,16 @@ def _sample_markdown(samples: list[Sample]) -> str:
         ]
         rows.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
     return "\n".join(rows)
+
+
+def _sample_rows(samples: list[Sample]) -> list[list[Any]]:
+    """A step's text samples as table rows (SAMPLE_COLUMNS)."""
+    return [[s.role, s.prompt, s.seed, s.reward, s.text or ""] for s in samples]
+
+
+def _caption(sample: Sample) -> str:
+    reward = "" if sample.reward is None else f" · reward {sample.reward:.3f}"
+    return f"{sample.role} · {sample.prompt} · seed {sample.seed}{reward}"
 
 
 def _image_samples(samples: list[Sample]) -> list[tuple[Sample, str]]:
@@ -244,9 +270,122 @@ class MlflowTracker(NullSink):
             )
 
 
+class WandbTracker(NullSink):
+    """A W&B run: metrics per step, the config, sample images and a table of sample texts per sample step."""
+
+    def __init__(self, config: JobConfig, run_dir: Path) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.run: Any = None
+
+    @staticmethod
+    def mode() -> str | None:
+        """None lets W&B read its own settings; without any, offline (no login prompt on a server)."""
+        configured = os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY")
+        return None if configured else "offline"
+
+    def on_start(self, total_steps: int, start_step: int) -> None:
+        import wandb
+
+        id_file = self.run_dir / WANDB_RUN_ID
+        resuming = bool(start_step) and id_file.is_file()
+        run_id = id_file.read_text().strip() if resuming else uuid.uuid4().hex[:12]  # W&B ids: [a-z0-9]
+        id_file.write_text(run_id)
+        (self.run_dir / WANDB_DIR).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT") or "adrpo",
+            name=self.config.name,
+            id=run_id,
+            dir=str(self.run_dir),
+            config=flat_hyperparameters(self.config),
+            resume="allow",
+            mode=self.mode(),  # pyright: ignore[reportArgumentType] (None = W&B's own settings)
+            reinit="create_new",  # several jobs may run in one worker process, one after another
+            settings=wandb.Settings(console="off", silent=True),
+        )
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.run.log(_finite(metrics), step=step)
+
+    def on_samples(self, step: int, samples: list[Sample]) -> None:
+        import wandb
+
+        logged: dict[str, Any] = {}
+        texts = [s for s in samples if s.kind == "text"]
+        if texts:
+            logged["samples/text"] = wandb.Table(columns=SAMPLE_COLUMNS, data=_sample_rows(texts))
+        for index, (sample, image_path) in enumerate(_image_samples(samples)):
+            logged[f"samples/{_image_name(index, sample)}"] = wandb.Image(
+                str(self.run_dir / image_path), caption=_caption(sample)
+            )
+        if logged:
+            self.run.log(logged, step=step)
+
+    def close(self, status: str) -> None:
+        if self.run is not None:
+            self.run.finish(exit_code=0 if status == "succeeded" else 1)
+
+
+class TrackioTracker(NullSink):
+    """A Trackio run: metrics per step, the config, sample images and a table of sample texts."""
+
+    def __init__(self, config: JobConfig, run_dir: Path) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.run: Any = None
+        self.logged_through = 0  # steps already in the run (a resumed job does not log them twice)
+
+    def on_start(self, total_steps: int, start_step: int) -> None:
+        from .paths import data_dir
+
+        # Trackio reads its directory once, at import: point it at the data directory unless the operator did.
+        os.environ.setdefault(TRACKIO_DIR_ENV, str(data_dir() / "trackio"))
+        import trackio
+        from trackio.sqlite_storage import SQLiteStorage
+
+        resuming = bool(start_step) and self.config.name in SQLiteStorage.get_runs(TRACKIO_PROJECT)
+        self.run = trackio.init(
+            project=TRACKIO_PROJECT,
+            name=self.config.name,
+            config=flat_hyperparameters(self.config),
+            resume="must" if resuming else "never",
+            embed=False,
+            auto_log_cpu=False,
+            auto_log_gpu=False,
+        )
+        if resuming:
+            self.logged_through = SQLiteStorage.get_max_step_for_run(TRACKIO_PROJECT, self.config.name) or 0
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if step > self.logged_through:
+            self.run.log(_finite(metrics), step=step)
+
+    def on_samples(self, step: int, samples: list[Sample]) -> None:
+        import trackio
+
+        if self.logged_through and step <= self.logged_through:
+            return
+        logged: dict[str, Any] = {}
+        texts = [s for s in samples if s.kind == "text"]
+        if texts:
+            logged["samples/text"] = trackio.Table(columns=SAMPLE_COLUMNS, data=_sample_rows(texts))
+        for index, (sample, image_path) in enumerate(_image_samples(samples)):
+            logged[f"samples/{_image_name(index, sample)}"] = trackio.Image(
+                str(self.run_dir / image_path), caption=_caption(sample)
+            )
+        if logged:
+            self.run.log(logged, step=step)
+
+    def close(self, status: str) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+
 TRACKER_CLASSES: dict[str, Callable[[JobConfig, Path], Any]] = {
     "tensorboard": TensorBoardTracker,
     "mlflow": MlflowTracker,
+    "wandb": WandbTracker,
+    "trackio": TrackioTracker,
 }
 
 

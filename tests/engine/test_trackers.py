@@ -27,8 +27,10 @@ def digits_config(**overrides):
 
 
 def test_unknown_or_uninstalled_tracker_is_refused_at_validation(monkeypatch):
-    with pytest.raises(ConfigError, match=r"report_to: unknown tracker 'wandb' \(choose from tensorboard, mlflow\)"):
-        digits_config(report_to=["wandb"])
+    with pytest.raises(
+        ConfigError, match=r"report_to: unknown tracker 'comet' \(choose from tensorboard, mlflow, wandb, trackio\)"
+    ):
+        digits_config(report_to=["comet"])
     # A tracker whose package cannot be imported here (find_spec really looks it up).
     monkeypatch.setitem(T.TRACKERS, "mlflow", T.TrackerInfo("mlflow", "adrpo_no_such_module", "mlflow"))
     with pytest.raises(ConfigError, match=r"report_to: tracker 'mlflow' needs .*not installed.*adrpo-studio\[mlflow\]"):
@@ -169,3 +171,89 @@ def test_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
     assert {m.step for m in history} == {1, 2, 3}
     replayed = [m.value for m in history if m.step == 3]
     assert replayed == pytest.approx([sink.steps[3][M.REWARD_MEAN]] * 2)
+
+
+def test_wandb_offline_run_gets_every_step_the_config_and_the_samples(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from tests.wandb_offline import offline_runs, read_run
+
+    for variable in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_PROJECT"):
+        monkeypatch.delenv(variable, raising=False)
+    sink = RecordingSink()
+    config = digits_config(report_to=["wandb"], checkpoint_every=2)
+    train(config, tmp_path, sink)
+    assert not [line for line in sink.logs if "tracker" in line]
+    (log_file,) = offline_runs(tmp_path)  # no credentials: offline, never a login prompt
+    run = read_run(log_file)
+    assert run["id"] == (tmp_path / T.WANDB_RUN_ID).read_text() and run["project"] == "adrpo"
+    assert run["name"] == "digits-even" and run["exit_code"] == 0
+    assert run["config"]["beta0"] == digits_config().beta0 and run["config"]["kind"] == "flow"
+    metric_rows = {row["_step"]: row for row in run["history"] if M.REWARD_MEAN in row}
+    assert sorted(metric_rows) == list(range(1, STEPS + 1))
+    for step, row in metric_rows.items():
+        assert row[M.REWARD_MEAN] == pytest.approx(sink.steps[step][M.REWARD_MEAN])
+        assert row[M.LOSS] == pytest.approx(sink.steps[step][M.LOSS])
+    image_steps = sorted(
+        row["_step"] for row in run["history"] for key in row if key.endswith("/_type") and row[key] == "image-file"
+    )
+    assert image_steps == sorted(sample.step for sample in sink.samples)
+
+    # A crash after step 3, before its checkpoint: the resumed job logs into the same W&B run (id).
+    import shutil
+
+    shutil.rmtree(tmp_path / "checkpoints" / "step-000003")
+    train(config, tmp_path, RecordingSink())
+    runs = [read_run(path) for path in offline_runs(tmp_path)]
+    assert len(runs) == 2 and {r["id"] for r in runs} == {run["id"]}
+
+
+def test_wandb_tracker_logs_text_samples_as_a_table(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from tests.wandb_offline import offline_runs, read_run
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    tracker = T.WandbTracker(digits_config(), tmp_path)
+    tracker.on_start(10, 0)
+    tracker.on_samples(5, [Sample(step=5, prompt="2+2=", seed=1, kind="text", text="4", reward=1.0)])
+    tracker.close("cancelled")
+    run = read_run(offline_runs(tmp_path)[0])
+    (row,) = [row for row in run["history"] if "samples/text/_type" in row]
+    assert row["_step"] == 5 and row["samples/text/_type"] == "table-file" and row["samples/text/nrows"] == 1
+    table = next(tmp_path.glob("wandb/offline-run-*/files/media/table/samples/text_*.table.json"))
+    import json
+
+    assert json.loads(table.read_text())["data"] == [["policy", "2+2=", 1, 1.0, "4"]]  # Sample.role defaults to policy
+    assert run["exit_code"] == 1  # not succeeded
+
+
+def test_trackio_gets_every_step_the_config_and_the_samples_and_a_resume_does_not_log_twice(tmp_path, monkeypatch):
+    import shutil
+    import uuid
+
+    # Trackio reads TRACKIO_DIR once, at its first import in the process (so before importorskip imports it).
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    pytest.importorskip("trackio")
+    from trackio.sqlite_storage import SQLiteStorage
+
+    name = f"digits-trackio-{uuid.uuid4().hex[:8]}"  # unique even if trackio was imported earlier elsewhere
+    config = digits_config(report_to=["trackio"], name=name, checkpoint_every=2)
+    sink = RecordingSink()
+    train(config, tmp_path / "run", sink)
+    assert not [line for line in sink.logs if "tracker" in line]
+    logs = SQLiteStorage.get_logs(T.TRACKIO_PROJECT, name)
+    metric_rows = {row["step"]: row for row in logs if M.REWARD_MEAN in row}
+    assert sorted(metric_rows) == list(range(1, STEPS + 1))
+    assert [metric_rows[s][M.REWARD_MEAN] for s in range(1, STEPS + 1)] == pytest.approx(
+        [sink.steps[s][M.REWARD_MEAN] for s in range(1, STEPS + 1)]
+    )
+    image_steps = sorted(row["step"] for row in logs for key in row if key.startswith("samples/"))
+    assert image_steps == sorted(sample.step for sample in sink.samples)
+    assert SQLiteStorage.get_run_config(T.TRACKIO_PROJECT, name)["beta0"] == config.beta0
+
+    # A crash after step 3, before its checkpoint: the resumed job continues the run and logs no step twice.
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step-000003")
+    train(config, tmp_path / "run", RecordingSink())
+    assert SQLiteStorage.get_runs(T.TRACKIO_PROJECT).count(name) == 1
+    steps = [row["step"] for row in SQLiteStorage.get_logs(T.TRACKIO_PROJECT, name) if M.REWARD_MEAN in row]
+    assert steps == list(range(1, STEPS + 1))
