@@ -313,7 +313,10 @@ class WandbTracker(NullSink):
         logged: dict[str, Any] = {}
         texts = [s for s in samples if s.kind == "text"]
         if texts:
-            logged["samples/text"] = wandb.Table(columns=SAMPLE_COLUMNS, data=_sample_rows(texts))
+            import pandas  # a dependency of datasets; wandb.Table's list arguments are typed too narrowly
+
+            rows = pandas.DataFrame(_sample_rows(texts), columns=pandas.Index(SAMPLE_COLUMNS))
+            logged["samples/text"] = wandb.Table(dataframe=rows)
         for index, (sample, image_path) in enumerate(_image_samples(samples)):
             logged[f"samples/{_image_name(index, sample)}"] = wandb.Image(
                 str(self.run_dir / image_path), caption=_caption(sample)
