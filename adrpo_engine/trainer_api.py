@@ -117,7 +117,7 @@ def job_config(model: str, reward_names: list[str], args: ADRPOConfig, prompts: 
         "rewards": [{"name": name} for name in reward_names],
         "prompts": {"texts": prompts},
     }
-    if kind == "llm":
+    if get_kind(kind).sample_kind == "text":  # TRL's generation arguments are the text kinds' llm section
         data["llm"] = {"max_new_tokens": args.max_completion_length, "temperature": args.temperature}
     return validate_config(apply_overrides(data, args.overrides))
 
