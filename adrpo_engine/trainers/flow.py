@@ -64,6 +64,7 @@ def per_group(generator: Generators, draw: Callable[[torch.Generator, int], Tens
 
 def prepare_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) -> FlowPolicy:
     policy = load_flow_policy(config, device, dtype)
+    torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, not on what loading drew
     policy.add_lora(config.lora)
     if config.model.gradient_checkpointing:
         policy.enable_gradient_checkpointing()

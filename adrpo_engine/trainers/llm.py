@@ -55,6 +55,7 @@ class TextPolicy:
         base, self.tokenizer = C.load_causal_lm(config.model, device, dtype)
         if config.model.gradient_checkpointing:
             C.enable_gradient_checkpointing(base)
+        torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, not on what loading drew
         self.model = C.add_lora(base, config.lora)
         self.eos_ids = C.eos_token_ids(base, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
