@@ -91,12 +91,16 @@ def gpus_for(config: JobConfig, settings: Settings) -> list[str] | None:
     return owned[:wanted]
 
 
+try:  # loaded here, not in the forked child (which must not take locks before exec)
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:  # not Linux
+    _LIBC = None
+
+
 def _die_with_parent() -> None:
     """In the launcher, before exec: SIGTERM when the worker process dies (Linux; elsewhere a no-op)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

@@ -189,3 +189,56 @@ def test_gradient_checkpointing_keeps_fewer_activations_and_gives_the_same_gradi
     assert 0 < saved_bytes[True] < saved_bytes[False]
     for plain, recomputed in zip(gradients[False], gradients[True]):
         torch.testing.assert_close(plain, recomputed, atol=1e-6, rtol=1e-5)
+
+
+def test_sd3_gradient_checkpointing_keeps_fewer_activations_and_gives_the_same_gradients(tmp_path):
+    from adrpo_engine.trainers.flow import FlowTrainer
+
+    data = {
+        "kind": "flow",
+        "model": {"name_or_path": "builtin:tiny-sd3"},
+        "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+        "prompts": {"texts": ["a red circle", "a blue square"]},
+        "steps": 1,
+        "group_size": 2,
+        "prompts_per_step": 2,
+        "lr": 1e-2,
+        "lora": {"rank": 4, "alpha": 8},
+        "flow": {"sample_steps": 2},
+    }
+    gradients, saved_bytes = {}, {}
+    for checkpointing in (False, True):
+        config = validate_config(apply_overrides(data, {"model.gradient_checkpointing": checkpointing}))
+        trainer = FlowTrainer(config, tmp_path / str(checkpointing))
+        seed_everything(0)
+        trainer.setup()
+        assert trainer.policy.transformer.gradient_checkpointing is checkpointing
+        saved = []
+        velocity = trainer.policy.velocity
+
+        def counting(*args, velocity=velocity, saved=saved, **kwargs):
+            if not torch.is_grad_enabled():
+                return velocity(*args, **kwargs)
+            pack = lambda tensor: saved.append(tensor.numel() * tensor.element_size()) or tensor  # noqa: E731
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                return velocity(*args, **kwargs)
+
+        trainer.policy.velocity = counting
+        original = trainer.optimizer_step
+
+        def capture(original=original, checkpointing=checkpointing, trainer=trainer):
+            gradients[checkpointing] = [p.grad.clone() for p in trainer.trainable]
+            return original()
+
+        trainer.optimizer_step = capture
+        trainer.train_step(1)
+        saved_bytes[checkpointing] = sum(saved)
+    assert 0 < saved_bytes[True] < saved_bytes[False]
+    for plain, recomputed in zip(gradients[False], gradients[True]):
+        torch.testing.assert_close(plain, recomputed, atol=1e-6, rtol=1e-5)
+
+
+def test_a_flow_model_without_checkpointing_support_refuses_it(tmp_path):
+    config = preset_config("digits-even", {**FLOW, "model.gradient_checkpointing": True})
+    with pytest.raises(ConfigError, match="model.gradient_checkpointing: not supported by"):
+        train(config, tmp_path / "run", resume=False)

@@ -7,7 +7,12 @@ import os
 import threading
 import time
 
+import yaml
+from safetensors.torch import load_file
+
 from adrpo_engine import metrics as M
+from adrpo_engine.config import validate_config
+from adrpo_engine.runner import train
 from tests.worker.conftest import tiny_digits
 from worker.group import GROUP_LOG, pid_path
 from worker.tasks import train_job
@@ -65,6 +70,13 @@ def test_a_killed_rank_requeues_the_job_which_resumes_without_lost_or_duplicated
     assert all(steps == list(range(1, 7)) for steps in _metric_steps(service, job.id).values())
     assert "from step 2" in service.log_tail(job.id)
     assert service.get_job(job.id).attempts == 2
+    # Resumed on 2 processes, it continues exactly: the adapter of one uninterrupted process on the same batch.
+    run_dir = settings.run_dir(job.id)
+    straight = validate_config({**yaml.safe_load((run_dir / "config.yaml").read_text()), "resources": {"processes": 1}})
+    train(straight, tmp_path / "straight", resume=False)
+    resumed = load_file(str(run_dir / "checkpoints" / "step-000006" / "adapter_model.safetensors"))
+    uninterrupted = load_file(str(tmp_path / "straight" / "checkpoints" / "step-000006" / "adapter_model.safetensors"))
+    assert max(float((resumed[k] - uninterrupted[k]).abs().max()) for k in resumed) <= 1e-5
 
 
 def _metric_steps(service, job_id):
