@@ -124,3 +124,53 @@ def test_a_worker_shutdown_sigterms_the_group_which_checkpoints_and_is_requeued(
     assert [c.step for c in service.list_checkpoints(job.id)] == [stopped.current_step]
     assert "SIGTERM to the group" in service.log_tail(job.id)
     assert not any(alive(pid) for pid in rank_pids(settings, job.id))
+
+
+def test_a_job_asking_for_more_gpus_than_the_worker_owns_is_refused_with_the_field(settings, monkeypatch):
+    import pytest
+
+    from adrpo_engine.config import ConfigError
+    from adrpo_engine.presets import preset_config
+    from worker import group
+
+    config = preset_config("digits-even", {"resources.processes": 2})
+    assert group.gpus_for(config, settings) is None  # no CUDA here: gloo processes on the CPU
+    monkeypatch.setattr(group, "uses_cuda", lambda config: True)
+    one_gpu = settings.model_copy(update={"worker_gpus": "3"})
+    with pytest.raises(ConfigError, match=r"resources.processes: the job asks for 2 processes .* owns 1 GPU\(s\) \(3;"):
+        group.gpus_for(config, one_gpu)
+    assert group.gpus_for(config, settings.model_copy(update={"worker_gpus": "0, 2,5"})) == ["0", "2"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert settings.model_copy(update={"worker_gpus": ""}).owned_gpus() == ["4", "6"]
+
+
+def test_the_launch_line_names_the_processes_the_gpus_and_the_accelerate_config():
+    from adrpo_engine.launch import accelerate_command
+
+    command = accelerate_command(4, "worker.rank", ["JOB", "OWNER"], gpu_ids=["0", "2"], port=29999)
+    assert command[1:3] == ["-m", "accelerate.commands.launch"]
+    text = " ".join(command)
+    assert "--num_processes 4" in text and "--multi_gpu" in text and "--gpu_ids 0,2" in text
+    assert "--main_process_port 29999" in text and text.endswith("-m worker.rank JOB OWNER")
+    with_file = " ".join(accelerate_command(2, "m", [], accelerate_config="/cfg.yaml"))
+    assert "--config_file /cfg.yaml" in with_file and "--mixed_precision" not in with_file
+
+
+def test_an_api_job_names_an_accelerate_config_only_under_the_uploads_root(settings, tmp_path):
+    import pytest
+    import yaml as yaml_module
+
+    from adrpo_engine.presets import preset_config
+    from worker.policy import Policy, check_policy
+    from worker.validation import SubmissionError
+
+    outside = tmp_path / "accelerate.yaml"
+    outside.write_text(yaml_module.safe_dump({"distributed_type": "MULTI_GPU"}))
+    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    inside = settings.uploads_dir / "accelerate.yaml"
+    inside.write_text(outside.read_text())
+    policy = Policy.of(settings)
+    job = preset_config("digits-even", {"resources.processes": 2, "resources.accelerate_config": str(outside)})
+    with pytest.raises(SubmissionError, match="resources.accelerate_config: local paths of jobs submitted over"):
+        check_policy(job, policy)
+    check_policy(preset_config("digits-even", {"resources.accelerate_config": str(inside)}), policy)
