@@ -89,7 +89,9 @@ class Distributed:
             return tensor
         from accelerate.utils import gather
 
-        return gather(tensor.contiguous().to(self.comm_device)).to(tensor.device)
+        gathered = gather(tensor.contiguous().to(self.comm_device))
+        assert isinstance(gathered, Tensor)
+        return gathered.to(tensor.device)
 
     def gather_objects(self, items: list[Any]) -> list[Any]:
         """Every rank's list, concatenated in rank order (picklable items)."""
@@ -135,18 +137,19 @@ class Distributed:
         """Sum the gradients of ``parameters`` over the ranks, in place (one flat all-reduce per dtype)."""
         if not self.active:
             return
-        by_dtype: dict[torch.dtype, list[torch.nn.Parameter]] = {}
+        by_dtype: dict[torch.dtype, list[Tensor]] = {}
         for parameter in parameters:
             if parameter.grad is None:  # a rank that did not touch a parameter still takes part
                 parameter.grad = torch.zeros_like(parameter)
-            by_dtype.setdefault(parameter.grad.dtype, []).append(parameter)
-        for group in by_dtype.values():
-            flat = torch.cat([p.grad.reshape(-1) for p in group]).to(self.comm_device)
+            grad = parameter.grad
+            by_dtype.setdefault(grad.dtype, []).append(grad)
+        for grads in by_dtype.values():
+            flat = torch.cat([grad.reshape(-1) for grad in grads]).to(self.comm_device)
             torch.distributed.all_reduce(flat, op=torch.distributed.ReduceOp.SUM)
             offset = 0
-            for parameter in group:
-                size = parameter.grad.numel()
-                parameter.grad.copy_(flat[offset : offset + size].view_as(parameter.grad))
+            for grad in grads:
+                size = grad.numel()
+                grad.copy_(flat[offset : offset + size].view_as(grad))
                 offset += size
 
     def broadcast_parameters(self, parameters: Sequence[torch.nn.Parameter]) -> None:

@@ -284,23 +284,14 @@ def sample_completions(
         raise ValueError("per-row draws (uniforms) need the loop decoder")
     was_training = peft_model.training
     peft_model.eval()
-    decoder = decode_loop if decode == "loop" else decode_generate
     context = lora_folded(peft_model) if adapter and fold_lora else adapter_enabled(peft_model, adapter)
+    args = (peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id)
     try:
         with context:
-            extra = {} if uniforms is None else {"uniforms": uniforms}
-            tokens = decoder(
-                peft_model,
-                prompt_ids,
-                prompt_mask,
-                max_new_tokens,
-                temperature,
-                top_p,
-                eos_ids,
-                pad_id,
-                repeat=repeat,
-                **extra,
-            )
+            if decode == "loop":
+                tokens = decode_loop(*args, repeat=repeat, uniforms=uniforms)
+            else:
+                tokens = decode_generate(*args, repeat=repeat)
     finally:
         peft_model.train(was_training)
     return Rollouts(

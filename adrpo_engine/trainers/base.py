@@ -189,7 +189,7 @@ class BaseTrainer(ABC):
         if cfg.optim == "adamw_8bit":
             if self.device.type != "cuda":
                 raise TrainingError("optim adamw_8bit needs a CUDA device (bitsandbytes' 8-bit kernels)")
-            import bitsandbytes
+            import bitsandbytes  # pyright: ignore[reportMissingImports] (the optional `bnb` extra)
 
             self.optimizer = bitsandbytes.optim.AdamW8bit(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:

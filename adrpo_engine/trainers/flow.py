@@ -187,10 +187,8 @@ class FlowTrainer(BaseTrainer):
         sample_shape = latents.shape[1:]
         levels = None
         if flow.train_timesteps is not None:
-            grid = self.policy.time_grid(flow.sample_steps)
-            levels = per_group(
-                generator, lambda g, n: O.grid_times(n, grid, flow.train_timesteps, g).T, group, batch
-            ).T  # (K, batch)
+            grid, count = self.policy.time_grid(flow.sample_steps), flow.train_timesteps
+            levels = per_group(generator, lambda g, n: O.grid_times(n, grid, count, g).T, group, batch).T  # (K, batch)
         for draw in range(flow.draws_per_step):
             noise = per_group(generator, lambda g, n: torch.randn((n, *sample_shape), generator=g), group, batch)
             noise = noise.to(self.device, latents.dtype)
