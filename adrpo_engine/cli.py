@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import metrics as M
 from .config import ConfigError, JobConfig, validate_config
 from .config_io import apply_overrides, load_yaml, parse_override
+from .distributed import launched_world_size
 from .kinds import get_kind
+from .launch import accelerate_command
 from .presets import PRESETS, get_preset
 from .progress import TRAINING, NullSink, Phase, Sample
 
@@ -102,6 +107,12 @@ def train(
         raise typer.Exit(EXIT_CONFIG) from None
     for note in job.advisories():
         errors.print(f"[yellow]warning:[/] {note}", highlight=False)
+    if job.resources.processes > 1 and launched_world_size() == 1:
+        # Start the ranks through `accelerate launch`, each running this same command.
+        command = accelerate_command(
+            job.resources.processes, "adrpo_engine.cli", sys.argv[1:], accelerate_config=job.resources.accelerate_config
+        )
+        raise typer.Exit(subprocess.call(command))
 
     from .runner import train as run_training  # heavy imports only once the config is valid
     from .trainers.base import TrainingError
@@ -123,6 +134,8 @@ def train(
         except ConfigError as error:  # found while loading: a model, reward or prompt source that does not load
             errors.print(f"[red]error:[/] {error}", highlight=False)
             raise typer.Exit(EXIT_CONFIG) from None
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # rank 0 reports for the group
     before = result.first_metrics.get(M.REWARD_MEAN)
     after = result.last_metrics.get(M.REWARD_MEAN)
     console.print(f"[bold]{result.status}[/] after step {result.last_step} of {job.steps}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import ConfigError
 from .kinds import ALGORITHM_NAMES, KINDS, builtin_models, get_kind
@@ -43,6 +43,11 @@ class ModelConfig(_Strict):
         default="auto", description="'auto' = bfloat16 on CUDA, float32 on CPU."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="'auto' = CUDA when present.")
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute activations in the backward pass instead of keeping them (causal LMs through "
+        "transformers, the SD3 transformer through diffusers): less memory for some more compute.",
+    )
 
 
 class LoraConfig(_Strict):
@@ -240,6 +245,53 @@ class FlowConfig(_Strict):
         return self.train_draws if self.train_timesteps is None else self.train_timesteps
 
 
+ACCELERATE_TYPES_SUPPORTED = ("NO", "MULTI_GPU", "MULTI_CPU")
+
+
+class ResourcesConfig(_Strict):
+    """How many processes one job runs on (data parallel, ``adrpo_engine.distributed``)."""
+
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes of the job, one GPU each on CUDA (the worker launches them with `accelerate launch`; "
+        "on CPU they use the gloo backend). Each takes prompts_per_step / processes whole prompt groups.",
+    )
+    accelerate_config: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="An accelerate config YAML passed to `accelerate launch --config_file` (rendezvous, GPU ids, "
+        "NCCL settings). Its distributed_type must be MULTI_GPU, MULTI_CPU or NO and its num_processes, if set, "
+        "equal resources.processes.",
+    )
+
+    @field_validator("accelerate_config")
+    @classmethod
+    def _readable_accelerate_config(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError("not a file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ValueError(f"cannot read it as YAML ({type(error).__name__})") from None
+        if not isinstance(data, dict):
+            raise ValueError("not a mapping of accelerate keys")
+        kind = str(data.get("distributed_type", "NO")).upper()
+        if kind not in ACCELERATE_TYPES_SUPPORTED:
+            raise ValueError(
+                f"distributed_type {kind} is not supported: every process samples rollouts with the whole "
+                f"adapter and model (use one of {', '.join(ACCELERATE_TYPES_SUPPORTED)})"
+            )
+        processes = info.data.get("processes")
+        if "num_processes" in data and processes is not None and str(data["num_processes"]) != str(processes):
+            raise ValueError(f"its num_processes is {data['num_processes']} but resources.processes is {processes}")
+        return value
+
+
 class EvalConfig(_Strict):
     """Evaluation on held-out prompts with fixed noise (``adrpo_engine.evaluation``)."""
 
@@ -319,7 +371,17 @@ class JobConfig(_Strict):
     warmup_steps: int = Field(default=0, ge=0, le=1_000_000, description="Linear warm-up steps.")
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0, description="AdamW weight decay.")
     max_grad_norm: float = Field(default=1.0, gt=0.0, le=1e6, description="Gradient clipping norm.")
-    grad_accum: int = Field(default=1, ge=1, le=1024, description="Micro-batches per optimisation step.")
+    grad_accum: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Micro-batches per optimisation step (per process with resources.processes > 1).",
+    )
+    optim: Literal["adamw", "adamw_8bit"] = Field(
+        default="adamw",
+        description="Optimizer: torch's AdamW, or bitsandbytes' 8-bit AdamW (optimizer state in 8 bits; needs "
+        "the `bnb` extra and a CUDA device).",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of everything random in the run.")
     checkpoint_every: int = Field(default=50, ge=1, le=1_000_000, description="Checkpoint period in steps.")
     sample_every: int = Field(default=10, ge=1, le=1_000_000, description="Sample-logging period in steps.")
@@ -341,6 +403,17 @@ class JobConfig(_Strict):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @field_validator("optim")
+    @classmethod
+    def _optimizer_installed(cls, optim: str) -> str:
+        if optim == "adamw_8bit":
+            import importlib.util
+
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise ValueError("adamw_8bit needs bitsandbytes: pip install 'adrpo-studio[bnb]' (a CUDA machine)")
+        return optim
 
     @field_validator("kind")
     @classmethod
@@ -385,12 +458,25 @@ class JobConfig(_Strict):
                 f"[{self.clip_low}, {self.clip_high}] is not empty (with beta0 = 0 the loss has no lower bound)"
             )
         self._check_flow_times()
+        self._check_resources()
         if spec.a_min_bounded(self.algorithm) and self.clip_low <= -self.beta0:
             raise ValueError(
                 f"a_min must be > -beta0 (= {-self.beta0}) for the {ALGORITHM_NAMES[self.algorithm]} {self.kind} loss, "
                 f"else the loss is unbounded below (got {self.clip_low})"
             )
         return self
+
+    def _check_resources(self) -> None:
+        processes = self.resources.processes
+        if processes == 1:
+            return
+        if self.prompts_per_step % processes:
+            raise ValueError(
+                f"resources.processes ({processes}) must divide prompts_per_step ({self.prompts_per_step}): each "
+                "process takes whole prompt groups"
+            )
+        if self.algorithm == "dpo":
+            raise ValueError("resources.processes must be 1 for algorithm dpo (its pair pool is built in one process)")
 
     def _check_flow_times(self) -> None:
         flow = self.flow

@@ -76,6 +76,11 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--grad-accum", type=int, default=4)
+    parser.add_argument(
+        "--checkpointing",
+        action="store_true",
+        help="also run adrpo with model.gradient_checkpointing and report its peak memory and step time",
+    )
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         print("no CUDA device: running the CPU smoke test instead (--tiny)")
@@ -97,7 +102,9 @@ def main() -> None:
         )
         prompts = [row["prompt"] for row in task_rows()]
         results = {}
-        for algorithm in ("adrpo", "fixed"):
+        variants = [("adrpo", False), ("fixed", False)] + ([("adrpo", True)] if args.checkpointing else [])
+        for algorithm, checkpointing in variants:
+            label = algorithm + ("+gc" if checkpointing else "")
             cfg = validate_config(
                 {
                     "kind": "llm",
@@ -107,6 +114,7 @@ def main() -> None:
                         "name_or_path": str(tmp / "model"),
                         "device": "cuda" if cuda else "cpu",
                         "dtype": "bfloat16" if cuda else "float32",
+                        "gradient_checkpointing": checkpointing,
                     },
                     "rewards": [{"name": "length", "options": {"target": 400, "unit": "chars"}}],
                     "prompts": {"texts": prompts},
@@ -124,12 +132,12 @@ def main() -> None:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             sink = RecordingSink()
-            train(cfg, tmp / algorithm, sink, resume=False)
+            train(cfg, tmp / label, sink, resume=False)
             steps = [sink.steps[s] for s in sorted(sink.steps)][1:]  # the first step warms up kernels
-            results[algorithm] = steps
+            results[label] = steps
             peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
             print(
-                f"{algorithm:<6} step time median {statistics.median(s['step_time'] for s in steps):.2f} s, "
+                f"{label:<9} step time median {statistics.median(s['step_time'] for s in steps):.2f} s, "
                 f"completion tokens/s {statistics.median(s['tokens_per_s'] for s in steps):.0f}, "
                 f"samples/s {statistics.median(s['samples_per_s'] for s in steps):.1f}, "
                 f"mean completion {statistics.mean(s['completion/mean_tokens'] for s in steps):.0f} tokens, "
@@ -140,6 +148,11 @@ def main() -> None:
             s["step_time"] for s in results["fixed"]
         )
         print(f"RATIO adrpo / fixed step time = {ratio:.3f}")
+        if args.checkpointing:
+            ratio = statistics.median(s["step_time"] for s in results["adrpo+gc"]) / statistics.median(
+                s["step_time"] for s in results["adrpo"]
+            )
+            print(f"RATIO adrpo with / without gradient checkpointing step time = {ratio:.3f}")
 
 
 if __name__ == "__main__":

@@ -145,6 +145,11 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=20)
     parser.add_argument("--group-size", type=int, default=4)
     parser.add_argument("--prompts-per-step", type=int, default=2)
+    parser.add_argument(
+        "--checkpointing",
+        action="store_true",
+        help="model.gradient_checkpointing on the SD3 transformer (run once with and once without to compare)",
+    )
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and not args.tiny
     dtype = torch.bfloat16 if cuda else torch.float32
@@ -157,6 +162,7 @@ def main() -> None:
                 "name_or_path": "sd3-medium-shaped (in memory)",
                 "device": "cuda" if cuda else "cpu",
                 "dtype": "bfloat16" if cuda else "float32",
+                "gradient_checkpointing": args.checkpointing,
             },
             "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
             "prompts": {"texts": ["a red apple on a wooden table", "a lighthouse on a rocky cliff"]},
@@ -187,6 +193,8 @@ def main() -> None:
         trainer = CheckTrainer(config, Path(workdir) / "run", NullSink())
         seed_everything(0)
         trainer.setup()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()  # the peak of training steps, not of loading
         samples = config.group_size * config.prompts_per_step
         steps, rollouts = [], []
         for step in range(1, args.steps + 2):
@@ -208,7 +216,8 @@ def main() -> None:
         print(
             f"{samples} images of {resolution} px, {args.sample_steps} Euler steps, CFG 7: "
             f"rollout {samples / rollout_s:.2f} images/s, training step {samples / step_s:.2f} images/s "
-            f"(update {step_s - rollout_s:.2f} s){memory}"
+            f"(update {step_s - rollout_s:.2f} s){memory}, gradient checkpointing "
+            f"{'on' if args.checkpointing else 'off'}"
         )
 
 

@@ -80,6 +80,10 @@ def check_policy(job: JobConfig, policy: Policy) -> None:
     for field, value in (("prompts.file", job.prompts.file), ("prompts.dataset", job.prompts.dataset)):
         if value and not value.startswith("builtin:") and (looks_like_path(value) or field == "prompts.file"):
             _check_under(field, value, policy.uploads_dir, UPLOADS_ENV, policy)
+    if job.resources.accelerate_config:  # a file the worker hands to `accelerate launch`
+        _check_under(
+            "resources.accelerate_config", job.resources.accelerate_config, policy.uploads_dir, UPLOADS_ENV, policy
+        )
 
 
 def _check_reward_module(field: str, name: str, policy: Policy) -> None:

@@ -13,6 +13,8 @@
 | ``ADRPO_USER_REWARD_MODULES`` | empty (none) | modules whose ``module:function`` rewards API/studio jobs may use |
 | ``ADRPO_UPLOADS_DIR`` | ``<data_dir>/uploads`` | the only root for local ``prompts.file`` / ``prompts.dataset`` of API/studio jobs |
 | ``ADRPO_MODELS_DIR`` | ``<data_dir>/models`` | the only root for local model paths (``model.name_or_path``, reward models) |
+| ``ADRPO_WORKER_GPUS`` | unset: ``CUDA_VISIBLE_DEVICES``, else every GPU | comma-separated GPU ids this worker owns; a job with ``resources.processes = N`` gets N of them, one process each |
+| ``ADRPO_GROUP_STOP_GRACE_S`` | ``120`` | seconds a multi-process job has to stop after a cancel or a shutdown before its process group is killed |
 
 What each setting opens to whoever can reach the API is in docs/security.md.
 """
@@ -62,6 +64,26 @@ class Settings(BaseSettings):
     models_dir: Path = Field(
         default_factory=lambda data: data["data_dir"] / "models", description="Root of local model paths."
     )
+    worker_gpus: str = Field(
+        default="",
+        description="Comma-separated GPU ids this worker owns (multi-process jobs); empty = CUDA_VISIBLE_DEVICES/all.",
+    )
+    group_stop_grace_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds a multi-process job may take to stop before its process group is killed.",
+    )
+
+    def owned_gpus(self) -> list[str]:
+        """The GPU ids this worker may give a job: ADRPO_WORKER_GPUS, else CUDA_VISIBLE_DEVICES, else all."""
+        import os
+
+        listed = self.worker_gpus or os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if listed.strip():
+            return [item.strip() for item in listed.split(",") if item.strip()]
+        import torch
+
+        return [str(index) for index in range(torch.cuda.device_count())]
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -118,6 +140,8 @@ class Settings(BaseSettings):
             "ADRPO_USER_REWARD_MODULES": self.user_reward_modules,
             "ADRPO_UPLOADS_DIR": str(self.uploads_dir),
             "ADRPO_MODELS_DIR": str(self.models_dir),
+            "ADRPO_WORKER_GPUS": self.worker_gpus,
+            "ADRPO_GROUP_STOP_GRACE_S": str(self.group_stop_grace_s),
         }
         if self.auth_user and self.auth_password:
             env["ADRPO_AUTH_USER"] = self.auth_user

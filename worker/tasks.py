@@ -21,6 +21,7 @@ from .artifacts import append_log, build_adapter_zip
 from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_EVAL, RUN_JOB, celery_app, configure
 from .db import Store, existing, rows_changed
 from .evals import REFERENCE_STEP, request_eval, run_eval
+from .group import MAX_GROUP_ATTEMPTS, run_group
 from .lifecycle import (
     WORKER_ID,
     Heartbeat,
@@ -134,6 +135,8 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
             # Queued beside training, run by whichever worker is free: the loop never waits for an eval.
             queue_eval(ctx, job.id, REFERENCE_STEP, "checkpoint", run_dir)
             sink.after_checkpoint = lambda step: queue_eval(ctx, job.id, step, "checkpoint", run_dir)
+        if config.resources.processes > 1:
+            return _train_group(ctx, job, config, run_dir)
         result = train(config, run_dir, sink, resume=True)
     except SubmissionError as error:
         return _fail(ctx, job.id, run_dir, f"refused by the worker's policy: {error}")
@@ -153,6 +156,32 @@ def _train(ctx: WorkerContext, job: Job, run_dir: Path, sink: StoreSink) -> str:
         return JobStatus.CANCELLED
     if sink.stop_reason == "shutdown" and release_job(ctx.store, job.id):
         sink.on_log(f"worker shutting down after step {result.last_step}; job queued to resume")
+        enqueue_job(job.id)
+        return "released"
+    return "lost"
+
+
+def _train_group(ctx: WorkerContext, job: Job, config, run_dir: Path) -> str:
+    """A job on ``resources.processes`` processes (``worker.group``): its outcome mapped onto the job's state as
+    for a one-process job; a crashed group is re-queued to resume from its last checkpoint."""
+    outcome = run_group(ctx.store, ctx.settings, job.id, WORKER_ID, config, run_dir, ctx.shutting_down.is_set)
+    if outcome.status == JobStatus.SUCCEEDED:
+        finish_job(ctx.store, job.id, JobStatus.SUCCEEDED)
+        if config.eval.on_finish:
+            queue_eval(ctx, job.id, REFERENCE_STEP, "finish", run_dir)
+            queue_eval(ctx, job.id, outcome.last_step or config.steps, "finish", run_dir)
+        return JobStatus.SUCCEEDED
+    if outcome.status == JobStatus.FAILED:
+        return _fail(ctx, job.id, run_dir, outcome.message)
+    if outcome.status == JobStatus.CANCELLED:
+        finish_job(ctx.store, job.id, JobStatus.CANCELLED)
+        return JobStatus.CANCELLED
+    if outcome.status == "crashed":
+        append_log(run_dir, f"{outcome.message}")
+        if job.attempts >= MAX_GROUP_ATTEMPTS:
+            return _fail(ctx, job.id, run_dir, f"{outcome.message}; gave up after {job.attempts} attempts")
+    if outcome.status in ("crashed", "released") and release_job(ctx.store, job.id):
+        append_log(run_dir, f"job queued to resume from its last checkpoint ({outcome.message})")
         enqueue_job(job.id)
         return "released"
     return "lost"

@@ -120,6 +120,22 @@ def add_lora(model, lora: LoraConfig):
         raise ConfigError(f"lora.target_modules: {error}") from None
 
 
+def enable_gradient_checkpointing(model) -> None:
+    """transformers' activation checkpointing of every decoder layer (non-reentrant; with PEFT the input
+    embeddings are made to require grad so the frozen layers pass gradients to the adapter)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ConfigError(f"model.gradient_checkpointing: {type(model).__name__} does not support it")
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
+def checkpointed_layers_train_flag(peft_model, on: bool) -> None:
+    """transformers recomputes a checkpointed layer only in training mode; the trainers keep the base model
+    in eval mode (no base dropout), so set the flag of the checkpointed layers alone (their dropouts stay off)."""
+    for module in peft_model.modules():
+        if getattr(module, "gradient_checkpointing", False) is True and isinstance(module, torch.nn.Module):
+            module.training = on
+
+
 def lora_train_mode(peft_model) -> None:
     """Training mode for the LoRA dropout only. The base model's own dropout stays off: it would make the
     policy's log-probs disagree with the sampling and reference passes, which run without it."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..config import LoraConfig
+from ..config import ConfigError, LoraConfig
 
 Cond = dict[str, Tensor]
 
@@ -91,6 +91,10 @@ class FlowPolicy(ABC):
 
     def train(self, mode: bool = True) -> None:  # dropout of LoRA, if any
         pass
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute the network's activations in the backward pass (``model.gradient_checkpointing``)."""
+        raise ConfigError(f"model.gradient_checkpointing: not supported by {self.name or type(self).__name__}")
 
     # ---------------------------------------------------------------- sampling
 

@@ -95,9 +95,15 @@ def filter_top_p(logits: Tensor, top_p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def pick_tokens(logits: Tensor, temperature: float, top_p: float) -> Tensor:
+def pick_tokens(logits: Tensor, temperature: float, top_p: float, uniforms: Tensor | None = None) -> Tensor:
+    """One token per row. ``uniforms`` (one U(0, 1) draw per row) picks by the inverse CDF, so a row's token
+    depends on its own draw only, not on the rest of the batch; without them, ``torch.multinomial``."""
     probabilities = filter_top_p(logits.float() / temperature, top_p).softmax(dim=-1)
-    return torch.multinomial(probabilities, 1).squeeze(1)
+    if uniforms is None:
+        return torch.multinomial(probabilities, 1).squeeze(1)
+    cdf = probabilities.cumsum(dim=-1)
+    target = uniforms.to(cdf.device, cdf.dtype).unsqueeze(1) * cdf[:, -1:]
+    return torch.searchsorted(cdf, target, right=True).squeeze(1).clamp(max=cdf.shape[-1] - 1)
 
 
 def completion_mask_from(tokens: Tensor, eos_ids: Sequence[int]) -> Tensor:
@@ -176,13 +182,17 @@ def decode_loop(
     pad_id: int,
     repeat: int = 1,
     compact_at: float = COMPACT_AT,
+    uniforms: Tensor | None = None,
 ) -> Tensor:
     """KV-cached sampling of ``repeat`` completions per prompt row (rows grouped per prompt).
 
     The prompts are pre-filled once and their cache copied ``repeat`` times (a group shares its prompt).
     Then one forward per new token; once a fraction ``compact_at`` of the rows in the batch has finished
     (EOS), those rows are dropped from the batch and the cache, so short completions stop costing compute.
-    Returns ``(rows * repeat, T)`` token ids, padded with ``pad_id`` after EOS; ``T <= max_new_tokens``."""
+    ``uniforms`` ``(rows * repeat, max_new_tokens)``: the draw of each row at each position (:func:`pick_tokens`),
+    so a row's completion does not depend on the batch it was sampled in (data-parallel jobs draw them per
+    prompt group). Returns ``(rows * repeat, T)`` token ids, padded with ``pad_id`` after EOS;
+    ``T <= max_new_tokens``."""
     cache = preallocated_cache(model, prompt_ids.shape[1] + max_new_tokens)
     cache_arg = {cache_keyword(model): cache}
     positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
@@ -205,7 +215,8 @@ def decode_loop(
     alive = torch.arange(logits.shape[0], device=device)  # original row of each row still in the batch
     finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
-        chosen = pick_tokens(logits, temperature, top_p).masked_fill(finished, pad_id)
+        draws = None if uniforms is None else uniforms[alive, t]
+        chosen = pick_tokens(logits, temperature, top_p, draws).masked_fill(finished, pad_id)
         tokens[alive, t] = chosen
         finished |= torch.isin(chosen, eos)
         done = int(finished.sum())
@@ -267,18 +278,23 @@ def sample_completions(
     adapter: bool = True,
     fold_lora: bool = True,
     decode: str = "loop",
+    uniforms: Tensor | None = None,
 ) -> Rollouts:
     """``repeat`` completions per prompt row (grouped per prompt), from the policy (``adapter``) or the
-    reference; randomness from torch's global generator (the trainer seeds it per step)."""
+    reference; randomness from ``uniforms`` (the loop decoder, see :func:`decode_loop`) or from torch's
+    global generator (the trainer seeds it per step)."""
+    if uniforms is not None and decode != "loop":
+        raise ValueError("per-row draws (uniforms) need the loop decoder")
     was_training = peft_model.training
     peft_model.eval()
-    decoder = decode_loop if decode == "loop" else decode_generate
     context = lora_folded(peft_model) if adapter and fold_lora else adapter_enabled(peft_model, adapter)
+    args = (peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id)
     try:
         with context:
-            tokens = decoder(
-                peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id, repeat=repeat
-            )
+            if decode == "loop":
+                tokens = decode_loop(*args, repeat=repeat, uniforms=uniforms)
+            else:
+                tokens = decode_generate(*args, repeat=repeat)
     finally:
         peft_model.train(was_training)
     return Rollouts(

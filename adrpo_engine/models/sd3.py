@@ -213,6 +213,10 @@ class SD3Policy(FlowPolicy):
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.transformer.parameters() if p.requires_grad]
 
+    def enable_gradient_checkpointing(self) -> None:
+        """diffusers' checkpointing of every transformer block (recomputed whenever grad is on)."""
+        self.transformer.enable_gradient_checkpointing()
+
     def lora_state_dict(self) -> dict[str, Tensor]:
         from peft.utils import get_peft_model_state_dict
 

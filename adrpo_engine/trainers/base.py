@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -30,6 +31,7 @@ import torch
 from .. import metrics as M
 from ..checkpoints import TRAINER_STATE, checkpoint_dir, list_checkpoints
 from ..config import JobConfig, ModelConfig
+from ..distributed import Distributed
 from ..integrity import load_trainer_state, numpy_rng_state, set_numpy_rng_state, verify_checkpoint, write_manifest
 from ..paths import publish_cache, staging_dir
 from ..progress import (
@@ -65,6 +67,22 @@ class RunResult:
 def step_seed(seed: int, step: int) -> int:
     """The seed of one step: a resumed run replays a step exactly without restoring generator state."""
     return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
+
+
+def group_seed(seed: int, step: int, group: int) -> int:
+    """The seed of prompt group ``group`` (its index in the step's whole batch) at ``step``: the draws of a group
+    do not depend on which process samples it or on what else is in its batch."""
+    return (step_seed(seed, step) * 1_000_033 + (group + 1) * 104_729) % (2**31 - 1)
+
+
+def group_generators(seed: int, step: int, groups: range) -> list[torch.Generator]:
+    """One CPU generator per prompt group of ``groups`` (global indices), seeded by :func:`group_seed`."""
+    return [torch.Generator().manual_seed(group_seed(seed, step, group)) for group in groups]
+
+
+def rank_step_seed(seed: int, step: int, rank: int) -> int:
+    """The step seed of one process (rank 0: :func:`step_seed`), so ranks do not share dropout masks."""
+    return (step_seed(seed, step) + rank * 7_368_787) % (2**31 - 1)
 
 
 def seed_everything(seed: int) -> None:
@@ -114,9 +132,19 @@ class BaseTrainer(ABC):
     def __init__(self, config: JobConfig, run_dir: str | Path, sink: ProgressSink | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.sink = sink or NullSink()
-        self.device = resolve_device(config.model)
+        device = resolve_device(config.model)
+        # A job launched on N processes (resources.processes) finds its group here; one process: the identity.
+        self.dist = Distributed.from_environment(use_cpu=device.type == "cpu")
+        # Rank 0 alone reports (metrics, samples, checkpoints, logs); the other ranks only train.
+        self.sink = (sink or NullSink()) if self.dist.is_main else NullSink()
+        if self.dist.active and self.dist.world_size != config.resources.processes:
+            raise TrainingError(
+                f"launched on {self.dist.world_size} processes but resources.processes is {config.resources.processes}"
+            )
+        self.device = self.dist.device_for(device)
         self.dtype = resolve_dtype(config.model, self.device)
+        # Set by a SIGTERM handler (distributed.stop_on_signals) or a caller: stop after the current step.
+        self.stop_event = threading.Event()
         # Set by init_optimizer() in setup(); every use comes after it.
         self.optimizer: torch.optim.Optimizer
         self.scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -152,18 +180,29 @@ class BaseTrainer(ABC):
     # ------------------------------------------------------------------ shared pieces
 
     def init_optimizer(self, parameters: Iterable[torch.nn.Parameter]) -> None:
-        """AdamW with linear warm-up to ``lr``, then constant."""
+        """AdamW (torch's, or bitsandbytes' 8-bit one with ``optim: adamw_8bit``) with linear warm-up to ``lr``,
+        then constant."""
         self.trainable = [p for p in parameters if p.requires_grad]
         if not self.trainable:
             raise TrainingError("the model has no trainable parameters (check lora.target_modules)")
-        self.optimizer = torch.optim.AdamW(self.trainable, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        cfg = self.config
+        if cfg.optim == "adamw_8bit":
+            if self.device.type != "cuda":
+                raise TrainingError("optim adamw_8bit needs a CUDA device (bitsandbytes' 8-bit kernels)")
+            import bitsandbytes  # pyright: ignore[reportMissingImports] (the optional `bnb` extra)
+
+            self.optimizer = bitsandbytes.optim.AdamW8bit(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warmup = self.config.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda done: min(1.0, (done + 1) / (warmup + 1)) if warmup else 1.0
         )
 
     def optimizer_step(self) -> float:
-        """Clip, step, schedule, zero; returns the pre-clip gradient norm."""
+        """Sum the gradients over the processes (each rank's loss is its share of the whole batch's), clip,
+        step, schedule, zero; returns the pre-clip gradient norm."""
+        self.dist.sum_gradients(self.trainable)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
@@ -179,28 +218,35 @@ class BaseTrainer(ABC):
     # ------------------------------------------------------------------ checkpoints
 
     def save_checkpoint(self, step: int) -> Path:
+        """Called on every rank (their RNG states are gathered); rank 0 alone writes (the adapters are equal)."""
         final = checkpoint_dir(self.run_dir, step)
-        if _complete_checkpoint(final):
+        rng_states = self.dist.gather_objects([self.rng_state()])
+        if not self.dist.is_main or _complete_checkpoint(final):
             return final
         # One writer per run: a staging folder or half a checkpoint left by a crash is replaced.
         staging = staging_dir(final, exclusive=True)
-        self._write_checkpoint(staging, step)
+        self._write_checkpoint(staging, step, rng_states)
         publish_cache(staging, final, complete=_complete_checkpoint)
         self.sink.on_checkpoint(step, final)
         return final
 
-    def _write_checkpoint(self, staging: Path, step: int) -> None:
+    def rng_state(self) -> dict[str, Any]:
+        devices = [self.device] if self.device.type == "cuda" else []
+        return {
+            "python": random.getstate(),
+            "numpy": numpy_rng_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": [torch.cuda.get_rng_state(d) for d in devices] if devices else None,
+        }
+
+    def _write_checkpoint(self, staging: Path, step: int, rng_states: list[dict[str, Any]]) -> None:
         self.save_adapter(staging)
         state = {
             "step": step,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": numpy_rng_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
+            "rng": rng_states[0],
+            "rng_ranks": rng_states,  # one per process, restored rank by rank
             "extra": self.extra_state(),
         }
         torch.save(state, staging / TRAINER_STATE)
@@ -211,12 +257,13 @@ class BaseTrainer(ABC):
         state = load_trainer_state(directory / TRAINER_STATE)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        rng = state["rng"]
+        ranks = state.get("rng_ranks") or [state["rng"]]
+        rng = ranks[self.dist.rank] if len(ranks) == self.dist.world_size else state["rng"]
         random.setstate(rng["python"])
         set_numpy_rng_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        if rng.get("cuda") and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"][0], self.device)
         self.load_extra_state(state.get("extra", {}))
         return int(state["step"])
 
@@ -228,7 +275,8 @@ class BaseTrainer(ABC):
             return self._run(resume)
 
     def report_phase(self, phase: Phase) -> None:
-        phase_handler(self.sink)(phase)
+        if self.dist.is_main:
+            phase_handler(self.sink)(phase)
 
     def _run(self, resume: bool) -> RunResult:
         cfg = self.config
@@ -236,20 +284,33 @@ class BaseTrainer(ABC):
         # half-written run directory behind.
         seed_everything(cfg.seed)
         self.report_phase(Phase(LOADING, cfg.model.name_or_path))
-        self.setup()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.run_dir / "config.yaml")
-        for note in cfg.advisories():
-            warnings.warn(note, UserWarning, stacklevel=2)
-            self.log(f"warning: {note}")
+        with self.dist.main_first():  # a built-in model's first build: once, by rank 0
+            self.setup()
+        self.dist.broadcast_parameters(self.trainable)
+        main = self.dist.is_main
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run_dir / "config.yaml")
+            for note in cfg.advisories():
+                warnings.warn(note, UserWarning, stacklevel=2)
+                self.log(f"warning: {note}")
+            if self.dist.active:
+                self.log(f"data parallel on {self.dist.world_size} processes ({self.device.type})")
 
         start_step = 0
-        found = self._restore_newest_good() if resume else None
+        found = self._restore_newest_good() if resume and main else None
+        if self.dist.active and resume:
+            # Rank 0 picks (and verifies) the checkpoint; every other rank loads the same one.
+            chosen = self.dist.broadcast_object(None if found is None else str(found[1]))
+            if not main and chosen is not None:
+                found = (self.restore(Path(chosen)), Path(chosen))
         if found is not None:
             start_step = found[0]
             self.log(f"resumed from {found[1]} (step {start_step})")
-        trackers = build_trackers(cfg, self.run_dir, self.log)
-        reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink, *trackers)
+        trackers = build_trackers(cfg, self.run_dir, self.log) if main else []
+        reporter: ProgressSink = NullSink()
+        if main:
+            reporter = FanOutSink(JsonlMetricsSink(self.run_dir / "metrics.jsonl"), self.sink, *trackers)
         status = "failed"
         try:
             result = self._loop(reporter, start_step, found[1] if found else None)
@@ -263,7 +324,8 @@ class BaseTrainer(ABC):
         cfg = self.config
         reporter.on_start(cfg.steps, start_step)
 
-        if start_step == 0:
+        main = self.dist.is_main
+        if start_step == 0 and main:
             self.report_phase(Phase(EVALUATING, "samples of the reference model (step 0)"))
             seed_everything(step_seed(cfg.seed, 0))
             self._report_samples(reporter, 0)
@@ -273,7 +335,7 @@ class BaseTrainer(ABC):
         last: dict[str, float] = {}
         step = start_step
         for step in range(start_step + 1, cfg.steps + 1):
-            seed_everything(step_seed(cfg.seed, step))
+            seed_everything(rank_step_seed(cfg.seed, step, self.dist.rank))
             started = time.perf_counter()
             step_metrics = self.train_step(step)
             step_metrics.setdefault(M.STEP_TIME, time.perf_counter() - started)
@@ -282,9 +344,11 @@ class BaseTrainer(ABC):
             reporter.on_step(step, step_metrics)
             first = first or step_metrics
             last = step_metrics
-            if step % cfg.sample_every == 0 or step == cfg.steps:
+            if main and (step % cfg.sample_every == 0 or step == cfg.steps):
                 self._report_samples(reporter, step)
-            stop = reporter.should_stop()
+            # Rank 0 asks the sink (cancel, shutdown); any rank may have been signalled: all stop together.
+            stop = (reporter.should_stop() if main else False) or self.stop_event.is_set()
+            stop = self.dist.any(stop)
             if stop or step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 checkpoint = self.save_checkpoint(step)
             if stop:

@@ -22,7 +22,7 @@ run replays the steps of an uninterrupted one exactly.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -38,7 +38,7 @@ from ..models.flow_policy import Cond, FlowPolicy, repeat_cond, slice_cond
 from ..models.registry import load_flow_policy
 from ..progress import Sample
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, TrainingError, micro_batches, step_seed
+from .base import BaseTrainer, TrainingError, group_generators, micro_batches
 from .flow_dpo import FlowDPO
 
 SAMPLES_DIR = "samples"
@@ -49,10 +49,25 @@ EVAL_PROMPTS = 2
 # ----------------------------------------------------------------------------------------------
 # Pieces shared by the trainer and the comparison
 
+Generators = torch.Generator | list[torch.Generator]  # one for the batch, or one per prompt group
+
+
+def per_group(generator: Generators, draw: Callable[[torch.Generator, int], Tensor], group: int, rows: int) -> Tensor:
+    """``draw(generator, n)`` for ``rows`` rows: one call with a single generator, else one call of ``group``
+    rows per generator, concatenated (group ``k`` owns rows ``k*group .. (k+1)*group - 1``)."""
+    if isinstance(generator, torch.Generator):
+        return draw(generator, rows)
+    if len(generator) * group != rows:
+        raise ValueError(f"{len(generator)} group generators for {rows} rows of groups of {group}")
+    return torch.cat([draw(g, group) for g in generator])
+
 
 def prepare_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) -> FlowPolicy:
     policy = load_flow_policy(config, device, dtype)
+    torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, not on what loading drew
     policy.add_lora(config.lora)
+    if config.model.gradient_checkpointing:
+        policy.enable_gradient_checkpointing()
     return policy
 
 
@@ -94,12 +109,21 @@ class FlowTrainer(BaseTrainer):
 
     # ---------------------------------------------------------------- one step
 
-    def rollout(self, rows: list[PromptRow], generator: torch.Generator) -> tuple[Tensor, Tensor, Cond]:
-        """``P * G`` samples from the current policy (no grad): latents, images, conditioning."""
-        cond = repeat_cond(self.policy.encode_prompts([row.prompt for row in rows]), self.config.group_size)
+    def rollout(self, rows: list[PromptRow], generator: Generators) -> tuple[Tensor, Tensor, Cond]:
+        """``P * G`` samples from the current policy (no grad): latents, images, conditioning. With one
+        generator per prompt group, each group's starting noise comes from its own generator."""
+        group = self.config.group_size
+        cond = repeat_cond(self.policy.encode_prompts([row.prompt for row in rows]), group)
         flow = self.config.flow
+        shape = self.policy.latent_shape()
+        noise = per_group(
+            generator, lambda g, n: torch.randn((n, *shape), generator=g, dtype=torch.float32), group, len(rows) * group
+        )
+        first = generator[0] if isinstance(generator, list) else generator
         with self.policy.eval_mode():
-            latents = self.policy.sample(cond, generator, flow.sample_steps, flow.rollout_guidance, adapter=True)
+            latents = self.policy.sample(
+                cond, first, flow.sample_steps, flow.rollout_guidance, adapter=True, noise=noise
+            )
             images = self.policy.decode(latents)
         return latents, images, cond
 
@@ -122,11 +146,13 @@ class FlowTrainer(BaseTrainer):
         return advantages, w_fm.to(self.device), w_w2.to(self.device)
 
     def fm_update(
-        self, latents: Tensor, cond: Cond, w_fm: Tensor, w_w2: Tensor, generator: torch.Generator
+        self, latents: Tensor, cond: Cond, w_fm: Tensor, w_w2: Tensor, generator: Generators
     ) -> dict[str, float]:
-        """Fresh ``(noise, t)`` draws, the regularized FM loss, backward (micro-batched), one optimizer step."""
+        """Fresh ``(noise, t)`` draws, the regularized FM loss, backward (micro-batched), one optimizer step.
+        With several processes each rank's loss is its share of the whole batch's mean (the ranks' sum)."""
         cfg = self.config
         batch = latents.shape[0]
+        whole = batch * self.dist.world_size
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
         draws = cfg.flow.draws_per_step
         self.policy.train(True)
@@ -140,28 +166,39 @@ class FlowTrainer(BaseTrainer):
                     v_ref = self.policy.velocity(x_t, t_part, part_cond, adapter=False)
                 v = self.policy.velocity(x_t, t_part, part_cond, adapter=True)
                 loss, fm_term, w2 = O.regularized_fm_loss(v, u, v_ref, w_fm[part], w_w2[part])
-                share = (part.stop - part.start) / batch / draws  # chunk means -> the mean over batch and draws
+                share = (part.stop - part.start) / whole / draws  # chunk means -> the mean over batch and draws
                 (loss * share).backward()
                 totals["loss"] += loss.item() * share
                 totals["fm"] += fm_term.item() * share
                 totals["w2"] += w2.mean().item() * share
         grad_norm = self.optimizer_step()
+        totals = self.dist.sum(totals)
         return {M.LOSS: totals["loss"], M.FM_LOSS: totals["fm"], M.W2: totals["w2"], M.GRAD_NORM: grad_norm}
 
-    def training_draws(self, latents: Tensor, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
-        """The ``(noise, t)`` draws of one update, ``flow.draws_per_step`` of them, each for every sample.
+    def training_draws(self, latents: Tensor, generator: Generators) -> Iterator[tuple[Tensor, Tensor]]:
+        """The ``(noise, t)`` draws of one update, ``flow.draws_per_step`` of them, each for every sample
+        (with one generator per prompt group, each group's from its own).
 
         Without ``flow.train_timesteps``: ``t`` from ``flow.t_sampling`` (uniform or logit-normal) per draw;
         with K: K distinct levels of the rollout's time grid per sample (``objectives.grid_times``)."""
         flow = self.config.flow
         batch = latents.shape[0]
+        group = self.config.group_size
+        sample_shape = latents.shape[1:]
         levels = None
         if flow.train_timesteps is not None:
-            levels = O.grid_times(batch, self.policy.time_grid(flow.sample_steps), flow.train_timesteps, generator)
+            grid, count = self.policy.time_grid(flow.sample_steps), flow.train_timesteps
+            levels = per_group(generator, lambda g, n: O.grid_times(n, grid, count, g).T, group, batch).T  # (K, batch)
         for draw in range(flow.draws_per_step):
-            noise = torch.randn(latents.shape, generator=generator).to(self.device, latents.dtype)
+            noise = per_group(generator, lambda g, n: torch.randn((n, *sample_shape), generator=g), group, batch)
+            noise = noise.to(self.device, latents.dtype)
             if levels is None:
-                t = O.sample_times(batch, flow.t_sampling, flow.logit_mean, flow.logit_std, generator=generator)
+                t = per_group(
+                    generator,
+                    lambda g, n: O.sample_times(n, flow.t_sampling, flow.logit_mean, flow.logit_std, generator=g),
+                    group,
+                    batch,
+                )
             else:
                 t = levels[draw]
             yield noise, t.to(self.device)  # t stays float32, as in the sampler
@@ -171,22 +208,31 @@ class FlowTrainer(BaseTrainer):
             return self.dpo.train_step(step)
         cfg = self.config
         started = time.perf_counter()
-        generator = torch.Generator().manual_seed(step_seed(cfg.seed, step))
-        rows = self.prompt_sampler.batch(step, cfg.prompts_per_step)
-        latents, images, cond = self.rollout(rows, generator)
-        rewards, parts = self.score(rows, images)
-        advantages, w_fm, w_w2 = self.loss_weights(rewards)
+        batch = self.prompt_sampler.batch(step, cfg.prompts_per_step)
+        mine = self.dist.shard(len(batch))  # this process's whole prompt groups (all of them in one process)
+        rows = batch[mine]
+        # One generator per prompt group: a group's noise and times are the same on any rank, in any batch.
+        generators = group_generators(cfg.seed, step, range(mine.start, mine.stop))
+        latents, images, cond = self.rollout(rows, generators)
+        own_rewards, parts = self.score(rows, images)
+        rewards = self.dist.gather(own_rewards)  # (P, G): the whole batch's, for advantages, ORW weights, metrics
+        advantages, all_w_fm, all_w_w2 = self.loss_weights(rewards)
+        own = slice(mine.start * cfg.group_size, mine.stop * cfg.group_size)
+        w_fm, w_w2 = all_w_fm[own], all_w_w2[own]
         metrics = O.reward_stats(rewards, advantages)
-        metrics.update(O.beta_stats(w_w2))
-        metrics.update(self.diversity(images, cfg.group_size))
+        metrics.update(O.beta_stats(all_w_w2))
+        all_images = self.dist.gather(images)
+        if self.dist.is_main:  # only rank 0 reports
+            metrics.update(self.diversity(all_images, cfg.group_size))
+        own_means = {f"{M.REWARD_PREFIX}{key}": value for key, value in self.rewards.breakdown.items()}
         if len(parts) > 1:
-            metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
-        metrics.update({f"{M.REWARD_PREFIX}{key}": value for key, value in self.rewards.breakdown.items()})
-        metrics.update(self.fm_update(latents, cond, w_fm, w_w2, generator))
+            own_means.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+        metrics.update(self.dist.mean(own_means))  # batch means over equal shares: the whole batch's
+        metrics.update(self.fm_update(latents, cond, w_fm, w_w2, generators))
         elapsed = time.perf_counter() - started
         metrics[M.LR] = self.current_lr()
         metrics[M.STEP_TIME] = elapsed
-        metrics[M.SAMPLES_PER_S] = latents.shape[0] / max(elapsed, 1e-9)
+        metrics[M.SAMPLES_PER_S] = rewards.numel() / max(elapsed, 1e-9)
         return metrics
 
     # ---------------------------------------------------------------- adapters

@@ -38,7 +38,7 @@ from ..models import causal_lm as C
 from ..models import lm_sampling as S
 from ..progress import Sample
 from ..rewards import WeightedRewards
-from .base import BaseTrainer, TrainingError, micro_batches
+from .base import BaseTrainer, TrainingError, group_generators, micro_batches
 
 EVAL_PROMPTS = 4
 SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
@@ -53,6 +53,9 @@ class TextPolicy:
         self.config = config
         self.device = device
         base, self.tokenizer = C.load_causal_lm(config.model, device, dtype)
+        if config.model.gradient_checkpointing:
+            C.enable_gradient_checkpointing(base)
+        torch.manual_seed(config.seed)  # the adapter's init depends on the seed alone, not on what loading drew
         self.model = C.add_lora(base, config.lora)
         self.eos_ids = C.eos_token_ids(base, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
@@ -64,8 +67,11 @@ class TextPolicy:
         llm = self.config.llm
         return C.encode_prompts(self.tokenizer, prompts, self.device, llm.chat_template, llm.max_prompt_tokens)
 
-    def sample(self, prompts: list[str], repeat: int, adapter: bool = True) -> S.Rollouts:
-        """``repeat`` completions of each prompt (rows grouped per prompt)."""
+    def sample(
+        self, prompts: list[str], repeat: int, adapter: bool = True, uniforms: Tensor | None = None
+    ) -> S.Rollouts:
+        """``repeat`` completions of each prompt (rows grouped per prompt); ``uniforms``: per-row draws
+        (``lm_sampling.decode_loop``)."""
         ids, mask = self.encode(prompts)
         llm = self.config.llm
         return S.sample_completions(
@@ -81,6 +87,7 @@ class TextPolicy:
             adapter=adapter,
             fold_lora=llm.fold_lora_for_sampling,
             decode=llm.decode,
+            uniforms=uniforms,
         )
 
     def texts(self, rollouts: S.Rollouts) -> list[str]:
@@ -153,6 +160,8 @@ class LLMTrainer(BaseTrainer):
             C.lora_train_mode(self.policy.model)
         else:
             self.policy.model.eval()
+        if self.config.model.gradient_checkpointing:
+            C.checkpointed_layers_train_flag(self.policy.model, True)
 
     def loss_mask(self, rollouts: S.Rollouts) -> Tensor:
         """The completion mask, without the truncated rows when ``llm.mask_truncated_completions``."""
@@ -172,12 +181,15 @@ class LLMTrainer(BaseTrainer):
         first: bool,
     ) -> dict[str, float | Tensor]:
         """One optimizer step over micro-batches; returns the loss parts and clip sums (and, on the first pass,
-        the KL and entropy sums over the completion tokens)."""
+        the KL and entropy sums over the completion tokens). With several processes the normalisers are the
+        whole batch's (rows, loss tokens, micro-batches of every rank), so the ranks' losses sum to it."""
         cfg, llm = self.config, self.config.llm
         mask = self.loss_mask(rollouts)
         completion = rollouts.completion_mask.float()
-        rows, tokens = mask.shape[0], float(mask.sum())
-        parts = micro_batches(rows, cfg.grad_accum)
+        parts = micro_batches(mask.shape[0], cfg.grad_accum)
+        world = self.dist.world_size
+        rows, chunks = mask.shape[0] * world, len(parts) * world
+        tokens = self.dist.sum({"tokens": float(mask.sum())})["tokens"]
         sums: dict[str, float] = dict.fromkeys(
             (
                 "loss",
@@ -222,7 +234,7 @@ class LLMTrainer(BaseTrainer):
             )
             # Weights that make the micro-batch losses sum to the full-batch aggregate (bnpo: TRL's local mean).
             share = O.micro_batch_weight(
-                llm.loss_agg, chunk_mask.shape[0], float(chunk_mask.sum()), rows, tokens, len(parts)
+                llm.loss_agg, chunk_mask.shape[0], float(chunk_mask.sum()), rows, tokens, chunks
             )
             loss = O.aggregate_tokens(per_token, chunk_mask, llm.loss_agg, llm.max_new_tokens) * share
             loss.backward()
@@ -243,13 +255,17 @@ class LLMTrainer(BaseTrainer):
                     sums, kl.detach(), _computed(entropy), completion[part], has_ref[part], beta[part] != 0
                 )
         grad_norm = self.optimizer_step()
+        sums = self.dist.sum(sums)
         result: dict[str, float | Tensor] = {
             M.LOSS: sums["loss"],
             M.POLICY_LOSS: sums["policy"],
             M.GRAD_NORM: grad_norm,
             **sums,
         }
-        result["seq_low"], result["seq_high"] = torch.cat(seq_low), torch.cat(seq_high)
+        result["seq_low"], result["seq_high"] = (
+            self.dist.gather(torch.cat(seq_low)),
+            self.dist.gather(torch.cat(seq_high)),
+        )
         return result
 
     @staticmethod
@@ -267,14 +283,32 @@ class LLMTrainer(BaseTrainer):
     def full_kl_step(self, step: int) -> bool:
         return (step - 1) % self.config.llm.full_kl_every == 0
 
+    def sampling_draws(self, step: int, groups: slice) -> Tensor | None:
+        """The rollout draws ``(rows, max_new_tokens)`` of this process's prompt groups, one generator per group
+        (``base.group_generators``): a group's completions are the same on any rank, in any batch. None with
+        ``llm.decode: generate`` (transformers' sampler draws from the global generator)."""
+        cfg = self.config
+        if cfg.llm.decode != "loop":
+            return None
+        generators = group_generators(cfg.seed, step, range(groups.start, groups.stop))
+        shape = (cfg.group_size, cfg.llm.max_new_tokens)
+        return torch.cat([torch.rand(shape, generator=g) for g in generators]).to(self.device)
+
     def train_step(self, step: int) -> dict[str, float]:
         cfg = self.config
         started = time.perf_counter()
-        rows = self.prompt_sampler.batch(step, cfg.prompts_per_step)
-        rollouts = self.policy.sample([row.prompt for row in rows], cfg.group_size)
+        batch = self.prompt_sampler.batch(step, cfg.prompts_per_step)
+        mine = self.dist.shard(len(batch))  # this process's whole prompt groups (all of them in one process)
+        rows = batch[mine]
+        rollouts = self.policy.sample(
+            [row.prompt for row in rows], cfg.group_size, uniforms=self.sampling_draws(step, mine)
+        )
         texts = self.policy.texts(rollouts)
-        rewards, parts = self.score(rows, texts, cfg.group_size)
-        advantages, beta = self.coefficients(rewards)
+        own_rewards, parts = self.score(rows, texts, cfg.group_size)
+        rewards = self.dist.gather(own_rewards)  # (P, G): the whole batch's, for advantages and metrics
+        all_advantages, all_beta = self.coefficients(rewards)
+        own = slice(mine.start * cfg.group_size, mine.stop * cfg.group_size)
+        advantages, beta = all_advantages[own], all_beta[own]
         full_kl = self.full_kl_step(step)
         # On full-KL steps every row gets a reference (the beta_i = 0 ones only for the metric: 0 * KL adds
         # nothing to the loss or its gradient), so `kl` averages the same samples for every algorithm.
@@ -283,39 +317,44 @@ class LLMTrainer(BaseTrainer):
         old_logp = None
         if cfg.llm.num_iterations > 1:
             old_logp = self.frozen_logprobs(rollouts, torch.ones_like(has_ref), adapter=True)
-        metrics = O.reward_stats(rewards, advantages)
-        metrics.update(O.beta_stats(beta))
+        metrics = O.reward_stats(rewards, all_advantages)
+        metrics.update(O.beta_stats(all_beta))
         metrics[M.FRAC_REWARD_ZERO_STD] = O.frac_zero_std(rewards)
         passes = [
             self.update(rollouts, advantages, beta, ref_logp, has_ref, old_logp, first=i == 0)
             for i in range(cfg.llm.num_iterations)
         ]
-        metrics.update(self.pass_metrics(passes, full_kl, rollouts))
-        if len(parts) > 1:
-            metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
         lengths = rollouts.completion_mask.sum(dim=1).float()
+        # Means over equal shares of rows: the mean over ranks is the whole batch's.
+        own_means = {
+            M.DIVERSITY: group_diversity(texts, cfg.group_size),
+            COMPLETION_LENGTH: float(lengths.mean()),
+            COMPLETION_CLIPPED: self.clipped_fraction(rollouts),
+            M.KL_REF_FRAC: float(has_ref.float().mean()),
+        }
+        if len(parts) > 1:
+            own_means.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+        metrics.update(self.dist.mean(own_means))
+        completion_tokens = self.dist.sum({"tokens": float(lengths.sum())})["tokens"]
+        metrics.update(self.pass_metrics(passes, full_kl, completion_tokens))
         elapsed = time.perf_counter() - started
         metrics.update(
             {
-                M.DIVERSITY: group_diversity(texts, cfg.group_size),
-                COMPLETION_LENGTH: float(lengths.mean()),
-                COMPLETION_CLIPPED: self.clipped_fraction(rollouts),
-                M.KL_REF_FRAC: float(has_ref.float().mean()),
                 M.LR: self.current_lr(),
                 M.STEP_TIME: elapsed,
-                M.SAMPLES_PER_S: len(texts) / max(elapsed, 1e-9),
-                M.TOKENS_PER_S: float(lengths.sum()) / max(elapsed, 1e-9),
+                M.SAMPLES_PER_S: rewards.numel() / max(elapsed, 1e-9),
+                M.TOKENS_PER_S: completion_tokens / max(elapsed, 1e-9),
             }
         )
         return metrics
 
     @staticmethod
-    def pass_metrics(passes: list[dict], full_kl: bool, rollouts: S.Rollouts) -> dict[str, float]:
+    def pass_metrics(passes: list[dict], full_kl: bool, completion_tokens: float) -> dict[str, float]:
         """The loss of the last pass; KL and entropy of the rollout policy (first pass); clip ratios over all
         passes. ``kl`` only when every row had a reference (never a 0 standing for "not measured")."""
         first, last = passes[0], passes[-1]
         out = {M.LOSS: last[M.LOSS], M.POLICY_LOSS: last[M.POLICY_LOSS], M.GRAD_NORM: last[M.GRAD_NORM]}
-        out[M.ENTROPY] = first["entropy"] / max(float(rollouts.completion_mask.sum()), 1.0)
+        out[M.ENTROPY] = first["entropy"] / max(completion_tokens, 1.0)
         if full_kl:
             out[M.KL] = first["kl_all"] / max(first["tokens_all"], 1.0)
         if first["tokens_beta"] > 0:
