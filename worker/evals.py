@@ -50,6 +50,7 @@ def request_eval(store: Store, send: Send, job_id: str, step: int, reason: str =
             return found.id, False
         if found is not None:
             found.status, found.error, found.finished_at, found.reason = "queued", None, None, reason
+            found.attempts = 0  # asked for again: the watchdog's count of worker deaths starts over
             eval_id = found.id
     if found is None:
         eval_id = uuid.uuid4().hex[:16]
@@ -73,7 +74,14 @@ def claim_eval(store: Store, eval_id: str, worker: str = WORKER_ID) -> bool:
                 session,
                 update(Evaluation)
                 .where(Evaluation.id == eval_id, Evaluation.status == "queued")
-                .values(status="running", worker=worker, started_at=utcnow(), error=None),
+                .values(
+                    status="running",
+                    worker=worker,
+                    started_at=utcnow(),
+                    heartbeat_at=utcnow(),
+                    attempts=Evaluation.attempts + 1,
+                    error=None,
+                ),
             )
             == 1
         )
@@ -120,6 +128,7 @@ def run_eval(store: Store, run_dir_of: Callable[[str], Path], eval_id: str) -> s
             .values(
                 status="succeeded",
                 finished_at=utcnow(),
+                heartbeat_at=None,
                 prompts=point.prompts,
                 samples_per_prompt=point.samples_per_prompt,
                 held_out=point.held_out,
@@ -137,7 +146,9 @@ def run_eval(store: Store, run_dir_of: Callable[[str], Path], eval_id: str) -> s
 def _finish(store: Store, eval_id: str, status: str, error: str | None = None) -> None:
     with store.session() as session:
         session.execute(
-            update(Evaluation).where(Evaluation.id == eval_id).values(status=status, error=error, finished_at=utcnow())
+            update(Evaluation)
+            .where(Evaluation.id == eval_id)
+            .values(status=status, error=error, finished_at=utcnow(), heartbeat_at=None)
         )
 
 

@@ -26,7 +26,7 @@ from adrpo_engine.progress import Phase, Sample
 
 from .artifacts import append_log, checkpoint_sha256, relative_to_run
 from .db import Store, existing, rows_changed
-from .models import Checkpoint, Comparison, Job, SampleRow, utcnow
+from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, utcnow
 from .queries import forget_after, upsert_metrics
 from .status import JobStatus
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 # A comparison whose worker died this many times is failed instead of re-queued (it may be what kills it).
-MAX_COMPARISON_ATTEMPTS = 3
+MAX_CLAIM_ATTEMPTS = 3  # worker deaths a comparison or an eval survives before it is failed
 
 
 def worker_id_of(pid: int) -> str:
@@ -189,35 +189,44 @@ def finish_comparison(
 
 def requeue_stale_comparisons(store: Store, timeout_s: float, worker: str | None = None) -> list[str]:
     """Running comparisons not stamped for ``timeout_s`` (or, with ``worker``, all of that dead worker's)
-    go back to queued, or to failed with the reason after MAX_COMPARISON_ATTEMPTS. Returns ids to enqueue."""
+    go back to queued, or to failed with the reason after MAX_CLAIM_ATTEMPTS. Returns ids to enqueue."""
+    return _requeue_stale_claims(store, Comparison, "generating it", timeout_s, worker)
+
+
+def requeue_stale_evals(store: Store, timeout_s: float, worker: str | None = None) -> list[str]:
+    """The same for eval rows: a worker killed mid-eval no longer leaves its eval running for ever."""
+    return _requeue_stale_claims(store, Evaluation, "evaluating it", timeout_s, worker)
+
+
+def _requeue_stale_claims(
+    store: Store, model: type[Comparison] | type[Evaluation], doing: str, timeout_s: float, worker: str | None
+) -> list[str]:
     requeued = []
     with store.session() as session:
-        query = select(Comparison.id, Comparison.heartbeat_at, Comparison.attempts, Comparison.worker).where(
-            Comparison.status == "running"
-        )
+        query = select(model.id, model.attempts, model.worker).where(model.status == "running")
         if worker is not None:
-            query = query.where(Comparison.worker == worker)
+            query = query.where(model.worker == worker)
         else:
-            query = query.where(Comparison.heartbeat_at < utcnow() - timedelta(seconds=timeout_s))
-        for comparison_id, _beat, attempts, owner in session.execute(query).all():
-            give_up = attempts >= MAX_COMPARISON_ATTEMPTS
+            query = query.where(model.heartbeat_at < utcnow() - timedelta(seconds=timeout_s))
+        for row_id, attempts, owner in session.execute(query).all():
+            give_up = attempts >= MAX_CLAIM_ATTEMPTS
             values = (
                 {
                     "status": "failed",
                     "finished_at": utcnow(),
-                    "error": f"worker: its worker died {attempts} times while generating it ({owner} last)",
+                    "error": f"worker: its worker died {attempts} times while {doing} ({owner} last)",
                 }
                 if give_up
                 else {"status": "queued"}
             )
             changed = rows_changed(
                 session,
-                update(Comparison)
-                .where(Comparison.id == comparison_id, Comparison.status == "running", Comparison.worker == owner)
+                update(model)
+                .where(model.id == row_id, model.status == "running", model.worker == owner)
                 .values(worker=None, heartbeat_at=None, **values),
             )
             if changed == 1 and not give_up:
-                requeued.append(comparison_id)
+                requeued.append(row_id)
     return requeued
 
 
@@ -378,10 +387,13 @@ class Heartbeat(threading.Thread):
         parent_pid: int | None = None,
         worker: str = WORKER_ID,
         enqueue_comparison: Callable[[str], None] | None = None,
+        enqueue_eval: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name="adrpo-heartbeat", daemon=True)
         self.enqueue_comparison = enqueue_comparison
+        self.enqueue_eval = enqueue_eval
         self.current_comparison: str | None = None
+        self.current_eval: str | None = None
         self.store = store
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -407,6 +419,10 @@ class Heartbeat(threading.Thread):
                     log.warning("re-queueing comparison %s: its worker stopped answering", comparison_id)
                     if self.enqueue_comparison is not None:
                         self.enqueue_comparison(comparison_id)
+                for eval_id in requeue_stale_evals(self.store, self.timeout_s):
+                    log.warning("re-queueing eval %s: its worker stopped answering", eval_id)
+                    if self.enqueue_eval is not None:
+                        self.enqueue_eval(eval_id)
             except Exception:  # a database hiccup must not kill the heartbeat thread
                 log.exception("heartbeat failed")
             if self.parent_pid is not None and os.getppid() != self.parent_pid and self.on_orphaned:
@@ -415,8 +431,8 @@ class Heartbeat(threading.Thread):
                 self.parent_pid = None
 
     def beat(self) -> None:
-        job_id, comparison_id = self.current_job, self.current_comparison
-        if job_id is None and comparison_id is None:
+        job_id, comparison_id, eval_id = self.current_job, self.current_comparison, self.current_eval
+        if job_id is None and comparison_id is None and eval_id is None:
             return
         with self.store.session() as session:
             if job_id is not None:
@@ -427,5 +443,11 @@ class Heartbeat(threading.Thread):
                 session.execute(
                     update(Comparison)
                     .where(Comparison.id == comparison_id, Comparison.worker == self.worker)
+                    .values(heartbeat_at=utcnow())
+                )
+            if eval_id is not None:
+                session.execute(
+                    update(Evaluation)
+                    .where(Evaluation.id == eval_id, Evaluation.worker == self.worker)
                     .values(heartbeat_at=utcnow())
                 )

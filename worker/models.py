@@ -105,7 +105,7 @@ class Comparison(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     # Owner and heartbeat while running (migration 0004): the watchdog re-queues a comparison whose
-    # worker died, like a job, and fails it after MAX_COMPARISON_ATTEMPTS.
+    # worker died, like a job, and fails it after MAX_CLAIM_ATTEMPTS.
     worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -161,6 +161,10 @@ class Evaluation(Base):
     held_out: Mapped[bool | None] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
+    # Stamped by the worker's heartbeat while running (migration 0006): the watchdog re-queues an eval
+    # whose worker stopped stamping, and fails it after MAX_CLAIM_ATTEMPTS deaths.
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -87,7 +87,13 @@ def enqueue_eval(eval_id: str) -> None:
 @celery_app.task(name=RUN_EVAL, acks_late=True, reject_on_worker_lost=True)
 def run_evaluation(eval_id: str) -> str:
     ctx = context()
-    return run_eval(ctx.store, ctx.settings.run_dir, eval_id)
+    if ctx.heartbeat is not None:
+        ctx.heartbeat.current_eval = eval_id  # stamped while it runs: the watchdog covers a dead worker
+    try:
+        return run_eval(ctx.store, ctx.settings.run_dir, eval_id)
+    finally:
+        if ctx.heartbeat is not None:
+            ctx.heartbeat.current_eval = None
 
 
 def queue_eval(ctx: WorkerContext, job_id: str, step: int, reason: str, run_dir: Path) -> None:
@@ -300,6 +306,7 @@ def start_heartbeat(ctx: WorkerContext, parent_pid: int | None = None, on_orphan
         on_orphaned=on_orphaned,
         worker=WORKER_ID,
         enqueue_comparison=enqueue_comparison,
+        enqueue_eval=enqueue_eval,
     )
     ctx.heartbeat = heartbeat
     heartbeat.start()

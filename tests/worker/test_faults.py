@@ -11,15 +11,17 @@ import pytest
 from sqlalchemy import func, select, update
 
 from tests.waiting import wait_for
+from worker.evals import claim_eval, request_eval, run_eval
 from worker.lifecycle import (
-    MAX_COMPARISON_ATTEMPTS,
+    MAX_CLAIM_ATTEMPTS,
     Heartbeat,
     claim_comparison,
     claim_job,
     requeue_jobs_of_worker,
     requeue_stale_comparisons,
+    requeue_stale_evals,
 )
-from worker.models import Comparison, Job, SampleRow, utcnow
+from worker.models import Comparison, Evaluation, Job, SampleRow, utcnow
 from worker.service import InvalidState
 from worker.tasks import generate_comparison, train_job
 
@@ -119,7 +121,7 @@ def test_the_heartbeat_thread_requeues_a_comparison_whose_worker_died(service, w
 
 def test_a_comparison_that_keeps_killing_its_worker_fails_with_the_reason(service, worker_context):
     _job, comparison = _comparison_running_on_a_dead_worker(service, worker_context)
-    for attempt in range(1, MAX_COMPARISON_ATTEMPTS):
+    for attempt in range(1, MAX_CLAIM_ATTEMPTS):
         assert requeue_stale_comparisons(service.store, 5.0) == [comparison.id]
         assert claim_comparison(worker_context.store, comparison.id, worker=f"gone:{attempt + 10}")
         with service.store.session() as session:
@@ -133,6 +135,70 @@ def test_a_fresh_comparison_is_left_alone(service, worker_context):
     _job, comparison = _comparison_running_on_a_dead_worker(service, worker_context, seconds_ago=0)
     assert requeue_stale_comparisons(service.store, 5.0) == []
     assert service.get_comparison(comparison.id).status == "running"
+
+
+# ---------------------------------------------------------------- evals under the same watchdog
+
+
+def _eval_running_on_a_dead_worker(service, worker_context, seconds_ago=30):
+    job = service.submit(preset="digits-even", overrides=tiny_digits(**{"eval.samples_per_prompt": 4}))
+    eval_id, sent = request_eval(service.store, lambda _: None, job.id, 0)  # the reference: no checkpoint needed
+    assert sent and claim_eval(worker_context.store, eval_id, worker="gone:9")
+    with service.store.session() as session:
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.id == eval_id)
+            .values(heartbeat_at=utcnow() - timedelta(seconds=seconds_ago))
+        )
+    return job, eval_id
+
+
+def _eval_row(service, eval_id):
+    with service.store.session() as session:
+        row = session.get(Evaluation, eval_id)
+        return row.status, row.error, row.attempts
+
+
+def test_the_heartbeat_thread_requeues_an_eval_whose_worker_died_and_it_then_runs(service, worker_context):
+    _job, eval_id = _eval_running_on_a_dead_worker(service, worker_context)
+    fresh_job, fresh_id = _eval_running_on_a_dead_worker(service, worker_context, seconds_ago=0)
+    enqueued, done = [], threading.Event()
+    heartbeat = Heartbeat(
+        worker_context.store,
+        0.1,
+        5.0,
+        service.settings.artifacts_dir,
+        enqueue=lambda _: None,
+        enqueue_eval=lambda eid: (enqueued.append(eid), done.set()),
+        worker="me:1",
+    )
+    heartbeat.start()
+    try:
+        assert done.wait(10)
+    finally:
+        heartbeat.stop()
+        heartbeat.join(5)
+    assert enqueued == [eval_id] and _eval_row(service, eval_id)[0] == "queued"
+    assert _eval_row(service, fresh_id)[0] == "running"  # still stamped: left alone
+    assert run_eval(worker_context.store, worker_context.settings.run_dir, eval_id) == "succeeded"
+    with service.store.session() as session:
+        row = session.get(Evaluation, eval_id)
+        assert row.status == "succeeded" and row.heartbeat_at is None and row.attempts == 2
+
+
+def test_an_eval_that_keeps_killing_its_worker_fails_with_the_reason(service, worker_context):
+    _job, eval_id = _eval_running_on_a_dead_worker(service, worker_context)
+    for attempt in range(1, MAX_CLAIM_ATTEMPTS):
+        assert requeue_stale_evals(service.store, 5.0) == [eval_id]
+        assert claim_eval(worker_context.store, eval_id, worker=f"gone:{attempt + 10}")
+        with service.store.session() as session:
+            session.execute(update(Evaluation).values(heartbeat_at=utcnow() - timedelta(seconds=30)))
+    assert requeue_stale_evals(service.store, 5.0) == []
+    status, error, attempts = _eval_row(service, eval_id)
+    assert status == "failed" and "died 3 times while evaluating it" in error and attempts == MAX_CLAIM_ATTEMPTS
+    # Asked for again by hand: queued with a fresh count.
+    again, sent = request_eval(service.store, lambda _: None, _job.id, 0)
+    assert again == eval_id and sent and _eval_row(service, eval_id) == ("queued", None, 0)
 
 
 def test_comparisons_can_be_cancelled_over_the_api_queued_or_running(service, worker_context, monkeypatch):
