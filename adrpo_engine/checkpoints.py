@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 TRAINER_STATE = "trainer_state.pt"
+# An SD3 checkpoint also holds its LoRA in diffusers' layout (pipe.load_lora_weights, the ComfyUI export).
+DIFFUSERS_WEIGHTS = "pytorch_lora_weights.safetensors"
 CHECKPOINTS = "checkpoints"
 STEP_PREFIX = "step-"
 

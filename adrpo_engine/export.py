@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoints import checkpoint_dir, latest_checkpoint
+from .checkpoints import DIFFUSERS_WEIGHTS, checkpoint_dir, latest_checkpoint
 from .config import ConfigError, JobConfig, validate_config
 from .config_io import load_yaml
 from .integrity import verify_checkpoint
@@ -98,8 +98,6 @@ def export_comfyui_lora(run_dir: str | Path, out_file: str | Path, step: int | N
     import json
 
     from safetensors.torch import load_file, save_file
-
-    from .models.sd3 import DIFFUSERS_WEIGHTS
 
     run_dir, out_file = Path(run_dir), Path(out_file)
     if out_file.suffix != ".safetensors":

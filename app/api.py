@@ -181,6 +181,11 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
         path = service.adapter_zip(job_id, step=step)
         return FileResponse(path, media_type="application/zip", filename=f"{job_id}-{path.name}")
 
+    @router.get("/jobs/{job_id}/comfyui-lora.safetensors", response_class=FileResponse)
+    def comfyui_lora(job_id: str, step: int | None = Query(None, ge=0, le=MAX_SQL_INT)) -> FileResponse:
+        path = service.comfyui_lora(job_id, step=step)
+        return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+
     @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
     def log_tail(job_id: str, lines: int = Query(200, ge=1, le=10_000)) -> str:
         return service.log_tail(job_id, lines=lines)

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from adrpo_engine.checkpoints import DIFFUSERS_WEIGHTS
 from adrpo_engine.integrity import MANIFEST
 from adrpo_engine.trainers.base import TRAINER_STATE
 
@@ -115,6 +116,31 @@ def build_adapter_zip(
                 archive.write(run_dir / "config.yaml", arcname="config.yaml")
             if extras.grid is not None and extras.grid.is_file():
                 archive.write(extras.grid, arcname="samples.png")
+    staging.replace(target)
+    return target
+
+
+def build_comfyui_lora(
+    run_dir: Path, checkpoint_relpath: str, step: int, stem: str, expected_sha256: str | None = None
+) -> Path:
+    """``run_dir/exports/<stem>-comfyui.safetensors``: an SD3 checkpoint's LoRA in ComfyUI's key layout
+    (adrpo_engine.export), built once; checked against ``expected_sha256`` first, as the zip is."""
+    from adrpo_engine.export import export_comfyui_lora
+
+    checkpoint = inside(run_dir, checkpoint_relpath)
+    if not (checkpoint / DIFFUSERS_WEIGHTS).is_file():
+        raise ArtifactError(f"checkpoint of step {step} has no SD3 LoRA to export (only SD3 jobs have one)")
+    if expected_sha256 is not None and checkpoint_sha256(checkpoint) != expected_sha256:
+        raise CorruptCheckpoint(
+            f"checkpoint of step {step} no longer matches the sha256 recorded when it was "
+            "saved (damaged on disk); download another step"
+        )
+    target = inside(run_dir, Path(EXPORTS) / f"{stem}-comfyui.safetensors")
+    if target.is_file():
+        return target
+    staging = target.with_name(f".{target.stem}.tmp.safetensors")
+    staging.unlink(missing_ok=True)
+    export_comfyui_lora(run_dir, staging, step)
     staging.replace(target)
     return target
 

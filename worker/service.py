@@ -11,7 +11,17 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import delete, select, update
 
-from .artifacts import LOG_FILE, ArtifactError, CorruptCheckpoint, ZipExtras, build_adapter_zip, tail
+from adrpo_engine.errors import ConfigError
+
+from .artifacts import (
+    LOG_FILE,
+    ArtifactError,
+    CorruptCheckpoint,
+    ZipExtras,
+    build_adapter_zip,
+    build_comfyui_lora,
+    tail,
+)
 from .celery_app import RUN_COMPARISON, RUN_EVAL, RUN_JOB, create_celery
 from .db import Store, existing, upgrade
 from .evals import EvalRequestError, eval_metrics, request_eval
@@ -212,8 +222,8 @@ class JobService:
             rows = session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step))
             return [CheckpointView.of(row, run_dir) for row in rows]
 
-    def adapter_zip(self, job_id: str, step: int | None = None) -> Path:
-        """The zip of a checkpoint's adapter files (the latest checkpoint when ``step`` is None)."""
+    def _checkpoint_row(self, job_id: str, step: int | None) -> Checkpoint:
+        """The checkpoint at ``step`` (the latest when None), or JobNotFound naming the field."""
         with self.store.session() as session:
             self._job(session, job_id)
             query = select(Checkpoint).where(Checkpoint.job_id == job_id)
@@ -222,6 +232,27 @@ class JobService:
         if checkpoint is None:
             what = f"no checkpoint at step {step}" if step is not None else "no checkpoint yet"
             raise JobNotFound(f"step: job {job_id} has {what}")
+        return checkpoint
+
+    def comfyui_lora(self, job_id: str, step: int | None = None) -> Path:
+        """An SD3 job's checkpoint LoRA as one ComfyUI-loadable .safetensors (named like the zip)."""
+        checkpoint = self._checkpoint_row(job_id, step)
+        job = self.get_job(job_id)
+        stem = zip_name(job.name, job.id, checkpoint.step).removesuffix(".zip")
+        try:
+            return build_comfyui_lora(
+                self.settings.run_dir(job_id), checkpoint.path, checkpoint.step, stem, checkpoint.sha256
+            )
+        except ArtifactError as error:
+            raise InvalidState(f"step: {error}") from None
+        except CorruptCheckpoint as error:
+            raise InvalidState(f"step: {error}") from None
+        except ConfigError as error:  # the exporter's own checks (e.g. per-module ranks)
+            raise InvalidState(str(error)) from None
+
+    def adapter_zip(self, job_id: str, step: int | None = None) -> Path:
+        """The zip of a checkpoint's adapter files (the latest checkpoint when ``step`` is None)."""
+        checkpoint = self._checkpoint_row(job_id, step)
         try:
             return build_adapter_zip(
                 self.settings.run_dir(job_id),

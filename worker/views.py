@@ -8,6 +8,7 @@ from typing import Any, Literal, cast, overload
 
 from pydantic import BaseModel
 
+from adrpo_engine.checkpoints import DIFFUSERS_WEIGHTS
 from adrpo_engine.progress import TRAINING
 
 from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow
@@ -120,6 +121,7 @@ class CheckpointView(BaseModel):
     path: str  # absolute
     sha256: str
     created_at: datetime
+    comfyui: bool = False  # an SD3 LoRA: also downloadable for ComfyUI (GET .../comfyui-lora.safetensors)
 
     @classmethod
     def of(cls, row: Checkpoint, run_dir: Path) -> CheckpointView:
@@ -128,6 +130,7 @@ class CheckpointView(BaseModel):
             path=str((run_dir / row.path).resolve()),
             sha256=row.sha256,
             created_at=as_utc(row.created_at),
+            comfyui=(run_dir / row.path / DIFFUSERS_WEIGHTS).is_file(),
         )
 
 

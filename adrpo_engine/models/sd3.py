@@ -33,7 +33,6 @@ from ..kinds import resolve_model_path
 from .flow_policy import Cond, FlowPolicy
 
 DEFAULT_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
-DIFFUSERS_WEIGHTS = "pytorch_lora_weights.safetensors"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_CONFIG = "adapter_config.json"
 PEFT_PREFIX = "base_model.model."  # how PeftModel.save_pretrained names the wrapped model's keys

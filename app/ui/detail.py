@@ -177,14 +177,21 @@ def build_detail_tab(service: StudioService) -> DetailTab:
         if not job_id or not steps:
             gr.Markdown("No checkpoint yet.")
             return
-        with gr.Row():
-            for step in sorted(steps, reverse=True):
+        for checkpoint in sorted(service.list_checkpoints(job_id), key=lambda c: -c.step):
+            with gr.Row():
                 gr.DownloadButton(
-                    f"Adapter at step {step} (.zip)",
-                    value=str(service.adapter_zip(job_id, step)),
+                    f"Adapter at step {checkpoint.step} (.zip)",
+                    value=str(service.adapter_zip(job_id, checkpoint.step)),
                     elem_classes=["checkpoint-download"],
                     size="sm",
                 )
+                if checkpoint.comfyui:  # SD3 jobs: the same LoRA in ComfyUI's key layout
+                    gr.DownloadButton(
+                        f"ComfyUI LoRA at step {checkpoint.step} (.safetensors)",
+                        value=str(service.comfyui_lora(job_id, checkpoint.step)),
+                        elem_classes=["comfyui-download"],
+                        size="sm",
+                    )
 
     with gr.Row():
         config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22, elem_id="detail-config")

@@ -183,6 +183,7 @@ def test_the_studio_file_route_serves_only_what_pages_show(tmp_path, models_cach
             "samples/step-000003/0.png": True,
             "comparisons/c1/reference-0.png": True,
             "exports/adapter-step-000004.zip": True,
+            "exports/job-01234567-step-000004-comfyui.safetensors": True,
             "checkpoints/step-000004/trainer_state.pt": False,
             "checkpoints/step-000004/adapter_model.safetensors": False,
             "config.yaml": False,
