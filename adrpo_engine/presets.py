@@ -67,6 +67,32 @@ register(
 
 register(
     Preset(
+        name="tiny-lm-deceptive",
+        summary="Built-in tiny LM on a reward with a deceptive local optimum (3-item lists pay half, 8+ all).",
+        demo=False,
+        config={
+            "name": "tiny-lm-deceptive",
+            "kind": "llm",
+            "model": {"name_or_path": "builtin:tiny-lm"},
+            "rewards": [{"name": "builtin:tiny-lm-deceptive"}],
+            "prompts": {"dataset": "builtin:tiny-lm-task"},
+            # The tiny-lm preset's optimiser and sampling (docs/results/deceptive_lm_design.md fixes them).
+            "beta0": 0.04,
+            "steps": 150,
+            "group_size": 8,
+            "prompts_per_step": 8,
+            "lr": 1e-3,
+            "warmup_steps": 10,
+            "checkpoint_every": 50,
+            "sample_every": 50,
+            "lora": {"rank": 16, "alpha": 32},
+            "llm": {"max_new_tokens": 48, "temperature": 1.0},
+        },
+    )
+)
+
+register(
+    Preset(
         name="digits-even",
         summary="Built-in 8x8 digits flow model (CPU, minutes): ADRPO-FM towards even digits without collapse.",
         demo=True,

@@ -129,6 +129,24 @@ def list_reward(completion: str, topic: str | None, target: int = TARGET_ITEMS) 
     return float(score if finished else UNFINISHED_FACTOR * score)
 
 
+# The deceptive variant (docs/results/deceptive_lm_design.md, fixed before any run): a common, easy
+# 3-item list earns half, the valley of 4-7 items almost nothing, the rare 8+ list everything.
+DECEPTIVE_REWARD = {3: 0.5, 4: 0.1, 5: 0.1, 6: 0.1, 7: 0.1}
+DECEPTIVE_LONG = 8  # this many distinct on-topic items or more: the full reward
+
+
+def deceptive_list_reward(completion: str, topic: str | None) -> float:
+    """1 for a finished list of >= 8 distinct on-topic items, 0.5 for exactly 3, 0.1 for 4-7, and 0 for
+    anything else (an off-topic or repeated item, no final '.', fewer than 3 items, unknown topic)."""
+    if topic not in TOPICS:
+        return 0.0
+    items, finished = list_items(completion)
+    allowed = set(TOPICS[topic])
+    if not finished or any(item not in allowed for item in items) or len(set(items)) != len(items):
+        return 0.0
+    return 1.0 if len(items) >= DECEPTIVE_LONG else DECEPTIVE_REWARD.get(len(items), 0.0)
+
+
 # ----------------------------------------------------------------------------------------------
 # Corpus, tokenizer and model
 

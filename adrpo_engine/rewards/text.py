@@ -191,3 +191,23 @@ def tiny_lm_task(target: int | None = None) -> TextReward:
         ]
 
     return reward
+
+
+@register_reward(
+    "builtin:tiny-lm-deceptive",
+    "text",
+    "Built-in tiny LM task with a deceptive local optimum: 3-item lists 0.5, 4-7 items 0.1, 8+ items 1 (column topic).",
+)
+def tiny_lm_deceptive() -> TextReward:
+    from ..models import tiny_lm
+
+    def reward(
+        prompts: Sequence[str], completions: Sequence[str], topic: Sequence[str | None] | None = None, **_: Any
+    ) -> list[float | None]:
+        topics = list(topic) if topic is not None else [None] * len(prompts)
+        return [
+            tiny_lm.deceptive_list_reward(text, name or tiny_lm.topic_of(prompt))
+            for prompt, text, name in zip(prompts, completions, topics)
+        ]
+
+    return reward

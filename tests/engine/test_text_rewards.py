@@ -56,6 +56,25 @@ def test_tiny_lm_task_reward_by_hand():
     assert task(["?"], [" cat, dog."], topic=["animals"]) == pytest.approx([0.2])
 
 
+def test_deceptive_tiny_lm_reward_by_hand():
+    task = reward("builtin:tiny-lm-deceptive")
+    eight = " apple, pear, plum, grape, lemon, mango, peach, cherry."
+    completions = [
+        " apple, pear, plum.",  # the common, easy pattern: 3 items
+        " apple, pear, plum, grape.",  # the valley: 4-7 items
+        " apple, pear, plum, grape, lemon, mango, peach.",  # 7: still the valley
+        eight,  # the rare pattern: 8 or more
+        eight[:-1],  # unfinished (no '.')
+        " apple, pear, plum, apple.",  # a repeat
+        " apple, pear, cat.",  # an off-topic item
+        " apple, pear.",  # fewer than 3
+    ]
+    assert task(["list fruits:"] * len(completions), completions) == pytest.approx(
+        [0.5, 0.1, 0.1, 1.0, 0.0, 0.0, 0.0, 0.0]
+    )
+    assert task(["?"], [" cat, dog, cow."], topic=["animals"]) == pytest.approx([0.5])
+
+
 def test_user_function_with_trl_signature_and_weights(tmp_path, monkeypatch):
     (tmp_path / "my_rewards.py").write_text(
         textwrap.dedent("""
