@@ -147,6 +147,20 @@ def _image_samples(samples: list[Sample]) -> list[tuple[Sample, str]]:
     return [(s, s.image_path) for s in samples if s.kind == "image" and s.image_path]
 
 
+def _media_of(
+    samples: list[Sample], run_dir: Path, table: Callable[[list[list[Any]]], Any], image: Callable[..., Any]
+) -> dict[str, Any]:
+    """A step's samples as W&B-style media (wandb and trackio share the shape): one ``samples/text`` table
+    of the text samples, one ``samples/<role>-NN-seedS`` image per image sample, captioned."""
+    logged: dict[str, Any] = {}
+    texts = [s for s in samples if s.kind == "text"]
+    if texts:
+        logged["samples/text"] = table(_sample_rows(texts))
+    for index, (sample, image_path) in enumerate(_image_samples(samples)):
+        logged[f"samples/{_image_name(index, sample)}"] = image(str(run_dir / image_path), caption=_caption(sample))
+    return logged
+
+
 def _image_name(index: int, sample: Sample) -> str:
     return f"{sample.role}-{index:02d}-seed{sample.seed}"
 
@@ -308,19 +322,13 @@ class WandbTracker(NullSink):
         self.run.log(_finite(metrics), step=step)
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
+        import pandas  # a dependency of datasets; wandb.Table's list arguments are typed too narrowly
         import wandb
 
-        logged: dict[str, Any] = {}
-        texts = [s for s in samples if s.kind == "text"]
-        if texts:
-            import pandas  # a dependency of datasets; wandb.Table's list arguments are typed too narrowly
+        def table(rows: list[list[Any]]) -> Any:
+            return wandb.Table(dataframe=pandas.DataFrame(rows, columns=pandas.Index(SAMPLE_COLUMNS)))
 
-            rows = pandas.DataFrame(_sample_rows(texts), columns=pandas.Index(SAMPLE_COLUMNS))
-            logged["samples/text"] = wandb.Table(dataframe=rows)
-        for index, (sample, image_path) in enumerate(_image_samples(samples)):
-            logged[f"samples/{_image_name(index, sample)}"] = wandb.Image(
-                str(self.run_dir / image_path), caption=_caption(sample)
-            )
+        logged = _media_of(samples, self.run_dir, table, wandb.Image)
         if logged:
             self.run.log(logged, step=step)
 
@@ -368,14 +376,9 @@ class TrackioTracker(NullSink):
 
         if self.logged_through and step <= self.logged_through:
             return
-        logged: dict[str, Any] = {}
-        texts = [s for s in samples if s.kind == "text"]
-        if texts:
-            logged["samples/text"] = trackio.Table(columns=SAMPLE_COLUMNS, data=_sample_rows(texts))
-        for index, (sample, image_path) in enumerate(_image_samples(samples)):
-            logged[f"samples/{_image_name(index, sample)}"] = trackio.Image(
-                str(self.run_dir / image_path), caption=_caption(sample)
-            )
+        logged = _media_of(
+            samples, self.run_dir, lambda rows: trackio.Table(columns=SAMPLE_COLUMNS, data=rows), trackio.Image
+        )
         if logged:
             self.run.log(logged, step=step)
 
