@@ -180,7 +180,7 @@ class FlowTrainer(BaseTrainer):
         metrics.update(O.beta_stats(w_w2))
         metrics.update(self.diversity(images, cfg.group_size))
         if len(parts) > 1:
-            metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+            metrics.update({label: float(values.mean()) for label, values in parts.items()})
         metrics.update({f"{M.REWARD_PREFIX}{key}": value for key, value in self.rewards.breakdown.items()})
         metrics.update(self.fm_update(latents, cond, w_fm, w_w2, generator))
         elapsed = time.perf_counter() - started

@@ -285,7 +285,7 @@ class LLMTrainer(BaseTrainer):
         ]
         metrics.update(self.pass_metrics(passes, full_kl, rollouts))
         if len(parts) > 1:
-            metrics.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+            metrics.update({label: float(values.mean()) for label, values in parts.items()})
         lengths = rollouts.completion_mask.sum(dim=1).float()
         elapsed = time.perf_counter() - started
         metrics.update(
