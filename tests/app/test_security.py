@@ -161,7 +161,11 @@ def test_a_reward_model_path_is_held_to_the_models_root(client):
         model={"name_or_path": "builtin:tiny-lm"},
         rewards=[{"name": "reward_model", "options": {"model": "/etc"}}],
     )
-    refused(client, body, "rewards.0.options.model")
+    refused(client, body, "rewards.0.model")  # the old spelling reads as the row's model, held the same
+    body["rewards"] = [{"name": "reward_model", "model": "/etc"}]
+    refused(client, body, "rewards.0.model")
+    flow = config_with(rewards=[{"name": "aesthetic", "options": {"head": "/etc/passwd"}}])
+    refused(client, flow, "rewards.0.options.head")
 
 
 def test_the_store_is_never_a_prompt_source_even_under_a_careless_root(tmp_path, models_cache):
