@@ -136,7 +136,15 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
         button.click(
             on_launch,
             inputs=[launch.base, *form],
-            outputs=[launch.errors, launch.result, launch.yaml_preview, *form, *tab_outputs, *picker_outputs],
+            outputs=[
+                launch.errors,
+                launch.result,
+                launch.yaml_preview,
+                launch.rewards.errors,
+                *form,
+                *tab_outputs,
+                *picker_outputs,
+            ],
             api_name="launch" if button is launch.launch else False,
         )
     jobs.open.click(open_job, inputs=jobs.job, outputs=[*tab_outputs, detail.job, compare.job], show_progress="hidden")
