@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from .broker import install as install_atomic_filesystem_broker
 from .settings import Settings
 
 TRAIN_QUEUE = "train"
@@ -28,6 +29,9 @@ TASK_ROUTES = {
     EXPORT_ADAPTER: {"queue": GENERATE_QUEUE},
     RUN_EVAL: {"queue": GENERATE_QUEUE},
 }
+
+
+install_atomic_filesystem_broker()  # filesystem:// writes whole message files (worker/broker.py)
 
 
 def broker_transport_options(settings: Settings) -> dict:
