@@ -1,6 +1,7 @@
 """The Launch form's reward rows as data: rows <-> the config's ``rewards:`` list, with no Gradio import.
 
-A row is ``{"id", "name", "model", "weight", "options"}``. ``id`` is the row's identity in the form (a
+A row is ``{"id", "name", "model", "weight", "options", "given"}`` (``given``: the options the config it
+was read from wrote out). ``id`` is the row's identity in the form (a
 new reward in a row is a new row; the rows redraw only when ids or names change), never part of the
 config. ``options`` holds the options the person set; the reward's schema
 (:func:`adrpo_engine.rewards.schema.describe_options`) gives the fields, defaults, ranges and help.
@@ -37,6 +38,7 @@ def rows_from_specs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "model": model or "",
                 "weight": float(spec.get("weight", 1.0)),
                 "options": options,
+                "given": sorted(options),
             }
         )
     return rows
@@ -44,20 +46,36 @@ def rows_from_specs(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def specs_from_rows(rows: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """The config's ``rewards`` list of the form's rows (unvalidated: the schema names a bad field).
-    An option left empty means its default: it is left out."""
+    An option left empty is left out; so is one at its default (the option fields report their value
+    when drawn) unless the config the row came from wrote it: the config says what was said."""
     specs = []
     for row in rows or []:
         spec: dict[str, Any] = {"name": str(row.get("name") or "").strip()}
+        defaults = {field.name: field.default for field in option_fields(spec["name"]) if not field.required}
+        given = set(row.get("given") or ())  # options the config it came from wrote out: kept as written
         model = str(row.get("model") or "").strip()
         if model:
             spec["model"] = model
         weight = row.get("weight")
         spec["weight"] = 1.0 if weight is None or weight == "" else weight
-        options = {key: value for key, value in (row.get("options") or {}).items() if value is not None and value != ""}
+        options = {
+            key: value
+            for key, value in (row.get("options") or {}).items()
+            if value is not None
+            and value != ""
+            and (key in given or not (key in defaults and _same(value, defaults[key])))
+        }
         if options:
             spec["options"] = options
         specs.append(spec)
     return specs
+
+
+def _same(value: Any, default: Any) -> bool:
+    # a number box gives 16.0 for an int option's 16; True is not 1 here
+    if isinstance(value, bool) or isinstance(default, bool):
+        return value is default
+    return value == default
 
 
 def reward_of(name: str) -> RegisteredReward | None:
@@ -71,7 +89,7 @@ def new_row(name: str, weight: float = 1.0) -> dict[str, Any]:
     if registered is not None and registered.takes_model:
         suggestions = model_suggestions(registered)
         model = registered.default_model or (suggestions[0] if suggestions else "")
-    return {"id": row_id(), "name": name, "model": model, "weight": weight, "options": {}}
+    return {"id": row_id(), "name": name, "model": model, "weight": weight, "options": {}, "given": []}
 
 
 def first_reward(job_kind: str) -> str:

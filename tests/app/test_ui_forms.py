@@ -73,10 +73,14 @@ def test_reward_rows_and_extra_overrides():
     ]
     assert config["sample_every"] == 5 and config["flow"]["sample_steps"] == 8
     assert forms.preview(digits_form(extra="bta0=1")).error == "bta0: unknown key"
-    # an option left empty is the option's default, not an empty value
+    # an option left empty, or at its default, is the option's default: not written into the config
     assert R.specs_from_rows([{**R.new_row("digits:class"), "options": {"k": None}}]) == [
         {"name": "digits:class", "weight": 1.0}
     ]
+    at_defaults = {"batch_size": 16.0, "chat": False, "max_length": 512}
+    assert R.specs_from_rows([{**R.new_row("reward_model"), "options": at_defaults}])[0]["options"] == {
+        "max_length": 512
+    }
 
 
 def test_reward_rows_are_checked_as_a_submission_and_named_in_words():
