@@ -286,7 +286,10 @@ def rewards_reference_markdown() -> str:
         "take it in the row's `model` (default shown).",
         "",
     ]
-    for reward in sorted(available_rewards(), key=lambda r: (r.kind, r.name)):
+    # Python callables registered in-process (trainer_api's ADRPOTrainer) are not part of the reference.
+    for reward in sorted(
+        (r for r in available_rewards() if r.needs != "user_function"), key=lambda r: (r.kind, r.name)
+    ):
         model = ""
         if reward.takes_model:
             model = f" Model: default `{reward.default_model}`." if reward.default_model else " Model: required."

@@ -202,6 +202,12 @@ def test_the_studio_file_route_serves_only_what_pages_show(tmp_path, models_cach
         for relative, shown in files.items():
             status = client.get(f"/gradio_api/file={run / relative}").status_code
             assert status == (200 if shown else 403), (relative, status)
+        dry_runs = settings.artifacts_dir / "dry-runs"
+        for relative, shown in {"d1/reference-0.png": True, "d1/dry_run.json": False, "reference-0.png": False}.items():
+            (dry_runs / relative).parent.mkdir(parents=True, exist_ok=True)
+            (dry_runs / relative).write_bytes(b"\x89PNG fake")
+            status = client.get(f"/gradio_api/file={dry_runs / relative}").status_code
+            assert status == (200 if shown else 403), (relative, status)  # a reward dry run's images only
         for target in (
             settings.data_dir / "adrpo.db",
             settings.data_dir / "adrpo.db-wal",
