@@ -85,8 +85,10 @@ def build_reward_rows(
         )
     section = RewardRows(rows, layout, errors, add, try_button, try_status, try_table, try_images)
     add.click(add_row, inputs=[rows, kind], outputs=rows)
+    # Only the rows decide a redraw (a kind switch gives its rows new ids): a second listener on the kind
+    # radio (whose props every preview updates) raced this one with an old layout and drew the rows twice,
+    # dropping what was typed into the first drawing.
     rows.change(follow_layout, inputs=[rows, kind, layout], outputs=layout, show_progress="hidden")
-    kind.change(follow_layout, inputs=[rows, kind, layout], outputs=layout, show_progress="hidden")
     return section
 
 
@@ -150,17 +152,19 @@ def _draw_row(index: int, row: dict[str, Any], kind: str, rows: gr.State, user_m
                     component = _option_component(
                         field, (row.get("options") or {}).get(field.name, field.default), index, key
                     )
-                    component.change(
+                    component.input(
                         _option_setter(key, field.name), inputs=[component, rows], outputs=rows, show_progress="hidden"
                     )
     name.input(lambda chosen, current: R.rename_row(current, key, chosen), inputs=[name, rows], outputs=rows)
-    model.change(
+    # .input, not .change: a drawn field reports its value on .change, and several handlers writing the
+    # whole row list at once from the same old list lose each other's edits (and redraw the rows twice).
+    model.input(
         lambda value, current: R.replace_row(current, key, model=value or ""),
         inputs=[model, rows],
         outputs=rows,
         show_progress="hidden",
     )
-    weight.change(
+    weight.input(
         lambda value, current: R.replace_row(current, key, weight=value),
         inputs=[weight, rows],
         outputs=rows,

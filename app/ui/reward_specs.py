@@ -165,8 +165,12 @@ def set_option(rows: list[dict[str, Any]], row_key: str, option: str, value: Any
 
 
 def rename_row(rows: list[dict[str, Any]], row_key: str, name: str) -> list[dict[str, Any]]:
-    """Another reward in a row: a fresh row (its model and options do not carry over), the weight kept."""
-    return [new_row(name or "", row.get("weight", 1.0)) if row.get("id") == row_key else row for row in rows]
+    """Another reward in a row: a fresh row (its model and options do not carry over), the weight kept.
+    The same reward picked again changes nothing (no redraw under the cursor)."""
+    return [
+        new_row(name or "", row.get("weight", 1.0)) if row.get("id") == row_key and row.get("name") != name else row
+        for row in rows
+    ]
 
 
 def row_label(path: str) -> str | None:

@@ -119,6 +119,10 @@ def test_reward_row_choices_follow_the_schema():
     assert R.new_row("clip_score")["model"] == "openai/clip-vit-large-patch14"  # the reward's default
     assert R.new_row("reward_model")["model"] == "builtin:tiny-lm-rm"  # no default: the first suggestion
     assert [f.name for f in R.option_fields("length")] == ["target", "unit"]
+    row = {**R.new_row("length"), "options": {"target": 9}, "weight": 2.0}
+    assert R.rename_row([row], row["id"], "length") == [row]  # the same reward again: nothing redraws
+    (renamed,) = R.rename_row([row], row["id"], "regex_format")
+    assert renamed["id"] != row["id"] and renamed["options"] == {} and renamed["weight"] == 2.0
     assert "not for this job" in R.row_summary("digits:even", "llm")
     # a config round-trips through rows, the old `options: {model: ...}` spelling included
     rows = R.rows_from_specs([{"name": "clip_score", "options": {"model": "builtin:tiny-clip", "scale": 2.0}}])
@@ -189,7 +193,9 @@ def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
     # an image reward does not fit an LLM job: the rows give way to the kind's default
     assert [row["name"] for row in updates[f["rewards"]]] == ["builtin:tiny-lm-task"]
     kept = [R.new_row("length"), R.new_row("reward_model")]
-    assert events.switch_kind(tab, "llm", "builtin:tiny-lm", kept)[f["rewards"]] == kept
+    again = events.switch_kind(tab, "llm", "builtin:tiny-lm", kept)[f["rewards"]]
+    assert [{**row, "id": None} for row in again] == [{**row, "id": None} for row in kept]  # kept, redrawn
+    assert {row["id"] for row in again}.isdisjoint(row["id"] for row in kept)
     filled = events.fill_from_preset(tab, "digits-even", "llm")
     assert filled[f["kind"]] == "flow" and filled[f["steps"]] == 120
     assert filled[f["model"]]["value"] == "builtin:digits-flow"

@@ -105,3 +105,43 @@ def test_two_reward_job_from_the_form_with_a_dry_run_and_per_reward_curves(tmp_p
         metrics = httpx.get(f"{studio.url}/api/jobs/{job_id}/metrics").json()
         for name in (RULE, MODEL_REWARD):  # the curves the reward panel draws beside reward/mean
             assert [step for step, _ in metrics[name]] == list(range(1, STEPS + 1)), name
+
+
+def test_image_rewards_rows_remove_and_a_dry_run_with_its_images(tmp_path):
+    """Text-to-image: a digits job gets a second built-in reward with a typed option, a third row added
+    and removed again; the dry run shows the reference images it scored."""
+    with running_studio(tmp_path / "data") as studio, driver.chromium_page() as page:
+        page.goto(studio.url)
+        page.locator("#launch-button").wait_for()
+        yaml = page.locator("#launch-yaml")
+        yaml.get_by_text("name: digits:even").wait_for()
+        page.locator("#launch-reward-add").click()
+        page.locator("#launch-reward-1-name").wait_for()
+        pick(page, "launch-reward-1-name", "Built-in scorer · digits:class")
+        yaml.get_by_text("name: digits:class").wait_for()  # the row is redrawn for its new reward
+        expect(page.locator("#launch-reward-1-option-k input")).to_have_value("0")  # the schema's default
+        driver.set_number(page, "launch-reward-1-option-k", 4)
+        try:
+            yaml.get_by_text("k: 4").wait_for()
+        except Exception:
+            driver.screenshot(page, ARTIFACTS, "reward_rows_option_failure")
+            raise
+        expect(page.locator("#launch-reward-1-model")).to_be_hidden()  # a built-in scorer takes no model
+
+        page.locator("#launch-reward-add").click()
+        page.locator("#launch-reward-2-name").wait_for()
+        rows_in_yaml = "(n) => document.querySelector('#launch-yaml').innerText.split('- name: ').length === n + 1"
+        page.wait_for_function(rows_in_yaml, arg=3)  # the preview's rewards: list has the third row
+        page.locator("#launch-reward-2-remove").click()
+        expect(page.locator("#launch-reward-2-name")).to_have_count(0)
+        page.wait_for_function(rows_in_yaml, arg=2)
+        expect(yaml).to_contain_text("k: 4")  # the rows kept are as they were
+
+        page.locator("#launch-reward-try").click()
+        status = page.locator("#launch-reward-try-status")
+        status.get_by_text("reference samples").wait_for(timeout=driver.COMPARE_TIMEOUT_MS)
+        table = page.locator("#launch-reward-try-table")
+        for header in ("reward/digits:even", "reward/digits:class", "weighted total"):
+            expect(table).to_contain_text(header)
+        assert driver.gallery_images(page, "launch-reward-try-images") == 4
+        driver.screenshot(page, ARTIFACTS, "launch_reward_rows_images")

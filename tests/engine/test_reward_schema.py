@@ -263,3 +263,29 @@ def test_tiny_lm_rm_tracks_the_task_reward_on_fresh_completions():
     # the reward model reads prompt + completion as one text: the whole example as the completion is the same
     scores = build_reward(RewardSpec(name="reward_model", model="builtin:tiny-lm-rm"), "text")([""] * 200, texts)
     assert tiny_lm_rm.pearson(torch.tensor(scores), torch.tensor(targets)) >= 0.6
+
+
+def test_cli_lists_reward_schemas_and_tries_rewards(tmp_path):
+    from typer.testing import CliRunner
+
+    from adrpo_engine.cli import app
+
+    listed = CliRunner().invoke(app, ["rewards"])
+    assert listed.exit_code == 0, listed.output
+    assert "reward_model  text, reward model (sequence classification)" in listed.output
+    assert "model: required (e.g. builtin:tiny-lm-rm" in listed.output
+    assert "target (int, default 50, 1..100000): Length that earns the full reward." in listed.output
+
+    rows = '[{name: "builtin:tiny-lm-task"}, {name: reward_model, model: "builtin:tiny-lm-rm", weight: 0.5}]'
+    tried = CliRunner().invoke(
+        app, ["rewards", "try", "--preset", "tiny-lm", "--set", f"rewards={rows}", "-n", "2", "--out", str(tmp_path)]
+    )
+    assert tried.exit_code == 0, tried.output
+    assert "weights: reward/builtin:tiny-lm-task x 1  reward/reward_model x 0.5" in tried.output
+    assert len(json.loads((tmp_path / "dry_run.json").read_text())["samples"]) == 2
+
+    wrong = CliRunner().invoke(
+        app,
+        ["rewards", "try", "--preset", "tiny-lm", "--set", 'rewards=[{name: clip_score, model: "builtin:tiny-clip"}]'],
+    )
+    assert wrong.exit_code == 2 and "rewards.0.name: 'clip_score' scores images" in wrong.output

@@ -113,7 +113,10 @@ def switch_kind(tab: LaunchTab, kind: str, model: str, rows: list[dict[str, Any]
     return {
         tab.base: base,
         tab.fields["model"]: gr.update(choices=models, value=new_model),
-        tab.fields["rewards"]: rows if fits else R.rows_from_specs(base["rewards"]),
+        # new ids either way: the rows redraw for the new kind (its reward list and fit notes)
+        tab.fields["rewards"]: [{**row, "id": R.row_id()} for row in rows]
+        if fits
+        else R.rows_from_specs(base["rewards"]),
     }
 
 
