@@ -72,9 +72,11 @@ def resolve_submission(
         job = validate_config(data)
     except ConfigError as error:
         raise from_config_error(error) from None
-    check_job(job)
+    # The policy first: check_job reads a local reward model's config.json (its architecture), which it
+    # must do only for paths the service may read, or its message would tell what lies outside the roots.
     if policy is not None:
         check_policy(job, policy)
+    check_job(job)
     return job
 
 
@@ -260,9 +262,9 @@ def resolve_sweep(
         raise _sweep_error(error) from None
     for job in jobs:
         try:
-            check_job(job.config)
             if policy is not None:
                 check_policy(job.config, policy)
+            check_job(job.config)
         except SubmissionError as error:
             where = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
             raise SubmissionError("grid", f"grid point {where}: {error} (no job was created)") from None

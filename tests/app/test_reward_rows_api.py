@@ -60,15 +60,16 @@ def test_an_image_reward_on_an_llm_job_is_refused_naming_the_row(client):
     assert detail.startswith("rewards.1.name: 'clip_score' scores images; this llm job needs a reward of texts"), detail
 
 
-def test_a_model_of_the_wrong_architecture_is_refused_naming_the_row(client, tmp_path):
-    causal_lm = tmp_path / "causal-lm"
-    causal_lm.mkdir()
+def test_a_model_of_the_wrong_architecture_is_refused_naming_the_row(client):
+    root = client.settings.models_dir  # local models of submitted jobs lie under it (worker/policy.py)
+    causal_lm = root / "causal-lm"
+    causal_lm.mkdir(parents=True, exist_ok=True)
     (causal_lm / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}))
     detail = detail_of(client, with_rewards({"name": "length"}, {"name": "reward_model", "model": str(causal_lm)}))
     assert detail.startswith("rewards.1.model:") and "not a sequence-classification reward model" in detail, detail
 
-    two_labels = tmp_path / "classifier"
-    two_labels.mkdir()
+    two_labels = root / "classifier"
+    two_labels.mkdir(exist_ok=True)
     (two_labels / "config.json").write_text(
         json.dumps(
             {

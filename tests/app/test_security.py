@@ -168,6 +168,24 @@ def test_a_reward_model_path_is_held_to_the_models_root(client):
     refused(client, flow, "rewards.0.options.head")
 
 
+def test_a_reward_model_outside_the_root_is_not_read_to_check_its_architecture(client, tmp_path):
+    # The architecture check reads config.json: outside ADRPO_MODELS_DIR the refusal must be the policy's,
+    # the same whether a model is there or not, and must not quote what the file says.
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "config.json").write_text(json.dumps({"architectures": ["SecretForCausalLM"], "model_type": "x"}))
+    details = []
+    for folder in (outside, tmp_path / "absent"):
+        body = config_with(
+            kind="llm",
+            model={"name_or_path": "builtin:tiny-lm"},
+            prompts={"dataset": "builtin:tiny-lm-task"},
+            rewards=[{"name": "reward_model", "model": str(folder)}],
+        )
+        details.append(refused(client, body, "rewards.0.model").replace(str(folder), "PATH"))
+    assert details[0] == details[1] and "Secret" not in details[0] and "ADRPO_MODELS_DIR" in details[0]
+
+
 def test_the_store_is_never_a_prompt_source_even_under_a_careless_root(tmp_path, models_cache):
     data = service_data_dir(tmp_path, models_cache)
     with make_client(tmp_path, models_cache, uploads_dir=data) as client:
