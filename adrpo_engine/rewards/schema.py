@@ -144,16 +144,22 @@ def reward_groups(job_kind: str) -> list[tuple[str, list[RegisteredReward]]]:
 # Checks
 
 
-def check_reward_rows(rewards: Sequence[RewardSpec], job_kind: str, *, section: str = "rewards") -> None:
+def check_reward_rows(
+    rewards: Sequence[RewardSpec], job_kind: str, *, section: str = "rewards", read_local: bool = True
+) -> None:
     """Raise :class:`RewardRowError` naming the row and field (``rewards.1.model``) for a reward list the
     job could not run. Whether user functions may be imported at all is the caller's policy."""
     if section == "rewards" and rewards and all(spec.weight == 0 for spec in rewards):
         raise RewardRowError(section, "every weight is 0: the summed reward would be constant (nothing to learn)")
     for index, spec in enumerate(rewards):
-        check_reward_row(index, spec, job_kind, section=section)
+        check_reward_row(index, spec, job_kind, section=section, read_local=read_local)
 
 
-def check_reward_row(index: int, spec: RewardSpec, job_kind: str, *, section: str = "rewards") -> None:
+def check_reward_row(
+    index: int, spec: RewardSpec, job_kind: str, *, section: str = "rewards", read_local: bool = True
+) -> None:
+    """``read_local=False``: a local folder's config.json is not read (a caller that has not checked the
+    path against a policy: the studio's live preview; the submission checks it after the policy)."""
     from .remote import is_remote, remote_url
 
     where = f"{section}.{index}"
@@ -187,7 +193,7 @@ def check_reward_row(index: int, spec: RewardSpec, job_kind: str, *, section: st
                 f"{spec.name!r} needs a {NEEDS[registered.needs].lower()}: "
                 f"give one (e.g. {', '.join(model_suggestions(registered)[:2])})",
             )
-        problem = architecture_problem(model, registered)
+        problem = architecture_problem(model, registered, read_local=read_local)
         if problem:
             raise RewardRowError(f"{where}.model", problem)
     elif spec.model:
@@ -211,7 +217,7 @@ def _names(reward_kind: str | None) -> str:
     return ", ".join(sorted(r.name for r in available_rewards(reward_kind) if r.name != "remote:URL"))
 
 
-def architecture_problem(model: str, reward: RegisteredReward) -> str | None:
+def architecture_problem(model: str, reward: RegisteredReward, *, read_local: bool = True) -> str | None:
     """Why ``model`` is not the architecture ``reward`` needs, when that can be told without loading it:
     a built-in model (its need is declared), a local folder or a hub id in the local cache (its config.json)."""
     needs = reward.needs
@@ -226,6 +232,8 @@ def architecture_problem(model: str, reward: RegisteredReward) -> str | None:
             return f"{model!r} is {article}{what}, not a {NEEDS[needs].lower()} (built-in ones: {known})"
         return None
     if not reward.checks_architecture:
+        return None
+    if model.startswith("/") and not read_local:
         return None
     config = _readable_config(model)
     if config is None:

@@ -198,8 +198,9 @@ def preview(values: dict[str, Any], base: dict[str, Any] | None = None) -> FormP
     try:
         job: JobConfig = validate_config(config_from_form(values, base))
         # the submission's own row checks: kind, option schema, model architecture, weights
-        check_reward_rows(job.rewards, job.kind)
-        check_reward_rows(job.eval.rewards, job.kind, section="eval.rewards")
+        # (a local folder is read only at submission, after the service's path policy)
+        check_reward_rows(job.rewards, job.kind, read_local=False)
+        check_reward_rows(job.eval.rewards, job.kind, section="eval.rewards", read_local=False)
     except ConfigError as error:
         return FormPreview(None, "", str(error))
     config = job.model_dump(mode="json")

@@ -106,6 +106,17 @@ def test_reward_rows_are_checked_as_a_submission_and_named_in_words():
     )
 
 
+def test_the_live_preview_reads_no_local_model_folder(tmp_path):
+    import json
+
+    from app.ui import reward_specs as R
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["SecretForCausalLM"], "model_type": "x"}))
+    llm = forms.form_from_config(forms.base_config(forms.CUSTOM, "llm"))
+    rows = [{**R.new_row("reward_model"), "model": str(tmp_path)}]
+    assert forms.preview({**llm, "rewards": rows}).error is None  # the submission checks it, after the policy
+
+
 def test_reward_row_choices_follow_the_schema():
     from app.ui import reward_specs as R
 
