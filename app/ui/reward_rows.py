@@ -239,8 +239,15 @@ def wire_try(
 
 
 def dry_run_outputs(view: dict[str, Any]) -> list[Any]:
+    if view["status"] in ("queued", "running"):
+        minutes = DRY_RUN_TIMEOUT_S / 60
+        message = (
+            f"**No result yet:** the dry run is still {view['status']} after {minutes:g} minutes. Is a worker "
+            "running? (`adrpo serve` starts one; it runs one task at a time, so a training job runs first.)"
+        )
+        return [message, gr.update(visible=False), gr.update(visible=False)]
     if view["status"] != "succeeded":
-        message = view.get("error") or f"the dry run is still {view['status']} (is a worker running?)"
+        message = R.in_words(view.get("error") or "no reason recorded")
         return [f"**The dry run failed:** {message}", gr.update(visible=False), gr.update(visible=False)]
     columns, table = R.dry_run_table(view)
     images = [

@@ -249,3 +249,34 @@ def test_an_invalid_form_previews_no_config_and_names_the_field():
 def test_the_prompt_field_explains_the_built_in_models_syntax():
     assert "'digit K'" in forms.prompt_help("builtin:digits-flow")
     assert forms.prompt_help("Qwen/Qwen2.5-0.5B-Instruct") == forms.PROMPT_INFO
+
+
+def test_dry_run_results_as_the_studio_shows_them():
+    from app.ui import reward_rows, reward_specs
+
+    view = {
+        "status": "succeeded",
+        "prompt": "list fruits:",
+        "rewards": [
+            {"label": "reward/length", "name": "length", "model": None, "weight": 1.0},
+            {"label": "reward/reward_model", "name": "reward_model", "model": "builtin:tiny-lm-rm", "weight": 0.5},
+        ],
+        "samples": [
+            {
+                "index": 0,
+                "scores": {"reward/length": 0.5, "reward/reward_model": 0.2},
+                "total": 0.6,
+                "text": " apple, pear.",
+                "image_path": None,
+            }
+        ],
+    }
+    columns, table = reward_specs.dry_run_table(view)
+    assert columns == ["#", "sample", "reward/length (x1)", "reward/reward_model (x0.5)", "weighted total"]
+    assert table == [[0, " apple, pear.", 0.5, 0.2, 0.6]]
+    status, shown, images = reward_rows.dry_run_outputs(view)
+    assert "'list fruits:'" in status and shown["visible"] and not images["visible"]
+    failed = reward_rows.dry_run_outputs({"status": "failed", "error": "rewards.1.model: cannot load it"})
+    assert failed[0] == "**The dry run failed:** Reward 2 · model: cannot load it"
+    waiting = reward_rows.dry_run_outputs({"status": "queued"})
+    assert waiting[0].startswith("**No result yet:** the dry run is still queued")
