@@ -191,6 +191,8 @@ class DryRun(Base):
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # adrpo_engine.dry_run.DryRunResult.to_dict()
     error: Mapped[str | None] = mapped_column(Text)
+    # Owner and heartbeat while running: the watchdog fails a dry run whose worker stopped answering.
     worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]

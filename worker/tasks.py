@@ -249,13 +249,15 @@ def reward_dry_run(ctx: WorkerContext, dry_run_id: str) -> str:
         claimed = session.execute(
             update(DryRun)
             .where(DryRun.id == dry_run_id, DryRun.status == JobStatus.QUEUED)
-            .values(status="running", worker=WORKER_ID)
+            .values(status="running", worker=WORKER_ID, heartbeat_at=utcnow())
         ).rowcount
         if claimed != 1:
             return "skipped"
         row = session.get(DryRun, dry_run_id)
         config_data, count, seed = row.config, row.num_samples, row.seed
     out_dir = ctx.settings.artifacts_dir / "dry-runs" / dry_run_id
+    if ctx.heartbeat is not None:  # stamped while it runs: the watchdog fails it if this worker dies
+        ctx.heartbeat.current_dry_run = dry_run_id
     try:
         config = validate_config(config_data)
         check_policy(config, Policy.of(ctx.settings))
@@ -266,8 +268,15 @@ def reward_dry_run(ctx: WorkerContext, dry_run_id: str) -> str:
         values = {"status": "failed", "error": message[:2000], "finished_at": utcnow()}
     else:
         values = {"status": "succeeded", "result": result.to_dict(), "finished_at": utcnow()}
+    finally:
+        if ctx.heartbeat is not None:
+            ctx.heartbeat.current_dry_run = None
     with ctx.store.session() as session:
-        session.execute(update(DryRun).where(DryRun.id == dry_run_id).values(**values))
+        session.execute(
+            update(DryRun)
+            .where(DryRun.id == dry_run_id, DryRun.worker == WORKER_ID, DryRun.status == "running")
+            .values(heartbeat_at=None, **values)
+        )
     return values["status"]
 
 

@@ -186,3 +186,39 @@ def test_a_dry_run_that_cannot_load_its_reward_fails_readably(client, tmp_path):
     assert reward_dry_run(context, queued.json()["id"]) == "failed"
     failed = client.get(f"/api/rewards/dry-runs/{queued.json()['id']}").json()
     assert failed["status"] == "failed" and "reward_model cannot load" in failed["error"]
+
+
+def test_a_dry_run_whose_worker_stopped_answering_is_failed_by_the_watchdog(client):
+    from datetime import timedelta
+
+    from worker.lifecycle import DEAD_DRY_RUN, WORKER_ID, Heartbeat, fail_stale_dry_runs
+    from worker.models import DryRun, utcnow
+
+    store = client.service.store
+    with store.session() as session:
+        for dry_run_id, beat in (
+            ("deadbeef00000001", utcnow() - timedelta(seconds=60)),
+            ("deadbeef00000002", utcnow()),
+        ):
+            session.add(
+                DryRun(
+                    id=dry_run_id,
+                    config=TINY_LM,
+                    num_samples=2,
+                    seed=0,
+                    status="running",
+                    worker=WORKER_ID,
+                    heartbeat_at=beat,
+                )
+            )
+    assert fail_stale_dry_runs(store, timeout_s=5.0) == ["deadbeef00000001"]
+    dead = client.get("/api/rewards/dry-runs/deadbeef00000001").json()
+    assert dead["status"] == "failed" and dead["error"] == DEAD_DRY_RUN
+    assert client.get("/api/rewards/dry-runs/deadbeef00000002").json()["status"] == "running"
+    # a worker that still runs it stamps it, so the watchdog leaves it alone
+    heartbeat = Heartbeat(store, 1.0, 5.0, client.settings.artifacts_dir, enqueue=lambda _: None)
+    heartbeat.current_dry_run = "deadbeef00000002"
+    with store.session() as session:
+        session.get(DryRun, "deadbeef00000002").heartbeat_at = utcnow() - timedelta(seconds=60)
+    heartbeat.beat()
+    assert fail_stale_dry_runs(store, timeout_s=5.0) == []
