@@ -86,7 +86,12 @@ def resolve_job_config(config: Path | None, preset: str | None, assignments: lis
     if not isinstance(base, dict):
         raise ConfigError(f"config file {str(config)!r}: expected a mapping at the top level")
     overrides = dict(parse_override(item) for item in assignments)
-    return validate_config(apply_overrides(base, overrides))
+    job = validate_config(apply_overrides(base, overrides))
+    from .rewards.schema import check_reward_rows
+
+    check_reward_rows(job.rewards, job.kind)  # the CLI runs the user's own functions: allowed
+    check_reward_rows(job.eval.rewards, job.kind, section="eval.rewards")
+    return job
 
 
 @app.command()
@@ -267,15 +272,62 @@ def list_presets() -> None:
         console.print(f"{name:<{width}}  {tag}  {preset.summary}", highlight=False, soft_wrap=True)
 
 
-@app.command("rewards")
-def list_rewards() -> None:
-    """List the registered rewards (use them by name in `rewards:`; or give 'module:function')."""
-    from .rewards import available_rewards
+rewards_app = typer.Typer(
+    add_completion=False,
+    invoke_without_command=True,
+    help="The registered rewards with their options; `adrpo rewards try` scores samples.",
+)
+app.add_typer(rewards_app, name="rewards")
 
-    for reward in sorted(available_rewards(), key=lambda r: (r.kind, r.name)):
-        console.print(f"{reward.name:<24} {reward.kind:<6} {reward.summary}", highlight=False, soft_wrap=True)
-        options = reward.options_text()
-        console.print(f"{'':<31} options: {options or '(none)'}", highlight=False, soft_wrap=True, markup=False)
+
+@rewards_app.callback()
+def list_rewards(ctx: typer.Context) -> None:
+    """List the registered rewards and their options (use them by name in `rewards:`; or 'module:function')."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .rewards import NEEDS, available_rewards
+    from .rewards.schema import describe_options, model_suggestions
+
+    for reward in sorted(available_rewards(), key=lambda r: (r.kind, r.needs, r.name)):
+        console.print(
+            f"[bold]{escape(reward.name)}[/]  {reward.kind}, {NEEDS[reward.needs].lower()}: {escape(reward.summary)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if reward.takes_model:
+            default = reward.default_model or "required"
+            console.print(
+                f"    model: {escape(default)} (e.g. {escape(', '.join(model_suggestions(reward)))})",
+                highlight=False,
+                soft_wrap=True,
+            )
+        for field in describe_options(reward):
+            console.print(f"    {escape(field.describe())}", highlight=False, soft_wrap=True)
+
+
+@rewards_app.command("try")
+def try_rewards(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Job config YAML.")] = None,
+    preset: Annotated[str | None, typer.Option("--preset", "-p", help="A preset name (see `adrpo presets`).")] = None,
+    assignments: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="Override KEY=VALUE (dotted keys).")
+    ] = None,
+    samples: Annotated[int, typer.Option("--samples", "-n", min=1, max=16, help="Reference samples to score.")] = 4,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where images are written (flow jobs).")] = None,
+) -> None:
+    """Dry run: score a few of the reference model's samples for the first prompt with each reward."""
+    try:
+        job = resolve_job_config(config, preset, assignments or [])
+        from .dry_run import reward_dry_run
+
+        result = reward_dry_run(job, num_samples=samples, seed=seed, out_dir=out or Path("runs") / job.name / "dry-run")
+    except ConfigError as error:
+        errors.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
+    console.print(f"prompt: {escape(repr(result.prompt))}", highlight=False)
+    for line in result.table_lines():
+        console.print(escape(line), highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -65,8 +65,27 @@ class RewardSpec(_Strict):
         min_length=1,
         max_length=256,
     )
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="The reward's model, for rewards that need one (reward_model, clip_score, ...): a hub id, "
+        "a local path or 'builtin:NAME'; empty = the reward's default. `adrpo rewards` lists who needs one.",
+    )
     weight: float = Field(default=1.0, ge=-100.0, le=100.0, description="Weight in the summed reward.")
-    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of the reward.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The reward's other options (its schema: `adrpo rewards`, below)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_out_of_options(cls, data: Any) -> Any:
+        # Configs written before `model` was a field of its own say `options: {model: ...}`: read them as is.
+        if isinstance(data, dict) and isinstance(data.get("options"), dict) and "model" in data["options"]:
+            if data.get("model") is None:
+                options = dict(data["options"])
+                data = {**data, "model": options.pop("model"), "options": options}
+        return data
 
 
 class PromptsConfig(_Strict):

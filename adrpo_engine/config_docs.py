@@ -67,9 +67,12 @@ def config_reference_markdown() -> str:
     lines += _section_rows(JobConfig, "")
     for section, model in _sections(JobConfig):
         lines += _section_rows(model, f"{section}.")
-    lines += ["", "`rewards` is a list of `{name, weight, options}`:", ""]
+    lines += ["", "`rewards` is a list of `{name, model, weight, options}`:", ""]
     lines += ["| key | type | default | allowed | meaning |", "| --- | --- | --- | --- | --- |"]
     lines += _section_rows(RewardSpec, "rewards[].")
+    from .rewards.schema import rewards_reference_markdown  # the registry imports the config module
+
+    lines.append(rewards_reference_markdown().rstrip("\n"))
     return "\n".join(lines) + "\n"
 
 

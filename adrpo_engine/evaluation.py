@@ -199,11 +199,11 @@ def _score(rewards: WeightedRewards, extra: WeightedRewards | None, tally: _Tall
     total, parts = rewards(*args, **columns)
     tally.add(M.REWARD_MEAN, total)
     if len(parts) > 1:
-        for name, values in parts.items():
-            tally.add(f"reward/{name}", values)
+        for label, values in parts.items():  # already reward/<name>
+            tally.add(label, values)
     if extra is not None:
-        for name, values in extra(*args, **columns)[1].items():
-            tally.add(f"eval/{name}", values)
+        for label, values in extra(*args, **columns)[1].items():
+            tally.add("eval/" + label.removeprefix(M.REWARD_PREFIX), values)
 
 
 class FlowEvaluator:

@@ -58,6 +58,9 @@ class KindSpec:
     # "module:callable(config, device, dtype)" building the model of a hub id or local path, for kinds
     # whose trainer loads through a factory (built-in models may name their own, see BuiltinModel.policy).
     policy_factory: str | None = None
+    # "module:function(config, prompt, seed, count, out_dir) -> (outputs, reward_args)": the reference
+    # model's samples of one prompt for a reward dry run (adrpo_engine.dry_run); None: no dry run.
+    reference_sampler: str | None = None
     # The smallest valid config beyond name, kind and model: the studio's "custom" start.
     starter: Mapping[str, Any] = field(default_factory=dict)
 
@@ -93,6 +96,9 @@ class BuiltinModel:
     # "module:function(rewards) -> measure(images, group_size) -> {name: value}": its per-step diversity
     # (None: the kind's generic measure, e.g. CLIP or pixel distances for images).
     diversity: str | None = None
+    # For a helper model a reward row may name as its ``model``: the reward need it serves
+    # ("reward_model" | "clip_model", the ``needs`` of adrpo_engine.rewards).
+    serves: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,11 @@ def builtin_models(kind: str | None = None) -> tuple[BuiltinModel, ...]:
 
 def builtin_model(name: str) -> BuiltinModel | None:
     return _MODELS.get(name)
+
+
+def builtin_reward_models(needs: str | None = None) -> tuple[BuiltinModel, ...]:
+    """The built-in models a reward row may name as its ``model`` (of reward need ``needs``, or all)."""
+    return tuple(m for m in _MODELS.values() if m.serves is not None and (needs is None or m.serves == needs))
 
 
 def prompt_sources(kind: str | None = None) -> tuple[PromptSource, ...]:
@@ -241,6 +252,7 @@ register_kind(
         bounded_a_min=frozenset({"fixed"}),
         positive_beta0_with_clip=frozenset({"adrpo"}),
         policy_factory="adrpo_engine.models.sd3:SD3Policy.from_config",
+        reference_sampler="adrpo_engine.dry_run:image_samples",
         starter=MappingProxyType({"rewards": ({"name": "digits:even"},), "prompts": {"texts": ("any digit",)}}),
     )
 )
@@ -258,6 +270,7 @@ register_kind(
         metric_names=M.LLM,
         spread_metrics=(M.ENTROPY, M.DIVERSITY),
         algorithms=("adrpo", "fixed"),
+        reference_sampler="adrpo_engine.dry_run:text_samples",
         starter=MappingProxyType(
             {"rewards": ({"name": "builtin:tiny-lm-task"},), "prompts": {"dataset": "builtin:tiny-lm-task"}}
         ),
@@ -301,8 +314,9 @@ register_builtin_model(
     BuiltinModel(
         "builtin:tiny-clip",
         None,
-        "a randomly initialised miniature CLIPModel (clip_score option model)",
+        "a randomly initialised miniature CLIPModel (a clip_score model)",
         path="adrpo_engine.models.tiny_sd3:tiny_clip_path",
+        serves="clip_model",
     )
 )
 register_prompt_source(
@@ -322,6 +336,16 @@ register_builtin_model(
         "2-layer Qwen2 pre-trained on generated topic lists (CPU demo)",
         path="adrpo_engine.models.tiny_lm:tiny_lm_path",
         threads=1,
+    )
+)
+register_builtin_model(
+    BuiltinModel(
+        "builtin:tiny-lm-rm",
+        None,
+        "2-layer Qwen2ForSequenceClassification trained here to score the tiny-lm list task (a reward_model model)",
+        path="adrpo_engine.models.tiny_lm_rm:tiny_lm_rm_path",
+        threads=1,
+        serves="reward_model",
     )
 )
 register_prompt_source(
@@ -349,8 +373,9 @@ register_builtin_model(
     BuiltinModel(
         "builtin:shapes-clip",
         None,
-        "CLIPModel trained on captioned shapes (clip_score option model, ClipDiversity)",
+        "CLIPModel trained on captioned shapes (a clip_score model, ClipDiversity)",
         path="adrpo_engine.worlds.shapes.builtins:shapes_clip_path",
+        serves="clip_model",
     )
 )
 register_prompt_source(

@@ -70,3 +70,26 @@ DPO_WINNER_REWARD = "dpo/winner_reward"
 DPO_LOSER_REWARD = "dpo/loser_reward"
 DPO_PAIRS = "dpo/pairs"  # pairs in the pool the step trains on
 DPO = FLOW + (DPO_MARGIN, DPO_ACCURACY, DPO_WINNER_REWARD, DPO_LOSER_REWARD, DPO_PAIRS)
+
+
+MAX_METRIC_NAME = 64  # the store's metric name column
+
+
+def reward_component_names(reward_names: list[str] | tuple[str, ...]) -> list[str]:
+    """The per-reward metric of each row of a job's ``rewards`` (logged every step when there are several):
+    ``reward/<name>``, and ``reward/<name>#2``, ``#3``... for a reward listed again (with other options)."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in reward_names:
+        seen[name] = seen.get(name, 0) + 1
+        suffix = "" if seen[name] == 1 else f"#{seen[name]}"
+        # The store keeps metric names of up to 64 characters: a long 'package.module:function' or URL keeps its end.
+        room = MAX_METRIC_NAME - len(REWARD_PREFIX) - len(suffix)
+        shown = name if len(name) <= room else "~" + name[-(room - 1) :]
+        labels.append(f"{REWARD_PREFIX}{shown}{suffix}")
+    return labels
+
+
+def is_reward_component(name: str) -> bool:
+    """A per-reward metric (``reward/<name>``), not the summed reward's own ``reward/mean`` or ``reward/std``."""
+    return name.startswith(REWARD_PREFIX) and name not in (REWARD_MEAN, REWARD_STD)

@@ -155,7 +155,7 @@ register(
             "name": "sd3-medium-clip",
             "kind": "flow",
             "model": {"name_or_path": "stabilityai/stable-diffusion-3-medium-diffusers"},
-            "rewards": [{"name": "clip_score", "options": {"model": "openai/clip-vit-large-patch14"}}],
+            "rewards": [{"name": "clip_score", "model": "openai/clip-vit-large-patch14"}],
             "prompts": {"file": "builtin:t2i-prompts"},
             "steps": 1000,
             "group_size": 8,

@@ -69,7 +69,7 @@ def register_python_reward(function: RewardFunc, sample_kind: str) -> str:
     label = getattr(function, "__name__", "reward").strip("<>") or "reward"
     name = f"{PYTHON_REWARD_PREFIX}{label}-{next(_counter)}"
     summary = f"Python callable {getattr(function, '__qualname__', label)} (this process only)."
-    register_reward(name, sample_kind, summary)(lambda: function)
+    register_reward(name, sample_kind, summary, needs="user_function")(lambda: function)
     return name
 
 

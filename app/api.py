@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
+from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -16,6 +17,7 @@ from worker.service import (
     BrokerUnavailable,
     CheckpointView,
     ComparisonView,
+    DryRunView,
     EvalView,
     InvalidState,
     JobNotFound,
@@ -30,6 +32,17 @@ from worker.settings import Settings
 from .auth import basic_auth
 
 SUBMIT_EXAMPLE = {"preset": "digits-even", "overrides": {"steps": 20, "beta0": 0.1}}
+DRY_RUN_EXAMPLE = {
+    "preset": "tiny-lm",
+    "overrides": {
+        "rewards": [
+            {"name": "builtin:tiny-lm-task"},
+            {"name": "reward_model", "model": "builtin:tiny-lm-rm", "weight": 0.5},
+        ]
+    },
+    "num_samples": 4,
+    "seed": 0,
+}
 
 
 class _Request(BaseModel):
@@ -208,6 +221,37 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
     def cancel_comparison(comparison_id: str) -> ComparisonView:
         """Queued or running: cancelled at once (a running generation's result is dropped when it ends)."""
         return service.cancel_comparison(comparison_id)
+
+    @router.get("/rewards")
+    def rewards() -> list[dict[str, Any]]:
+        """The registered rewards: kind, what they need, default model, model suggestions, option schema."""
+        from adrpo_engine.rewards.schema import reward_catalog
+
+        return reward_catalog()
+
+    @router.post("/rewards/dry-run", response_model=DryRunView, status_code=202)
+    def request_dry_run(
+        body: Any = Body(
+            ...,
+            examples=[DRY_RUN_EXAMPLE],
+            description="A job submission (as POST /api/jobs takes it) plus num_samples (1-16) and seed.",
+        ),
+    ) -> DryRunView:
+        """Score a few reference samples of the config's first prompt with each of its rewards, on a worker.
+        The config is checked as a submission is (same 422 messages); poll GET /api/rewards/dry-runs/{id}."""
+        if not isinstance(body, dict):
+            raise SubmissionError("body", f"expected a JSON object (got {type(body).__name__})")
+        body = dict(body)
+        num_samples, seed = body.pop("num_samples", 4), body.pop("seed", 0)
+        return service.request_dry_run(**split_submission(body), num_samples=num_samples, seed=seed)
+
+    @router.get("/rewards/dry-runs/{dry_run_id}", response_model=DryRunView)
+    def get_dry_run(dry_run_id: str) -> DryRunView:
+        return service.get_dry_run(dry_run_id)
+
+    @router.get("/rewards/dry-runs/{dry_run_id}/images/{index}", response_class=FileResponse)
+    def dry_run_image(dry_run_id: str, index: int = Path_(..., ge=0, le=15)) -> FileResponse:
+        return FileResponse(service.dry_run_image(dry_run_id, index), media_type="image/png")
 
     @router.post("/jobs/{job_id}/evals", response_model=list[EvalView], status_code=202)
     def request_evals(job_id: str, body: EvalRequest | None = None) -> list[EvalView]:

@@ -7,7 +7,8 @@ middleware in front of the route decides instead, on the resolved path (symlinks
 
 - Gradio's own upload and cache folders (the copies of what pages showed, and files a user uploaded);
 - under the artifacts directory, per job: ``samples/**`` and ``comparisons/**`` images and
-  ``exports/*.zip`` / ``exports/*.safetensors`` (the adapter zips and ComfyUI LoRAs);
+  ``exports/*.zip`` / ``exports/*.safetensors`` (the adapter zips and ComfyUI LoRAs); and the images of
+  reward dry runs (``dry-runs/<id>/*.png``);
 - nothing else: 403 ``File not allowed``, the same answer for a file that exists and one that does not.
 """
 
@@ -25,6 +26,7 @@ from fastapi.responses import PlainTextResponse, Response
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 SHOWN_FOLDERS = ("samples", "comparisons")
 EXPORT_SUFFIXES = (".zip", ".safetensors")
+DRY_RUNS = "dry-runs"  # worker.tasks.reward_dry_run writes artifacts_dir/dry-runs/<id>/reference-K.png
 # Both spellings Gradio 6 answers: /gradio_api/file=<path> and the deprecated /gradio_api/file/<path>.
 FILE_ROUTE = re.compile(r"/gradio_api/file(?:=|/)(?P<target>.*)$", re.DOTALL)
 
@@ -50,6 +52,8 @@ def shown_file(target: str, artifacts_dir: Path, gradio_dirs: list[Path]) -> boo
     if not path.is_relative_to(root):
         return False
     parts = path.relative_to(root).parts
+    if len(parts) == 3 and parts[0] == DRY_RUNS:  # job ids are hex: never this name
+        return path.suffix.lower() in IMAGE_SUFFIXES
     if len(parts) >= 3 and parts[1] in SHOWN_FOLDERS:
         return path.suffix.lower() in IMAGE_SUFFIXES
     return len(parts) == 3 and parts[1] == "exports" and path.suffix.lower() in EXPORT_SUFFIXES

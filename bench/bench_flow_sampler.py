@@ -186,7 +186,7 @@ def main() -> None:
         {
             "kind": "flow",
             "model": {"name_or_path": "builtin:tiny-sd3"},
-            "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+            "rewards": [{"name": "clip_score", "model": "builtin:tiny-clip"}],
             "prompts": {"texts": PROMPTS},
             "group_size": args.images_per_prompt,
             "prompts_per_step": len(PROMPTS),

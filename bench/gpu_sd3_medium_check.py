@@ -164,7 +164,7 @@ def main() -> None:
                 "dtype": "bfloat16" if cuda else "float32",
                 "gradient_checkpointing": args.checkpointing,
             },
-            "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+            "rewards": [{"name": "clip_score", "model": "builtin:tiny-clip"}],
             "prompts": {"texts": ["a red apple on a wooden table", "a lighthouse on a rocky cliff"]},
             "group_size": args.group_size,
             "prompts_per_step": args.prompts_per_step,

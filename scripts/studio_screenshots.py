@@ -36,6 +36,7 @@ def main() -> None:
     ):
         page.goto(studio.url)
         page.locator("#launch-button").wait_for()
+        page.locator("#launch-reward-0-name").wait_for()  # the reward rows are drawn after the page loads
         driver.screenshot(page, args.out, "launch")
 
         driver.launch_digits_even(page, None, algorithm="Fixed beta (baseline)", name="digits-even-fixed")

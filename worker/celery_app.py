@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from .broker import install as install_atomic_filesystem_broker
 from .settings import Settings
 
 TRAIN_QUEUE = "train"
@@ -17,15 +18,20 @@ QUEUES = (TRAIN_QUEUE, GENERATE_QUEUE)
 
 RUN_JOB = "adrpo.run_job"
 RUN_COMPARISON = "adrpo.run_comparison"
+RUN_DRY_RUN = "adrpo.run_reward_dry_run"
 EXPORT_ADAPTER = "adrpo.export_adapter"
 RUN_EVAL = "adrpo.run_eval"
 
 TASK_ROUTES = {
     RUN_JOB: {"queue": TRAIN_QUEUE},
     RUN_COMPARISON: {"queue": GENERATE_QUEUE},
+    RUN_DRY_RUN: {"queue": GENERATE_QUEUE},
     EXPORT_ADAPTER: {"queue": GENERATE_QUEUE},
     RUN_EVAL: {"queue": GENERATE_QUEUE},
 }
+
+
+install_atomic_filesystem_broker()  # filesystem:// writes whole message files (worker/broker.py)
 
 
 def broker_transport_options(settings: Settings) -> dict:

@@ -26,7 +26,7 @@ from adrpo_engine.progress import Phase, Sample
 
 from .artifacts import append_log, checkpoint_sha256, relative_to_run
 from .db import Store, existing, rows_changed
-from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, utcnow
+from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow, utcnow
 from .queries import forget_after, upsert_metrics
 from .status import JobStatus
 
@@ -230,6 +230,24 @@ def _requeue_stale_claims(
     return requeued
 
 
+DEAD_DRY_RUN = "its worker stopped answering during the dry run (it died or was stopped); try again"
+
+
+def fail_stale_dry_runs(store: Store, timeout_s: float) -> list[str]:
+    """Running reward dry runs not stamped for ``timeout_s``: failed with the reason (a dry run is quick
+    and cheap to ask for again, so it is not re-queued). Returns their ids."""
+    cutoff = utcnow() - timedelta(seconds=timeout_s)
+    with store.session() as session:
+        stale = list(session.scalars(select(DryRun.id).where(DryRun.status == "running", DryRun.heartbeat_at < cutoff)))
+        for dry_run_id in stale:
+            session.execute(
+                update(DryRun)
+                .where(DryRun.id == dry_run_id, DryRun.status == "running", DryRun.heartbeat_at < cutoff)
+                .values(status="failed", error=DEAD_DRY_RUN, finished_at=utcnow(), heartbeat_at=None)
+            )
+    return stale
+
+
 def _stamp() -> str:
     return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -394,6 +412,7 @@ class Heartbeat(threading.Thread):
         self.enqueue_eval = enqueue_eval
         self.current_comparison: str | None = None
         self.current_eval: str | None = None
+        self.current_dry_run: str | None = None
         self.store = store
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -423,6 +442,8 @@ class Heartbeat(threading.Thread):
                     log.warning("re-queueing eval %s: its worker stopped answering", eval_id)
                     if self.enqueue_eval is not None:
                         self.enqueue_eval(eval_id)
+                for dry_run_id in fail_stale_dry_runs(self.store, self.timeout_s):
+                    log.warning("failing reward dry run %s: its worker stopped answering", dry_run_id)
             except Exception:  # a database hiccup must not kill the heartbeat thread
                 log.exception("heartbeat failed")
             if self.parent_pid is not None and os.getppid() != self.parent_pid and self.on_orphaned:
@@ -432,9 +453,16 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         job_id, comparison_id, eval_id = self.current_job, self.current_comparison, self.current_eval
-        if job_id is None and comparison_id is None and eval_id is None:
+        dry_run_id = self.current_dry_run
+        if job_id is None and comparison_id is None and eval_id is None and dry_run_id is None:
             return
         with self.store.session() as session:
+            if dry_run_id is not None:
+                session.execute(
+                    update(DryRun)
+                    .where(DryRun.id == dry_run_id, DryRun.worker == self.worker)
+                    .values(heartbeat_at=utcnow())
+                )
             if job_id is not None:
                 session.execute(
                     update(Job).where(Job.id == job_id, Job.worker == self.worker).values(heartbeat_at=utcnow())

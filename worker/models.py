@@ -161,7 +161,7 @@ class Evaluation(Base):
     held_out: Mapped[bool | None] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
-    # Stamped by the worker's heartbeat while running (migration 0006): the watchdog re-queues an eval
+    # Stamped by the worker's heartbeat while running (migration 0007): the watchdog re-queues an eval
     # whose worker stopped stamping, and fails it after MAX_CLAIM_ATTEMPTS deaths.
     heartbeat_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -180,3 +180,23 @@ class EvalMetric(Base):
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
     count: Mapped[int] = mapped_column(Integer)
+
+
+class DryRun(Base):
+    """A reward dry run: reference samples of a config's first prompt scored by each of its rewards
+    (migration 0006). Nothing is trained; the config was checked as a submission is."""
+
+    __tablename__ = "dry_runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    config: Mapped[dict[str, Any]]
+    num_samples: Mapped[int] = mapped_column(Integer, default=4)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # adrpo_engine.dry_run.DryRunResult.to_dict()
+    error: Mapped[str | None] = mapped_column(Text)
+    # Owner and heartbeat while running: the watchdog fails a dry run whose worker stopped answering.
+    worker: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

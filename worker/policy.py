@@ -31,10 +31,11 @@ from .settings import Settings
 REWARD_ALLOWLIST_ENV = "ADRPO_USER_REWARD_MODULES"
 UPLOADS_ENV = "ADRPO_UPLOADS_DIR"
 MODELS_ENV = "ADRPO_MODELS_DIR"
-# Reward options that name a model or a file (reward_model's and clip_score's `model`, and any future
+# Reward options that name a model or a file (a row's `model` is checked as well; aesthetic's `clip`/`head`,
+# pickscore's `processor`, hpsv2's `checkpoint`, and any future
 # `*_path`/`*_dir`/`*_file`): the same root as the job's model.
 _PATH_OPTION_SUFFIXES = ("_path", "_dir", "_file", "_model")
-_PATH_OPTIONS = {"model", "path", "model_name_or_path", "checkpoint"}
+_PATH_OPTIONS = {"model", "path", "model_name_or_path", "checkpoint", "clip", "head", "processor"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ def check_policy(job: JobConfig, policy: Policy) -> None:
                 continue  # remote hosts: validation.check_remote_reward_host, for both sections
             if spec.name not in registered and ":" in spec.name:
                 _check_reward_module(f"{section}.{index}.name", spec.name, policy)
+            if spec.model is not None:  # a reward model's hub id, built-in name or local path
+                _check_model_reference(f"{section}.{index}.model", spec.model, policy)
             for key, value in spec.options.items():
                 if _is_path_option(key) and isinstance(value, str):
                     _check_model_reference(f"{section}.{index}.options.{key}", value, policy)

@@ -22,12 +22,12 @@ from .artifacts import (
     build_comfyui_lora,
     tail,
 )
-from .celery_app import RUN_COMPARISON, RUN_EVAL, RUN_JOB, create_celery
+from .celery_app import RUN_COMPARISON, RUN_DRY_RUN, RUN_EVAL, RUN_JOB, create_celery
 from .db import Store, existing, upgrade
 from .evals import EvalRequestError, eval_metrics, request_eval
 from .inputs import MAX_SQL_INT, check_id, check_text
 from .model_card import model_card, zip_name
-from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow, Sweep, utcnow
+from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow, Sweep, utcnow
 from .policy import Policy
 from .queries import fetch_metrics
 from .settings import Settings
@@ -36,6 +36,7 @@ from .validation import SubmissionError, resolve_submission, resolve_sweep
 from .views import (
     CheckpointView,
     ComparisonView,
+    DryRunView,
     EvalView,
     JobView,
     SampleView,
@@ -51,6 +52,7 @@ __all__ = [
     "SampleView",
     "CheckpointView",
     "ComparisonView",
+    "DryRunView",
     "EvalView",
     "SweepView",
     "SubmissionError",
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 MAX_COMPARISON_SAMPLES = 16
+MAX_DRY_RUN_SAMPLES = 16
 MAX_PROMPT_CHARS = 4000
 
 
@@ -368,6 +371,60 @@ class JobService:
             ).all()
         return [self.get_comparison(comparison_id) for comparison_id in ids]
 
+    # ------------------------------------------------------------------ reward dry runs
+
+    def request_dry_run(
+        self,
+        config: dict | None = None,
+        *,
+        preset: str | None = None,
+        overrides: dict | None = None,
+        num_samples: int = 4,
+        seed: int = 0,
+    ) -> DryRunView:
+        """Queue a reward dry run of a job config: checked exactly as a submission is (the same field-named
+        refusals, the same policy), then a worker scores reference samples of its first prompt; nothing trains."""
+        _check_count("num_samples", num_samples, MAX_DRY_RUN_SAMPLES)
+        _check_seed(seed)
+        job_config = resolve_submission(config, preset, overrides, policy=self.policy)
+        row = DryRun(
+            id=new_id(),
+            config=job_config.model_dump(mode="json"),
+            num_samples=num_samples,
+            seed=seed,
+            status=JobStatus.QUEUED,
+        )
+        with self.store.session() as session:
+            session.add(row)
+        try:
+            self.celery.send_task(RUN_DRY_RUN, args=[row.id])
+        except Exception as error:
+            with self.store.session() as session:
+                session.execute(delete(DryRun).where(DryRun.id == row.id))
+            raise BrokerUnavailable(
+                f"broker: could not enqueue the dry run ({type(error).__name__}: {error})"
+            ) from error
+        return self.get_dry_run(row.id)
+
+    def get_dry_run(self, dry_run_id: str) -> DryRunView:
+        with self.store.session() as session:
+            row = session.get(DryRun, dry_run_id) if check_id(dry_run_id) else None
+            if row is None:
+                raise JobNotFound(f"dry run {dry_run_id!r} does not exist")
+            return DryRunView.of(row)
+
+    def dry_run_image(self, dry_run_id: str, index: int) -> Path:
+        """The file of one scored image of a finished dry run (only paths the worker recorded are served)."""
+        view = self.get_dry_run(dry_run_id)
+        sample = next((s for s in view.samples if s.index == index), None)
+        if sample is None or sample.image_path is None:
+            raise JobNotFound(f"dry run {dry_run_id!r} has no image {index!r}")
+        path = Path(sample.image_path)
+        root = (self.settings.artifacts_dir / "dry-runs" / dry_run_id).resolve()
+        if not path.resolve().is_relative_to(root) or not path.is_file():
+            raise JobNotFound(f"dry run {dry_run_id!r} has no image {index!r}")
+        return path
+
     # ------------------------------------------------------------------ evaluations
 
     def request_evals(self, job_id: str, steps: list[int] | None = None, reference: bool = True) -> list[EvalView]:
@@ -629,13 +686,15 @@ def _check_comparison(prompt: Any, seed: Any, num_samples: Any) -> None:
     if len(prompt) > MAX_PROMPT_CHARS:
         raise SubmissionError("prompt", f"at most {MAX_PROMPT_CHARS} characters")
     check_text("prompt", prompt)
+    _check_seed(seed)
+    _check_count("num_samples", num_samples, MAX_COMPARISON_SAMPLES)
+
+
+def _check_seed(seed: Any) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= 2**31 - 1:
         raise SubmissionError("seed", f"must be an integer in [0, {2**31 - 1}] (got {seed!r})")
-    if (
-        not isinstance(num_samples, int)
-        or isinstance(num_samples, bool)
-        or not 1 <= num_samples <= MAX_COMPARISON_SAMPLES
-    ):
-        raise SubmissionError(
-            "num_samples", f"must be an integer in [1, {MAX_COMPARISON_SAMPLES}] (got {num_samples!r})"
-        )
+
+
+def _check_count(field: str, value: Any, most: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise SubmissionError(field, f"must be an integer in [1, {most}] (got {value!r})")

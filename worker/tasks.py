@@ -1,4 +1,4 @@
-"""Celery tasks: train a job, generate a comparison, export an adapter zip.
+"""Celery tasks: train a job, generate a comparison, run a reward dry run, export an adapter zip.
 
 Each task reads and writes the job store; its return value is informational only (no result backend).
 The worker process's settings come from the environment (``adrpo worker`` / ``adrpo serve`` set it).
@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from adrpo_engine.config import ConfigError, validate_config
 
 from .artifacts import append_log, build_adapter_zip
-from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_EVAL, RUN_JOB, celery_app, configure
+from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_DRY_RUN, RUN_EVAL, RUN_JOB, celery_app, configure
 from .db import Store, existing, rows_changed
 from .evals import REFERENCE_STEP, request_eval, run_eval
 from .group import MAX_GROUP_ATTEMPTS, run_group
@@ -33,7 +33,7 @@ from .lifecycle import (
     release_job,
     sample_rows,
 )
-from .models import Checkpoint, Comparison, Job, utcnow
+from .models import Checkpoint, Comparison, DryRun, Job, utcnow
 from .policy import Policy, check_policy
 from .settings import Settings
 from .status import JobStatus
@@ -269,6 +269,52 @@ def generate_comparison(ctx: WorkerContext, comparison_id: str) -> str:
             return "dropped"
         session.add_all(sample_rows(job_id, run_dir, samples, step=step, comparison_id=comparison_id))
     return "succeeded"
+
+
+@celery_app.task(name=RUN_DRY_RUN, acks_late=True, reject_on_worker_lost=True)
+def run_reward_dry_run(dry_run_id: str) -> str:
+    return reward_dry_run(context(), dry_run_id)
+
+
+def reward_dry_run(ctx: WorkerContext, dry_run_id: str) -> str:
+    """Score reference samples of the config's first prompt with each reward; the result goes in the row.
+    Claimed queued -> running by one worker; the policy is checked again here, as for jobs."""
+    from adrpo_engine.dry_run import reward_dry_run as score_reference_samples
+
+    with ctx.store.session() as session:
+        claimed = rows_changed(
+            session,
+            update(DryRun)
+            .where(DryRun.id == dry_run_id, DryRun.status == JobStatus.QUEUED)
+            .values(status="running", worker=WORKER_ID, heartbeat_at=utcnow()),
+        )
+        if claimed != 1:
+            return "skipped"
+        row = existing(session, DryRun, dry_run_id)
+        config_data, count, seed = row.config, row.num_samples, row.seed
+    out_dir = ctx.settings.artifacts_dir / "dry-runs" / dry_run_id
+    if ctx.heartbeat is not None:  # stamped while it runs: the watchdog fails it if this worker dies
+        ctx.heartbeat.current_dry_run = dry_run_id
+    try:
+        config = validate_config(config_data)
+        check_policy(config, Policy.of(ctx.settings))
+        result = score_reference_samples(config, count, seed, out_dir)
+    except Exception as error:  # a reward (or its model) failing to load is what a dry run is there to show
+        log.warning("dry run %s failed: %s", dry_run_id, traceback.format_exc())
+        message = str(error) if isinstance(error, (ConfigError, SubmissionError)) else describe_failure(error)
+        values = {"status": "failed", "error": message[:2000], "finished_at": utcnow()}
+    else:
+        values = {"status": "succeeded", "result": result.to_dict(), "finished_at": utcnow()}
+    finally:
+        if ctx.heartbeat is not None:
+            ctx.heartbeat.current_dry_run = None
+    with ctx.store.session() as session:
+        session.execute(
+            update(DryRun)
+            .where(DryRun.id == dry_run_id, DryRun.worker == WORKER_ID, DryRun.status == "running")
+            .values(heartbeat_at=None, **values)
+        )
+    return values["status"]
 
 
 def _checkpoint_for(session, job_id: str, step: int | None) -> Checkpoint | None:

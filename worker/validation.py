@@ -6,7 +6,6 @@ Every failure is a :class:`SubmissionError` whose ``str()`` is one line naming t
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any
 from adrpo_engine import hub
 from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, validate_config
 from adrpo_engine.config_io import apply_overrides
-from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind
+from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.sweep import SweepJob, expand_sweep
 
@@ -24,7 +23,6 @@ from .policy import check_policy
 
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
-USER_FUNCTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 MAX_SUBMISSION_BYTES = 256 * 1024
 MAX_INLINE_PROMPTS = 10_000
 MAX_OVERRIDES = 200
@@ -74,9 +72,11 @@ def resolve_submission(
         job = validate_config(data)
     except ConfigError as error:
         raise from_config_error(error) from None
-    check_job(job)
+    # The policy first: check_job reads a local reward model's config.json (its architecture), which it
+    # must do only for paths the service may read, or its message would tell what lies outside the roots.
     if policy is not None:
         check_policy(job, policy)
+    check_job(job)
     return job
 
 
@@ -135,31 +135,41 @@ def _check_model(job: JobConfig) -> None:
 
 
 def _check_rewards(job: JobConfig) -> None:
-    from adrpo_engine.rewards import available_rewards
+    """The engine's reward-row checks (kind, option schema, model architecture where it can be read, weights),
+    then the rows' remote hosts and model names. Whether a user function may be imported is the policy's."""
     from adrpo_engine.rewards.remote import is_remote
+    from adrpo_engine.rewards.schema import RewardRowError, check_reward_rows
 
-    expected = get_kind(job.kind).reward_kind
-    registered = {reward.name: reward.kind for reward in available_rewards()}
-    for index, spec in enumerate(job.eval.rewards):  # eval-only rewards run on the worker as well
-        if is_remote(spec.name):
-            check_remote_reward_host(f"eval.rewards.{index}.name", spec.name)
-    for index, spec in enumerate(job.rewards):
-        field = f"rewards.{index}.name"
-        if is_remote(spec.name):
-            check_remote_reward_host(field, spec.name)
-            continue
-        if spec.name in registered:
-            if registered[spec.name] != expected:
-                raise SubmissionError(
-                    field, f"{spec.name!r} is a {registered[spec.name]} reward, not for a {job.kind} model"
-                )
-            _check_reward_options(index, spec.name, spec.options)
-            continue
-        if not USER_FUNCTION.fullmatch(spec.name):
-            names = ", ".join(sorted(n for n, k in registered.items() if k == expected))
-            raise SubmissionError(field, f"unknown reward {spec.name!r} (choose from {names}, or 'module:function')")
-        if len(json.dumps(spec.options, default=str)) > 16 * 1024:
-            raise SubmissionError(f"rewards.{index}.options", "at most 16 KiB of options")
+    for section, specs in (("rewards", job.rewards), ("eval.rewards", job.eval.rewards)):
+        try:
+            check_reward_rows(specs, job.kind, section=section)
+        except RewardRowError as error:
+            raise SubmissionError(error.field, str(error).removeprefix(f"{error.field}: ")) from None
+        for index, spec in enumerate(specs):  # eval-only rewards run on the worker as well
+            if is_remote(spec.name):
+                check_remote_reward_host(f"{section}.{index}.name", spec.name)
+            if spec.model is not None:
+                _check_reward_model(f"{section}.{index}.model", spec.name, spec.model)
+
+
+def _check_reward_model(field: str, reward: str, model: str) -> None:
+    """A row's model: a built-in name (checked by the engine), an absolute path, or a hub id the hub knows."""
+    from adrpo_engine.rewards import registered_reward
+
+    if model.startswith(BUILTIN_PREFIX):
+        return
+    if looks_like_path(model):
+        _reject_path_tricks(field, model)
+        return
+    if HUB_ID.fullmatch(model) and ".." not in model and "--" not in model:
+        if hub.probe(model) is hub.HubAnswer.MISSING:
+            raise SubmissionError(field, hub.missing_message(model, None))
+        return
+    registered = registered_reward(reward)
+    if registered is None or registered.checks_architecture:  # hpsv2 names a file: 'org/repo/filename'
+        raise SubmissionError(
+            field, f"{model!r} is neither a built-in model, a hub id like 'org/name', nor an absolute local path"
+        )
 
 
 def check_remote_reward_host(field: str, name: str, allowed: frozenset[str] | None = None) -> None:
@@ -181,18 +191,6 @@ def check_remote_reward_host(field: str, name: str, allowed: frozenset[str] | No
             f"remote reward host {host} is not allowed for submitted jobs (the operator's "
             f"ADRPO_REMOTE_REWARD_HOSTS lists: {listed})",
         )
-
-
-def _check_reward_options(index: int, name: str, options: dict[str, Any]) -> None:
-    """A registered reward's options must fit its factory's signature (else the job fails minutes later)."""
-    from adrpo_engine.rewards import REGISTRY
-
-    try:
-        inspect.signature(REGISTRY[name].factory).bind(**options)
-    except TypeError as error:
-        parameters = [p for p in inspect.signature(REGISTRY[name].factory).parameters if not p.startswith("_")]
-        accepted = ", ".join(parameters) or "none"
-        raise SubmissionError(f"rewards.{index}.options", f"{error} (options of {name!r}: {accepted})") from None
 
 
 def _check_prompts(job: JobConfig) -> None:
@@ -264,9 +262,9 @@ def resolve_sweep(
         raise _sweep_error(error) from None
     for job in jobs:
         try:
-            check_job(job.config)
             if policy is not None:
                 check_policy(job.config, policy)
+            check_job(job.config)
         except SubmissionError as error:
             where = ", ".join(f"{k}={v!r}" for k, v in job.params.items())
             raise SubmissionError("grid", f"grid point {where}: {error} (no job was created)") from None

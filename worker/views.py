@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from adrpo_engine.checkpoints import DIFFUSERS_WEIGHTS
 from adrpo_engine.progress import TRAINING
 
-from .models import Checkpoint, Comparison, Evaluation, Job, SampleRow
+from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow
 from .status import JobStatus
 
 # Columns hold these as plain strings; the views name the values they can take (pydantic checks them).
@@ -229,3 +229,40 @@ class SweepView(BaseModel):
     reference: dict[str, float] | None
     points: list[dict[str, Any]]  # one per grid point: params, method, seeds, mean, std, n, frontier flags
     planes: dict[str, dict[str, str]]
+
+
+class DryRunSample(BaseModel):
+    index: int
+    scores: dict[str, float]  # per reward row, keyed like the per-reward metrics (reward/<name>)
+    total: float  # the weighted sum the trainer would use
+    text: str | None = None  # the completion (LLM), or what the model reads in the image (built-in worlds)
+    image_path: str | None = None  # absolute, on the worker's artifacts path; GET .../images/{index} serves it
+
+
+class DryRunView(BaseModel):
+    id: str
+    status: Literal["queued", "running", "succeeded", "failed"]
+    error: str | None
+    num_samples: int
+    seed: int
+    prompt: str | None  # the config's first prompt, once the worker has read it
+    rewards: list[dict[str, Any]]  # one per row: label (reward/<name>), name, model, weight
+    samples: list[DryRunSample]
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: DryRun) -> DryRunView:
+        result = row.result or {}
+        return cls(
+            id=row.id,
+            status=cast(EvalStatus, row.status),  # the same four states as an eval
+            error=row.error,
+            num_samples=row.num_samples,
+            seed=row.seed,
+            prompt=result.get("prompt"),
+            rewards=result.get("rewards", []),
+            samples=[DryRunSample(**sample) for sample in result.get("samples", [])],
+            created_at=as_utc(row.created_at),
+            finished_at=as_utc(row.finished_at),
+        )

@@ -178,6 +178,7 @@ class GenevalReward:
     "shapes:geneval",
     "image",
     "Shapes-world verifier (builtin:shapes-sd3): fraction of a caption's object/colour/count/position constraints met.",
+    needs="builtin",
 )
 def shapes_geneval() -> GenevalReward:
     return GenevalReward()

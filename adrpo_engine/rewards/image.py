@@ -4,7 +4,7 @@ Registered rewards (signature ``fn(images, prompts, **columns) -> list[float]``,
 floats in [0, 1]):
 
 - ``clip_score``: ``scale * max(cos(CLIP image embedding, CLIP text embedding), 0)`` with a
-  transformers ``CLIPModel`` by hub id or local path (option ``model``; ``scale`` defaults to 100,
+  transformers ``CLIPModel`` by hub id or local path (the row's ``model``; ``scale`` defaults to 100,
   the usual CLIP-score scale on which SD3's base model scores ~29); ``builtin:tiny-clip`` and
   ``builtin:shapes-clip`` name the project's own.
 - ``digits:even``: the built-in digit classifier's P(even digit) (``builtin:digits-flow`` images).
@@ -30,11 +30,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from ..config import ConfigError, RewardSpec
 from ..kinds import builtin_model, load_target, resolve_model_path
-from . import register_reward
+from . import RewardOptions, register_reward
 from .clip_models import clip_setting, load_frozen_clip, normalised_features, reward_device
 
 FEATURE_DIST = "diversity/feature_dist"
@@ -57,7 +58,9 @@ def _check_images(images: Tensor) -> Tensor:
 # The digit classifier
 
 
-@register_reward("digits:even", "image", "Built-in digit classifier: P(even digit) of builtin:digits-flow images.")
+@register_reward(
+    "digits:even", "image", "Built-in digit classifier: P(even digit) of builtin:digits-flow images.", needs="builtin"
+)
 def digits_even() -> Callable[..., list[float]]:
     from ..models.digits_pretrain import digit_classifier
 
@@ -71,12 +74,20 @@ def digits_even() -> Callable[..., list[float]]:
     return reward
 
 
-@register_reward("digits:class", "image", "Built-in digit classifier: P(class k), option k in 0..9.")
+class DigitsClassOptions(RewardOptions):
+    k: int = Field(default=0, ge=0, le=9, strict=True, description="The digit class whose probability is the reward.")
+
+
+@register_reward(
+    "digits:class",
+    "image",
+    "Built-in digit classifier: P(class k) of builtin:digits-flow images.",
+    needs="builtin",
+    options=DigitsClassOptions,
+)
 def digits_class(k: int = 0) -> Callable[..., list[float]]:
     from ..models.digits_pretrain import digit_classifier
 
-    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 9:
-        raise ConfigError(f"rewards: digits:class option k must be an integer in 0..9 (got {k!r})")
     classifier = digit_classifier()
 
     def reward(images: Tensor, prompts: Sequence[str], **_: object) -> list[float]:
@@ -186,7 +197,20 @@ def clip_embedder(model: str) -> ClipEmbedder:
     return ClipEmbedder(resolve_model_path(model))
 
 
-@register_reward("clip_score", "image", "CLIP score: 100 * cos(image, prompt) with a CLIPModel (option model).")
+class ClipScoreOptions(RewardOptions):
+    scale: float = Field(
+        default=100.0, gt=0.0, le=1000.0, description="Multiplier of the cosine (100 = the usual CLIP score)."
+    )
+
+
+@register_reward(
+    "clip_score",
+    "image",
+    "CLIP score: scale * cos(image, prompt) with a CLIPModel.",
+    needs="clip_model",
+    options=ClipScoreOptions,
+    default_model="openai/clip-vit-large-patch14",
+)
 def clip_score(model: str = "openai/clip-vit-large-patch14", scale: float = 100.0) -> Callable[..., list[float]]:
     embedder = clip_embedder(model)
 
@@ -223,7 +247,7 @@ def build_diversity(model_name: str, rewards: Sequence[RewardSpec]) -> Callable[
         return load_target(model.diversity)(rewards)
     clip_specs = [spec for spec in rewards if spec.name == "clip_score"]
     if clip_specs:
-        embedder = clip_embedder(clip_specs[0].options.get("model", "openai/clip-vit-large-patch14"))
+        embedder = clip_embedder(clip_specs[0].model or "openai/clip-vit-large-patch14")
         return lambda images, group_size: {"diversity": clip_diversity(embedder, images, group_size)}
 
     def by_pixels(images: Tensor, group_size: int) -> dict[str, float]:

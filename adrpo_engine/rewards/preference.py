@@ -24,10 +24,11 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from ..config import ConfigError
-from . import register_reward
+from . import RewardOptions, register_reward
 from .clip_models import clip_setting, freeze_on, load_frozen_clip, normalised_features, reward_device
 
 PICKSCORE_MODEL = "yuvalkirstain/PickScore_v1"
@@ -106,7 +107,30 @@ def _paired(images: Tensor, prompts: Sequence[str], name: str) -> None:
         raise ValueError(f"{name}: {images.shape[0]} images but {len(prompts)} prompts")
 
 
-@register_reward("pickscore", "image", "PickScore: a CLIP preference model's logit_scale * cos(image, prompt).")
+_DEVICE_HELP = "Where the scorer runs (cpu, cuda, cuda:1; empty: CUDA when present, else CPU)."
+_DEVICE_PATTERN = r"^(cpu|cuda|cuda:[0-9]{1,2}|mps)$"
+
+
+class PickScoreOptions(RewardOptions):
+    processor: str | None = Field(
+        default=PICKSCORE_PROCESSOR,
+        min_length=1,
+        max_length=512,
+        description="The CLIP processor (hub id or local path); empty: the model's own folder.",
+    )
+    scale: float = Field(default=1.0, gt=0.0, le=1000.0, description="Multiplier of the score (flow_grpo uses 1/26).")
+    device: str | None = Field(default=None, pattern=_DEVICE_PATTERN, description=_DEVICE_HELP)
+
+
+@register_reward(
+    "pickscore",
+    "image",
+    "PickScore: a CLIP preference model's logit_scale * cos(image, prompt).",
+    needs="clip_model",
+    options=PickScoreOptions,
+    default_model=PICKSCORE_MODEL,
+    models=(PICKSCORE_MODEL,),
+)
 def pickscore(
     model: str = PICKSCORE_MODEL,
     processor: str | None = PICKSCORE_PROCESSOR,
@@ -186,8 +210,25 @@ def aesthetic_scorer(clip: str, head: str, device: str | None) -> AestheticScore
     return AestheticScorer(clip, head, device)
 
 
+class AestheticOptions(RewardOptions):
+    head: str = Field(
+        default=AESTHETIC_HEAD,
+        min_length=1,
+        max_length=512,
+        description="The MLP head: a local .pth/.safetensors state dict, or 'org/repo/filename' on the hub.",
+    )
+    device: str | None = Field(default=None, pattern=_DEVICE_PATTERN, description=_DEVICE_HELP)
+
+
 @register_reward(
-    "aesthetic", "image", "LAION aesthetic predictor: an MLP head on CLIP ViT-L/14 image embeddings (~1-10)."
+    "aesthetic",
+    "image",
+    "LAION aesthetic predictor: an MLP head on CLIP ViT-L/14 image embeddings (~1-10).",
+    needs="clip_model",
+    options=AestheticOptions,
+    default_model=AESTHETIC_CLIP,
+    model_option="clip",
+    models=(AESTHETIC_CLIP,),
 )
 def aesthetic(
     clip: str = AESTHETIC_CLIP, head: str = AESTHETIC_HEAD, device: str | None = None
@@ -243,7 +284,27 @@ def hpsv2_scorer(checkpoint: str, architecture: str, device: str | None) -> HPSv
     return HPSv2Scorer(checkpoint, architecture, device)
 
 
-@register_reward("hpsv2", "image", "HPS v2.1: OpenCLIP ViT-H-14 preference model, cos(image, prompt) (extra 'hpsv2').")
+class HPSv2Options(RewardOptions):
+    architecture: str = Field(
+        default=HPSV2_ARCHITECTURE,
+        min_length=1,
+        max_length=64,
+        description="The OpenCLIP architecture of the checkpoint.",
+    )
+    device: str | None = Field(default=None, pattern=_DEVICE_PATTERN, description=_DEVICE_HELP)
+
+
+@register_reward(
+    "hpsv2",
+    "image",
+    "HPS v2.1: OpenCLIP ViT-H-14 preference model, cos(image, prompt) (extra 'hpsv2').",
+    needs="clip_model",
+    options=HPSv2Options,
+    default_model=HPSV2_CHECKPOINT,
+    model_option="checkpoint",
+    models=(HPSV2_CHECKPOINT, "xswu/HPSv2/HPS_v2_compressed.pt"),
+    checks_architecture=False,  # an OpenCLIP state dict, not a transformers folder
+)
 def hpsv2(
     checkpoint: str = HPSV2_CHECKPOINT, architecture: str = HPSV2_ARCHITECTURE, device: str | None = None
 ) -> Callable[..., list[float]]:

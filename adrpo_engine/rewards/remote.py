@@ -24,9 +24,11 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from pydantic import Field
+
 from ..config import ConfigError
 from ..trainers.base import TrainingError
-from . import register_reward
+from . import RewardOptions, register_reward
 
 PREFIX = "remote:"
 SCHEMES = ("http", "https")
@@ -179,11 +181,19 @@ def remote_reward(name: str, kind: str, **options: Any) -> RemoteReward:
         raise ConfigError(f"rewards: bad options for {name!r}: {error} (options: timeout, batch_size)") from None
 
 
+class RemoteOptions(RewardOptions):
+    timeout: float = Field(default=60.0, gt=0.0, le=3600.0, description="Seconds to wait for the server's answer.")
+    batch_size: int | None = Field(
+        default=None, ge=1, le=100_000, description="Samples per request; empty: all at once."
+    )
+
+
 @register_reward(
     "remote:URL",
     "any",
     "An HTTP reward server: POST prompts + completions (or base64 PNGs) + columns as JSON, one score per sample back.",
-    options="timeout=60.0 (seconds), batch_size=None (samples per request; None = all)",
+    needs="remote",
+    options=RemoteOptions,
 )
 def _listed_only(**_: Any) -> RemoteReward:  # the entry `adrpo rewards` shows; real names are URLs
     raise ConfigError("rewards: give the server's URL as the name, e.g. remote:http://127.0.0.1:8000/score")

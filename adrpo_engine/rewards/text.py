@@ -12,8 +12,8 @@ Registered (use by name in ``rewards:``, with ``options``):
 - ``length``: ``max(0, 1 - |n - target| / target)`` with ``n`` the completion's length in ``unit``
   (``words`` or ``chars``); 1 at the target, 0 at 0 or twice the target.
 - ``reward_model``: the scalar score of a sequence-classification model with one label (e.g. a
-  reward model) by hub id or local path (option ``model``); it reads prompt + completion (or a chat
-  when the tokenizer has a template and ``chat: true``).
+  reward model) by hub id, local path or ``builtin:tiny-lm-rm`` (the row's ``model``); it reads
+  prompt + completion (or a chat when the tokenizer has a template and ``chat: true``).
 - ``builtin:tiny-lm-task``: the built-in tiny LM's list task (see ``models.tiny_lm``).
 """
 
@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field
 
 from ..config import ConfigError
-from . import register_reward
+from . import RewardOptions, register_reward
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
@@ -54,8 +55,20 @@ def _column(columns: dict[str, Any], name: str, count: int) -> list[Any]:
     return values
 
 
+class AnswerMatchOptions(RewardOptions):
+    column: str = Field(
+        default="answer", min_length=1, max_length=128, description="Dataset column of the reference answer."
+    )
+    numeric: bool = Field(default=False, description="Compare the last number of each (GSM8K's '#### 42' works as is).")
+    answer_prefix: str | None = Field(
+        default=None, max_length=128, description="Compare only the text after this marker."
+    )
+    case_sensitive: bool = Field(default=False, description="Compare text answers case-sensitively.")
+    tolerance: float = Field(default=1e-6, ge=0.0, le=1.0, description="Relative tolerance of numeric answers.")
+
+
 @register_reward(
-    "answer_match", "text", "1 if the answer matches the dataset column (options: column, numeric, answer_prefix)."
+    "answer_match", "text", "1 if the answer matches the dataset column, else 0.", options=AnswerMatchOptions
 )
 def answer_match(
     column: str = "answer",
@@ -87,7 +100,15 @@ def answer_match(
     return reward
 
 
-@register_reward("regex_format", "text", "1 if the completion matches a regex (options: pattern, fullmatch).")
+class RegexFormatOptions(RewardOptions):
+    pattern: str = Field(min_length=1, max_length=2000, description="The regex (Python `re` syntax).")
+    fullmatch: bool = Field(
+        default=False, description="Match the whole (stripped) completion instead of searching in it."
+    )
+    flags: str = Field(default="", pattern=r"^[imsxIMSX]*$", description="Regex flags among i, m, s, x.")
+
+
+@register_reward("regex_format", "text", "1 if the completion matches a regex, else 0.", options=RegexFormatOptions)
 def regex_format(pattern: str, fullmatch: bool = False, flags: str = "") -> TextReward:
     try:
         compiled = re.compile(pattern, sum(getattr(re, f) for f in flags.upper() if f in "IMSX"))
@@ -101,7 +122,14 @@ def regex_format(pattern: str, fullmatch: bool = False, flags: str = "") -> Text
     return reward
 
 
-@register_reward("length", "text", "1 at the target length, falling linearly to 0 (options: target, unit words|chars).")
+class LengthOptions(RewardOptions):
+    target: int = Field(default=50, ge=1, le=100_000, description="Length that earns the full reward.")
+    unit: Literal["words", "chars"] = Field(default="words", description="Count words or characters.")
+
+
+@register_reward(
+    "length", "text", "1 at the target length, falling linearly to 0 at 0 and twice the target.", options=LengthOptions
+)
 def length(target: int = 50, unit: str = "words") -> TextReward:
     if target < 1:
         raise ConfigError(f"rewards: length target must be >= 1 (got {target})")
@@ -117,8 +145,21 @@ def length(target: int = 50, unit: str = "words") -> TextReward:
     return reward
 
 
+class RewardModelOptions(RewardOptions):
+    batch_size: int = Field(default=16, ge=1, le=1024, description="Completions scored per forward pass.")
+    max_length: int = Field(
+        default=1024, ge=8, le=131_072, description="Truncate prompt + completion to this many tokens."
+    )
+    chat: bool = Field(default=False, description="Score a user/assistant chat (the tokenizer's chat template).")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Where the reward model runs.")
+
+
 @register_reward(
-    "reward_model", "text", "Score of a 1-label sequence-classification model (options: model, batch_size, chat)."
+    "reward_model",
+    "text",
+    "Score of a 1-label sequence-classification reward model.",
+    needs="reward_model",
+    options=RewardModelOptions,
 )
 def reward_model(
     model: str, batch_size: int = 16, max_length: int = 1024, chat: bool = False, device: str = "auto"
@@ -130,8 +171,11 @@ def reward_model(
     target = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
     )
+    from ..kinds import resolve_model_path
+
+    model = resolve_model_path(model)  # builtin:tiny-lm-rm -> its cached folder (built on first use)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model)
+        tokenizer = _load_tokenizer(model, AutoTokenizer)
         scorer = AutoModelForSequenceClassification.from_pretrained(model)
     except (OSError, ValueError) as error:
         raise ConfigError(f"rewards: reward_model cannot load {model!r}: {error}") from None
@@ -173,8 +217,27 @@ def reward_model(
     return reward
 
 
+def _load_tokenizer(model: str, auto_tokenizer: Any) -> Any:
+    # A folder with a tokenizer.json loads as a fast tokenizer (AutoTokenizer may pick a slow one for a
+    # locally made Qwen2 tokenizer, which splits differently: ENVIRONMENT.md).
+    from pathlib import Path
+
+    if (Path(model) / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(model)
+    return auto_tokenizer.from_pretrained(model)
+
+
+class TinyLmTaskOptions(RewardOptions):
+    target: int | None = Field(default=None, ge=1, le=100, description="Items for the full reward (default 10).")
+
+
 @register_reward(
-    "builtin:tiny-lm-task", "text", "Built-in tiny LM task: long, distinct, on-topic comma lists (column topic)."
+    "builtin:tiny-lm-task",
+    "text",
+    "Built-in tiny LM task: long, distinct, on-topic comma lists.",
+    options=TinyLmTaskOptions,
 )
 def tiny_lm_task(target: int | None = None) -> TextReward:
     from ..models import tiny_lm

@@ -226,7 +226,7 @@ class FlowTrainer(BaseTrainer):
             metrics.update(self.diversity(all_images, cfg.group_size))
         own_means = {f"{M.REWARD_PREFIX}{key}": value for key, value in self.rewards.breakdown.items()}
         if len(parts) > 1:
-            own_means.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+            own_means.update({label: float(values.mean()) for label, values in parts.items()})
         metrics.update(self.dist.mean(own_means))  # batch means over equal shares: the whole batch's
         metrics.update(self.fm_update(latents, cond, w_fm, w_w2, generators))
         elapsed = time.perf_counter() - started

@@ -333,7 +333,7 @@ class LLMTrainer(BaseTrainer):
             M.KL_REF_FRAC: float(has_ref.float().mean()),
         }
         if len(parts) > 1:
-            own_means.update({f"reward/{name}": float(values.mean()) for name, values in parts.items()})
+            own_means.update({label: float(values.mean()) for label, values in parts.items()})
         metrics.update(self.dist.mean(own_means))
         completion_tokens = self.dist.sum({"tokens": float(lengths.sum())})["tokens"]
         metrics.update(self.pass_metrics(passes, full_kl, completion_tokens))

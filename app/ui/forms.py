@@ -1,10 +1,11 @@
 """The Launch form as data: form values <-> job-config dicts, with no Gradio import.
 
-The form edits the knobs a person tunes (model, reward, prompts, algorithm, beta0, clipping, steps,
-lr, group size, LoRA, seed). Everything else comes from a *base* config, the chosen demo preset's, so
-a preset's hidden settings (sample_every, flow.sample_steps, ...) survive an edit of the form. The
-schema stays the one in ``adrpo_engine.config``: this module only maps fields, and validation errors
-are the schema's own messages.
+The form edits the knobs a person tunes (model, reward rows, prompts, algorithm, beta0, clipping,
+steps, lr, group size, LoRA, seed); the reward rows are data of their own (``app.ui.reward_specs``).
+Everything else comes from a *base* config, the chosen demo preset's, so a preset's hidden settings
+(sample_every, flow.sample_steps, ...) survive an edit of the form. The schema stays the one in
+``adrpo_engine.config``: this module only maps fields, and validation errors are the schema's own
+messages.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from adrpo_engine.config import ConfigError, JobConfig, validate_config
 from adrpo_engine.config_io import apply_overrides, parse_override
 from adrpo_engine.kinds import ALGORITHM_NAMES, DEFAULT_KIND, KINDS, builtin_models, get_kind
 from adrpo_engine.presets import PRESETS
+from adrpo_engine.rewards.schema import check_reward_rows
+
+from .reward_specs import row_label, rows_from_specs, specs_from_rows
 
 CUSTOM = "custom"  # the preset choice meaning "start from the kind's defaults"
 
@@ -52,8 +54,7 @@ FIELDS = (
     "name",
     "kind",
     "model",
-    "reward",
-    "reward_options",
+    "rewards",
     "prompt_source",
     "prompt_texts",
     "prompt_file",
@@ -100,17 +101,6 @@ def model_choices(kind: str) -> list[str]:
     return choices
 
 
-def reward_choices(kind: str) -> list[tuple[str, str]]:
-    """(label, name) pairs of the registered rewards usable with ``kind``; the label says what it does."""
-    from adrpo_engine.rewards import available_rewards
-
-    rewards = available_rewards(KINDS[kind].reward_kind if kind in KINDS else None)
-    return [
-        (f"{reward.name} — {reward.summary} Options: {reward.options_text() or 'none'}.", reward.name)
-        for reward in rewards
-    ]
-
-
 def preset_choices() -> list[tuple[str, str]]:
     """(label, name) pairs: demo presets first (they need no GPU), then GPU presets, then custom."""
     ordered = sorted(PRESETS.values(), key=lambda preset: (not preset.demo, preset.name))
@@ -137,14 +127,12 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
     job = validate_config(config)
     prompts = job.prompts
     source = "dataset" if prompts.dataset else "file" if prompts.file else "text"
-    reward = job.rewards[0]
     return {
         "preset": preset,
         "name": job.name,
         "kind": job.kind,
         "model": job.model.name_or_path,
-        "reward": reward.name,
-        "reward_options": yaml.safe_dump(reward.options, sort_keys=False).strip() if reward.options else "",
+        "rewards": rows_from_specs([spec.model_dump(mode="json", exclude_none=True) for spec in job.rewards]),
         "prompt_source": source,
         "prompt_texts": "\n".join(prompts.texts),
         "prompt_file": prompts.file or "",
@@ -177,7 +165,8 @@ def config_from_form(values: dict[str, Any], base: dict[str, Any] | None = None)
     data["name"] = _text(values.get("name")) or data.get("name", "run")
     data["kind"] = kind
     data["model"] = {**data.get("model", {}), "name_or_path": _text(values.get("model"))}
-    data["rewards"] = [_reward_spec(values, data.get("rewards") or [{}])] + list((data.get("rewards") or [])[1:])
+    if values.get("rewards") is not None:
+        data["rewards"] = specs_from_rows(values["rewards"])
     data["prompts"] = _prompts_section(values, data.get("prompts") or {})
     data["algorithm"] = values.get("algorithm") or "adrpo"
     for key in ("beta0", "lr"):
@@ -208,6 +197,10 @@ def preview(values: dict[str, Any], base: dict[str, Any] | None = None) -> FormP
     """Validate the form: the YAML of the exact config the job will run, or the schema's message."""
     try:
         job: JobConfig = validate_config(config_from_form(values, base))
+        # the submission's own row checks: kind, option schema, model architecture, weights
+        # (a local folder is read only at submission, after the service's path policy)
+        check_reward_rows(job.rewards, job.kind, read_local=False)
+        check_reward_rows(job.eval.rewards, job.kind, section="eval.rewards", read_local=False)
     except ConfigError as error:
         return FormPreview(None, "", str(error))
     config = job.model_dump(mode="json")
@@ -245,26 +238,6 @@ def read_prompt_file(path: str | Path, column: str = "prompt") -> list[str]:
             raise ConfigError(f"prompts.file: line {number} of {path.name} has no {column!r} field")
         prompts.append(str(row[column]))
     return prompts
-
-
-def _reward_spec(values: dict[str, Any], current: list[dict[str, Any]]) -> dict[str, Any]:
-    spec = dict(current[0]) if current else {}
-    name = _text(values.get("reward"))
-    if name != spec.get("name"):
-        spec = {}  # another reward: the old one's options and weight do not apply
-    spec["name"] = name
-    options_text = _text(values.get("reward_options"))
-    if options_text:
-        try:
-            options = yaml.safe_load(options_text)
-        except yaml.YAMLError:
-            options = None
-        if not isinstance(options, dict):
-            raise ConfigError("rewards.0.options: write the reward's options as YAML, e.g. `k: 4`")
-        spec["options"] = options
-    else:
-        spec.pop("options", None)
-    return spec
 
 
 def _prompts_section(values: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
@@ -318,8 +291,7 @@ FIELD_LABELS = {
     "name": "Run name",
     "kind": "Model kind",
     "model": "Base model",
-    "reward": "Reward",
-    "reward_options": "Reward options",
+    "rewards": "Rewards",
     "prompt_source": "Prompts",
     "prompt_texts": "Prompts",
     "prompt_file": "Prompt file",
@@ -343,8 +315,7 @@ FIELD_LABELS = {
 CONFIG_PATH_FIELDS = {
     "model.name_or_path": "model",
     "model": "model",
-    "rewards.0.options": "reward_options",
-    "rewards": "reward",
+    "rewards": "rewards",
     "prompts.texts": "prompt_texts",
     "prompts.file": "prompt_file",
     "prompts.dataset": "dataset",
@@ -396,7 +367,7 @@ class FieldError:
 
 
 def field_for_path(path: str) -> str:
-    """The form field showing config key ``path`` (``rewards.0.name`` -> ``reward``); else "extra"."""
+    """The form field showing config key ``path`` (``rewards.0.name`` -> ``rewards``); else "extra"."""
     parts = path.split(".")
     for length in range(len(parts), 0, -1):
         prefix = ".".join(parts[:length])
@@ -421,7 +392,8 @@ def field_errors(message: str) -> list[FieldError]:
             named = re.match(r"[a-z_0-9.]+", what)
             path = named.group(0) if named and field_for_path(named.group(0)) != "extra" else "config"
         field = field_for_path(path) if path != "config" else "extra"
-        found.append(FieldError(field, _in_words(FIELD_LABELS.get(field, field), what), line))
+        label = row_label(path) or FIELD_LABELS.get(field, field)  # "Reward 2 · model"
+        found.append(FieldError(field, _in_words(label, what), line))
     return found
 
 

@@ -14,6 +14,7 @@ import gradio as gr
 
 from . import forms
 from .forms import ALGORITHM_LABELS, FIELDS, KIND_LABELS
+from .reward_rows import RewardRows, build_reward_rows
 
 DEFAULT_PRESET = "digits-even"
 
@@ -23,7 +24,7 @@ class LaunchTab:
     fields: dict[str, gr.components.Component]
     base: gr.State  # the config the form edits (the preset's), so hidden settings survive
     upload: gr.UploadButton
-    reward_info: gr.Markdown
+    rewards: RewardRows  # the reward rows (fields["rewards"] is their state) and "Try the reward"
     errors: gr.Markdown
     yaml_preview: gr.Code
     launch: gr.Button
@@ -41,7 +42,9 @@ def initial_values() -> dict[str, Any]:
     return forms.form_from_config(forms.base_config(DEFAULT_PRESET), DEFAULT_PRESET)
 
 
-def build_launch_tab() -> LaunchTab:
+def build_launch_tab(user_modules: tuple[str, ...] = ()) -> LaunchTab:
+    """``user_modules``: the user reward modules the service allows (the reward rows offer user functions
+    only then)."""
     start = initial_values()
     fields: dict[str, Any] = {}
     with gr.Row(equal_height=False):
@@ -71,23 +74,8 @@ def build_launch_tab() -> LaunchTab:
                     info="A preset's model, any hub id, or a local path.",
                     elem_id="launch-model",
                 )
-            with gr.Row():
-                fields["reward"] = gr.Dropdown(
-                    reward_dropdown_choices(start["kind"], start["reward"]),
-                    value=start["reward"],
-                    allow_custom_value=True,
-                    label="Reward",
-                    info="A registered reward or your own 'module:function'.",
-                    elem_id="launch-reward",
-                )
-                fields["reward_options"] = gr.Textbox(
-                    start["reward_options"],
-                    label="Reward options (YAML)",
-                    placeholder="e.g. k: 4",
-                    lines=2,
-                    elem_id="launch-reward-options",
-                )
-            reward_info = gr.Markdown(reward_summary(start["kind"], start["reward"]))
+            rewards = build_reward_rows(start["rewards"], fields["kind"], start["kind"], user_modules)
+            fields["rewards"] = rewards.rows
             with gr.Group():
                 fields["prompt_source"] = gr.Radio(
                     [("Type prompts", "text"), ("Prompt file", "file"), ("Dataset", "dataset")],
@@ -209,7 +197,7 @@ def build_launch_tab() -> LaunchTab:
         fields,
         base,
         upload,
-        reward_info,
+        rewards,
         errors,
         yaml_preview,
         launch,
@@ -224,21 +212,3 @@ def build_launch_tab() -> LaunchTab:
 def values_of(args: tuple[Any, ...]) -> dict[str, Any]:
     """The handler's positional form values as a dict keyed by field id."""
     return dict(zip(FIELDS, args))
-
-
-def reward_dropdown_choices(kind: str, current: str | None) -> list[tuple[str, str]]:
-    choices = [(name, name) for _, name in forms.reward_choices(kind)]
-    if current and current not in [name for _, name in choices]:
-        choices.append((current, current))
-    return choices
-
-
-def reward_summary(kind: str, reward: str | None) -> str:
-    for label, name in forms.reward_choices(kind):
-        if name == reward:
-            return f"*{label}*"
-    if reward and reward.startswith(("remote:", "http://", "https://")):
-        return "*A remote reward server: the worker POSTs the samples there as JSON (hosts the operator allows).*"
-    if reward and ":" in reward and not reward.startswith(("digits:", "builtin:")):
-        return "*A user function `module:function`, imported on the worker.*"
-    return ""

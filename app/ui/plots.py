@@ -87,14 +87,23 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
     return smoothed
 
 
+def panel_metrics(points: Points, panel: Panel) -> tuple[str, ...]:
+    """The panel's metrics; the reward panel adds each reward's own curve (``reward/<name>``, and reward
+    breakdowns such as ``reward/geneval/position``) of a job that logs them."""
+    if panel.key != "reward":
+        return panel.metrics
+    return panel.metrics + tuple(sorted(name for name in points if M.is_reward_component(name)))
+
+
 def panel_frame(points: Points, panel: Panel, smoothing: float = 0.0, label: str = "") -> pd.DataFrame:
-    """Long-format rows (step, value, series) of one panel; smoothed panels add an "(EMA)" series."""
+    """Long-format rows (step, value, series) of one panel; smoothed panels add an "(EMA)" series (of
+    the panel's own metrics, not of the per-reward curves)."""
     rows = []
-    for name in panel.metrics:
+    for name in panel_metrics(points, panel):
         values = [(s, v) for s, v in points.get(name, []) if math.isfinite(v)]
         series = f"{label} {name}".strip()
         rows += [(s, v, series) for s, v in values]
-        if panel.smoothed and smoothing > 0 and values:
+        if panel.smoothed and smoothing > 0 and values and name in panel.metrics:
             smooth = ema([v for _, v in values], smoothing)
             rows += [(s, v, f"{series} (EMA)") for (s, _), v in zip(values, smooth)]
     return typed_frame(rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from worker.views import CheckpointView, ComparisonView, JobView, SampleView
+from worker.views import CheckpointView, ComparisonView, DryRunView, JobView, SampleView
 
 
 @runtime_checkable
@@ -49,6 +49,18 @@ class StudioService(Protocol):
     def get_comparison(self, comparison_id: str) -> ComparisonView: ...
 
     def cancel_comparison(self, comparison_id: str) -> ComparisonView: ...
+
+    def request_dry_run(
+        self,
+        config: dict | None = None,
+        *,
+        preset: str | None = None,
+        overrides: dict | None = None,
+        num_samples: int = 4,
+        seed: int = 0,
+    ) -> DryRunView: ...
+
+    def get_dry_run(self, dry_run_id: str) -> DryRunView: ...
 
 
 Updates = dict[Any, Any]  # what a handler returns: {component: new value or gr.update(...)}

@@ -12,7 +12,7 @@ from .events.compare import wire_compare_tab
 from .events.cross_tab import StudioTabs, wire_cross_tab
 from .events.detail import wire_detail_tab
 from .events.jobs import wire_jobs_tab
-from .events.launch import wire_launch_tab
+from .events.launch import wire_launch_tab, wire_reward_try
 from .events.runs import wire_runs_tab
 from .jobs import build_jobs_tab
 from .launch import build_launch_tab
@@ -35,13 +35,19 @@ HEADER = (
 )
 
 
+def user_reward_modules(service: StudioService) -> tuple[str, ...]:
+    """The user reward modules the service opens to studio jobs (worker.policy; none by default)."""
+    policy = getattr(service, "policy", None)
+    return tuple(getattr(policy, "reward_modules", ()) or ())
+
+
 def build_studio(service: StudioService) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as blocks:
         gr.Markdown(HEADER)
         items: dict[str, gr.Tab] = {}
         with gr.Tabs(selected="launch", elem_id="studio-tabs") as tabs:
             with gr.Tab("Launch", id="launch", elem_id="tab-launch") as items["launch"]:
-                launch = build_launch_tab()
+                launch = build_launch_tab(user_reward_modules(service))
             with gr.Tab("Jobs", id="jobs", elem_id="tab-jobs") as items["jobs"]:
                 jobs = build_jobs_tab()
             with gr.Tab("Job detail", id="detail", elem_id="tab-detail") as items["detail"]:
@@ -53,6 +59,7 @@ def build_studio(service: StudioService) -> gr.Blocks:
             with gr.Tab("Sweeps", id="sweeps", elem_id="tab-sweeps") as items["sweeps"]:
                 sweeps = build_sweeps_tab()
         wire_launch_tab(launch)
+        wire_reward_try(launch, service)
         wire_jobs_tab(jobs, service)
         wire_detail_tab(detail, service)
         wire_compare_tab(compare, service)

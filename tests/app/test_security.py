@@ -161,7 +161,29 @@ def test_a_reward_model_path_is_held_to_the_models_root(client):
         model={"name_or_path": "builtin:tiny-lm"},
         rewards=[{"name": "reward_model", "options": {"model": "/etc"}}],
     )
-    refused(client, body, "rewards.0.options.model")
+    refused(client, body, "rewards.0.model")  # the old spelling reads as the row's model, held the same
+    body["rewards"] = [{"name": "reward_model", "model": "/etc"}]
+    refused(client, body, "rewards.0.model")
+    flow = config_with(rewards=[{"name": "aesthetic", "options": {"head": "/etc/passwd"}}])
+    refused(client, flow, "rewards.0.options.head")
+
+
+def test_a_reward_model_outside_the_root_is_not_read_to_check_its_architecture(client, tmp_path):
+    # The architecture check reads config.json: outside ADRPO_MODELS_DIR the refusal must be the policy's,
+    # the same whether a model is there or not, and must not quote what the file says.
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "config.json").write_text(json.dumps({"architectures": ["SecretForCausalLM"], "model_type": "x"}))
+    details = []
+    for folder in (outside, tmp_path / "absent"):
+        body = config_with(
+            kind="llm",
+            model={"name_or_path": "builtin:tiny-lm"},
+            prompts={"dataset": "builtin:tiny-lm-task"},
+            rewards=[{"name": "reward_model", "model": str(folder)}],
+        )
+        details.append(refused(client, body, "rewards.0.model").replace(str(folder), "PATH"))
+    assert details[0] == details[1] and "Secret" not in details[0] and "ADRPO_MODELS_DIR" in details[0]
 
 
 def test_the_store_is_never_a_prompt_source_even_under_a_careless_root(tmp_path, models_cache):
@@ -199,6 +221,12 @@ def test_the_studio_file_route_serves_only_what_pages_show(tmp_path, models_cach
         for relative, shown in files.items():
             status = client.get(f"/gradio_api/file={run / relative}").status_code
             assert status == (200 if shown else 403), (relative, status)
+        dry_runs = settings.artifacts_dir / "dry-runs"
+        for relative, shown in {"d1/reference-0.png": True, "d1/dry_run.json": False, "reference-0.png": False}.items():
+            (dry_runs / relative).parent.mkdir(parents=True, exist_ok=True)
+            (dry_runs / relative).write_bytes(b"\x89PNG fake")
+            status = client.get(f"/gradio_api/file={dry_runs / relative}").status_code
+            assert status == (200 if shown else 403), (relative, status)  # a reward dry run's images only
         for target in (
             settings.data_dir / "adrpo.db",
             settings.data_dir / "adrpo.db-wal",

@@ -61,13 +61,86 @@ def test_non_numbers_and_fractions_name_their_field():
     assert forms.preview(digits_form(steps=2.5)).error == "steps: expected a whole number (got 2.5)"
 
 
-def test_reward_options_and_extra_overrides():
-    values = digits_form(reward="digits:class", reward_options="k: 4", extra="sample_every=5\nflow.sample_steps=8")
+def test_reward_rows_and_extra_overrides():
+    from app.ui import reward_specs as R
+
+    rows = [{**R.new_row("digits:class"), "options": {"k": 4}}, {**R.new_row("digits:even"), "weight": 0.5}]
+    values = digits_form(rewards=rows, extra="sample_every=5\nflow.sample_steps=8")
     config = forms.preview(values).config
-    assert config["rewards"] == [{"name": "digits:class", "weight": 1.0, "options": {"k": 4}}]
+    assert config["rewards"] == [
+        {"name": "digits:class", "model": None, "weight": 1.0, "options": {"k": 4}},
+        {"name": "digits:even", "model": None, "weight": 0.5, "options": {}},
+    ]
     assert config["sample_every"] == 5 and config["flow"]["sample_steps"] == 8
     assert "options" in forms.preview(digits_form(reward_options="[1, 2]")).error
     assert forms.preview(digits_form(extra="bta0=1")).error == "bta0: unknown key (did you mean beta0?)"
+    # an option left empty, or at its default, is the option's default: not written into the config
+    assert R.specs_from_rows([{**R.new_row("digits:class"), "options": {"k": None}}]) == [
+        {"name": "digits:class", "weight": 1.0}
+    ]
+    at_defaults = {"batch_size": 16.0, "chat": False, "max_length": 512}
+    assert R.specs_from_rows([{**R.new_row("reward_model"), "options": at_defaults}])[0]["options"] == {
+        "max_length": 512
+    }
+
+
+def test_reward_rows_are_checked_as_a_submission_and_named_in_words():
+    from app.ui import reward_specs as R
+
+    wrong_model = digits_form(
+        rewards=[R.new_row("digits:even"), {**R.new_row("clip_score"), "model": "builtin:tiny-lm-rm"}]
+    )
+    error = forms.preview(wrong_model).error
+    assert error.startswith("rewards.1.model: 'builtin:tiny-lm-rm' is a reward model")
+    (found,) = forms.field_errors(error)
+    assert found.field == "rewards" and found.message.startswith("Reward 2 · model: 'builtin:tiny-lm-rm' is a")
+    out_of_range = forms.field_errors(
+        forms.preview(digits_form(rewards=[{**R.new_row("digits:class"), "options": {"k": 12}}])).error
+    )
+    assert [(e.field, e.message) for e in out_of_range] == [("rewards", "Reward 1 · k must be at most 9")]
+    zero = forms.preview(digits_form(rewards=[{**R.new_row("digits:even"), "weight": 0}])).error
+    assert zero.startswith("rewards: every weight is 0")
+    llm = forms.form_from_config(forms.base_config(forms.CUSTOM, "llm"))
+    text_and_image = [R.new_row("length"), R.new_row("digits:even")]
+    assert forms.preview({**llm, "rewards": text_and_image}).error.startswith(
+        "rewards.1.name: 'digits:even' scores images"
+    )
+
+
+def test_the_live_preview_reads_no_local_model_folder(tmp_path):
+    import json
+
+    from app.ui import reward_specs as R
+
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["SecretForCausalLM"], "model_type": "x"}))
+    llm = forms.form_from_config(forms.base_config(forms.CUSTOM, "llm"))
+    rows = [{**R.new_row("reward_model"), "model": str(tmp_path)}]
+    assert forms.preview({**llm, "rewards": rows}).error is None  # the submission checks it, after the policy
+
+
+def test_reward_row_choices_follow_the_schema():
+    from app.ui import reward_specs as R
+
+    flow = dict((name, label) for label, name in R.reward_choices("flow"))
+    assert flow["digits:even"].startswith("Built-in scorer") and flow["clip_score"].startswith("CLIP-family model")
+    assert R.REMOTE_PLACEHOLDER in flow and "length" not in flow
+    llm = dict((name, label) for label, name in R.reward_choices("llm", ["my.module:score"]))
+    assert llm["reward_model"].startswith("Reward model") and llm["length"].startswith("Rule")
+    assert llm["my.module:score"].startswith("Your function")
+    assert R.models_for("reward_model")[0] == "builtin:tiny-lm-rm" and R.models_for("length") == []
+    assert R.new_row("clip_score")["model"] == "openai/clip-vit-large-patch14"  # the reward's default
+    assert R.new_row("reward_model")["model"] == "builtin:tiny-lm-rm"  # no default: the first suggestion
+    assert [f.name for f in R.option_fields("length")] == ["target", "unit"]
+    row = {**R.new_row("length"), "options": {"target": 9}, "weight": 2.0}
+    assert R.rename_row([row], row["id"], "length") == [row]  # the same reward again: nothing redraws
+    (renamed,) = R.rename_row([row], row["id"], "regex_format")
+    assert renamed["id"] != row["id"] and renamed["options"] == {} and renamed["weight"] == 2.0
+    assert "not for this job" in R.row_summary("digits:even", "llm")
+    # a config round-trips through rows, the old `options: {model: ...}` spelling included
+    rows = R.rows_from_specs([{"name": "clip_score", "options": {"model": "builtin:tiny-clip", "scale": 2.0}}])
+    assert R.specs_from_rows(rows) == [
+        {"name": "clip_score", "model": "builtin:tiny-clip", "weight": 1.0, "options": {"scale": 2.0}}
+    ]
 
 
 def test_prompt_sources(tmp_path):
@@ -98,7 +171,6 @@ def test_custom_start_of_each_kind_is_valid_and_choices_match_the_kind():
         assert forms.preview(values).config["kind"] == kind
     assert "builtin:digits-flow" in forms.model_choices("flow")
     assert "builtin:tiny-lm" in forms.model_choices("llm") and "builtin:digits-flow" not in forms.model_choices("llm")
-    assert "digits:even" in [name for _, name in forms.reward_choices("flow")]
     assert forms.preset_choices()[0][1] in {p.name for p in PRESETS.values() if p.demo}
 
 
@@ -125,9 +197,17 @@ def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
     with gr.Blocks():
         tab = build_launch_tab()
     f = tab.fields
-    updates = events.switch_kind(tab, "llm", "builtin:digits-flow", "digits:even")
+    from app.ui import reward_specs as R
+
+    updates = events.switch_kind(tab, "llm", "builtin:digits-flow", [R.new_row("digits:even")])
     assert updates[tab.base]["kind"] == "llm" and updates[f["model"]]["value"] == "builtin:tiny-lm"
     assert "builtin:digits-flow" not in updates[f["model"]]["choices"]
+    # an image reward does not fit an LLM job: the rows give way to the kind's default
+    assert [row["name"] for row in updates[f["rewards"]]] == ["builtin:tiny-lm-task"]
+    kept = [R.new_row("length"), R.new_row("reward_model")]
+    again = events.switch_kind(tab, "llm", "builtin:tiny-lm", kept)[f["rewards"]]
+    assert [{**row, "id": None} for row in again] == [{**row, "id": None} for row in kept]  # kept, redrawn
+    assert {row["id"] for row in again}.isdisjoint(row["id"] for row in kept)
     filled = events.fill_from_preset(tab, "digits-even", "llm")
     assert filled[f["kind"]] == "flow" and filled[f["steps"]] == 120
     assert filled[f["model"]]["value"] == "builtin:digits-flow"
@@ -138,6 +218,9 @@ def test_launch_tab_handlers_switch_kind_and_fill_from_a_preset():
     assert shown[f["beta0"]]["elem_classes"] == []
     assert shown[tab.yaml_preview].startswith("# The form is not a valid job config yet")
     assert "`steps: Input should be greater than or equal to 1 (got 0)`" in shown[tab.errors]
+    assert f["rewards"] not in shown and shown[tab.rewards.errors] == ""  # a state gets no info/highlight
+    rows = events.preview_updates(tab, None, digits_form(rewards=[]))
+    assert "Rewards: give at least 1" in rows[tab.rewards.errors]
 
 
 def test_validation_messages_belong_to_their_field_in_words():
@@ -149,7 +232,7 @@ def test_validation_messages_belong_to_their_field_in_words():
     )
     assert [(e.field, e.message) for e in errors] == [
         ("steps", "Steps must be at least 1"),
-        ("reward", "Reward: unknown reward 'nope'"),
+        ("rewards", "Reward 1 · reward: unknown reward 'nope'"),
         ("a_min", "a_min (0.5) must be <= a_max (0.1)"),
         ("extra", "Advanced settings: not a setting of the job config (did you mean sample_steps?)"),
     ]
@@ -167,3 +250,34 @@ def test_an_invalid_form_previews_no_config_and_names_the_field():
 def test_the_prompt_field_explains_the_built_in_models_syntax():
     assert "'digit K'" in forms.prompt_help("builtin:digits-flow")
     assert forms.prompt_help("Qwen/Qwen2.5-0.5B-Instruct") == forms.PROMPT_INFO
+
+
+def test_dry_run_results_as_the_studio_shows_them():
+    from app.ui import reward_rows, reward_specs
+
+    view = {
+        "status": "succeeded",
+        "prompt": "list fruits:",
+        "rewards": [
+            {"label": "reward/length", "name": "length", "model": None, "weight": 1.0},
+            {"label": "reward/reward_model", "name": "reward_model", "model": "builtin:tiny-lm-rm", "weight": 0.5},
+        ],
+        "samples": [
+            {
+                "index": 0,
+                "scores": {"reward/length": 0.5, "reward/reward_model": 0.2},
+                "total": 0.6,
+                "text": " apple, pear.",
+                "image_path": None,
+            }
+        ],
+    }
+    columns, table = reward_specs.dry_run_table(view)
+    assert columns == ["#", "sample", "reward/length (x1)", "reward/reward_model (x0.5)", "weighted total"]
+    assert table == [[0, " apple, pear.", 0.5, 0.2, 0.6]]
+    status, shown, images = reward_rows.dry_run_outputs(view)
+    assert "'list fruits:'" in status and shown["visible"] and not images["visible"]
+    failed = reward_rows.dry_run_outputs({"status": "failed", "error": "rewards.1.model: cannot load it"})
+    assert failed[0] == "**The dry run failed:** Reward 2 · model: cannot load it"
+    waiting = reward_rows.dry_run_outputs({"status": "queued"})
+    assert waiting[0].startswith("**No result yet:** the dry run is still queued")

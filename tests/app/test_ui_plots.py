@@ -118,3 +118,18 @@ def test_a_constant_series_gets_a_readable_range_not_magnified_float_noise():
     assert axis["tickformat"] == ".4~g"
     assert "range" not in plots.value_axis([0.1, 0.2, 0.35])  # a varying series keeps the automatic range
     assert plots.value_axis([0.0, 0.0])["range"] == [-1.0, 1.0]
+
+
+def test_the_reward_panel_draws_each_rewards_own_curve_without_smoothing_it():
+    points = {
+        M.REWARD_MEAN: [(1, 0.2), (2, 0.4)],
+        M.REWARD_STD: [(1, 0.1), (2, 0.1)],
+        "reward/length": [(1, 0.5), (2, 0.6)],
+        "reward/reward_model": [(1, -0.1), (2, 0.3)],
+        M.KL: [(1, 0.0), (2, 0.01)],
+    }
+    reward, divergence = plots.panels_for("llm")[:2]
+    assert plots.panel_metrics(points, reward) == (M.REWARD_MEAN, "reward/length", "reward/reward_model")
+    assert plots.panel_metrics(points, divergence) == (M.KL,)
+    frame = plots.panel_frame(points, reward, smoothing=0.5)
+    assert set(frame["series"]) == {M.REWARD_MEAN, f"{M.REWARD_MEAN} (EMA)", "reward/length", "reward/reward_model"}

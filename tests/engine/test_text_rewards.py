@@ -90,7 +90,7 @@ def test_user_function_with_trl_signature_and_weights(tmp_path, monkeypatch):
     total, parts = WeightedRewards(specs, "text")(["p"] * 3, ["HI THERE", "hi", ""])
     # shouty: 1.5, 0.5, None(=0); length: 1, 0.5, 0 -> 2*shouty - length
     assert total.tolist() == pytest.approx([2.0, 0.5, 0.0])
-    assert set(parts) == {"my_rewards:shouty", "length"}
+    assert set(parts) == {"reward/my_rewards:shouty", "reward/length"}
     with pytest.raises(ConfigError, match="cannot import"):
         build_reward(RewardSpec(name="no_such_module_xyz:f"), "text")
     with pytest.raises(ConfigError, match="image reward"):

@@ -1,4 +1,4 @@
-"""Forty malformed job submissions (request body, the field the refusal must name), shared by the API
+"""Malformed job submissions (request body, the field the refusal must name), shared by the API
 tests on SQLite and the scale-out tests on PostgreSQL."""
 
 from __future__ import annotations
@@ -74,6 +74,41 @@ MALFORMED: list[tuple[str, object, str]] = [
     # missing fields
     ("no kind", config_with(kind=DELETE), "kind"),
     ("no model", config_with(model=DELETE), "model"),
+    (
+        "image reward on an llm job",
+        config_with(
+            kind="llm",
+            model={"name_or_path": "builtin:tiny-lm"},
+            prompts={"dataset": "builtin:tiny-lm-task"},
+            rewards=[{"name": "length"}, {"name": "clip_score"}],
+        ),
+        "rewards.1.name",
+    ),
+    (
+        "reward model where a CLIP model is needed",
+        config_with(rewards=[{"name": "digits:even"}, {"name": "clip_score", "model": "builtin:tiny-lm-rm"}]),
+        "rewards.1.model",
+    ),
+    (
+        "a model for a reward that takes none",
+        config_with(rewards=[{"name": "digits:even", "model": "builtin:tiny-clip"}]),
+        "rewards.0.model",
+    ),
+    (
+        "reward option of the wrong type",
+        config_with(rewards=[{"name": "digits:class", "options": {"k": "four"}}]),
+        "rewards.0.options.k",
+    ),
+    (
+        "reward option out of range",
+        config_with(rewards=[{"name": "digits:class", "options": {"k": 12}}]),
+        "rewards.0.options.k",
+    ),
+    (
+        "every reward weight zero",
+        config_with(rewards=[{"name": "digits:even", "weight": 0}, {"name": "digits:class", "weight": 0}]),
+        "rewards",
+    ),
     ("no rewards", config_with(rewards=DELETE), "rewards"),
     ("empty rewards", config_with(rewards=[]), "rewards"),
     ("no prompts at all", config_with(prompts={}), "prompts"),

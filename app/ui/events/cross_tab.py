@@ -136,7 +136,15 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
         button.click(
             on_launch,
             inputs=[launch.base, *form],
-            outputs=[launch.errors, launch.result, launch.yaml_preview, *form, *tab_outputs, *picker_outputs],
+            outputs=[
+                launch.errors,
+                launch.result,
+                launch.yaml_preview,
+                launch.rewards.errors,
+                *form,
+                *tab_outputs,
+                *picker_outputs,
+            ],
             # One API endpoint for the two buttons: the top one's.
             api_name="launch" if button is launch.launch else None,
             api_visibility="public" if button is launch.launch else "private",

@@ -1,5 +1,6 @@
 """Launch tab events: fill from a preset, switch the model kind, preview the config live (with each
-problem shown at its field), upload prompts, and Launch (two buttons, one action)."""
+problem shown at its field; a reward row's at the reward rows), upload prompts, try the rewards on a
+worker, and Launch (two buttons, one action)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from typing import Any
 import gradio as gr
 
 from adrpo_engine.config import ConfigError
-from adrpo_engine.kinds import DEFAULT_KIND
+from adrpo_engine.kinds import DEFAULT_KIND, KINDS
 
 from .. import forms
+from .. import reward_specs as R
 from ..forms import CUSTOM, FIELDS
-from ..launch import LaunchTab, reward_dropdown_choices, reward_summary, values_of
+from ..launch import LaunchTab, values_of
+from ..reward_rows import wire_try
 from ..service import StudioService, Updates
 
 ERROR_CLASS = "field-error"
@@ -26,7 +29,12 @@ def field_updates(tab: LaunchTab, errors: list[forms.FieldError], values: dict[s
     for error in errors:
         by_field.setdefault(error.field, []).append(error.message)
     updates: Updates = {}
+    # The reward rows are a state drawn as rows: their problems show in the section, each naming its row.
+    rows = by_field.get("rewards")
+    updates[tab.rewards.errors] = "".join(f"⚠ **{message}**  \n" for message in rows) if rows else ""
     for name, component in tab.fields.items():
+        if isinstance(component, gr.State):
+            continue
         messages = by_field.get(name)
         if messages:
             updates[component] = gr.update(info="⚠ " + "; ".join(messages), elem_classes=[ERROR_CLASS])
@@ -86,25 +94,29 @@ def fill_from_preset(tab: LaunchTab, preset: str, kind: str) -> Updates:
     values: dict[str, Any] = forms.form_from_config(base, preset)
     updates: Updates = {tab.base: base}
     updates.update((tab.fields[name], values[name]) for name in FIELDS[1:])
-    # The model and reward lists depend on the kind: refresh their choices as well as their values.
+    # The model list depends on the kind: refresh its choices as well as its value (the reward rows
+    # redraw from the kind and rows themselves).
     updates[tab.fields["model"]] = gr.update(choices=forms.model_choices(values["kind"]), value=values["model"])
-    updates[tab.fields["reward"]] = gr.update(
-        choices=reward_dropdown_choices(values["kind"], values["reward"]), value=values["reward"]
-    )
     return updates
 
 
-def switch_kind(tab: LaunchTab, kind: str, model: str, reward: str) -> Updates:
-    """Another model kind: offer its models and rewards; a preset of the other kind becomes custom."""
+def switch_kind(tab: LaunchTab, kind: str, model: str, rows: list[dict[str, Any]] | None) -> Updates:
+    """Another model kind: offer its models; if a reward row does not fit the kind, the rows give way
+    to the kind's default reward; a preset of the other kind becomes custom."""
     base = forms.base_config(None, kind)
     models = forms.model_choices(kind)
-    names = [name for _, name in reward_dropdown_choices(kind, None)]
     new_model = model if model in models else models[0]
-    new_reward = reward if reward in names else (names[0] if names else base["rewards"][0]["name"])
+    reward_kind = KINDS[kind].reward_kind
+    fits = bool(rows) and all(
+        (reward := R.reward_of(row.get("name", ""))) is None or reward.usable_for(reward_kind) for row in rows or []
+    )
     return {
         tab.base: base,
         tab.fields["model"]: gr.update(choices=models, value=new_model),
-        tab.fields["reward"]: gr.update(choices=reward_dropdown_choices(kind, new_reward), value=new_reward),
+        # new ids either way: the rows redraw for the new kind (its reward list and fit notes)
+        tab.fields["rewards"]: [{**row, "id": R.row_id()} for row in rows]
+        if fits
+        else R.rows_from_specs(base["rewards"]),
     }
 
 
@@ -138,11 +150,10 @@ def wire_launch_tab(tab: LaunchTab) -> None:
         outputs=[tab.base, *form[1:]],
     )
     f["kind"].input(
-        lambda kind, model, reward: switch_kind(tab, kind, model, reward),
-        inputs=[f["kind"], f["model"], f["reward"]],
-        outputs=[tab.base, f["model"], f["reward"]],
+        lambda kind, model, rows: switch_kind(tab, kind, model, rows),
+        inputs=[f["kind"], f["model"], f["rewards"]],
+        outputs=[tab.base, f["model"], f["rewards"]],
     )
-    f["reward"].change(reward_summary, inputs=[f["kind"], f["reward"]], outputs=tab.reward_info)
     f["prompt_source"].change(
         lambda source: {
             f["prompt_texts"]: gr.update(visible=source == "text"),
@@ -162,8 +173,18 @@ def wire_launch_tab(tab: LaunchTab) -> None:
         [component.change for component in form],
         lambda base, *args: preview_updates(tab, base, values_of(args)),
         inputs=[tab.base, *form],
-        outputs=[tab.yaml_preview, tab.errors, tab.result, *form],
+        outputs=[tab.yaml_preview, tab.errors, tab.result, tab.rewards.errors, *form],
         trigger_mode="always_last",
         show_progress="hidden",
         api_name="preview_config",
+    )
+
+
+def wire_reward_try(tab: LaunchTab, service: StudioService) -> None:
+    """ "Try the reward": a dry run of the form's config on a worker (the service checks it as a submission)."""
+    wire_try(
+        tab.rewards,
+        service,
+        lambda base, *args: forms.config_from_form(values_of(args), base),
+        inputs=[tab.base, *tab.inputs()],
     )
