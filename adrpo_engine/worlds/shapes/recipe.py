@@ -37,7 +37,7 @@ FULL = Recipe(
     vae_steps=1000,
     vae_batch=16,
     sd3_images=8000,
-    sd3_steps=600,
+    sd3_steps=1000,
     sd3_batch=64,
 )
 REDUCED = Recipe(

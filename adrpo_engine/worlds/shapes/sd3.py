@@ -9,7 +9,10 @@ A diffusers ``StableDiffusion3Pipeline`` of
   (ENVIRONMENT.md: full attention over 1,024 positions costs more than the rest of the VAE); its
   ``scaling_factor`` / ``shift_factor`` are set from the latents' statistics, as SD3's are;
 - two ``CLIPTextModelWithProjection``, both the text tower of ``builtin:shapes-clip`` (frozen), with
-  its tokenizer; no T5 (``text_encoder_3=None``);
+  its tokenizer; no T5 (``text_encoder_3=None``). That CLIP barely tells shapes apart (cosine 0.95 between
+  the pooled embeddings of "a red circle" and "a red square", -0.09 to "a green circle"); training the two
+  encoders with the transformer was measured (docs/flow.md) and gave no gain at 500-1,500 steps, so they
+  stay frozen;
 - ``FlowMatchEulerDiscreteScheduler(shift=3.0)``, SD3's.
 
 Recipe (fixed step counts, :mod:`.recipe`): train the VAE on generated images (L1 with the shape pixels
