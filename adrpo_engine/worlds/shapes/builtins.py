@@ -1,6 +1,6 @@
 """``builtin:shapes-clip`` and ``builtin:shapes-sd3``: built on first use into the model cache, then loaded.
 
-Cache folders ``paths.builtin_models_dir() / f"{name}-{CACHE_VERSION}-{recipe}"`` (recipe from
+Cache folders ``paths.builtin_models_dir() / f"{name}-{CACHE_VERSIONS[name]}-{recipe}"`` (recipe from
 ``ADRPO_SHAPES_RECIPE``, see :mod:`.recipe`), written to a staging folder and renamed, so a reader never
 sees half a model and two processes building at once keep one copy. The SD3 build needs the CLIP
 (its text tower becomes both text encoders), so asking for the SD3 builds the CLIP first.
@@ -14,14 +14,15 @@ from ...paths import builtin_models_dir, publish_cache, staging_dir
 from ...threads import torch_threads
 from .recipe import Recipe, active_recipe
 
-CACHE_VERSION = "v1"
+# Bumped when a model's recipe changes, so a cache of the old recipe is never loaded as the new one.
+CACHE_VERSIONS = {"shapes-clip": "v1", "shapes-sd3": "v2"}
 SHAPES_CLIP = "builtin:shapes-clip"
 SHAPES_SD3 = "builtin:shapes-sd3"
 COMPLETE = ".complete"
 
 
 def cache_path(name: str, recipe: Recipe) -> Path:
-    return builtin_models_dir() / f"{name}-{CACHE_VERSION}-{recipe.name}"
+    return builtin_models_dir() / f"{name}-{CACHE_VERSIONS[name]}-{recipe.name}"
 
 
 def _cached(name: str, recipe: Recipe, build) -> Path:

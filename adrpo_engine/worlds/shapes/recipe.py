@@ -34,10 +34,10 @@ FULL = Recipe(
     clip_steps=300,
     clip_batch=128,
     vae_images=2000,
-    vae_steps=200,
-    vae_batch=32,
+    vae_steps=1000,
+    vae_batch=16,
     sd3_images=8000,
-    sd3_steps=600,
+    sd3_steps=1000,
     sd3_batch=64,
 )
 REDUCED = Recipe(

@@ -9,10 +9,16 @@ A diffusers ``StableDiffusion3Pipeline`` of
   (ENVIRONMENT.md: full attention over 1,024 positions costs more than the rest of the VAE); its
   ``scaling_factor`` / ``shift_factor`` are set from the latents' statistics, as SD3's are;
 - two ``CLIPTextModelWithProjection``, both the text tower of ``builtin:shapes-clip`` (frozen), with
-  its tokenizer; no T5 (``text_encoder_3=None``);
+  its tokenizer; no T5 (``text_encoder_3=None``). That CLIP barely tells shapes apart (cosine 0.95 between
+  the pooled embeddings of "a red circle" and "a red square", -0.09 to "a green circle"); training the two
+  encoders with the transformer was measured (docs/flow.md) and gave no gain at 500-1,500 steps, so they
+  stay frozen;
 - ``FlowMatchEulerDiscreteScheduler(shift=3.0)``, SD3's.
 
-Recipe (fixed step counts, :mod:`.recipe`): train the VAE on generated images, encode the transformer's
+Recipe (fixed step counts, :mod:`.recipe`): train the VAE on generated images (L1 with the shape pixels
+weighted 5x: with a plain L1 the background, ~90% of the pixels, dominates and the 200-step VAE of
+build v1 decoded every shape as a faint green blob; the verifier read 0.16 on its reconstructions of
+rendered data, so no transformer could have scored more), encode the transformer's
 training images once (posterior mean) and train the transformer on these cached latents in SD3's time
 convention (``x_t = (1 - t) x + t noise``, target ``noise - x``, ``timestep = 1000 t``, ``t``
 logit-normal(0, 1)), with 10% of the captions dropped to ``""`` for classifier-free guidance.
@@ -43,6 +49,7 @@ T5_TOKENS = 0
 LATENT_CHANNELS = 4
 VAE_LR = 2e-3
 VAE_KL_WEIGHT = 1e-6
+VAE_FOREGROUND_WEIGHT = 4.0  # shape pixels count 1 + 4 times in the VAE's L1 (they are ~10% of an image)
 SD3_LR = 2e-3
 CAPTION_DROPOUT = 0.1
 HEADS, HEAD_DIM, LAYERS = 2, 32, 2
@@ -90,6 +97,7 @@ def train_vae(recipe: Recipe, seed: int, log=print):
     generator = torch.Generator().manual_seed(seed)
     images, _ = data.generate(recipe.vae_images, seed=2000 + seed)
     x = images * 2.0 - 1.0
+    background = torch.tensor(data.BACKGROUND).view(1, 3, 1, 1) * 2.0 - 1.0
     vae = new_vae()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=VAE_LR, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, VAE_LR, total_steps=recipe.vae_steps, pct_start=0.1)
@@ -98,7 +106,8 @@ def train_vae(recipe: Recipe, seed: int, log=print):
         batch = x[torch.randint(0, x.shape[0], (recipe.vae_batch,), generator=generator)]
         posterior = vae.encode(batch).latent_dist
         recon = vae.decode(posterior.sample(generator=None)).sample
-        loss = (recon - batch).abs().mean() + VAE_KL_WEIGHT * posterior.kl().mean()
+        weight = 1.0 + VAE_FOREGROUND_WEIGHT * (batch - background).abs().amax(dim=1, keepdim=True).gt(0.1).float()
+        loss = ((recon - batch).abs() * weight).mean() + VAE_KL_WEIGHT * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -106,6 +115,18 @@ def train_vae(recipe: Recipe, seed: int, log=print):
         if step % 100 == 0 or step == recipe.vae_steps - 1:
             log(f"shapes-sd3 vae step {step}/{recipe.vae_steps}: loss {loss.item():.4f}")
     return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def reconstruction_score(vae, count: int = 256, seed: int = 99) -> float:
+    """``shapes:geneval`` on the VAE's reconstructions (posterior mean) of ``count`` fresh rendered images with
+    their captions: the ceiling of what a transformer on this VAE's latents can score (rendered data: 1.0)."""
+    from ...rewards.geneval import GenevalReward
+
+    images, captions = data.generate(count, seed=seed)
+    recon = (vae.decode(encode_latents(vae, images)).sample / 2.0 + 0.5).clamp(0.0, 1.0)
+    values = GenevalReward()(recon, captions)
+    return sum(v for v in values if v is not None) / len(values)
 
 
 @torch.no_grad()
@@ -206,6 +227,8 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
     started, cpu_started = time.perf_counter(), time.process_time()
     vae = vae if vae is not None else train_vae(recipe, seed, log)
     vae_seconds = time.perf_counter() - started
+    vae_score = reconstruction_score(vae)
+    log(f"shapes-sd3 vae: verifier on its reconstructions of rendered data {vae_score:.3f}")
     images, captions = data.generate(recipe.sd3_images, seed=3000 + seed)
     raw = encode_latents(vae, images)
     # SD3 stores latents as (z - shift) * scale with unit variance; decode inverts it (pipeline and SD3Policy).
@@ -227,6 +250,7 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
         "vae_steps": recipe.vae_steps,
         "transformer_steps": recipe.sd3_steps,
         "vae_seconds": round(vae_seconds, 1),
+        "vae_reconstruction_verifier": round(vae_score, 3),
         "transformer_seconds": round(time.perf_counter() - prepared, 1),
         "build_seconds": round(time.perf_counter() - started, 1),
         "build_cpu_seconds": round(time.process_time() - cpu_started, 1),
