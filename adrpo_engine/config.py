@@ -253,6 +253,17 @@ class AudioConfig(_Strict):
     max_seconds: float = Field(
         30.0, gt=0.0, le=600.0, description="Longest clip accepted (MMAU's clips are at most 30 s)."
     )
+    choices_column: str | None = Field(
+        None,
+        max_length=128,
+        description="A column of options appended to each question as '(A) x (B) y' (for datasets whose "
+        "question column holds the question alone, e.g. MMAU); None: the prompt column is used as it is.",
+    )
+    instruction: str | None = Field(
+        None,
+        max_length=2000,
+        description="Text appended to every question (e.g. 'Answer with the option in <answer></answer>.').",
+    )
 
 
 class EvalConfig(_Strict):

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -78,10 +79,26 @@ def answer_index(answer: Any, options: Sequence[str]) -> int | None:
     return chosen_option(text, options)
 
 
+def choices_list(value: Any) -> list[str]:
+    """A row's options: a list, or a string holding a JSON/Python list (MMAU's hub copies store one) or an
+    ``(A) x (B) y`` list; empty if there are none."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                parsed = None
+            if isinstance(parsed, (list, tuple)):
+                return [str(item) for item in parsed]
+        return parse_choices(text)
+    return [str(item) for item in value]
+
+
 def _options_of(prompt: str, row_choices: Any) -> list[str]:
-    if row_choices is not None and len(row_choices) > 0:
-        return [str(choice) for choice in row_choices]
-    return parse_choices(prompt)
+    return choices_list(row_choices) or parse_choices(prompt)
 
 
 @register_reward(

@@ -26,6 +26,7 @@ from ..data import PromptRow
 from ..models import audio_lm as A
 from ..models import causal_lm as C
 from ..models import lm_sampling as S
+from ..rewards.choice import LETTERS, choices_list
 from .llm import LLMTrainer
 
 AUDIO_SAMPLES_DIR = Path("samples") / "audio"
@@ -57,10 +58,24 @@ class AudioPolicy:
             raise ConfigError(f"audio.column: the prompt row {row.prompt[:60]!r} has no {column!r} column ({known})")
         return load_clip(row.columns[column], self.sampling_rate, self.config.audio.max_seconds, self.base_dir)
 
+    def question(self, row: PromptRow) -> str:
+        """The text the model reads after the clip: the prompt, its options (``audio.choices_column``) and
+        ``audio.instruction``."""
+        audio = self.config.audio
+        parts = [row.prompt]
+        if audio.choices_column is not None:
+            options = choices_list(row.columns.get(audio.choices_column))
+            if not options:
+                raise ConfigError(f"audio.choices_column: the row {row.prompt[:60]!r} has no options")
+            parts.append(" ".join(f"({LETTERS[i]}) {option}" for i, option in enumerate(options)))
+        if audio.instruction:
+            parts.append(audio.instruction)
+        return " ".join(parts)
+
     def encode(self, rows: list[PromptRow]) -> tuple[Tensor, Tensor, Tensor]:
         """Left-padded ids, mask and merged input embeddings ``(B, L, H)`` of the rows' (clip, question) prompts."""
         inputs = A.encode_inputs(
-            self.processor, [row.prompt for row in rows], [self.clip(row) for row in rows], self.device
+            self.processor, [self.question(row) for row in rows], [self.clip(row) for row in rows], self.device
         )
         limit = self.config.llm.max_prompt_tokens
         if limit is not None and inputs["input_ids"].shape[1] > limit:

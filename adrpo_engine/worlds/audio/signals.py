@@ -5,8 +5,8 @@ Every clip is a pure function of ``(task, seed)``: mono float32 at :data:`SAMPLE
 and white-noise bursts. Four tasks, each a question with fixed options in MMAU's style:
 
 - ``count``: "How many beeps do you hear?" 1-4 beeps of one pitch at random times.
-- ``pitch``: "Is the second tone higher than the first?" two tones whose frequencies differ by >= 1.4x.
-- ``duration``: "Which tone is longer?" two tones of similar pitch whose lengths differ by >= 1.8x.
+- ``pitch``: "Is the second tone higher than the first?" two tones whose frequencies differ by >= 2x.
+- ``duration``: "Which tone is longer?" two tones of similar pitch whose lengths differ by >= 2.5x.
 - ``noise``: "Is there noise in the clip?" one or two tones, with or without a noise burst.
 
 The answer of each question is known by construction (``answer`` is the option's text), so the
@@ -106,7 +106,7 @@ def _count(rng: np.random.Generator) -> tuple[np.ndarray, str]:
 def _pitch(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     clip = np.zeros(int(MAX_SECONDS * SAMPLE_RATE))
     low = rng.uniform(250, 700)
-    high = low * rng.uniform(1.4, 2.2)
+    high = low * rng.uniform(2.0, 3.0)
     higher = bool(rng.integers(0, 2))
     freqs = (low, high) if higher else (high, low)
     lengths = [float(rng.uniform(0.3, 0.6)) for _ in range(2)]
@@ -117,8 +117,8 @@ def _pitch(rng: np.random.Generator) -> tuple[np.ndarray, str]:
 
 def _duration(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     clip = np.zeros(int(MAX_SECONDS * SAMPLE_RATE))
-    short = rng.uniform(0.15, 0.35)
-    long = short * rng.uniform(1.8, 2.6)
+    short = rng.uniform(0.12, 0.25)
+    long = short * rng.uniform(2.5, 3.5)
     second_longer = bool(rng.integers(0, 2))
     lengths = [short, long] if second_longer else [long, short]
     freq = rng.uniform(300, 1200)
