@@ -150,3 +150,20 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int) -> Path:
     pcm = (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype(np.int16)
     wavfile.write(path, rate, pcm)
     return path
+
+
+def check_inline_clips(config) -> None:
+    """Every clip of ``prompts.rows`` (``audio.column``) decodes, and passes :func:`check_clip` with the job's
+    ``audio.max_seconds``: the job service's submission check (``KindSpec.input_check``). Dataset and
+    built-in rows are read on the worker."""
+    column, limit = config.audio.column, config.audio.max_seconds
+    for index, row in enumerate(config.prompts.rows):
+        where = f"prompts.rows.{index}.{column}"
+        if column not in row:
+            raise ConfigError(f"{where}: the row has no {column!r} column (audio.column)")
+        value = row[column]
+        try:
+            samples, rate = decode_clip(value, MIN_RATE)
+            check_clip(mono(samples), rate, limit, Path(value).name if isinstance(value, str) else "clip")
+        except ConfigError as error:
+            raise ConfigError(f"{where}: {str(error).removeprefix('audio: ')}") from None

@@ -60,6 +60,9 @@ class KindSpec:
     policy_factory: str | None = None
     # The smallest valid config beyond name, kind and model: the studio's "custom" start.
     starter: Mapping[str, Any] = field(default_factory=dict)
+    # "module:function(config)" raising ConfigError for inputs the schema cannot judge (an audio job's inline
+    # clips: format, sample rate, duration); the job service calls it at submission.
+    input_check: str | None = None
 
     def starter_config(self) -> dict[str, Any]:
         """A fresh, mutable copy of :attr:`starter`."""
@@ -279,6 +282,7 @@ register_kind(
         spread_metrics=(M.ENTROPY, M.DIVERSITY),
         algorithms=("adrpo", "fixed"),
         starter=MappingProxyType({"rewards": ({"name": "mc_answer"},), "prompts": {"dataset": "builtin:audio-tones"}}),
+        input_check="adrpo_engine.audio_io:check_inline_clips",
     )
 )
 

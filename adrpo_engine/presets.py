@@ -120,7 +120,7 @@ register(
     )
 )
 
-AUDIO_TONES_STEPS = 100
+AUDIO_TONES_STEPS = 200
 
 register(
     Preset(

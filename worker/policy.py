@@ -80,6 +80,14 @@ def check_policy(job: JobConfig, policy: Policy) -> None:
     for field, value in (("prompts.file", job.prompts.file), ("prompts.dataset", job.prompts.dataset)):
         if value and not value.startswith("builtin:") and (looks_like_path(value) or field == "prompts.file"):
             _check_under(field, value, policy.uploads_dir, UPLOADS_ENV, policy)
+    # Inline rows name clip files in audio.column (an audio job's uploads): the same root as prompt files.
+    column = job.audio.column
+    for index, row in enumerate(job.prompts.rows):
+        value, field = row.get(column), f"prompts.rows.{index}.{column}"
+        if isinstance(value, dict):
+            value, field = value.get("path"), f"{field}.path"
+        if isinstance(value, str):
+            _check_under(field, value, policy.uploads_dir, UPLOADS_ENV, policy)
 
 
 def _check_reward_module(field: str, name: str, policy: Policy) -> None:
