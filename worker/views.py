@@ -82,14 +82,16 @@ class SampleView(BaseModel):
     role: Literal["policy", "reference"]
     prompt: str
     seed: int
-    kind: Literal["text", "image"]
+    kind: Literal["text", "image", "audio"]
     text: str | None
     image_path: str | None  # absolute
     reward: float | None
+    audio_path: str | None = None  # absolute: the clip an audio sample answered
 
     @classmethod
     def of(cls, row: SampleRow, run_dir: Path) -> SampleView:
-        image = str((run_dir / row.image_path).resolve()) if row.image_path else None
+        media = str((run_dir / row.image_path).resolve()) if row.image_path else None
+        audio = row.kind == "audio"
         return cls(
             step=row.step,
             role=row.role,
@@ -97,7 +99,8 @@ class SampleView(BaseModel):
             seed=row.seed,
             kind=row.kind,
             text=row.text,
-            image_path=image,
+            image_path=None if audio else media,
+            audio_path=media if audio else None,
             reward=row.reward,
         )
 
@@ -200,7 +203,7 @@ class SweepJobView(BaseModel):
 class SweepView(BaseModel):
     id: str
     name: str
-    kind: Literal["llm", "flow"]
+    kind: str  # a registered kind (adrpo_engine.kinds)
     preset: str | None
     grid: dict[str, list[Any]]
     seeds: list[int]
