@@ -92,6 +92,12 @@ def load_audio_lm(model_cfg: ModelConfig, device: torch.device, dtype: torch.dty
     return model, processor
 
 
+def base_audio_lm(name_or_path: str, dtype: torch.dtype = torch.float32):
+    """The bare base model of a hub id, folder or built-in name (what an exported adapter loads onto)."""
+    path = resolve_model_path(name_or_path, kind=AUDIO_KIND)
+    return _model_class(path, None).from_pretrained(path, dtype=dtype)
+
+
 def add_lora(model, lora: LoraConfig):
     """A PeftModel with a fresh LoRA adapter on the language model only (attention projections unless
     ``lora.target_modules`` names others; the audio tower and projector are always excluded)."""

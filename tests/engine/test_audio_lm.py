@@ -187,3 +187,17 @@ def test_inline_rows_with_clip_paths(tmp_path):
     )
     _, sink = run_trainer(cfg, tmp_path / "run")
     assert M.REWARD_MEAN in sink.steps[1]
+
+
+def test_the_model_cards_snippet_loads_the_adapter_onto_the_builtin_base(tmp_path, monkeypatch):
+    import shutil
+
+    from worker.model_card import load_snippet
+
+    run_trainer(job(steps=1, checkpoint_every=1), tmp_path / "run")
+    shutil.copytree(list_checkpoints(tmp_path / "run")[-1][1], tmp_path / "adapter")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(load_snippet({"kind": "audio", "model": {"name_or_path": "builtin:tiny-audio-lm"}}), scope)  # noqa: S102
+    names = [name for name, _ in scope["model"].named_parameters() if "lora_" in name]
+    assert names and all("language_model" in name for name in names)
