@@ -110,7 +110,8 @@ def cancel(service: StudioService, tab: CompareTab, comparison_id: str | None) -
 
 
 def wire_compare_tab(tab: CompareTab, service: StudioService) -> None:
-    results = [tab.status, tab.reference, tab.policy, tab.texts, tab.clip, tab.comparison_id, tab.timer]
+    # the clip last: the API's earlier outputs keep their places
+    results = [tab.status, tab.reference, tab.policy, tab.texts, tab.comparison_id, tab.timer, tab.clip]
     queue = {"concurrency_id": "compare", "concurrency_limit": 1}
     tab.job.change(
         lambda job_id: pick_job(service, tab, job_id),

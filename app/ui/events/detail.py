@@ -73,11 +73,11 @@ def body_components(tab: DetailTab) -> list[Any]:
         tab.reference_gallery,
         tab.policy_gallery,
         tab.text_samples,
-        tab.audio_samples,
         tab.config,
         tab.log,
         tab.checkpoints,
         tab.state,
+        tab.audio_samples,  # last: the API's earlier outputs keep their places
     ]
 
 
