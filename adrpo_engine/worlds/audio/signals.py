@@ -22,6 +22,7 @@ import numpy as np
 SAMPLE_RATE = 16_000
 MAX_SECONDS = 2.0
 FADE_SECONDS = 0.01
+BEEP_SECONDS = 0.12
 
 TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "count": ("How many beeps do you hear?", ("1", "2", "3", "4")),
@@ -97,7 +98,7 @@ def _count(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     clip = np.zeros(int(MAX_SECONDS * SAMPLE_RATE))
     beeps = int(rng.integers(1, 5))
     freq = rng.uniform(500, 1500)
-    lengths = [float(rng.uniform(0.08, 0.16)) for _ in range(beeps)]
+    lengths = [BEEP_SECONDS] * beeps  # one length: the count is also the clip's total beep time
     for start, length in zip(_spread_starts(rng, lengths, MAX_SECONDS, 0.12), lengths):
         _place(clip, _tone(freq, length, rng.uniform(0.3, 0.8)), start)
     return clip, str(beeps)
@@ -105,11 +106,12 @@ def _count(rng: np.random.Generator) -> tuple[np.ndarray, str]:
 
 def _pitch(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     clip = np.zeros(int(MAX_SECONDS * SAMPLE_RATE))
-    low = rng.uniform(250, 700)
+    low = rng.uniform(250, 600)
     high = low * rng.uniform(2.0, 3.0)
     higher = bool(rng.integers(0, 2))
     freqs = (low, high) if higher else (high, low)
-    lengths = [float(rng.uniform(0.3, 0.6)) for _ in range(2)]
+    # the second tone is the longer one: which pitch dominates the clip tells the order
+    lengths = [float(rng.uniform(0.15, 0.25)), float(rng.uniform(0.6, 0.9))]
     for start, length, freq in zip(_spread_starts(rng, lengths, MAX_SECONDS, 0.1), lengths, freqs):
         _place(clip, _tone(freq, length, rng.uniform(0.3, 0.8)), start)
     return clip, "yes" if higher else "no"
@@ -121,9 +123,10 @@ def _duration(rng: np.random.Generator) -> tuple[np.ndarray, str]:
     long = short * rng.uniform(2.5, 3.5)
     second_longer = bool(rng.integers(0, 2))
     lengths = [short, long] if second_longer else [long, short]
-    freq = rng.uniform(300, 1200)
-    for start, length in zip(_spread_starts(rng, lengths, MAX_SECONDS, 0.1), lengths):
-        _place(clip, _tone(freq * rng.uniform(0.9, 1.1), length, rng.uniform(0.3, 0.8)), start)
+    # the first tone is the low one: which band lasts longer tells the answer
+    freqs = (rng.uniform(250, 450), rng.uniform(900, 1500))
+    for start, length, freq in zip(_spread_starts(rng, lengths, MAX_SECONDS, 0.1), lengths, freqs):
+        _place(clip, _tone(freq, length, rng.uniform(0.3, 0.8)), start)
     return clip, "the second" if second_longer else "the first"
 
 
