@@ -31,7 +31,7 @@ from . import signals
 from .recipe import Recipe, active_recipe
 
 MODEL_NAME = "builtin:tiny-audio-lm"
-CACHE_VERSION = "v1"
+CACHE_VERSION = "v2"  # bump when the clips, the architecture or the recipe change
 COMPLETE = ".complete"
 
 PAD = "<|endoftext|>"
