@@ -66,3 +66,26 @@ def test_a_row_may_not_point_outside_the_uploads_root(service, tmp_path):
 def test_the_builtin_dataset_needs_no_upload(service):
     job = service.submit(preset="audio-tones")
     assert job.kind == "audio" and job.config["prompts"]["dataset"] == "builtin:audio-tones"
+
+
+def test_the_rest_api_takes_clips_as_base64_beside_the_config(settings):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from app.server import create_app
+
+    app = create_app(settings, studio=False)
+    body = {
+        "preset": "audio-tones",
+        "overrides": {"prompts.dataset": None, "prompts.rows": rows("a.wav"), "audio.max_seconds": 2.0},
+        "uploads": {"a.wav": base64.b64encode(wav()).decode()},
+    }
+    with TestClient(app) as client:
+        created = client.post("/api/jobs", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["config"]["prompts"]["rows"][0]["audio"].endswith(f"/jobs/{created.json()['id']}/a.wav")
+        refused = client.post("/api/jobs", json={**body, "uploads": {"a.wav": "not base64!"}})
+        assert refused.status_code == 422 and refused.json()["detail"] == "uploads.a.wav: not base64 text"
+        long = client.post("/api/jobs", json={**body, "uploads": {"a.wav": base64.b64encode(wav(3.0)).decode()}})
+        assert long.status_code == 422 and "prompts.rows.0.audio" in long.json()["detail"]
