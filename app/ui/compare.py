@@ -61,6 +61,7 @@ def build_compare_tab() -> CompareTab:
         run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=3)
         cancel = gr.Button("Cancel", variant="secondary", elem_id="compare-cancel", scale=1)
     status = gr.Markdown("", elem_id="compare-status")
+    clip = gr.HTML("", visible=False, elem_id="compare-clip")  # an audio job's clip, above both answers
     with gr.Row():
         reference = gr.Gallery(
             label="Reference",
@@ -87,7 +88,6 @@ def build_compare_tab() -> CompareTab:
         label="Reference vs fine-tuned",
         elem_id="compare-texts",
     )
-    clip = gr.HTML("", visible=False, elem_id="compare-clip")
     comparison_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
     return CompareTab(
