@@ -201,3 +201,51 @@ def test_the_model_cards_snippet_loads_the_adapter_onto_the_builtin_base(tmp_pat
     exec(load_snippet({"kind": "audio", "model": {"name_or_path": "builtin:tiny-audio-lm"}}), scope)  # noqa: S102
     names = [name for name, _ in scope["model"].named_parameters() if "lora_" in name]
     assert names and all("language_model" in name for name in names)
+
+
+def test_jsonl_rows_with_relative_clip_paths_and_a_datasets_audio_column(tmp_path):
+    import json
+
+    import datasets
+
+    from adrpo_engine.audio_io import write_wav
+    from adrpo_engine.data import load_prompts
+
+    rows = P.audio_tones()[:2]
+    folder = tmp_path / "clips"
+    for k, row in enumerate(rows):
+        write_wav(folder / f"{k}.wav", row["audio"]["array"], row["audio"]["sampling_rate"])
+    jsonl = folder / "rows.jsonl"
+    jsonl.write_text(
+        "\n".join(
+            json.dumps({"prompt": r["prompt"], "audio": f"{k}.wav", "answer": r["answer"]}) for k, r in enumerate(rows)
+        )
+    )
+    cfg = job(**{"prompts.dataset": None, "prompts.file": str(jsonl), "steps": 1})
+    _, sink = run_trainer(cfg, tmp_path / "jsonl")
+    assert M.REWARD_MEAN in sink.steps[1]
+
+    table = datasets.Dataset.from_dict(
+        {
+            "question": [r["prompt"] for r in rows],
+            "clip": [str(folder / f"{k}.wav") for k in range(2)],
+            "answer": [r["answer"] for r in rows],
+        }
+    ).cast_column("clip", datasets.Audio(sampling_rate=8_000))
+    table.save_to_disk(str(tmp_path / "ds"))
+    cfg = job(
+        **{
+            "prompts.dataset": str(tmp_path / "ds"),
+            "prompts.column": "question",
+            "prompts.limit": None,
+            "audio.column": "clip",
+            "steps": 1,
+        }
+    )
+    loaded = load_prompts(cfg.prompts)
+    assert set(loaded[0].columns["clip"]) >= {"bytes", "path"}  # read undecoded, decoded by audio_io
+    policy = AudioPolicy(cfg, torch.device("cpu"), torch.float32)
+    clip = policy.clip(loaded[0])
+    assert clip.shape == rows[0]["audio"]["array"].shape  # resampled to the feature extractor's 16 kHz
+    _, sink = run_trainer(cfg, tmp_path / "dataset")
+    assert M.REWARD_MEAN in sink.steps[1]
