@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -230,13 +229,3 @@ class LanguageModelOnEmbeddings(torch.nn.Module):
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
         return SimpleNamespace(logits=self._parts.head(hidden))
-
-
-def audio_eos_ids(model, tokenizer) -> list[int]:
-    from .causal_lm import eos_token_ids
-
-    return eos_token_ids(model, tokenizer)
-
-
-def save_processor(processor, directory: Path) -> None:
-    processor.save_pretrained(str(directory))

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...models.audio_lm import chat_prompt
 from ...paths import builtin_models_dir, publish_cache, staging_dir
 from ...progress import BUILDING, Phase, StepReporter, report_phase
 from ...threads import torch_threads
@@ -153,11 +154,6 @@ def build_model(tokenizer):
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = pad_id
     return model
-
-
-def chat_prompt(processor, question: str) -> str:
-    messages = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": question}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def noisy_answers(questions: list[signals.Question], label_noise: float, seed: int = SEED) -> list[str]:
