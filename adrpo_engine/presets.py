@@ -69,7 +69,7 @@ register(
     Preset(
         name="tiny-lm-deceptive",
         summary="Built-in tiny LM on a reward with a deceptive local optimum (3-item lists pay half, 8+ all).",
-        demo=False,
+        demo=True,
         config={
             "name": "tiny-lm-deceptive",
             "kind": "llm",

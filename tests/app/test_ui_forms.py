@@ -72,7 +72,6 @@ def test_reward_rows_and_extra_overrides():
         {"name": "digits:even", "model": None, "weight": 0.5, "options": {}},
     ]
     assert config["sample_every"] == 5 and config["flow"]["sample_steps"] == 8
-    assert "options" in forms.preview(digits_form(reward_options="[1, 2]")).error
     assert forms.preview(digits_form(extra="bta0=1")).error == "bta0: unknown key (did you mean beta0?)"
     # an option left empty, or at its default, is the option's default: not written into the config
     assert R.specs_from_rows([{**R.new_row("digits:class"), "options": {"k": None}}]) == [
