@@ -39,29 +39,31 @@ def preset_config(name: str, overrides: dict[str, Any] | None = None) -> JobConf
     return validate_config(apply_overrides(get_preset(name).config, overrides or {}))
 
 
+TINY_LM: dict = {
+    "name": "tiny-lm",
+    "kind": "llm",
+    "model": {"name_or_path": "builtin:tiny-lm"},
+    "rewards": [{"name": "builtin:tiny-lm-task"}],
+    "prompts": {"dataset": "builtin:tiny-lm-task"},
+    # reward/mean rises from ~0.27 to ~0.6 in 150 steps (1-3 min on 2 busy cores, plus ~40 s to build
+    # the model once); lr 2e-3 sometimes and 3e-3 always drift off (KL > 1). docs/llm.md has the numbers.
+    "steps": 150,
+    "group_size": 8,
+    "prompts_per_step": 8,
+    "lr": 1e-3,
+    "warmup_steps": 10,
+    "checkpoint_every": 50,
+    "sample_every": 50,
+    "lora": {"rank": 16, "alpha": 32},
+    "llm": {"max_new_tokens": 48, "temperature": 1.0},
+}
+
 register(
     Preset(
         name="tiny-lm",
         summary="Built-in tiny causal LM (CPU, minutes): ADRPO-GRPO on a rule reward it starts low on.",
         demo=True,
-        config={
-            "name": "tiny-lm",
-            "kind": "llm",
-            "model": {"name_or_path": "builtin:tiny-lm"},
-            "rewards": [{"name": "builtin:tiny-lm-task"}],
-            "prompts": {"dataset": "builtin:tiny-lm-task"},
-            # reward/mean rises from ~0.27 to ~0.6 in 150 steps (1-3 min on 2 busy cores, plus ~40 s to build
-            # the model once); lr 2e-3 sometimes and 3e-3 always drift off (KL > 1). docs/llm.md has the numbers.
-            "steps": 150,
-            "group_size": 8,
-            "prompts_per_step": 8,
-            "lr": 1e-3,
-            "warmup_steps": 10,
-            "checkpoint_every": 50,
-            "sample_every": 50,
-            "lora": {"rank": 16, "alpha": 32},
-            "llm": {"max_new_tokens": 48, "temperature": 1.0},
-        },
+        config=TINY_LM,
     )
 )
 
@@ -70,24 +72,8 @@ register(
         name="tiny-lm-deceptive",
         summary="Built-in tiny LM on a reward with a deceptive local optimum (3-item lists pay half, 8+ all).",
         demo=True,
-        config={
-            "name": "tiny-lm-deceptive",
-            "kind": "llm",
-            "model": {"name_or_path": "builtin:tiny-lm"},
-            "rewards": [{"name": "builtin:tiny-lm-deceptive"}],
-            "prompts": {"dataset": "builtin:tiny-lm-task"},
-            # The tiny-lm preset's optimiser and sampling (docs/results/deceptive_lm_design.md fixes them).
-            "beta0": 0.04,
-            "steps": 150,
-            "group_size": 8,
-            "prompts_per_step": 8,
-            "lr": 1e-3,
-            "warmup_steps": 10,
-            "checkpoint_every": 50,
-            "sample_every": 50,
-            "lora": {"rank": 16, "alpha": 32},
-            "llm": {"max_new_tokens": 48, "temperature": 1.0},
-        },
+        # The tiny-lm preset's optimiser and sampling (docs/results/deceptive_lm_design.md fixes them equal).
+        config={**TINY_LM, "name": "tiny-lm-deceptive", "rewards": [{"name": "builtin:tiny-lm-deceptive"}]},
     )
 )
 
