@@ -8,7 +8,7 @@ preset, previewing and submitting are each one loop over the same list. The even
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
@@ -18,10 +18,15 @@ from .reward_rows import RewardRows, build_reward_rows
 
 DEFAULT_PRESET = "digits-even"
 
+# The classes the form is built from (the reward rows' field is their gr.State); gradio's base Component
+# declares no events, so the fields are typed by what they are.
+FormField = gr.Dropdown | gr.Radio | gr.Number | gr.Textbox | gr.State
+FieldT = TypeVar("FieldT", bound=FormField)
+
 
 @dataclass
 class LaunchTab:
-    fields: dict[str, gr.components.Component]
+    fields: dict[str, FormField]
     base: gr.State  # the config the form edits (the preset's), so hidden settings survive
     upload: gr.UploadButton
     rewards: RewardRows  # the reward rows (fields["rewards"] is their state) and "Try the reward"
@@ -34,8 +39,15 @@ class LaunchTab:
     dataset_row: gr.Row
     infos: dict[str, str | None]  # each field's own help line, restored once its error is fixed
 
-    def inputs(self) -> list[gr.components.Component]:
+    def inputs(self) -> list[FormField]:
         return [self.fields[name] for name in FIELDS]
+
+    def field(self, name: str, kind: type[FieldT]) -> FieldT:
+        """``fields[name]`` as the component class it was built as (for the events only that class has)."""
+        component = self.fields[name]
+        if not isinstance(component, kind):
+            raise TypeError(f"launch field {name} is a {type(component).__name__}, not a {kind.__name__}")
+        return component
 
 
 def initial_values() -> dict[str, Any]:
@@ -46,7 +58,7 @@ def build_launch_tab(user_modules: tuple[str, ...] = ()) -> LaunchTab:
     """``user_modules``: the user reward modules the service allows (the reward rows offer user functions
     only then)."""
     start = initial_values()
-    fields: dict[str, Any] = {}
+    fields: dict[str, FormField] = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             gr.Markdown(

@@ -177,7 +177,9 @@ def _option_setter(key: str, option: str) -> Callable[[Any, list[dict[str, Any]]
     return lambda value, current: R.set_option(current, key, option, value)
 
 
-def _option_component(field: R.OptionField, value: Any, index: int, key: str) -> gr.components.Component:
+def _option_component(
+    field: R.OptionField, value: Any, index: int, key: str
+) -> gr.Checkbox | gr.Dropdown | gr.Number | gr.Textbox:
     """The input for one option, typed by its schema; the help and range are its info line."""
     limits = (
         ""

@@ -128,6 +128,14 @@ def _split() -> tuple[frozenset, frozenset]:
 HELD_OUT_PAIRS, HELD_OUT_COUNTS = _split()
 
 
+def grammar_prompt(text: str) -> Prompt:
+    """:func:`parse_prompt` for captions this module wrote itself: one that does not parse is a bug here."""
+    prompt = parse_prompt(text)
+    if prompt is None:
+        raise ValueError(f"not a caption of the shapes grammar: {text!r}")
+    return prompt
+
+
 def is_held_out(prompt: Prompt) -> bool:
     if len(prompt.objects) == 2:
         return _pair_key(prompt.objects[0][0], prompt.objects[1][0]) in HELD_OUT_PAIRS
@@ -161,7 +169,7 @@ def all_prompts(template: str) -> list[str]:
 def compositional_prompts(held_out: bool) -> list[str]:
     """Count, pair and relation captions on the seen (``held_out=False``) or held-out combinations."""
     texts = all_prompts("count") + all_prompts("pair") + all_prompts("relation")
-    return [t for t in texts if is_held_out(parse_prompt(t)) == held_out]
+    return [t for t in texts if is_held_out(grammar_prompt(t)) == held_out]
 
 
 def single_prompts() -> list[str]:

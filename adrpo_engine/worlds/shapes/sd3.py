@@ -42,7 +42,7 @@ from ...models.sd3 import (
     PIPELINE_INFO,  # read back by models.sd3 (max_sequence_length); diffusers ignores it
 )
 from . import data
-from .clip import load_tokenizer, text_config
+from .clip import PROJECTION, load_tokenizer, text_config
 from .recipe import Recipe
 
 T5_TOKENS = 0
@@ -58,20 +58,22 @@ HEADS, HEAD_DIM, LAYERS = 2, 32, 2
 def new_vae():
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=LATENT_CHANNELS,
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=8,
-        sample_size=data.IMAGE_SIDE,
-        mid_block_add_attention=False,
-        scaling_factor=1.0,
-        shift_factor=0.0,
-    )
+    # A config dict: diffusers annotates the block tuples as one-element tuples (tuple[int]).
+    config = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": LATENT_CHANNELS,
+        "block_out_channels": (16, 32),
+        "layers_per_block": 1,
+        "down_block_types": ("DownEncoderBlock2D",) * 2,
+        "up_block_types": ("UpDecoderBlock2D",) * 2,
+        "norm_num_groups": 8,
+        "sample_size": data.IMAGE_SIDE,
+        "mid_block_add_attention": False,
+        "scaling_factor": 1.0,
+        "shift_factor": 0.0,
+    }
+    return AutoencoderKL(**config)
 
 
 def new_transformer(text_hidden: int, projection: int):
@@ -104,8 +106,10 @@ def train_vae(recipe: Recipe, seed: int, log=print):
     vae.train()
     for step in range(recipe.vae_steps):
         batch = x[torch.randint(0, x.shape[0], (recipe.vae_batch,), generator=generator)]
-        posterior = vae.encode(batch).latent_dist
-        recon = vae.decode(posterior.sample(generator=None)).sample
+        posterior = vae.encode(batch, return_dict=False)[0]
+        latents = posterior.sample(generator=None)
+        # diffusers annotates z with the legacy torch.FloatTensor alias, which no Tensor satisfies statically.
+        recon = vae.decode(latents, return_dict=False)[0]  # pyright: ignore[reportArgumentType]
         weight = 1.0 + VAE_FOREGROUND_WEIGHT * (batch - background).abs().amax(dim=1, keepdim=True).gt(0.1).float()
         loss = ((recon - batch).abs() * weight).mean() + VAE_KL_WEIGHT * posterior.kl().mean()
         optimizer.zero_grad(set_to_none=True)
@@ -124,7 +128,7 @@ def reconstruction_score(vae, count: int = 256, seed: int = 99) -> float:
     from ...rewards.geneval import GenevalReward
 
     images, captions = data.generate(count, seed=seed)
-    recon = (vae.decode(encode_latents(vae, images)).sample / 2.0 + 0.5).clamp(0.0, 1.0)
+    recon = (vae.decode(encode_latents(vae, images), return_dict=False)[0] / 2.0 + 0.5).clamp(0.0, 1.0)
     values = GenevalReward()(recon, captions)
     return sum(v for v in values if v is not None) / len(values)
 
@@ -132,7 +136,9 @@ def reconstruction_score(vae, count: int = 256, seed: int = 99) -> float:
 @torch.no_grad()
 def encode_latents(vae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     """Posterior means of ``images`` in [0, 1] (raw, before scaling)."""
-    parts = [vae.encode(images[i : i + batch] * 2.0 - 1.0).latent_dist.mean for i in range(0, len(images), batch)]
+    parts = [
+        vae.encode(images[i : i + batch] * 2.0 - 1.0, return_dict=False)[0].mean for i in range(0, len(images), batch)
+    ]
     return torch.cat(parts)
 
 
@@ -156,7 +162,8 @@ def assemble_pipeline(clip_dir: Path, vae, transformer):
         tokenizer=tokenizer,
         text_encoder_2=encoders[1],
         tokenizer_2=tokenizer,
-        text_encoder_3=None,
+        # No T5: the pipeline takes None and pads its share of the joint embedding with zeros.
+        text_encoder_3=None,  # pyright: ignore[reportArgumentType]
         tokenizer_3=None,
     )
     pipeline.set_progress_bar_config(disable=True)
@@ -235,8 +242,7 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
     shift, scale = float(raw.mean()), float(1.0 / raw.std())
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     latents = (raw - shift) * scale
-    text_hidden, projection = text_config(2, 1).hidden_size, text_config(2, 1).projection_dim
-    pipeline = assemble_pipeline(clip_dir, vae, new_transformer(text_hidden, projection))
+    pipeline = assemble_pipeline(clip_dir, vae, new_transformer(text_config(2, 1).hidden_size, PROJECTION))
     unique = sorted(set(captions))
     embeds, pooled = caption_embeddings(pipeline, unique + [""])
     caption_index = torch.tensor([unique.index(c) for c in captions])

@@ -107,8 +107,9 @@ def switch_kind(tab: LaunchTab, kind: str, model: str, rows: list[dict[str, Any]
     models = forms.model_choices(kind)
     new_model = model if model in models else models[0]
     reward_kind = KINDS[kind].reward_kind
+    rows = rows or []
     fits = bool(rows) and all(
-        (reward := R.reward_of(row.get("name", ""))) is None or reward.usable_for(reward_kind) for row in rows or []
+        (reward := R.reward_of(row.get("name", ""))) is None or reward.usable_for(reward_kind) for row in rows
     )
     return {
         tab.base: base,
@@ -144,12 +145,12 @@ def form_updates_from_config(tab: LaunchTab, config: dict[str, Any]) -> Updates:
 def wire_launch_tab(tab: LaunchTab) -> None:
     f = tab.fields
     form = tab.inputs()
-    f["preset"].input(
+    tab.field("preset", gr.Dropdown).input(
         lambda preset, kind: fill_from_preset(tab, preset, kind),
         inputs=[f["preset"], f["kind"]],
         outputs=[tab.base, *form[1:]],
     )
-    f["kind"].input(
+    tab.field("kind", gr.Radio).input(
         lambda kind, model, rows: switch_kind(tab, kind, model, rows),
         inputs=[f["kind"], f["model"], f["rewards"]],
         outputs=[tab.base, f["model"], f["rewards"]],
