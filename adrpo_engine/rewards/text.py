@@ -218,8 +218,8 @@ def reward_model(
 
 
 def _load_tokenizer(model: str, auto_tokenizer: Any) -> Any:
-    # A folder with a tokenizer.json loads as a fast tokenizer (AutoTokenizer may pick a slow one for a
-    # locally made Qwen2 tokenizer, which splits differently: ENVIRONMENT.md).
+    # A folder with a tokenizer.json loads as a fast tokenizer: AutoTokenizer may pick the slow class for a
+    # locally trained Qwen2 tokenizer, and the slow one splits text differently from the one trained.
     from pathlib import Path
 
     if (Path(model) / "tokenizer.json").is_file():

@@ -274,36 +274,50 @@ def wire_sweeps_tab(tab: SweepsTab, service: Any, studio: gr.Blocks | None = Non
 
     form_inputs = [tab.preset, tab.grid, tab.seeds, tab.overrides, tab.name]
     page_outputs = [tab.status, tab.points, tab.plot, tab.jobs, tab.export_csv, tab.export_json]
+    seen_state = gr.State(None)  # the signature of the sweep as last drawn
 
-    def show(sweep_id: str | None) -> list[Any]:
+    def page(message: str, view: Any = None) -> dict[Any, Any]:
+        """The sweep's page: its status line and, for a sweep, its tables, plot and exports."""
+        if view is None:
+            return {
+                tab.status: message,
+                tab.points: None,
+                tab.plot: None,
+                tab.jobs: None,
+                tab.export_csv: gr.update(visible=False),
+                tab.export_json: gr.update(visible=False),
+            }
+        csv_path, json_path = export_files(service, view)
+        return {
+            tab.status: message,
+            tab.points: points_frame(view),
+            tab.plot: sweep_plot(view),
+            tab.jobs: jobs_frame(view),
+            tab.export_csv: gr.update(value=csv_path, visible=True),
+            tab.export_json: gr.update(value=json_path, visible=True),
+        }
+
+    def show(sweep_id: str | None) -> dict[Any, Any]:
         if not sweep_id:
-            return ["Launch a sweep or pick one.", None, None, None, gr.update(visible=False), gr.update(visible=False)]
+            return page("Launch a sweep or pick one.")
         try:
             view = service.get_sweep(sweep_id)
         except LookupError as error:
-            return [f"**{error}**", None, None, None, gr.update(visible=False), gr.update(visible=False)]
-        csv_path, json_path = export_files(service, view)
-        return [
-            status_markdown(view),
-            points_frame(view),
-            sweep_plot(view),
-            jobs_frame(view),
-            gr.update(value=csv_path, visible=True),
-            gr.update(value=json_path, visible=True),
-        ]
+            return page(f"**{error}**")
+        return page(status_markdown(view), view)
 
-    def launch(*values: Any) -> list[Any]:
+    def launch(*values: Any) -> dict[Any, Any]:
         try:
             form = parse_form(*values)
             view = service.submit_sweep(**form)
         except (ConfigError, SubmissionError) as error:
-            return [f"**Not launched:** {error}", gr.skip()]
-        return [
-            f"Launched **{view.name}** `{view.id}`: {len(view.jobs)} jobs queued.",
-            gr.update(choices=sweep_choices(service), value=view.id),
-        ]
+            return {tab.count: f"**Not launched:** {error}"}
+        return {
+            tab.count: f"Launched **{view.name}** `{view.id}`: {len(view.jobs)} jobs queued.",
+            tab.sweep: gr.update(choices=sweep_choices(service), value=view.id),
+        }
 
-    def cancel(sweep_id: str | None) -> list[Any]:
+    def cancel(sweep_id: str | None) -> dict[Any, Any]:
         if sweep_id:
             try:
                 service.cancel_sweep(sweep_id)
@@ -311,18 +325,18 @@ def wire_sweeps_tab(tab: SweepsTab, service: Any, studio: gr.Blocks | None = Non
                 pass
         return show(sweep_id)
 
-    def poll(sweep_id: str | None, seen: str | None) -> list[Any]:
+    def poll(sweep_id: str | None, seen: str | None) -> dict[Any, Any]:
         # Redraw only when the sweep moved on (job states, evals): polling an idle page costs no plotting.
         if not sweep_id:
-            return [gr.skip()] * (len(page_outputs) + 1)
+            return {}
         try:
             view = service.get_sweep(sweep_id)
         except LookupError:
-            return [gr.skip()] * (len(page_outputs) + 1)
+            return {}
         signature = json.dumps([sweep_id, view.status, view.progress, [j.current_step for j in view.jobs]])
         if signature == seen:
-            return [gr.skip()] * (len(page_outputs) + 1)
-        return [*show(sweep_id), signature]
+            return {}
+        return {**page(status_markdown(view), view), seen_state: signature}
 
     def on_open() -> Any:
         return gr.update(choices=sweep_choices(service))
@@ -346,8 +360,7 @@ def wire_sweeps_tab(tab: SweepsTab, service: Any, studio: gr.Blocks | None = Non
     )
     tab.refresh.click(on_open, outputs=tab.sweep)
     tab.cancel.click(cancel, inputs=tab.sweep, outputs=page_outputs, api_name="cancel_sweep")
-    seen = gr.State(None)
-    tab.timer.tick(poll, inputs=[tab.sweep, seen], outputs=[*page_outputs, seen], show_progress="hidden")
+    tab.timer.tick(poll, inputs=[tab.sweep, seen_state], outputs=[*page_outputs, seen_state], show_progress="hidden")
     if studio is not None:
         studio.load(on_open, outputs=tab.sweep)
 

@@ -6,7 +6,7 @@ A diffusers ``StableDiffusion3Pipeline`` of
   joint_attention_dim 128 (= the two CLIP hidden states side by side), pooled projection 128 (= the two
   CLIP projections);
 - ``AutoencoderKL``: blocks (16, 32) (scale factor 2), 4 latent channels, no mid-block attention
-  (ENVIRONMENT.md: full attention over 1,024 positions costs more than the rest of the VAE); its
+  (on CPU, full attention over its 1,024 positions costs more than the rest of the VAE); its
   ``scaling_factor`` / ``shift_factor`` are set from the latents' statistics, as SD3's are;
 - two ``CLIPTextModelWithProjection``, both the text tower of ``builtin:shapes-clip`` (frozen), with
   its tokenizer; no T5 (``text_encoder_3=None``). That CLIP barely tells shapes apart (cosine 0.95 between
