@@ -206,6 +206,9 @@ def test_the_studio_file_route_serves_only_what_pages_show(tmp_path, models_cach
             "comparisons/c1/reference-0.png": True,
             "exports/adapter-step-000004.zip": True,
             "exports/job-01234567-step-000004-comfyui.safetensors": True,
+            "exports/job-01234567-step-000004-merged.zip": True,
+            "exports/job-01234567-step-000004-merged.zip.error": False,
+            "exports/.merge-x1/job-01234567-step-000004-merged/model.safetensors": False,  # a merge in progress
             "checkpoints/step-000004/trainer_state.pt": False,
             "checkpoints/step-000004/adapter_model.safetensors": False,
             "config.yaml": False,
