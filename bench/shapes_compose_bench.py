@@ -15,6 +15,11 @@ Writes ``<out>.json``, ``<out>.md`` and ``<out>.png`` (default docs/results/shap
 
     python bench/shapes_compose_bench.py --steps 150 --seeds 0 1 2
     python bench/shapes_compose_bench.py --steps 40 --seeds 0 1 2 --alphas 0 0.5 --eval-prompts 24   # reduced
+
+One process per seed runs in parallel on several cores; ``--combine`` then writes the table over seeds:
+
+    python bench/shapes_compose_bench.py --seeds 0 --out runs/shapes-s0   # ... s1, s2, in parallel
+    python bench/shapes_compose_bench.py --combine runs/shapes-s0.json runs/shapes-s1.json runs/shapes-s2.json
 """
 
 from __future__ import annotations
@@ -101,6 +106,22 @@ def reference(prompts: list[str], args, workdir: Path) -> dict:
     )
 
 
+def combine(paths: list[Path], args) -> None:
+    """One table over the seeds of several runs of this script (same steps, prompts and reference)."""
+    stored = [json.loads(path.read_text()) for path in paths]
+    prompts, ref = stored[0]["held_out_prompts"], stored[0]["reference"]
+    if any(s["held_out_prompts"] != prompts or s["args"]["steps"] != stored[0]["args"]["steps"] for s in stored):
+        raise SystemExit("--combine: the runs differ in steps or held-out prompts")
+    runs: dict[str, list[dict]] = {}
+    for part in stored:
+        for name, results in part["runs_per_seed"].items():
+            runs.setdefault(name, []).extend(results)
+    for key in ("steps", "samples", "beta0", "alphas"):
+        setattr(args, key, stored[0]["args"][key])
+    args.seeds = sorted({seed for part in stored for seed in part["args"]["seeds"]})
+    write_outputs(args.out, ref, runs, args, prompts)
+
+
 def summarise(runs: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, float]]]:
     table = {}
     for name, results in runs.items():
@@ -112,20 +133,24 @@ def summarise(runs: dict[str, list[dict]]) -> dict[str, dict[str, tuple[float, f
     return table
 
 
-def write_outputs(out: Path, ref: dict, table: dict, args, prompts: list[str]) -> None:
+def write_outputs(out: Path, ref: dict, runs: dict[str, list[dict]], args, prompts: list[str]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
+    table = summarise(runs)
     payload = {
         "args": vars(args),
         "held_out_prompts": prompts,
         "reference": ref,
         "runs": {k: {m: list(v) for m, v in row.items()} for k, row in table.items()},
+        "runs_per_seed": runs,
     }
-    out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2, default=str))  # default: the Paths
     lines = [
         f"# shapes-compose: ADRPO-FM vs baselines ({args.steps} steps, seeds {args.seeds}, "
         f"{len(prompts)} held-out prompts x {args.samples} samples)",
         "",
         f"Command: `python bench/shapes_compose_bench.py {' '.join(sys.argv[1:])}`",
+        "",
+        "Each cell: mean ± std over seeds (std 0.000 with one seed).",
         "",
         "| run | " + " | ".join(METRICS) + " | train s |",
         "|---|" + "---|" * (len(METRICS) + 1),
@@ -166,7 +191,13 @@ def main() -> None:
     parser.add_argument("--eval-prompts", type=int, default=48)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "shapes_compose")
+    parser.add_argument("--methods", nargs="+", choices=["adrpo", "fixed", "orw"], default=["adrpo", "fixed", "orw"])
+    parser.add_argument("--combine", type=Path, nargs="+", help="JSON outputs of earlier runs: one table")
     args = parser.parse_args()
+    if args.combine:
+        combine(args.combine, args)
+        print(args.out.with_suffix(".md").read_text())
+        return
     prompts = held_out_prompts(args.eval_prompts)
     with torch_threads(1), tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -174,11 +205,13 @@ def main() -> None:
         print(f"reference: {json.dumps({k: round(v, 4) for k, v in ref.items()})}", flush=True)
         runs: dict[str, list[dict]] = {}
         for name, overrides in methods(args.beta0, args.alphas):
+            if overrides["algorithm"] not in args.methods:
+                continue
             for seed in args.seeds:
                 result = run_one(overrides, args.steps, seed, prompts, args, workdir)
                 runs.setdefault(name, []).append(result)
                 print(f"{name} seed {seed}: {json.dumps({k: round(v, 4) for k, v in result.items()})}", flush=True)
-            write_outputs(args.out, ref, summarise(runs), args, prompts)  # partial results survive a stop
+            write_outputs(args.out, ref, runs, args, prompts)  # partial results survive a stop
     print(args.out.with_suffix(".md").read_text())
 
 
