@@ -19,9 +19,7 @@ from worker.views import MergedModelView
 
 from .service import StudioService
 
-NEWEST = "newest"
-
-
+NEWEST = "newest"  # the checkpoint choice that means the latest one
 MERGE_POLL_SECONDS = 2.0
 
 
