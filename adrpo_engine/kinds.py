@@ -63,6 +63,9 @@ class KindSpec:
     reference_sampler: str | None = None
     # The smallest valid config beyond name, kind and model: the studio's "custom" start.
     starter: Mapping[str, Any] = field(default_factory=dict)
+    # "module:function(config)" raising ConfigError for inputs the schema cannot judge (an audio job's inline
+    # clips: format, sample rate, duration); the job service calls it at submission.
+    input_check: str | None = None
 
     def starter_config(self) -> dict[str, Any]:
         """A fresh, mutable copy of :attr:`starter`."""
@@ -278,6 +281,25 @@ register_kind(
 )
 
 
+register_kind(
+    KindSpec(
+        name="audio",
+        label="Audio-language model (GRPO)",
+        summary="GRPO on (clip, question) prompts, KL",
+        trainer="adrpo_engine.trainers.audio_lm:AudioLMTrainer",
+        comparer="adrpo_engine.comparisons:compare_audio",
+        sample_kind="audio",
+        reward_kind="text",  # completions are text: every text reward applies (mc_answer, mc_format, ...)
+        divergence=M.KL,
+        metric_names=M.LLM,
+        spread_metrics=(M.ENTROPY, M.DIVERSITY),
+        algorithms=("adrpo", "fixed"),
+        starter=MappingProxyType({"rewards": ({"name": "mc_answer"},), "prompts": {"dataset": "builtin:audio-tones"}}),
+        input_check="adrpo_engine.audio_io:check_inline_clips",
+    )
+)
+
+
 # ----------------------------------------------------------------------------------------------
 # The built-in worlds (CPU-sized: the project builds the data, the model and the reward's truth)
 
@@ -400,5 +422,33 @@ register_prompt_source(
         "flow",
         "compositional shapes captions on held-out combinations (evaluation)",
         rows="adrpo_engine.worlds.shapes.prompts:shapes_heldout",
+    )
+)
+
+# audio tones: generated clips of tones, beeps and noise with multiple-choice questions about them, a
+# miniature Qwen2-Audio pre-trained here, and the mc_answer reward (adrpo_engine/worlds/audio, docs/audio.md).
+register_builtin_model(
+    BuiltinModel(
+        "builtin:tiny-audio-lm",
+        "audio",
+        "miniature Qwen2AudioForConditionalGeneration pre-trained on generated clips (CPU demo)",
+        path="adrpo_engine.worlds.audio.model:tiny_audio_lm_path",
+        threads=1,
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:audio-tones",
+        "audio",
+        "512 generated clips with multiple-choice questions (beep counts, pitch, duration, noise): training",
+        rows="adrpo_engine.worlds.audio.prompts:audio_tones",
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:audio-tones-heldout",
+        "audio",
+        "128 further clips of the same four questions, never trained on: evaluation",
+        rows="adrpo_engine.worlds.audio.prompts:audio_tones_heldout",
     )
 )

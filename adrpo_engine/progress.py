@@ -84,10 +84,11 @@ class Sample:
     step: int
     prompt: str
     seed: int
-    kind: str  # "text" | "image"
+    kind: str  # "text" | "image" | "audio" (a completion of an audio prompt: text + the prompt's clip)
     role: str = "policy"  # "policy" (the model being trained) | "reference" (adapter disabled)
     text: str | None = None
     image_path: str | None = None  # relative to the run directory
+    audio_path: str | None = None  # the prompt's clip (WAV), relative to the run directory
     reward: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -22,10 +22,20 @@ LOAD_SNIPPETS = {
         "from adrpo_engine.models.tiny_lm import tiny_lm_path\n"
         'model = AutoPeftModelForCausalLM.from_pretrained("adapter", base_model_name_or_path=str(tiny_lm_path()))'
     ),
+    "builtin:tiny-audio-lm": (
+        "from peft import PeftModel\n"
+        "from adrpo_engine.models.audio_lm import base_audio_lm  # the built-in base lives in ADRPO's data directory\n"
+        'model = PeftModel.from_pretrained(base_audio_lm("builtin:tiny-audio-lm"), "adapter")'
+    ),
     "llm": (
         "from peft import AutoPeftModelForCausalLM\n"
         'model = AutoPeftModelForCausalLM.from_pretrained("adapter")  # base: {base}\n'
         "model = model.merge_and_unload()  # optional: a plain transformers model"
+    ),
+    "audio": (
+        "from peft import PeftModel\n"
+        "from transformers import Qwen2AudioForConditionalGeneration  # base: {base}\n"
+        'model = PeftModel.from_pretrained(Qwen2AudioForConditionalGeneration.from_pretrained("{base}"), "adapter")'
     ),
     "flow": (
         "from diffusers import StableDiffusion3Pipeline\n"

@@ -67,6 +67,12 @@ class TextPolicy:
         llm = self.config.llm
         return C.encode_prompts(self.tokenizer, prompts, self.device, llm.chat_template, llm.max_prompt_tokens)
 
+    def sample_rows(
+        self, rows: list[PromptRow], repeat: int, adapter: bool = True, uniforms: Tensor | None = None
+    ) -> S.Rollouts:
+        """``repeat`` completions of each prompt row (the trainer's call; audio policies read the rows' clips)."""
+        return self.sample([row.prompt for row in rows], repeat, adapter, uniforms)
+
     def sample(
         self, prompts: list[str], repeat: int, adapter: bool = True, uniforms: Tensor | None = None
     ) -> S.Rollouts:
@@ -110,16 +116,23 @@ class LLMTrainer(BaseTrainer):
         cfg = self.config
         self.rows = load_prompts(cfg.prompts)
         self.rewards = WeightedRewards(cfg.rewards, "text")
-        self.policy = TextPolicy(cfg, self.device, self.dtype)
+        self.policy = self.make_policy()
         self.prompt_sampler = PromptSampler(self.rows, cfg.seed)
         self.eval_rows = eval_prompts(cfg.prompts, self.rows, count=EVAL_PROMPTS)
         self.init_optimizer(self.policy.model.parameters())
+
+    def make_policy(self) -> TextPolicy:
+        return TextPolicy(self.config, self.device, self.dtype)
+
+    def reward_columns(self, rows: list[PromptRow], repeat: int) -> dict[str, list]:
+        """The rows' columns the rewards get as keyword arguments (each row repeated ``repeat`` times)."""
+        return repeat_columns(rows, repeat)
 
     # ---------------------------------------------------------------- one step
 
     def score(self, rows: list[PromptRow], texts: list[str], repeat: int) -> tuple[Tensor, dict[str, Tensor]]:
         prompts = [row.prompt for row in rows for _ in range(repeat)]
-        total, parts = self.rewards(prompts, texts, **repeat_columns(rows, repeat))
+        total, parts = self.rewards(prompts, texts, **self.reward_columns(rows, repeat))
         if total.numel() != len(texts):
             raise TrainingError(f"a reward returned {total.numel()} values for {len(texts)} completions")
         if not torch.isfinite(total).all():
@@ -300,9 +313,7 @@ class LLMTrainer(BaseTrainer):
         batch = self.prompt_sampler.batch(step, cfg.prompts_per_step)
         mine = self.dist.shard(len(batch))  # this process's whole prompt groups (all of them in one process)
         rows = batch[mine]
-        rollouts = self.policy.sample(
-            [row.prompt for row in rows], cfg.group_size, uniforms=self.sampling_draws(step, mine)
-        )
+        rollouts = self.policy.sample_rows(rows, cfg.group_size, uniforms=self.sampling_draws(step, mine))
         texts = self.policy.texts(rollouts)
         own_rewards, parts = self.score(rows, texts, cfg.group_size)
         rewards = self.dist.gather(own_rewards)  # (P, G): the whole batch's, for advantages and metrics
@@ -391,10 +402,14 @@ class LLMTrainer(BaseTrainer):
     def eval_completions(self, row: PromptRow, seed: int, count: int, adapter: bool) -> tuple[list[str], list[float]]:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            rollouts = self.policy.sample([row.prompt], count, adapter=adapter)
+            rollouts = self.policy.sample_rows([row], count, adapter=adapter)
         texts = self.policy.texts(rollouts)
-        rewards, _ = self.rewards([row.prompt] * count, texts, **repeat_columns([row], count))
+        rewards, _ = self.rewards([row.prompt] * count, texts, **self.reward_columns([row], count))
         return texts, rewards.tolist()
+
+    def sample_media(self, index: int, row: PromptRow) -> dict[str, str | None]:
+        """The logged samples' kind and media file of eval prompt ``index`` (text: none)."""
+        return {"kind": "text"}
 
     def log_samples(self, step: int) -> list[Sample]:
         """Step 0: the reference (adapter off); later: the policy; the same seed per prompt at every step.
@@ -405,16 +420,17 @@ class LLMTrainer(BaseTrainer):
         for index, row in enumerate(self.eval_rows):
             seed = cfg.seed + index
             texts, rewards = self.eval_completions(row, seed, cfg.llm.eval_samples, adapter=step > 0)
+            media = self.sample_media(index, row)
             samples += [
                 Sample(
                     step=step,
                     prompt=row.prompt,
                     seed=seed,
-                    kind="text",
                     role=role,
                     text=text,
                     reward=reward,
                     extra={"index": k},
+                    **media,
                 )
                 for k, (text, reward) in enumerate(zip(texts, rewards))
             ]

@@ -1,0 +1,74 @@
+"""mc_answer / mc_format on hand-written completions (MMAU's convention: the option in an <answer> tag)."""
+
+import pytest
+
+from adrpo_engine.config import ConfigError, RewardSpec
+from adrpo_engine.rewards import build_reward
+from adrpo_engine.rewards.choice import choices_list, parse_choices
+
+PROMPT = "How many beeps do you hear? (A) 1 (B) 2 (C) 3 (D) 4"
+
+
+def mc(completions, answers, prompt=PROMPT, choices=None, **options):
+    reward = build_reward(RewardSpec(name="mc_answer", options=options), "text")
+    columns = {"answer": answers}
+    if choices is not None:
+        columns["choices"] = choices
+    return reward([prompt] * len(completions), completions, **columns)
+
+
+def test_options_are_parsed_from_the_prompt_and_from_string_lists():
+    assert parse_choices(PROMPT) == ["1", "2", "3", "4"]
+    assert parse_choices("Which tone is longer? (A) the first (B) the second") == ["the first", "the second"]
+    assert parse_choices("no options here") == []
+    assert choices_list("['Man', 'Woman', 'Child']") == ["Man", "Woman", "Child"]
+    assert choices_list(["yes", "no"]) == ["yes", "no"]
+    assert choices_list("(A) cat (B) dog") == ["cat", "dog"]
+
+
+@pytest.mark.parametrize(
+    ("completion", "score"),
+    [
+        ("<answer>2</answer>", 1.0),
+        ("<answer>B</answer>", 1.0),
+        ("<answer>(B)</answer>", 1.0),
+        ("<answer>(B) 2</answer>", 1.0),
+        ("<think>two short beeps</think><answer> 2 </answer>", 1.0),
+        ("<answer>3</answer>", 0.0),
+        ("<answer>(B) 3</answer>", 0.0),  # letter and text disagree: no choice
+        ("<answer>2 or 3</answer>", 0.0),  # two options named: no choice
+        ("<answer>1</answer> then <answer>2</answer>", 1.0),  # the last tag counts
+        ("I hear 2 beeps", 1.0),  # no tag: the whole completion is read
+        ("", 0.0),
+    ],
+)
+def test_mc_answer_reads_the_chosen_option(completion, score):
+    assert mc([completion], ["2"]) == [score]
+
+
+def test_answer_may_be_a_letter_and_options_a_column():
+    assert mc(
+        ["<answer>the second</answer>"], ["B"], prompt="Which tone is longer?", choices=[["the first", "the second"]]
+    ) == [1.0]
+    assert mc(["<answer>woman</answer>"], ["Woman"], prompt="Who speaks?", choices=["['Man', 'Woman']"]) == [1.0]
+
+
+def test_require_tag_and_rows_without_answer():
+    assert mc(["2"], ["2"], require_tag=True) == [0.0]
+    assert mc(["<answer>2</answer>"], [None]) == [None]
+    assert mc(["<answer>2</answer>"], ["2"], prompt="no options") == [None]
+    with pytest.raises(ConfigError, match="needs the prompt column 'answer'"):
+        build_reward(RewardSpec(name="mc_answer"), "text")([PROMPT], ["x"])
+
+
+def test_mc_format():
+    reward = build_reward(RewardSpec(name="mc_format"), "text")
+    texts = [
+        "<answer>2</answer>",
+        "<think>hm</think> <answer>B</answer>",
+        "2",
+        "<answer></answer>",
+        "<answer>1</answer><answer>2</answer>",
+        "x <answer>2</answer>",
+    ]
+    assert reward([PROMPT] * len(texts), texts) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
