@@ -17,7 +17,7 @@ from .config import ConfigError, JobConfig
 from .data import PromptRow, load_prompts, repeat_columns
 from .images import images_to_pngs
 from .kinds import get_kind
-from .progress import Sample
+from .progress import AUDIO_SAMPLE, IMAGE_SAMPLE, TEXT_SAMPLE, Sample
 from .rewards import WeightedRewards
 from .threads import thread_limit
 from .trainers.base import resolve_device, resolve_dtype
@@ -53,7 +53,7 @@ def compare_images(
                     step=step,
                     prompt=prompt,
                     seed=seed,
-                    kind="image",
+                    kind=IMAGE_SAMPLE,
                     role=role,
                     text=note,
                     image_path=str(path.resolve()),
@@ -95,7 +95,7 @@ def compare_texts(
                     step=step,
                     prompt=prompt,
                     seed=seed,
-                    kind="text",
+                    kind=TEXT_SAMPLE,
                     role=role,
                     text=text,
                     reward=reward,
@@ -143,7 +143,7 @@ def compare_audio(
                     step=step,
                     prompt=prompt,
                     seed=seed,
-                    kind="audio",
+                    kind=AUDIO_SAMPLE,
                     role=role,
                     text=text,
                     audio_path=str(clip),

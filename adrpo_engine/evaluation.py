@@ -44,6 +44,7 @@ from . import objectives as O
 from .config import JobConfig, PromptsConfig
 from .data import PromptRow, load_prompts, repeat_columns
 from .kinds import get_kind
+from .progress import AUDIO_SAMPLE, IMAGE_SAMPLE, TEXT_SAMPLE
 from .rewards import WeightedRewards
 from .threads import thread_limit
 
@@ -358,7 +359,7 @@ class AudioEvaluator(TextEvaluator):
 
 # Evaluators by the kind's sample kind (kinds.KindSpec.sample_kind): images come from a FlowPolicy,
 # texts from a causal LM, audio answers from an audio-language model.
-EVALUATORS = {"image": FlowEvaluator, "text": TextEvaluator, "audio": AudioEvaluator}
+EVALUATORS = {IMAGE_SAMPLE: FlowEvaluator, TEXT_SAMPLE: TextEvaluator, AUDIO_SAMPLE: AudioEvaluator}
 
 
 def summary_line(point: EvalPoint, kind: str) -> str:

@@ -16,6 +16,7 @@ from .config_io import load_yaml
 from .integrity import verify_checkpoint
 from .kinds import get_kind
 from .paths import publish_cache, staging_dir
+from .progress import TEXT_SAMPLE
 
 CONFIG_FILE = "config.yaml"  # the run's job config, as the trainer wrote it
 
@@ -53,7 +54,7 @@ def export_merged_llm(run_dir: str | Path, out_dir: str | Path, step: int | None
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     job = run_config(run_dir)
-    if get_kind(job.kind).sample_kind != "text":
+    if get_kind(job.kind).sample_kind != TEXT_SAMPLE:
         raise ConfigError(f"kind: a merged export is for LLM jobs; this run is a {job.kind!r} job")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"out: {str(out_dir)!r} exists and is not empty")

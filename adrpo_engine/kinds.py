@@ -27,6 +27,7 @@ from typing import Any
 
 from . import metrics as M
 from .errors import ConfigError
+from .progress import AUDIO_SAMPLE, IMAGE_SAMPLE, TEXT_SAMPLE
 
 BUILTIN_PREFIX = "builtin:"
 # The kind the studio's Launch form opens on (its CPU demo is the quickest to show).
@@ -44,7 +45,7 @@ class KindSpec:
     summary: str  # its loss and divergence, in a few words (the schema's description of `kind`)
     trainer: str  # "module:Class": a trainers.base.BaseTrainer subclass taking (config, run_dir, sink)
     comparer: str  # "module:function": (config, adapter_dir, prompt, seed, num_samples, out_dir) -> [Sample]
-    sample_kind: str  # what its logged samples are: "text" | "image" (progress.Sample.kind)
+    sample_kind: str  # what its logged samples are: one of progress.SAMPLE_KINDS (progress.Sample.kind)
     reward_kind: str  # the reward signature its trainer calls: "text" | "image" (rewards.RegisteredReward.kind)
     divergence: str  # the metric name of its divergence to the reference model
     metric_names: tuple[str, ...]  # the metrics its trainer logs every step
@@ -245,7 +246,7 @@ register_kind(
         summary="flow matching, W2",
         trainer="adrpo_engine.trainers.flow:FlowTrainer",
         comparer="adrpo_engine.comparisons:compare_images",
-        sample_kind="image",
+        sample_kind=IMAGE_SAMPLE,
         reward_kind="image",
         divergence=M.W2,
         metric_names=M.FLOW,
@@ -267,7 +268,7 @@ register_kind(
         summary="GRPO, KL",
         trainer="adrpo_engine.trainers.llm:LLMTrainer",
         comparer="adrpo_engine.comparisons:compare_texts",
-        sample_kind="text",
+        sample_kind=TEXT_SAMPLE,
         reward_kind="text",
         divergence=M.KL,
         metric_names=M.LLM,
@@ -288,7 +289,7 @@ register_kind(
         summary="GRPO on (clip, question) prompts, KL",
         trainer="adrpo_engine.trainers.audio_lm:AudioLMTrainer",
         comparer="adrpo_engine.comparisons:compare_audio",
-        sample_kind="audio",
+        sample_kind=AUDIO_SAMPLE,
         reward_kind="text",  # completions are text: every text reward applies (mc_answer, mc_format, ...)
         divergence=M.KL,
         metric_names=M.LLM,

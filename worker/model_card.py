@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from adrpo_engine import metrics as M
+from adrpo_engine.progress import TEXT_SAMPLE
 
 # How to load the unpacked zip folder ("adapter/") on top of its base model, by base model (built-in
 # models are made by this project) or by kind (hub models). Three lines each; the test runs them.
@@ -113,7 +114,7 @@ def model_card(job: Any, step: int, metrics: dict[str, float], samples: list[Any
             "![samples](samples.png)",
             "",
         ]
-    texts = [s for s in samples if getattr(s, "kind", None) == "text"][:8]
+    texts = [s for s in samples if getattr(s, "kind", None) == TEXT_SAMPLE][:8]
     if texts:
         lines += ["## Samples", "", "| role | prompt | completion | reward |", "| --- | --- | --- | --- |"]
         lines += [

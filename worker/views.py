@@ -9,7 +9,7 @@ from typing import Any, Literal, cast, overload
 from pydantic import BaseModel
 
 from adrpo_engine.checkpoints import DIFFUSERS_WEIGHTS
-from adrpo_engine.progress import TRAINING
+from adrpo_engine.progress import AUDIO_SAMPLE, TRAINING
 
 from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow
 from .status import JobStatus
@@ -105,7 +105,7 @@ class SampleView(BaseModel):
     @classmethod
     def of(cls, row: SampleRow, run_dir: Path) -> SampleView:
         media = str((run_dir / row.image_path).resolve()) if row.image_path else None
-        audio = row.kind == "audio"
+        audio = row.kind == AUDIO_SAMPLE
         return cls(
             step=row.step,
             role=cast(SampleRole, row.role),

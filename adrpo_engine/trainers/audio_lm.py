@@ -26,6 +26,7 @@ from ..data import PromptRow
 from ..models import audio_lm as A
 from ..models import causal_lm as C
 from ..models import lm_sampling as S
+from ..progress import AUDIO_SAMPLE
 from ..rewards.choice import LETTERS, choices_list
 from .llm import LLMTrainer
 
@@ -146,4 +147,4 @@ class AudioLMTrainer(LLMTrainer):
         target = self.run_dir / relative
         if not target.is_file():
             write_wav(target, self.policy.clip(row), self.policy.sampling_rate)
-        return {"kind": "audio", "audio_path": str(relative)}
+        return {"kind": AUDIO_SAMPLE, "audio_path": str(relative)}

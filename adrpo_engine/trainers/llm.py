@@ -36,7 +36,7 @@ from ..config import ConfigError, JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
 from ..models import causal_lm as C
 from ..models import lm_sampling as S
-from ..progress import Sample
+from ..progress import TEXT_SAMPLE, Sample
 from ..rewards import WeightedRewards
 from .base import BaseTrainer, TrainingError, group_generators, micro_batches
 
@@ -409,7 +409,7 @@ class LLMTrainer(BaseTrainer):
 
     def sample_media(self, index: int, row: PromptRow) -> dict[str, str | None]:
         """The logged samples' kind and media file of eval prompt ``index`` (text: none)."""
-        return {"kind": "text"}
+        return {"kind": TEXT_SAMPLE}
 
     def log_samples(self, step: int) -> list[Sample]:
         """Step 0: the reference (adapter off); later: the policy; the same seed per prompt at every step.

@@ -11,6 +11,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from adrpo_engine.progress import IMAGE_SAMPLE
+
 from .audio_views import comparison_clip_html
 from .cards import sample_card
 from .common import POLL_SECONDS, round_reward
@@ -130,7 +132,7 @@ def comparison_summary(comparison: Any) -> str:
 def comparison_outputs(comparison: Any) -> list[Any]:
     """Status line, the two galleries (images) or the side-by-side table (text; audio: with the clip above)."""
     samples = list(comparison.samples)  # the service's order: sample k of both models share a noise draw
-    images = [s for s in samples if s.kind == "image" and s.image_path]
+    images = [s for s in samples if s.kind == IMAGE_SAMPLE and s.image_path]
     if images or not samples:
 
         def items(role: str) -> list[tuple[str, str | None]]:

@@ -16,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from adrpo_engine.kinds import DEFAULT_KIND, get_kind
+from adrpo_engine.progress import AUDIO_SAMPLE, IMAGE_SAMPLE
 
 from . import plots
 from .audio_views import audio_samples_html
@@ -246,14 +247,14 @@ def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
     """Galleries for image jobs, the table for text jobs, players and answers for audio jobs (the others
     hidden): [reference, policy, table, audio]."""
     sample_kind = get_kind(state.kind).sample_kind
-    if sample_kind == "audio":
+    if sample_kind == AUDIO_SAMPLE:
         return [
             gr.update(visible=False),
             gr.update(visible=False),
             gr.update(visible=False),
             gr.update(value=audio_samples_html(state.samples, step), visible=True),
         ]
-    if sample_kind == "image":
+    if sample_kind == IMAGE_SAMPLE:
         reference = gallery_items(state.samples, "reference", None)
         policy = gallery_items(state.samples, "policy", step)
         label = f"Fine-tuned at step {step}" if step is not None else "Fine-tuned"

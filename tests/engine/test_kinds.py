@@ -3,12 +3,14 @@ outside the registry switches on a kind's name."""
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from adrpo_engine import kinds
 from adrpo_engine.config import ConfigError, validate_config
 from adrpo_engine.presets import PRESETS
+from adrpo_engine.progress import SAMPLE_KINDS
 from adrpo_engine.trainers.base import BaseTrainer
 from worker.validation import SubmissionError, resolve_submission
 
@@ -22,7 +24,7 @@ def test_each_kind_names_importable_parts_and_consistent_metrics(name):
     assert callable(spec.load_comparer())
     assert spec.divergence in spec.metric_names
     assert set(spec.spread_metrics) <= set(spec.metric_names)
-    assert spec.sample_kind in ("text", "image", "audio") and spec.reward_kind in ("text", "image")
+    assert spec.sample_kind in SAMPLE_KINDS and spec.reward_kind in ("text", "image")
     if spec.policy_factory is not None:
         assert callable(kinds.load_target(spec.policy_factory))
     assert kinds.builtin_models(name), "every kind has a built-in model to start from"
@@ -86,3 +88,10 @@ def test_no_code_outside_the_registry_switches_on_a_kind_name():
                 if SWITCH.search(line):
                     offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_service_views_know_every_sample_kind_the_engine_logs():
+    from worker.views import SampleKind
+
+    assert set(get_args(SampleKind)) == set(SAMPLE_KINDS)
+    assert {kinds.get_kind(name).sample_kind for name in kinds.kind_names()} <= set(SAMPLE_KINDS)
