@@ -18,8 +18,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from ..config import ConfigError
-from . import register_reward
+from . import RewardOptions, register_reward
 
 LETTERS = "ABCDEFGHIJ"
 _OPTION = re.compile(r"\(([A-J])\)\s*(.*?)\s*(?=\([A-J]\)|$)", re.S)
@@ -101,16 +103,49 @@ def _options_of(prompt: str, row_choices: Any) -> list[str]:
     return choices_list(row_choices) or parse_choices(prompt)
 
 
+TAG_PATTERN = r"^\w+$"  # a tag is one word: it is put into a regex as <tag>...</tag>
+
+
+class MCAnswerOptions(RewardOptions):
+    column: str = Field(
+        default="answer",
+        min_length=1,
+        max_length=128,
+        description="Dataset column of the right option (its text or its letter).",
+    )
+    choices_column: str = Field(
+        default="choices",
+        min_length=1,
+        max_length=128,
+        description="Dataset column of the options (a list); rows without it use the prompt's (A) ... (B) ... list.",
+    )
+    tag: str = Field(
+        default="answer",
+        max_length=32,
+        pattern=TAG_PATTERN,
+        description="The choice is read from the last `<tag>...</tag>` of the completion (one word).",
+    )
+    require_tag: bool = Field(
+        default=False, description="Score 0 without the tag instead of reading the whole completion."
+    )
+
+
+class MCFormatOptions(RewardOptions):
+    tag: str = Field(
+        default="answer",
+        max_length=32,
+        pattern=TAG_PATTERN,
+        description="The tag the completion must hold exactly once, non-empty (one word).",
+    )
+
+
 @register_reward(
     "mc_answer",
     "text",
-    "1 if the chosen option (<answer> tag, letter or option text) is the answer column (options: column, "
-    "choices_column, tag, require_tag).",
+    "1 if the chosen option (`<answer>` tag, letter or option text) is the answer column, else 0.",
+    options=MCAnswerOptions,
 )
 def mc_answer(column: str = "answer", choices_column: str = "choices", tag: str = "answer", require_tag: bool = False):
-    if not re.fullmatch(r"\w+", tag):
-        raise ConfigError(f"rewards: mc_answer tag must be a word (got {tag!r})")
-
     def reward(prompts: Sequence[str], completions: Sequence[str], **columns: Any) -> list[float | None]:
         if column not in columns:
             known = ", ".join(sorted(columns)) or "none"
@@ -135,11 +170,12 @@ def mc_answer(column: str = "answer", choices_column: str = "choices", tag: str 
 
 
 @register_reward(
-    "mc_format", "text", "1 if the completion holds exactly one non-empty <answer>...</answer> (option tag)."
+    "mc_format",
+    "text",
+    "1 if the completion holds exactly one non-empty `<answer>...</answer>` (option tag), else 0.",
+    options=MCFormatOptions,
 )
 def mc_format(tag: str = "answer"):
-    if not re.fullmatch(r"\w+", tag):
-        raise ConfigError(f"rewards: mc_format tag must be a word (got {tag!r})")
     pattern = re.compile(rf"^\s*(<think>.*?</think>\s*)?<{tag}>(?P<body>(?:(?!<{tag}>).)+?)</{tag}>\s*$", re.S)
 
     def reward(prompts: Sequence[str], completions: Sequence[str], **_: Any) -> list[float | None]:

@@ -3,8 +3,9 @@
 import pytest
 
 from adrpo_engine.config import ConfigError, RewardSpec
-from adrpo_engine.rewards import build_reward
+from adrpo_engine.rewards import build_reward, registered_reward
 from adrpo_engine.rewards.choice import choices_list, parse_choices
+from adrpo_engine.rewards.schema import RewardRowError, check_reward_rows, describe_options, reward_groups
 
 PROMPT = "How many beeps do you hear? (A) 1 (B) 2 (C) 3 (D) 4"
 
@@ -72,3 +73,41 @@ def test_mc_format():
         "x <answer>2</answer>",
     ]
     assert reward([PROMPT] * len(texts), texts) == [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_the_picker_describes_both_rewards_options_for_audio_and_text_jobs():
+    answer = {f.name: f for f in describe_options(registered_reward("mc_answer"))}
+    assert list(answer) == ["column", "choices_column", "tag", "require_tag"]
+    assert (answer["column"].type, answer["column"].default) == ("str", "answer")
+    assert (answer["require_tag"].type, answer["require_tag"].default) == ("bool", False)
+    assert [f.name for f in describe_options(registered_reward("mc_format"))] == ["tag"]
+    for kind in ("audio", "llm"):
+        rules = [r.name for r in dict(reward_groups(kind))["Rule (no model)"]]
+        assert "mc_answer" in rules and "mc_format" in rules
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "words"),
+    [
+        ({"name": "mc_answer", "options": {"tag": "a b"}}, "rewards.0.options.tag", "should match pattern"),
+        ({"name": "mc_format", "options": {"tag": ""}}, "rewards.0.options.tag", "should match pattern"),
+        ({"name": "mc_answer", "options": {"column": ""}}, "rewards.0.options.column", "at least 1 character"),
+        ({"name": "mc_answer", "options": {"require_tag": "maybe"}}, "rewards.0.options.require_tag", "boolean"),
+        ({"name": "mc_answer", "options": {"answer": "x"}}, "rewards.0.options.answer", "unknown option"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_row_and_field(spec, field, words):
+    with pytest.raises(RewardRowError, match=words) as caught:
+        check_reward_rows([RewardSpec.model_validate(spec)], "audio")
+    assert caught.value.field == field
+
+
+def test_a_custom_tag_and_choices_column_are_used():
+    reward = build_reward(
+        RewardSpec(name="mc_answer", options={"tag": "choice", "choices_column": "options", "require_tag": True}),
+        "text",
+    )
+    columns = {"answer": ["dog", "dog"], "options": [["cat", "dog"], ["cat", "dog"]]}
+    assert reward(["Which animal?"] * 2, ["<choice>B</choice>", "<answer>B</answer>"], **columns) == [1.0, 0.0]
+    fmt = build_reward(RewardSpec(name="mc_format", options={"tag": "choice"}), "text")
+    assert fmt(["q"] * 2, ["<choice>B</choice>", "<answer>B</answer>"]) == [1.0, 0.0]
