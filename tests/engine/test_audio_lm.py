@@ -115,6 +115,42 @@ def test_completion_logprobs_on_embeddings_match_the_full_models_forward():
     torch.testing.assert_close(logp[valid], full[valid], atol=1e-4, rtol=1e-4)
 
 
+def test_a_prompt_groups_completions_do_not_depend_on_the_batch_it_is_sampled_in():
+    # Data parallel: each rank samples its own prompt groups with the groups' own draws (base.group_generators),
+    # so the completions of groups 2-3 must be the same sampled alone (rank 1 of 2) as in the whole batch.
+    from adrpo_engine.data import PromptRow
+    from adrpo_engine.trainers.base import group_generators
+
+    cfg, policy = perturbed_policy()
+    rows = [PromptRow(r["prompt"], {k: v for k, v in r.items() if k != "prompt"}) for r in P.audio_tones()[:4]]
+    group, width = 3, cfg.llm.max_new_tokens
+
+    def draws(groups: range) -> torch.Tensor:
+        return torch.cat([torch.rand((group, width), generator=g) for g in group_generators(cfg.seed, 1, groups)])
+
+    whole = policy.texts(policy.sample_rows(rows, group, uniforms=draws(range(0, 4))))
+    torch.manual_seed(123)  # the global generator plays no part
+    second_half = policy.texts(policy.sample_rows(rows[2:], group, uniforms=draws(range(2, 4))))
+    assert second_half == whole[2 * group :]
+    assert len(set(whole)) > 1  # the draws differ per row: not one completion repeated
+
+
+def test_the_trainer_samples_each_step_with_its_prompt_groups_draws(tmp_path, monkeypatch):
+    trainer = AudioLMTrainer(job(prompts_per_step=2), tmp_path / "run", RecordingSink())
+    trainer.setup()
+    seen = []
+    sample_rows = trainer.policy.sample_rows
+
+    def recording(rows, repeat, adapter=True, uniforms=None):
+        seen.append(uniforms)
+        return sample_rows(rows, repeat, adapter, uniforms)
+
+    monkeypatch.setattr(trainer.policy, "sample_rows", recording)
+    trainer.train_step(1)
+    assert seen[0] is not None
+    torch.testing.assert_close(seen[0], trainer.sampling_draws(1, slice(0, 2)))
+
+
 def test_a_few_steps_log_every_metric_and_audio_samples(tmp_path):
     trainer, sink = run_trainer(job(steps=2, sample_every=2), tmp_path / "run")
     for step in (1, 2):
