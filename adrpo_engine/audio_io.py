@@ -53,7 +53,7 @@ def read_audio_bytes(data: bytes, name: str) -> tuple[np.ndarray, int]:
             raise ConfigError(f"audio: {name!r} is not a readable WAV file ({error})") from None
         return _to_float(np.asarray(samples)), int(rate)
     try:
-        import soundfile
+        import soundfile  # pyright: ignore[reportMissingImports] (optional: FLAC/OGG/MP3 clips)
     except ImportError:
         raise ConfigError(
             f"audio: {name!r}: only WAV files can be read without the soundfile package "

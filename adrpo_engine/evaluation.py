@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -47,6 +47,9 @@ from .kinds import get_kind
 from .progress import AUDIO_SAMPLE, IMAGE_SAMPLE, TEXT_SAMPLE
 from .rewards import WeightedRewards
 from .threads import thread_limit
+
+if TYPE_CHECKING:
+    from .trainers.llm import LMPolicy
 
 REFERENCE_STEP = 0  # the reference (adapter off) is reported as step 0
 # Metric names only evals produce (training logs the others under the same names).
@@ -295,7 +298,7 @@ class TextEvaluator:
         self.rewards = WeightedRewards(config.rewards, reward_kind)
         self.extra = WeightedRewards(config.eval.rewards, reward_kind) if config.eval.rewards else None
 
-    def make_policy(self, config: JobConfig):
+    def make_policy(self, config: JobConfig) -> LMPolicy:
         from .trainers.llm import TextPolicy
 
         return TextPolicy(config, *_device_and_dtype(config))
@@ -331,6 +334,7 @@ class TextEvaluator:
             tally.add(TOKEN_OVERLAP, [token_overlap_distance(texts)])
             mask = rollouts.completion_mask.float()
             logp, entropy = self.policy.logprobs(rollouts, adapter=adapter, with_entropy=True)
+            assert entropy is not None  # asked for
             tally.add(M.ENTROPY, entropy[mask.bool()])
             if adapter:
                 ref_logp, _ = self.policy.logprobs(rollouts, adapter=False)
@@ -346,7 +350,7 @@ class TextEvaluator:
 class AudioEvaluator(TextEvaluator):
     """The text evaluator on an audio-language model: each held-out row's clip and question."""
 
-    def make_policy(self, config: JobConfig):
+    def make_policy(self, config: JobConfig) -> LMPolicy:
         from .trainers.audio_lm import AudioPolicy
 
         return AudioPolicy(config, *_device_and_dtype(config))

@@ -75,7 +75,9 @@ def load_audio_lm(model_cfg: ModelConfig, device: torch.device, dtype: torch.dty
         require_loadable(path, model_cfg.revision)
     try:
         processor = load_processor(path, model_cfg.revision)
-        model = _model_class(path, model_cfg.revision).from_pretrained(path, revision=model_cfg.revision, dtype=dtype)
+        model_class = _model_class(path, model_cfg.revision)
+        # transformers types revision as str; None and "main" both mean the default branch
+        model = model_class.from_pretrained(path, revision=model_cfg.revision or "main", dtype=dtype)
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(
             f"model.name_or_path: cannot load an audio-language model from {model_cfg.name_or_path!r}: "

@@ -131,10 +131,15 @@ class AudioLMTrainer(LLMTrainer):
                 raise ConfigError("prompts.eval: an audio job's eval prompts must be questions of its prompt rows")
             self.eval_rows = picked[: len(wanted)]
         for row in self.eval_rows:  # every logged clip must load: found now, not at the first sample step
-            self.policy.clip(row)
+            self.audio_policy.clip(row)
 
-    def make_policy(self) -> AudioPolicy:  # pyright: ignore[reportIncompatibleMethodOverride]
+    def make_policy(self) -> AudioPolicy:
         return AudioPolicy(self.config, self.device, self.dtype)
+
+    @property
+    def audio_policy(self) -> AudioPolicy:
+        assert isinstance(self.policy, AudioPolicy)  # what make_policy() made
+        return self.policy
 
     def reward_columns(self, rows: list[PromptRow], repeat: int) -> dict[str, list]:
         """Every column but the clip (rewards read text; a remote reward could not send an array)."""
@@ -142,9 +147,9 @@ class AudioLMTrainer(LLMTrainer):
         columns.pop(self.config.audio.column, None)
         return columns
 
-    def sample_media(self, index: int, row: PromptRow) -> dict[str, str | None]:
+    def sample_media(self, index: int, row: PromptRow) -> tuple[str, str | None]:
         relative = AUDIO_SAMPLES_DIR / f"eval-{index}.wav"
         target = self.run_dir / relative
         if not target.is_file():
-            write_wav(target, self.policy.clip(row), self.policy.sampling_rate)
-        return {"kind": AUDIO_SAMPLE, "audio_path": str(relative)}
+            write_wav(target, self.audio_policy.clip(row), self.audio_policy.sampling_rate)
+        return AUDIO_SAMPLE, str(relative)

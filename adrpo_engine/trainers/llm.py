@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -44,6 +45,25 @@ EVAL_PROMPTS = 4
 SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
 COMPLETION_LENGTH = "completion/mean_tokens"
 COMPLETION_CLIPPED = "completion/clipped_frac"  # rows that hit max_new_tokens without EOS
+
+
+class LMPolicy(Protocol):
+    """What the LLM trainer and the text evaluator use of a policy: :class:`TextPolicy`, or one whose prompts
+    are more than text (``trainers.audio_lm.AudioPolicy``)."""
+
+    device: torch.device
+    model: Any  # the PeftModel whose adapter is trained
+    eos_ids: list[int]
+
+    def sample_rows(
+        self, rows: list[PromptRow], repeat: int, adapter: bool = True, uniforms: Tensor | None = None
+    ) -> S.Rollouts: ...
+
+    def texts(self, rollouts: S.Rollouts) -> list[str]: ...
+
+    def logprobs(
+        self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False
+    ) -> tuple[Tensor, Tensor | None]: ...
 
 
 class TextPolicy:
@@ -99,7 +119,7 @@ class TextPolicy:
     def texts(self, rollouts: S.Rollouts) -> list[str]:
         return C.decode_completions(self.tokenizer, rollouts.completion_ids, rollouts.completion_mask)
 
-    def logprobs(self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False):
+    def logprobs(self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
         context = nullcontext() if adapter else self.model.disable_adapter()
         with context:
             return C.completion_logprobs(self.model, rollouts, self.config.llm.temperature, with_entropy)
@@ -121,7 +141,7 @@ class LLMTrainer(BaseTrainer):
         self.eval_rows = eval_prompts(cfg.prompts, self.rows, count=EVAL_PROMPTS)
         self.init_optimizer(self.policy.model.parameters())
 
-    def make_policy(self) -> TextPolicy:
+    def make_policy(self) -> LMPolicy:
         return TextPolicy(self.config, self.device, self.dtype)
 
     def reward_columns(self, rows: list[PromptRow], repeat: int) -> dict[str, list]:
@@ -407,9 +427,9 @@ class LLMTrainer(BaseTrainer):
         rewards, _ = self.rewards([row.prompt] * count, texts, **self.reward_columns([row], count))
         return texts, rewards.tolist()
 
-    def sample_media(self, index: int, row: PromptRow) -> dict[str, str | None]:
-        """The logged samples' kind and media file of eval prompt ``index`` (text: none)."""
-        return {"kind": TEXT_SAMPLE}
+    def sample_media(self, index: int, row: PromptRow) -> tuple[str, str | None]:
+        """The logged samples' kind and the clip of eval prompt ``index`` (text: none)."""
+        return TEXT_SAMPLE, None
 
     def log_samples(self, step: int) -> list[Sample]:
         """Step 0: the reference (adapter off); later: the policy; the same seed per prompt at every step.
@@ -420,7 +440,7 @@ class LLMTrainer(BaseTrainer):
         for index, row in enumerate(self.eval_rows):
             seed = cfg.seed + index
             texts, rewards = self.eval_completions(row, seed, cfg.llm.eval_samples, adapter=step > 0)
-            media = self.sample_media(index, row)
+            kind, audio_path = self.sample_media(index, row)
             samples += [
                 Sample(
                     step=step,
@@ -430,7 +450,8 @@ class LLMTrainer(BaseTrainer):
                     text=text,
                     reward=reward,
                     extra={"index": k},
-                    **media,
+                    kind=kind,
+                    audio_path=audio_path,
                 )
                 for k, (text, reward) in enumerate(zip(texts, rewards))
             ]

@@ -20,7 +20,7 @@ DEFAULT_PRESET = "digits-even"
 
 # The classes the form is built from (the reward rows' field is their gr.State); gradio's base Component
 # declares no events, so the fields are typed by what they are.
-FormField = gr.Dropdown | gr.Radio | gr.Number | gr.Textbox | gr.State
+FormField = gr.Dropdown | gr.Radio | gr.Number | gr.Textbox | gr.State | gr.File  # File: an audio job's clips
 FieldT = TypeVar("FieldT", bound=FormField)
 
 
