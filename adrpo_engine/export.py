@@ -45,6 +45,11 @@ def chosen_checkpoint(run_dir: Path, step: int | None) -> tuple[int, Path]:
     return step, folder
 
 
+def can_merge(kind: str) -> bool:
+    """Whether a job of ``kind`` can become one merged transformers model (its policy is a causal LM)."""
+    return get_kind(kind).sample_kind == TEXT_SAMPLE
+
+
 def export_merged_llm(run_dir: str | Path, out_dir: str | Path, step: int | None = None) -> Path:
     """Merge the adapter of ``run_dir``'s checkpoint (newest, or ``step``) into its base model and save
     the result to ``out_dir`` (model, tokenizer, the job's config); returns ``out_dir``."""
@@ -54,7 +59,7 @@ def export_merged_llm(run_dir: str | Path, out_dir: str | Path, step: int | None
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     job = run_config(run_dir)
-    if get_kind(job.kind).sample_kind != TEXT_SAMPLE:
+    if not can_merge(job.kind):
         raise ConfigError(f"kind: a merged export is for LLM jobs; this run is a {job.kind!r} job")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"out: {str(out_dir)!r} exists and is not empty")

@@ -25,6 +25,7 @@ from worker.service import (
     JobNotFound,
     JobService,
     JobView,
+    MergedModelView,
     SampleView,
     SubmissionError,
     SweepView,
@@ -200,6 +201,19 @@ def make_router(service: JobService, settings: Settings) -> APIRouter:
     def comfyui_lora(job_id: str, step: int | None = Query(None, ge=0, le=MAX_SQL_INT)) -> FileResponse:
         path = service.comfyui_lora(job_id, step=step)
         return FileResponse(path, media_type="application/octet-stream", filename=path.name)
+
+    @router.get("/jobs/{job_id}/merged-model", response_model=MergedModelView)
+    def merged_model(job_id: str, step: int | None = Query(None, ge=0, le=MAX_SQL_INT)) -> MergedModelView:
+        return service.merged_model(job_id, step=step)
+
+    @router.post("/jobs/{job_id}/merged-model", response_model=MergedModelView, status_code=202)
+    def build_merged_model(job_id: str, step: int | None = Query(None, ge=0, le=MAX_SQL_INT)) -> MergedModelView:
+        return service.merged_model(job_id, step=step, build=True)
+
+    @router.get("/jobs/{job_id}/merged-model.zip", response_class=FileResponse)
+    def merged_model_zip(job_id: str, step: int | None = Query(None, ge=0, le=MAX_SQL_INT)) -> FileResponse:
+        path = service.merged_model_zip(job_id, step=step)
+        return FileResponse(path, media_type="application/zip", filename=path.name)
 
     @router.get("/jobs/{job_id}/log", response_class=PlainTextResponse)
     def log_tail(job_id: str, lines: int = Query(200, ge=1, le=10_000)) -> str:

@@ -6,6 +6,7 @@ elsewhere)."""
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import zipfile
 from collections import deque
 from dataclasses import dataclass
@@ -142,6 +143,46 @@ def build_comfyui_lora(
     staging.unlink(missing_ok=True)
     export_comfyui_lora(run_dir, staging, step)
     staging.replace(target)
+    return target
+
+
+@dataclass(frozen=True)
+class MergedFiles:
+    """An LLM checkpoint merged into its base model, as files in ``exports/`` (their presence is the state:
+    the zip when built, ``.building`` while a worker builds it, ``.error`` with the message if it failed)."""
+
+    zip: Path
+    building: Path
+    error: Path
+
+
+def merged_files(run_dir: Path, stem: str) -> MergedFiles:
+    base = inside(run_dir, Path(EXPORTS) / f"{stem}-merged.zip")
+    return MergedFiles(base, base.with_name(f"{base.name}.building"), base.with_name(f"{base.name}.error"))
+
+
+def build_merged_zip(
+    run_dir: Path, checkpoint_relpath: str, step: int, stem: str, expected_sha256: str | None = None
+) -> Path:
+    """``exports/<stem>-merged.zip``: the checkpoint's adapter merged into the base weights
+    (adrpo_engine.export: safetensors, tokenizer, the job's config) in one folder ``<stem>-merged/``."""
+    from adrpo_engine.export import export_merged_llm
+
+    target = merged_files(run_dir, stem).zip
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if expected_sha256 is not None and checkpoint_sha256(inside(run_dir, checkpoint_relpath)) != expected_sha256:
+        raise CorruptCheckpoint(f"checkpoint of step {step} no longer matches the sha256 recorded when it was saved")
+    with tempfile.TemporaryDirectory(prefix=".merge-", dir=target.parent) as scratch:
+        folder = export_merged_llm(run_dir, Path(scratch) / f"{stem}-merged", step)
+        staging = Path(scratch) / target.name
+        # Stored, not deflated: safetensors weights barely compress, and a 7B model would take minutes more.
+        with zipfile.ZipFile(staging, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for path in sorted(folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, path.relative_to(folder.parent).as_posix())
+        staging.replace(target)
     return target
 
 

@@ -1,8 +1,9 @@
 """The Celery application, configured from :class:`~worker.settings.Settings`.
 
-Two queues: ``train`` (training jobs) and ``generate`` (comparisons, evals and adapter exports), so a GPU fleet
-can dedicate workers; the embedded worker of `adrpo serve` consumes both. One task at a time per worker
-(solo pool, prefetch 1) and late acks: a message is acknowledged only after its task has finished.
+Two queues: ``train`` (training jobs) and ``generate`` (comparisons, evals, adapter exports and merged
+models), so a GPU fleet can dedicate workers; the embedded worker of `adrpo serve` consumes both. One task
+at a time per worker (solo pool, prefetch 1) and late acks: a message is acknowledged only after its task
+has finished.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ RUN_JOB = "adrpo.run_job"
 RUN_COMPARISON = "adrpo.run_comparison"
 RUN_DRY_RUN = "adrpo.run_reward_dry_run"
 EXPORT_ADAPTER = "adrpo.export_adapter"
+EXPORT_MERGED = "adrpo.export_merged"
 RUN_EVAL = "adrpo.run_eval"
 
 TASK_ROUTES = {
@@ -27,6 +29,7 @@ TASK_ROUTES = {
     RUN_COMPARISON: {"queue": GENERATE_QUEUE},
     RUN_DRY_RUN: {"queue": GENERATE_QUEUE},
     EXPORT_ADAPTER: {"queue": GENERATE_QUEUE},
+    EXPORT_MERGED: {"queue": GENERATE_QUEUE},
     RUN_EVAL: {"queue": GENERATE_QUEUE},
 }
 

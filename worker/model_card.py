@@ -59,6 +59,11 @@ def zip_name(job_name: str, job_id: str, step: int) -> str:
     return f"{safe}-{job_id[:8]}-step-{step:06d}.zip"
 
 
+def export_stem(job_name: str, job_id: str, step: int) -> str:
+    """The zip's name without ``.zip``: the other exports of that checkpoint are named after it."""
+    return zip_name(job_name, job_id, step).removesuffix(".zip")
+
+
 def with_base_model(adapter_config: bytes, base: str) -> bytes:
     """adapter_config.json with ``base_model_name_or_path`` set (PEFT leaves it null for a bare module)."""
     data = json.loads(adapter_config)

@@ -4,6 +4,7 @@ own session); training and generation run on Celery workers, never in the caller
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,13 +22,14 @@ from .artifacts import (
     ZipExtras,
     build_adapter_zip,
     build_comfyui_lora,
+    merged_files,
     tail,
 )
-from .celery_app import RUN_COMPARISON, RUN_DRY_RUN, RUN_EVAL, RUN_JOB, create_celery
+from .celery_app import EXPORT_MERGED, RUN_COMPARISON, RUN_DRY_RUN, RUN_EVAL, RUN_JOB, create_celery
 from .db import Store, existing, upgrade
 from .evals import EvalRequestError, eval_metrics, request_eval
 from .inputs import MAX_SQL_INT, check_id, check_text
-from .model_card import model_card, zip_name
+from .model_card import export_stem, model_card, zip_name
 from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow, Sweep, utcnow
 from .policy import Policy
 from .queries import fetch_metrics
@@ -41,6 +43,7 @@ from .views import (
     DryRunView,
     EvalView,
     JobView,
+    MergedModelView,
     SampleView,
     SweepJobView,
     SweepStatus,
@@ -56,6 +59,7 @@ __all__ = [
     "ComparisonView",
     "DryRunView",
     "EvalView",
+    "MergedModelView",
     "SweepView",
     "SubmissionError",
     "JobNotFound",
@@ -64,6 +68,8 @@ __all__ = [
 ]
 
 MAX_COMPARISON_SAMPLES = 16
+# A merge whose marker is older than this is taken for one whose worker died: a new request sends it again.
+MERGE_STALE_S = 3600
 MAX_DRY_RUN_SAMPLES = 16
 MAX_PROMPT_CHARS = 4000
 
@@ -256,7 +262,7 @@ class JobService:
         """An SD3 job's checkpoint LoRA as one ComfyUI-loadable .safetensors (named like the zip)."""
         checkpoint = self._checkpoint_row(job_id, step)
         job = self.get_job(job_id)
-        stem = zip_name(job.name, job.id, checkpoint.step).removesuffix(".zip")
+        stem = export_stem(job.name, job.id, checkpoint.step)
         try:
             return build_comfyui_lora(
                 self.settings.run_dir(job_id), checkpoint.path, checkpoint.step, stem, checkpoint.sha256
@@ -283,6 +289,40 @@ class JobService:
             raise JobNotFound(f"step: {error}") from None
         except CorruptCheckpoint as error:
             raise InvalidState(f"step: {error}") from None
+
+    def merged_model(self, job_id: str, step: int | None = None, *, build: bool = False) -> MergedModelView:
+        """An LLM checkpoint (the latest when ``step`` is None) merged into its base model, by its files;
+        with ``build``, a worker on the generate queue is asked to build it unless it is built or being
+        built (a failed one is tried again). The merge loads the whole base model: never in this process."""
+        from adrpo_engine.export import can_merge
+
+        job = self.get_job(job_id)
+        if not can_merge(job.kind):
+            raise InvalidState(f"kind: a merged model is for LLM jobs; job {job_id} is a {job.kind!r} job")
+        checkpoint = self._checkpoint_row(job_id, step)
+        files = merged_files(self.settings.run_dir(job_id), export_stem(job.name, job.id, checkpoint.step))
+        view = MergedModelView.of(job_id, checkpoint.step, files)
+        stale = view.status == "building" and time.time() - files.building.stat().st_mtime > MERGE_STALE_S
+        if not build or view.status not in ("absent", "failed") and not stale:
+            return view
+        files.zip.parent.mkdir(parents=True, exist_ok=True)
+        files.error.unlink(missing_ok=True)
+        files.building.write_text(f"requested {utcnow().isoformat()}\n")
+        try:
+            self.celery.send_task(EXPORT_MERGED, args=[job_id, checkpoint.step])
+        except Exception as error:
+            files.building.unlink(missing_ok=True)
+            raise BrokerUnavailable(f"broker: could not queue the merge ({type(error).__name__}: {error})") from error
+        return MergedModelView.of(job_id, checkpoint.step, files)
+
+    def merged_model_zip(self, job_id: str, step: int | None = None) -> Path:
+        view = self.merged_model(job_id, step)
+        if view.status != "ready":
+            raise InvalidState(
+                f"step: the merged model of step {view.step} is {view.status}, not ready "
+                "(POST /api/jobs/{id}/merged-model to build it)"
+            )
+        return merged_files(self.settings.run_dir(job_id), view.file.removesuffix("-merged.zip")).zip
 
     def _zip_extras(self, job_id: str, step: int) -> ZipExtras:
         """Name, model card and base model of a checkpoint's zip (the card quotes that step's metrics)."""

@@ -1,4 +1,5 @@
-"""Celery tasks: train a job, generate a comparison, run a reward dry run, export an adapter zip.
+"""Celery tasks: train a job, generate a comparison, run a reward dry run, export an adapter zip or a
+merged LLM.
 
 Each task reads and writes the job store; its return value is informational only (no result backend).
 The worker process's settings come from the environment (``adrpo worker`` / ``adrpo serve`` set it).
@@ -17,8 +18,17 @@ from sqlalchemy import select, update
 
 from adrpo_engine.config import ConfigError, validate_config
 
-from .artifacts import append_log, build_adapter_zip
-from .celery_app import EXPORT_ADAPTER, RUN_COMPARISON, RUN_DRY_RUN, RUN_EVAL, RUN_JOB, celery_app, configure
+from .artifacts import append_log, build_adapter_zip, build_merged_zip, merged_files
+from .celery_app import (
+    EXPORT_ADAPTER,
+    EXPORT_MERGED,
+    RUN_COMPARISON,
+    RUN_DRY_RUN,
+    RUN_EVAL,
+    RUN_JOB,
+    celery_app,
+    configure,
+)
 from .db import Store, existing, rows_changed
 from .evals import REFERENCE_STEP, request_eval, run_eval
 from .group import MAX_GROUP_ATTEMPTS, run_group
@@ -33,6 +43,7 @@ from .lifecycle import (
     release_job,
     sample_rows,
 )
+from .model_card import export_stem
 from .models import Checkpoint, Comparison, DryRun, Job, utcnow
 from .policy import Policy, check_policy
 from .settings import Settings
@@ -339,6 +350,37 @@ def export_adapter_zip(ctx: WorkerContext, job_id: str, step: int | None = None)
             ctx.settings.run_dir(job_id), checkpoint.path, checkpoint.step, expected_sha256=checkpoint.sha256
         )
     )
+
+
+@celery_app.task(name=EXPORT_MERGED, acks_late=True)
+def export_merged(job_id: str, step: int) -> str:
+    """An LLM checkpoint merged into its base model, zipped into the run's exports (see merge_checkpoint)."""
+    return merge_checkpoint(context(), job_id, step)
+
+
+def merge_checkpoint(ctx: WorkerContext, job_id: str, step: int) -> str:
+    """Build ``exports/<stem>-merged.zip`` for the checkpoint at ``step``; on failure its ``.error`` file
+    holds the one-line reason for the page. The ``.building`` marker the request wrote goes either way."""
+    with ctx.store.session() as session:
+        job = session.get(Job, job_id)
+        checkpoint = _checkpoint_for(session, job_id, step)
+        if job is None or checkpoint is None:
+            return "no checkpoint"
+        config_data, name, relpath, sha = job.config, job.name, checkpoint.path, checkpoint.sha256
+    run_dir = ctx.settings.run_dir(job_id)
+    stem = export_stem(name, job_id, step)
+    files = merged_files(run_dir, stem)
+    try:
+        check_policy(validate_config(config_data), Policy.of(ctx.settings))  # the base model is loaded again
+        build_merged_zip(run_dir, relpath, step, stem, sha)
+    except Exception as error:
+        append_log(run_dir, f"merged export of step {step} failed: {traceback.format_exc()}")
+        files.error.write_text(describe_failure(error))
+        return "failed"
+    finally:
+        files.building.unlink(missing_ok=True)
+    append_log(run_dir, f"merged model of step {step} exported: {files.zip.name}")
+    return "ready"
 
 
 def start_heartbeat(ctx: WorkerContext, parent_pid: int | None = None, on_orphaned=None) -> Heartbeat:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from adrpo_engine.checkpoints import DIFFUSERS_WEIGHTS
 from adrpo_engine.progress import AUDIO_SAMPLE, TRAINING
 
+from .artifacts import MergedFiles
 from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow
 from .status import JobStatus
 
@@ -20,6 +21,7 @@ SampleKind = Literal["text", "image", "audio"]
 ComparisonStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # JobStatus values
 EvalStatus = Literal["queued", "running", "succeeded", "failed"]
 SweepStatus = Literal["queued", "running", "evaluating", "finished", "cancelled"]
+MergedStatus = Literal["absent", "building", "ready", "failed"]
 
 
 @overload
@@ -135,6 +137,27 @@ class CheckpointView(BaseModel):
             created_at=as_utc(row.created_at),
             comfyui=(run_dir / row.path / DIFFUSERS_WEIGHTS).is_file(),
         )
+
+
+class MergedModelView(BaseModel):
+    """An LLM checkpoint merged into its base model (one zip of a transformers folder), by its files."""
+
+    job_id: str
+    step: int
+    status: MergedStatus
+    file: str  # the zip's name (GET /api/jobs/{id}/merged-model.zip?step=N once ready)
+    error: str | None = None
+
+    @classmethod
+    def of(cls, job_id: str, step: int, files: MergedFiles) -> MergedModelView:
+        if files.zip.is_file():
+            status: MergedStatus = "ready"
+        elif files.building.is_file():
+            status = "building"
+        else:
+            status = "failed" if files.error.is_file() else "absent"
+        error = files.error.read_text().strip() if status == "failed" else None
+        return cls(job_id=job_id, step=step, status=status, file=files.zip.name, error=error)
 
 
 class ComparisonView(BaseModel):

@@ -1,5 +1,5 @@
-"""Job detail tab: live curves, samples per step beside the step-0 reference, config, log tail and
-checkpoint downloads of one job.
+"""Job detail tab: live curves, samples per step beside the step-0 reference, config, log tail,
+checkpoint downloads and the Hub push of one job.
 
 The page keeps what it has already drawn in a ``gr.State`` and asks the service only for metric
 points and samples newer than that (``get_metrics(since_step)``), so a long run costs the same per
@@ -23,6 +23,7 @@ from .audio_views import audio_samples_html
 from .cards import sample_card
 from .common import POLL_SECONDS, round_reward
 from .service import StudioService
+from .share import ShareBox, build_share_box
 
 SAMPLE_COLUMNS = ["step", "role", "prompt", "seed", "reward", "text"]
 SAMPLE_COLUMN_WIDTHS: list[str | int] = ["6%", "9%", "25%", "6%", "8%", "46%"]
@@ -56,6 +57,7 @@ class DetailTab:
     config: gr.Code
     log: gr.Textbox
     checkpoints: gr.State
+    share: ShareBox
     state: gr.State
     timer: gr.Timer
 
@@ -205,6 +207,7 @@ def build_detail_tab(service: StudioService) -> DetailTab:
                         size="sm",
                     )
 
+    share = build_share_box()
     with gr.Row():
         config = gr.Code("", language="yaml", label="Config", interactive=False, max_lines=22, elem_id="detail-config")
         log = gr.Textbox("", label="Log (tail)", lines=18, max_lines=18, autoscroll=True, elem_id="detail-log")
@@ -221,6 +224,7 @@ def build_detail_tab(service: StudioService) -> DetailTab:
         config,
         log,
         checkpoints,
+        share,
         state,
         timer,
     )

@@ -20,6 +20,7 @@ from adrpo_engine.config_io import apply_overrides, parse_override
 from adrpo_engine.kinds import ALGORITHM_NAMES, DEFAULT_KIND, KINDS, builtin_models, get_kind
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.rewards.schema import check_reward_rows
+from adrpo_engine.trackers import TRACKERS, missing_tracker_package
 
 from .reward_specs import row_label, rows_from_specs, specs_from_rows
 
@@ -75,6 +76,7 @@ FIELDS = (
     "lora_rank",
     "lora_targets",
     "seed",
+    "report_to",
     "extra",
     "clip_files",
     "clip_answers",
@@ -156,6 +158,7 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
         "lora_rank": job.lora.rank,
         "lora_targets": ", ".join(job.lora.target_modules or []),
         "seed": job.seed,
+        "report_to": list(job.report_to),
         "extra": "",
         "clip_files": None,  # uploaded clips cannot be shown again: a new job uploads its own
         "clip_answers": "\n".join(str(row.get("answer", "")) for row in prompts.rows),
@@ -194,7 +197,14 @@ def config_from_form(values: dict[str, Any], base: dict[str, Any] | None = None)
     targets = [t.strip() for t in (_text(values.get("lora_targets")) or "").replace("\n", ",").split(",") if t.strip()]
     lora["target_modules"] = targets or None
     data["lora"] = lora
+    if values.get("report_to") is not None:
+        data["report_to"] = list(values["report_to"])
     return apply_overrides(data, parse_extra_overrides(values.get("extra") or ""))
+
+
+def tracker_choices() -> list[tuple[str, str]]:
+    """(label, name) of every tracker; one whose package this server lacks says so (choosing it is refused)."""
+    return [(name if missing_tracker_package(name) is None else f"{name} (not installed)", name) for name in TRACKERS]
 
 
 def preview(values: dict[str, Any], base: dict[str, Any] | None = None) -> FormPreview:

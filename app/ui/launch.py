@@ -20,7 +20,7 @@ DEFAULT_PRESET = "digits-even"
 
 # The classes the form is built from (the reward rows' field is their gr.State); gradio's base Component
 # declares no events, so the fields are typed by what they are.
-FormField = gr.Dropdown | gr.Radio | gr.Number | gr.Textbox | gr.State | gr.File  # File: an audio job's clips
+FormField = gr.Dropdown | gr.Radio | gr.Number | gr.Textbox | gr.CheckboxGroup | gr.State | gr.File  # File: clips
 FieldT = TypeVar("FieldT", bound=FormField)
 
 
@@ -202,6 +202,15 @@ def build_launch_tab(user_modules: tuple[str, ...] = ()) -> LaunchTab:
                     elem_id="launch-lora-targets",
                 )
                 fields["seed"] = gr.Number(start["seed"], label="Seed", precision=0, elem_id="launch-seed")
+            fields["report_to"] = gr.CheckboxGroup(
+                forms.tracker_choices(),
+                value=start["report_to"],
+                label="Experiment trackers (report_to)",
+                info="Each also gets every metric, the config and the samples. TensorBoard and MLflow write "
+                "into the run folder unless MLFLOW_TRACKING_URI says otherwise, W&B runs offline unless "
+                "WANDB_API_KEY is set, Trackio writes to TRACKIO_DIR (docs/ecosystem.md).",
+                elem_id="launch-report-to",
+            )
             with gr.Accordion("Advanced: any other config key", open=False):
                 fields["extra"] = gr.Textbox(
                     "",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from worker.views import CheckpointView, ComparisonView, DryRunView, JobView, SampleView
+from worker.views import CheckpointView, ComparisonView, DryRunView, JobView, MergedModelView, SampleView
 
 
 @runtime_checkable
@@ -40,6 +40,10 @@ class StudioService(Protocol):
     def adapter_zip(self, job_id: str, step: int | None = None) -> Path: ...
 
     def comfyui_lora(self, job_id: str, step: int | None = None) -> Path: ...
+
+    def merged_model(self, job_id: str, step: int | None = None, *, build: bool = False) -> MergedModelView: ...
+
+    def merged_model_zip(self, job_id: str, step: int | None = None) -> Path: ...
 
     def log_tail(self, job_id: str, lines: int = 200) -> str: ...
 

@@ -323,3 +323,26 @@ def test_audio_clips_become_rows_that_travel_with_the_job(tmp_path):
         forms.config_from_form({**values, "clip_files": None})
     with pytest.raises(ConfigError, match="one question for every clip"):
         forms.config_from_form({**values, "prompt_texts": "a\nb\nc"})
+
+
+def test_trackers_chosen_on_the_form_reach_the_config_and_round_trip():
+    values = forms.form_from_config(forms.base_config("digits-even"), "digits-even")
+    assert values["report_to"] == []
+    values["report_to"] = ["tensorboard", "mlflow"]
+    config = forms.preview(values, forms.base_config("digits-even")).config
+    assert config is not None and config["report_to"] == ["tensorboard", "mlflow"]
+    assert forms.form_from_config(config)["report_to"] == ["tensorboard", "mlflow"]
+    assert [name for _, name in forms.tracker_choices()] == ["tensorboard", "mlflow", "wandb", "trackio"]
+
+
+def test_a_tracker_the_server_lacks_is_labelled_and_refused_naming_the_field(monkeypatch):
+    import adrpo_engine.trackers as trackers
+
+    real = trackers.importlib.util.find_spec
+    monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))
+    assert ("wandb (not installed)", "wandb") in forms.tracker_choices()
+    values = forms.form_from_config(forms.base_config("digits-even"), "digits-even")
+    values["report_to"] = ["wandb"]
+    result = forms.preview(values, forms.base_config("digits-even"))
+    assert result.config is None
+    assert "report_to" in result.error and "'wandb'" in result.error and "not installed" in result.error

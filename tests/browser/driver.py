@@ -118,6 +118,23 @@ def download_first_adapter(page, folder: Path) -> Path:
     return target
 
 
+def push_from_page(page, repo: str, token: str) -> str:
+    """Job detail's Hub box: repository and token typed, Push clicked; returns the line it answers."""
+    box = page.locator("#share-box")
+    if not page.locator("#share-push").is_visible():
+        box.get_by_text("Share on the Hugging Face Hub").click()
+    page.locator("#share-repo textarea, #share-repo input").first.fill(repo)
+    page.locator("#share-token input").fill(token)
+    before = page.locator("#share-result").inner_text()
+    page.locator("#share-push").click()
+    page.wait_for_function(
+        "before => { const el = document.querySelector('#share-result'); const text = el ? el.innerText.trim() : '';"
+        " return /^(Not pushed|Pushed)/.test(text) && text !== before.trim(); }",
+        arg=before,
+    )
+    return page.locator("#share-result").inner_text()
+
+
 def zip_names(path: Path) -> list[str]:
     with zipfile.ZipFile(path) as archive:
         return sorted(archive.namelist())

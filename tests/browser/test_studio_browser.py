@@ -43,6 +43,14 @@ def test_newcomer_launches_watches_compares_and_downloads(tmp_path):
         assert any(name.endswith("adapter_model.safetensors") for name in names), names
         shutil.copy(adapter, ARTIFACTS / "adapter.zip")
 
+        # The Hub box: no token, no push (the server's own is never used); a typed one is used once and
+        # emptied (this machine has no hub: the push is refused as offline, without the token in the line).
+        refused = driver.push_from_page(page, "me/from-browser", "")
+        assert "token: type a Hugging Face token" in refused
+        offline = driver.push_from_page(page, "me/from-browser", "hf_typed_in_the_browser")
+        assert "cannot reach the hub" in offline and "hf_typed" not in offline
+        assert page.locator("#share-token input").input_value() == ""
+
         summary = driver.run_comparison(page)
         assert "mean reward: reference" in summary
         assert driver.gallery_images(page, "compare-reference") >= 1

@@ -14,6 +14,7 @@ from adrpo_engine.models.tiny_sd3 import tiny_sd3_path
 from adrpo_engine.progress import RecordingSink
 from adrpo_engine.rewards.image import clip_embedder, clip_score
 from adrpo_engine.runner import compare, train
+from tests.comfyui_patch import apply_comfyui_lora, velocity
 
 PROMPTS = ["a red cat", "a blue dog"]
 
@@ -164,8 +165,7 @@ def test_t2i_diversity_is_clip_pairwise_distance():
 
 
 def test_the_comfyui_export_applies_as_comfyui_applies_a_lora(trained_run, tmp_path):
-    """ComfyUI patches W += alpha / rank * up @ down for each `lora_transformer_<path>` it maps onto the
-    SD3 transformer (comfy/lora.py); done here by hand, the transformer gives the fine-tuned velocity."""
+    """Patched as ComfyUI patches a LoRA (tests/comfyui_patch.py), the transformer gives the fine-tuned velocity."""
     from safetensors.torch import load_file
     from typer.testing import CliRunner
 
@@ -179,18 +179,7 @@ def test_the_comfyui_export_applies_as_comfyui_applies_a_lora(trained_run, tmp_p
     assert state and all(key.startswith("lora_transformer_") for key in state)
 
     transformer = load_pipeline(str(tiny_sd3_path())).transformer
-    modules = {name.replace(".", "_"): module for name, module in transformer.named_modules()}
-    patched = set()
-    with torch.no_grad():
-        for key in state:
-            if not key.endswith(".lora_down.weight"):
-                continue
-            name = key[len("lora_transformer_") : -len(".lora_down.weight")]
-            down, up = state[key], state[f"lora_transformer_{name}.lora_up.weight"]
-            alpha = float(state[f"lora_transformer_{name}.alpha"])
-            modules[name].weight += alpha / down.shape[0] * up @ down
-            patched.add(name)
-    assert len(patched) == len(state) // 3
+    assert len(apply_comfyui_lora(transformer, state)) == len(state) // 3
 
     policy = SD3Policy(load_pipeline("builtin:tiny-sd3"), torch.device("cpu"), torch.float32)
     policy.add_lora(tiny_config().lora)
@@ -198,14 +187,7 @@ def test_the_comfyui_export_applies_as_comfyui_applies_a_lora(trained_run, tmp_p
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(1))
     cond = policy.encode_prompts(PROMPTS[:1])
     t = torch.tensor([0.5])
-    got = transformer(
-        hidden_states=x,
-        timestep=t * 1000,
-        encoder_hidden_states=cond["embeds"],
-        pooled_projections=cond["pooled"],
-        return_dict=False,
-    )[0]
-    assert torch.allclose(policy.velocity(x, t, cond), got, atol=1e-5)
+    assert torch.allclose(policy.velocity(x, t, cond), velocity(transformer, x, t, cond), atol=1e-5)
 
     refused = CliRunner().invoke(app, ["export", str(run_dir), "--comfyui", str(out)])
     assert refused.exit_code == 2 and "exists" in refused.output

@@ -1,5 +1,5 @@
 """builtin:shapes-clip and builtin:shapes-sd3 (reduced build recipe): hub-style loading, the pipeline's own
-call, the preset end to end for a few steps, and its adapter in a fresh pipeline."""
+call, the preset end to end for a few steps, its adapter in a fresh pipeline and as a ComfyUI LoRA."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from adrpo_engine.runner import train
 from adrpo_engine.worlds.shapes.builtins import shapes_clip_path, shapes_sd3_path
 from adrpo_engine.worlds.shapes.clip import WORDS
 from adrpo_engine.worlds.shapes.recipe import REDUCED, active_recipe
+from tests.comfyui_patch import apply_comfyui_lora, velocity
 
 PROMPTS = ["a red circle to the left of a blue square", "two green triangles"]
 
@@ -153,3 +154,25 @@ def test_adapter_zip_loads_into_a_fresh_pipeline(preset_run, tmp_path):
     policy.load_adapter(result.checkpoint)
     ours = policy.sample(policy.encode_prompts(PROMPTS), torch.Generator().manual_seed(0), steps=3, guidance=1.0)
     assert torch.allclose(ours, after, atol=1e-5)
+
+
+def test_the_comfyui_export_of_a_shapes_checkpoint_patches_the_shapes_transformer(preset_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from adrpo_engine.export import export_comfyui_lora
+
+    config, run_dir, _, result = preset_run
+    state = load_file(str(export_comfyui_lora(run_dir, tmp_path / "shapes_lora.safetensors", 2)))
+    transformer = load_pipeline(str(shapes_sd3_path())).transformer
+    assert len(apply_comfyui_lora(transformer, state)) == len(state) // 3 > 0
+
+    policy = SD3Policy(load_pipeline("builtin:shapes-sd3"), torch.device("cpu"), torch.float32)
+    policy.add_lora(config.lora)
+    policy.load_adapter(result.checkpoint)
+    channels, size = transformer.config.in_channels, transformer.config.sample_size
+    x = torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(3))
+    cond, t = policy.encode_prompts(PROMPTS), torch.tensor([0.3, 0.8])
+    fine_tuned = policy.velocity(x, t, cond)
+    assert torch.allclose(velocity(transformer, x, t, cond), fine_tuned, atol=1e-5)
+    reference = velocity(load_pipeline(str(shapes_sd3_path())).transformer, x, t, cond)
+    assert not torch.allclose(reference, fine_tuned, atol=1e-6)  # the LoRA is not a no-op

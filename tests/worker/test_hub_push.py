@@ -53,3 +53,52 @@ def test_bad_repo_ids_and_an_unreachable_hub_are_one_line(service, pushed_job, m
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(PushError, match="cannot reach the hub"):
         push_to_hub(service, pushed_job.id, "me/x")
+
+
+def test_the_job_page_pushes_with_the_typed_token_never_the_servers(service, pushed_job, fake_hub, monkeypatch):  # noqa: F811
+    from app.ui.share import push_message
+
+    monkeypatch.setenv("HF_TOKEN", "hf_the_servers_own")
+    typed = "hf_typed_on_the_page"
+    steps = [c.step for c in service.list_checkpoints(pushed_job.id)]
+    message = push_message(service, pushed_job.id, " me/from-page ", steps[0], True, typed)
+    assert message.startswith("**Pushed** (private) to `me/from-page`: ") and typed not in message
+    assert fake_hub.authorizations and all(auth == f"Bearer {typed}" for auth in fake_hub.authorizations)
+    with zipfile.ZipFile(service.adapter_zip(pushed_job.id, steps[0])) as archive:
+        assert fake_hub.commits == [{name: archive.read(name) for name in archive.namelist()}]
+
+
+def test_a_page_push_without_a_token_or_with_bad_fields_uploads_nothing(service, pushed_job, fake_hub, monkeypatch):  # noqa: F811
+    from app.ui.share import push_message
+
+    monkeypatch.setenv("HF_TOKEN", "hf_the_servers_own")
+    assert push_message(service, pushed_job.id, "me/x", "newest", False, "  ") == (
+        "**Not pushed:** token: type a Hugging Face token with write access (it is not stored)."
+    )
+    assert push_message(service, pushed_job.id, "../etc", "newest", False, TOKEN) == (
+        "**Not pushed:** repository: '../etc' is not a hub repository id like 'user/name'"
+    )
+    missing = push_message(service, pushed_job.id, "me/x", 999, False, TOKEN)
+    assert missing == f"**Not pushed:** step: job {pushed_job.id} has no checkpoint at step 999"
+    assert push_message(service, pushed_job.id, "me/x", "7; rm", False, TOKEN).startswith(
+        "**Not pushed:** checkpoint: '7; rm' is not one of"
+    )
+    assert push_message(service, None, "me/x", "newest", False, TOKEN) == "**Not pushed:** pick a job first."
+    assert not fake_hub.created and not fake_hub.commits and not fake_hub.authorizations
+
+
+def test_a_refusal_that_echoes_the_token_reaches_the_page_without_it(service, pushed_job, fake_hub, monkeypatch):  # noqa: F811
+    import httpx
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from app.ui.share import push_message
+
+    def refuse(self, *args, **kwargs):
+        answer = httpx.Response(401, request=httpx.Request("POST", "http://hub/api/repos/create"))
+        raise HfHubHTTPError(f"401 Client Error: invalid credentials {TOKEN}", response=answer)
+
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    message = push_message(service, pushed_job.id, "me/x", "newest", False, TOKEN)
+    refused = "push: the hub refused the upload to 'me/x': 401 Client Error: invalid credentials ***"
+    assert message == f"**Not pushed:** {refused}"

@@ -30,6 +30,7 @@ from ..detail import (
     shown_step,
 )
 from ..service import StudioService, Updates
+from ..share import NEWEST, MergeDisplay, ShareBox, checkpoint_choices, merge_display, push_message
 from . import unchanged
 
 CONCURRENCY = "detail"  # one queue for every event that writes this tab's body
@@ -71,6 +72,60 @@ def wire_detail_tab(tab: DetailTab, service: StudioService) -> None:
         outputs=body,
         **queue,
     )
+    wire_share_box(tab, service)
+
+
+def wire_share_box(tab: DetailTab, service: StudioService) -> None:
+    share = tab.share
+    tab.checkpoints.change(
+        lambda steps: gr.update(choices=checkpoint_choices(steps), value=NEWEST),
+        inputs=tab.checkpoints,
+        outputs=share.checkpoint,
+        show_progress="hidden",
+    )
+    # The token box is emptied by the same event that used it; the push is no API endpoint of its own.
+    share.push.click(
+        lambda job_id, repo, checkpoint, private, token: {
+            share.result: push_message(service, job_id, repo, checkpoint, private, token),
+            share.token: "",
+        },
+        inputs=[tab.job, share.repo, share.checkpoint, share.private, share.token],
+        outputs=[share.result, share.token],
+        api_visibility="private",
+        concurrency_id="hub-push",
+        concurrency_limit=1,
+    )
+    merge_outputs = [share.merge_status, share.merge_download, share.merge_timer]
+    share.merge.click(
+        lambda job_id, checkpoint: merge_updates(share, merge_display(service, job_id, checkpoint, build=True)),
+        inputs=[tab.job, share.checkpoint],
+        outputs=merge_outputs,
+        api_visibility="private",
+    )
+    share.merge_timer.tick(
+        lambda job_id, checkpoint: merge_updates(share, merge_display(service, job_id, checkpoint, build=False)),
+        inputs=[tab.job, share.checkpoint],
+        outputs=merge_outputs,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    # Another job or step: the row forgets the previous one's merge (the button asks again, cheaply).
+    for changed in (tab.job, share.checkpoint):
+        changed.change(
+            lambda: merge_updates(share, MergeDisplay("")),
+            outputs=merge_outputs,
+            show_progress="hidden",
+            api_visibility="private",
+        )
+
+
+def merge_updates(share: ShareBox, shown: MergeDisplay) -> Updates:
+    download = gr.update(value=shown.path, visible=True) if shown.path else gr.update(value=None, visible=False)
+    return {
+        share.merge_status: shown.text,
+        share.merge_download: download,
+        share.merge_timer: gr.Timer(active=shown.polling),
+    }
 
 
 def body_components(tab: DetailTab) -> list[Any]:
