@@ -59,8 +59,8 @@ class KindSpec:
     # "module:callable(config, device, dtype)" building the model of a hub id or local path, for kinds
     # whose trainer loads through a factory (built-in models may name their own, see BuiltinModel.policy).
     policy_factory: str | None = None
-    # "module:function(config, prompt, seed, count, out_dir) -> (outputs, reward_args)": the reference
-    # model's samples of one prompt for a reward dry run (adrpo_engine.dry_run); None: no dry run.
+    # "module:function(config, row, seed, count, out_dir) -> (outputs, reward_args, reward_columns)": the
+    # reference model's samples of one prompt row for a reward dry run (adrpo_engine.dry_run); None: no dry run.
     reference_sampler: str | None = None
     # The smallest valid config beyond name, kind and model: the studio's "custom" start.
     starter: Mapping[str, Any] = field(default_factory=dict)
@@ -296,6 +296,7 @@ register_kind(
         spread_metrics=(M.ENTROPY, M.DIVERSITY),
         algorithms=("adrpo", "fixed"),
         starter=MappingProxyType({"rewards": ({"name": "mc_answer"},), "prompts": {"dataset": "builtin:audio-tones"}}),
+        reference_sampler="adrpo_engine.dry_run:audio_samples",
         input_check="adrpo_engine.audio_io:check_inline_clips",
     )
 )

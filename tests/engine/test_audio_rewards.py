@@ -111,3 +111,27 @@ def test_a_custom_tag_and_choices_column_are_used():
     assert reward(["Which animal?"] * 2, ["<choice>B</choice>", "<answer>B</answer>"], **columns) == [1.0, 0.0]
     fmt = build_reward(RewardSpec(name="mc_format", options={"tag": "choice"}), "text")
     assert fmt(["q"] * 2, ["<choice>B</choice>", "<answer>B</answer>"]) == [1.0, 0.0]
+
+
+def test_the_reward_dry_run_scores_reference_answers_to_the_first_clip(tmp_path):
+    from adrpo_engine.config import validate_config
+    from adrpo_engine.dry_run import reward_dry_run
+
+    config = validate_config(
+        {
+            "kind": "audio",
+            "model": {"name_or_path": "builtin:tiny-audio-lm"},
+            "rewards": [{"name": "mc_answer"}, {"name": "mc_format", "weight": 0.5}],
+            "prompts": {"dataset": "builtin:audio-tones", "limit": 4},
+            "llm": {"max_new_tokens": 8},
+        }
+    )
+    result = reward_dry_run(config, num_samples=3, seed=1, out_dir=tmp_path)
+    assert result.prompt.startswith(("How many", "Is the", "Which")) and len(result.samples) == 3
+    for sample in result.samples:
+        answer, fmt = sample.scores["reward/mc_answer"], sample.scores["reward/mc_format"]
+        assert answer in (0.0, 1.0) and fmt in (0.0, 1.0)
+        assert sample.total == pytest.approx(answer + 0.5 * fmt)
+        assert sample.text is not None and sample.image_path is None
+    again = reward_dry_run(config, num_samples=3, seed=1, out_dir=tmp_path / "again")
+    assert [s.text for s in again.samples] == [s.text for s in result.samples]  # the seed fixes the samples
