@@ -17,7 +17,7 @@ from .config import ConfigError, JobConfig
 from .data import PromptRow, load_prompts, repeat_columns
 from .images import images_to_pngs
 from .kinds import get_kind
-from .progress import Sample
+from .progress import AUDIO_SAMPLE, IMAGE_SAMPLE, TEXT_SAMPLE, Sample
 from .rewards import WeightedRewards
 from .threads import thread_limit
 from .trainers.base import resolve_device, resolve_dtype
@@ -53,7 +53,7 @@ def compare_images(
                     step=step,
                     prompt=prompt,
                     seed=seed,
-                    kind="image",
+                    kind=IMAGE_SAMPLE,
                     role=role,
                     text=note,
                     image_path=str(path.resolve()),
@@ -95,7 +95,7 @@ def compare_texts(
                     step=step,
                     prompt=prompt,
                     seed=seed,
-                    kind="text",
+                    kind=TEXT_SAMPLE,
                     role=role,
                     text=text,
                     reward=reward,
@@ -104,6 +104,54 @@ def compare_texts(
                 for k, (text, reward) in enumerate(zip(texts, rewards))
             ]
         out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "comparison.json").write_text(json.dumps([s.to_dict() for s in samples], indent=2))
+        return samples
+
+
+def compare_audio(
+    config: JobConfig, adapter_dir: str | Path | None, prompt: str, seed: int, num_samples: int, out_dir: str | Path
+) -> list[Sample]:
+    """``num_samples`` answers per role to one of the job's (clip, question) rows, the row whose question is
+    ``prompt``; the clip is written once to ``out_dir/clip.wav`` (every sample's ``audio_path``, absolute)
+    and the samples to ``out_dir/comparison.json``."""
+    from .audio_io import write_wav
+    from .models.causal_lm import load_adapter_weights
+    from .trainers.audio_lm import AudioPolicy
+
+    out_dir = Path(out_dir)
+    with thread_limit(config):
+        row = _row_for(config, prompt)
+        if config.audio.column not in row.columns:
+            raise ConfigError(f"prompt: {prompt[:80]!r} is not a question of this job's audio prompts")
+        device = resolve_device(config.model)
+        policy = AudioPolicy(config, device, resolve_dtype(config.model, device))
+        if adapter_dir is not None:
+            load_adapter_weights(policy.model, Path(adapter_dir))
+        rewards_fn = WeightedRewards(config.rewards, get_kind(config.kind).reward_kind)
+        clip = write_wav(out_dir / "clip.wav", policy.clip(row), policy.sampling_rate).resolve()
+        columns = repeat_columns([row], num_samples)
+        columns.pop(config.audio.column, None)
+        step = checkpoint_step(adapter_dir) or 0
+        samples: list[Sample] = []
+        for role, adapter in ROLES:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                texts = policy.texts(policy.sample_rows([row], num_samples, adapter=adapter))
+            rewards = rewards_fn([prompt] * num_samples, texts, **columns)[0].tolist()
+            samples += [
+                Sample(
+                    step=step,
+                    prompt=prompt,
+                    seed=seed,
+                    kind=AUDIO_SAMPLE,
+                    role=role,
+                    text=text,
+                    audio_path=str(clip),
+                    reward=reward,
+                    extra={"index": k},
+                )
+                for k, (text, reward) in enumerate(zip(texts, rewards))
+            ]
         (out_dir / "comparison.json").write_text(json.dumps([s.to_dict() for s in samples], indent=2))
         return samples
 

@@ -90,6 +90,12 @@ class RewardSpec(_Strict):
 
 class PromptsConfig(_Strict):
     texts: list[str] = Field(default_factory=list, description="Training prompts given inline.")
+    rows: list[dict[str, Any]] = Field(
+        default_factory=list,
+        max_length=100_000,
+        description="Training rows given inline, each a mapping with the prompt column and any other columns "
+        "(e.g. an audio-language job's clip path under audio.column and its answer).",
+    )
     file: str | None = Field(default=None, description="A .txt (one prompt a line) or .jsonl file of prompts.")
     dataset: str | None = Field(default=None, description="A `datasets` id or local path to load prompts from.")
     split: str = Field(default="train", description="Dataset split.")
@@ -311,6 +317,32 @@ class ResourcesConfig(_Strict):
         return value
 
 
+class AudioConfig(_Strict):
+    """Audio-language jobs: where a prompt row's clip is and what a clip may be."""
+
+    column: str = Field(
+        default="audio",
+        min_length=1,
+        max_length=128,
+        description="The prompt rows' audio column: a `datasets` Audio value, or a file path (relative paths "
+        "are read from the prompts file's folder).",
+    )
+    max_seconds: float = Field(
+        default=30.0, gt=0.0, le=600.0, description="Longest clip accepted (MMAU's clips are at most 30 s)."
+    )
+    choices_column: str | None = Field(
+        default=None,
+        max_length=128,
+        description="A column of options appended to each question as '(A) x (B) y' (for datasets whose "
+        "question column holds the question alone, e.g. MMAU); None: the prompt column is used as it is.",
+    )
+    instruction: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Text appended to every question (e.g. 'Answer with the option in <answer></answer>.').",
+    )
+
+
 class EvalConfig(_Strict):
     """Evaluation on held-out prompts with fixed noise (``adrpo_engine.evaluation``)."""
 
@@ -421,6 +453,7 @@ class JobConfig(_Strict):
     )
     llm: LLMConfig = Field(default_factory=LLMConfig)
     flow: FlowConfig = Field(default_factory=FlowConfig)
+    audio: AudioConfig = Field(default_factory=AudioConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
@@ -457,8 +490,8 @@ class JobConfig(_Strict):
     @classmethod
     def _has_prompt_source(cls, prompts: PromptsConfig) -> PromptsConfig:
         # Caught here, at submission, rather than minutes later when the trainer loads its prompts.
-        if not (prompts.texts or prompts.file or prompts.dataset):
-            raise ValueError("no prompts given: set prompts.texts, prompts.file or prompts.dataset")
+        if not (prompts.texts or prompts.rows or prompts.file or prompts.dataset):
+            raise ValueError("no prompts given: set prompts.texts, prompts.rows, prompts.file or prompts.dataset")
         return prompts
 
     @model_validator(mode="after")

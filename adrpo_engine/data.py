@@ -65,12 +65,16 @@ def _rows_from_dataset(name: str, split: str) -> list[dict[str, Any]]:
             loaded = datasets.load_dataset(name, split=split)
     except Exception as error:  # datasets raises many types: hub, file, split errors
         raise ConfigError(f"prompts.dataset: cannot load {name!r} split {split!r}: {error}") from None
+    # Audio columns as {"path", "bytes"}: decoding is adrpo_engine.audio_io's (no audio backend of datasets needed).
+    for column, feature in loaded.features.items():
+        if isinstance(feature, datasets.Audio) and feature.decode:
+            loaded = loaded.cast_column(column, datasets.Audio(decode=False))
     return [dict(row) for row in loaded]
 
 
 def load_prompts(cfg: PromptsConfig) -> list[PromptRow]:
     """All training prompts of a job, in a stable order."""
-    rows: list[dict[str, Any]] = [{cfg.column: text} for text in cfg.texts]
+    rows: list[dict[str, Any]] = [{cfg.column: text} for text in cfg.texts] + [dict(row) for row in cfg.rows]
     if cfg.file:
         rows += _rows_from_file(cfg.file, cfg.column)
     if cfg.dataset:
@@ -78,7 +82,9 @@ def load_prompts(cfg: PromptsConfig) -> list[PromptRow]:
     if cfg.limit is not None:
         rows = rows[: cfg.limit]
     if not rows:
-        raise ConfigError("prompts: no prompts given (set prompts.texts, prompts.file or prompts.dataset)")
+        raise ConfigError(
+            "prompts: no prompts given (set prompts.texts, prompts.rows, prompts.file or prompts.dataset)"
+        )
     prompts = []
     for row in rows:
         if cfg.column not in row:

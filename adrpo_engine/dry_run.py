@@ -80,8 +80,8 @@ def reward_dry_run(
     out = Path(out_dir)
     with thread_limit(config):
         rewards = WeightedRewards(config.rewards, spec.reward_kind)
-        outputs, arguments = sampler(config, row.prompt, seed, num_samples, out)
-        total, parts = rewards(*arguments, **repeat_columns([row], num_samples))
+        outputs, arguments, columns = sampler(config, row, seed, num_samples, out)
+        total, parts = rewards(*arguments, **columns)
     result = DryRunResult(
         row.prompt,
         seed,
@@ -98,8 +98,13 @@ def reward_dry_run(
     return result
 
 
-def text_samples(config: JobConfig, prompt: str, seed: int, count: int, out_dir: Path) -> tuple[list[dict], tuple]:
-    """The LLM kind's reference sampler: ``count`` completions of ``prompt`` with the adapter off."""
+# A kind's reference sampler: (config, prompt row, seed, count, out_dir) -> (one dict of ScoredSample fields per
+# sample, the rewards' positional arguments, the columns the rewards get as keyword arguments).
+Sampled = tuple[list[dict], tuple, dict[str, list]]
+
+
+def text_samples(config: JobConfig, row: PromptRow, seed: int, count: int, out_dir: Path) -> Sampled:
+    """The LLM kind's reference sampler: ``count`` completions of the row's prompt with the adapter off."""
     from .trainers.base import resolve_device, resolve_dtype
     from .trainers.llm import TextPolicy
 
@@ -107,22 +112,38 @@ def text_samples(config: JobConfig, prompt: str, seed: int, count: int, out_dir:
     policy = TextPolicy(config, device, resolve_dtype(config.model, device))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        texts = policy.texts(policy.sample([prompt], count, adapter=False))
-    return [{"text": text} for text in texts], ([prompt] * count, texts)
+        texts = policy.texts(policy.sample([row.prompt], count, adapter=False))
+    return [{"text": text} for text in texts], ([row.prompt] * count, texts), repeat_columns([row], count)
 
 
-def image_samples(config: JobConfig, prompt: str, seed: int, count: int, out_dir: Path) -> tuple[list[dict], tuple]:
-    """The flow kind's reference sampler: ``count`` images of ``prompt`` (PNGs in ``out_dir``), adapter off."""
+def audio_samples(config: JobConfig, row: PromptRow, seed: int, count: int, out_dir: Path) -> Sampled:
+    """The audio kind's reference sampler: ``count`` answers to the row's clip and question, adapter off; the
+    rewards get the row's columns but the clip, as in training (``AudioLMTrainer.reward_columns``)."""
+    from .trainers.audio_lm import AudioPolicy
+    from .trainers.base import resolve_device, resolve_dtype
+
+    device = resolve_device(config.model)
+    policy = AudioPolicy(config, device, resolve_dtype(config.model, device))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        texts = policy.texts(policy.sample_rows([row], count, adapter=False))
+    columns = repeat_columns([row], count)
+    columns.pop(config.audio.column, None)
+    return [{"text": text} for text in texts], ([row.prompt] * count, texts), columns
+
+
+def image_samples(config: JobConfig, row: PromptRow, seed: int, count: int, out_dir: Path) -> Sampled:
+    """The flow kind's reference sampler: ``count`` images of the row's prompt (PNGs in ``out_dir``), adapter off."""
     from .images import images_to_pngs
     from .trainers.base import resolve_device, resolve_dtype
     from .trainers.flow import generate_images, prepare_policy
 
     device = resolve_device(config.model)
     policy = prepare_policy(config, device, resolve_dtype(config.model, device))
-    _, images = generate_images(policy, config, prompt, seed, count, adapter=False)
+    _, images = generate_images(policy, config, row.prompt, seed, count, adapter=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"reference-{k}.png" for k in range(count)]
     images_to_pngs(images, paths)
     notes = policy.describe_images(images) or [None] * count  # e.g. "looks like 4 (97%)"
     outputs = [{"image_path": str(path.resolve()), "text": note} for path, note in zip(paths, notes)]
-    return outputs, (images, [prompt] * count)
+    return outputs, (images, [row.prompt] * count), repeat_columns([row], count)

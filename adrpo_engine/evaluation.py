@@ -31,10 +31,10 @@ import itertools
 import math
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -44,8 +44,12 @@ from . import objectives as O
 from .config import JobConfig, PromptsConfig
 from .data import PromptRow, load_prompts, repeat_columns
 from .kinds import get_kind
+from .progress import AUDIO_SAMPLE, IMAGE_SAMPLE, TEXT_SAMPLE
 from .rewards import WeightedRewards
 from .threads import thread_limit
+
+if TYPE_CHECKING:
+    from .trainers.llm import LMPolicy
 
 REFERENCE_STEP = 0  # the reference (adapter off) is reported as step 0
 # Metric names only evals produce (training logs the others under the same names).
@@ -287,14 +291,20 @@ class TextEvaluator:
     """Completions from a causal LM with a fixed seed per prompt; reward, text diversity, entropy, KL."""
 
     def __init__(self, config: JobConfig, rows: list[PromptRow]) -> None:
-        from .trainers.llm import TextPolicy
-
         self.config = config
         self.rows = rows
-        self.policy = TextPolicy(config, *_device_and_dtype(config))
+        self.policy = self.make_policy(config)
         reward_kind = get_kind(config.kind).reward_kind
         self.rewards = WeightedRewards(config.rewards, reward_kind)
         self.extra = WeightedRewards(config.eval.rewards, reward_kind) if config.eval.rewards else None
+
+    def make_policy(self, config: JobConfig) -> LMPolicy:
+        from .trainers.llm import TextPolicy
+
+        return TextPolicy(config, *_device_and_dtype(config))
+
+    def reward_columns(self, row: PromptRow, count: int) -> dict[str, list]:
+        return repeat_columns([row], count)
 
     @contextmanager
     def _seeded(self, seed: int) -> Iterator[None]:
@@ -311,26 +321,23 @@ class TextEvaluator:
         if adapter:
             C.load_adapter_weights(self.policy.model, Path(adapter_dir))
         count = self.config.eval.samples_per_prompt
-        temperature = self.config.llm.temperature
         tally = _Tally()
         self.policy.model.eval()
         for index, row in enumerate(self.rows):
             with self._seeded(prompt_seed(self.config, index)):
-                rollouts = self.policy.sample([row.prompt], count, adapter=adapter)
+                rollouts = self.policy.sample_rows([row], count, adapter=adapter)
             texts = self.policy.texts(rollouts)
-            _score(self.rewards, self.extra, tally, [row.prompt] * count, texts, **repeat_columns([row], count))
+            _score(self.rewards, self.extra, tally, [row.prompt] * count, texts, **self.reward_columns(row, count))
             tally.add(M.DIVERSITY, [len(set(texts)) / len(texts)])
             tally.add(DISTINCT_1, [distinct_n(texts, 1)])
             tally.add(DISTINCT_2, [distinct_n(texts, 2)])
             tally.add(TOKEN_OVERLAP, [token_overlap_distance(texts)])
             mask = rollouts.completion_mask.float()
-            context = nullcontext() if adapter else self.policy.model.disable_adapter()
-            with context:
-                logp, entropy = C.completion_logprobs(self.policy.model, rollouts, temperature, with_entropy=True)
+            logp, entropy = self.policy.logprobs(rollouts, adapter=adapter, with_entropy=True)
+            assert entropy is not None  # asked for
             tally.add(M.ENTROPY, entropy[mask.bool()])
             if adapter:
-                with self.policy.model.disable_adapter():
-                    ref_logp, _ = C.completion_logprobs(self.policy.model, rollouts, temperature)
+                ref_logp, _ = self.policy.logprobs(rollouts, adapter=False)
                 tally.add(M.KL, O.kl_k3(logp, ref_logp)[mask.bool()])
                 tally.add(KL_SEQ, ((logp - ref_logp) * mask).sum(dim=1))
             else:
@@ -340,9 +347,23 @@ class TextEvaluator:
         return tally.result()
 
 
+class AudioEvaluator(TextEvaluator):
+    """The text evaluator on an audio-language model: each held-out row's clip and question."""
+
+    def make_policy(self, config: JobConfig) -> LMPolicy:
+        from .trainers.audio_lm import AudioPolicy
+
+        return AudioPolicy(config, *_device_and_dtype(config))
+
+    def reward_columns(self, row: PromptRow, count: int) -> dict[str, list]:
+        columns = super().reward_columns(row, count)
+        columns.pop(self.config.audio.column, None)
+        return columns
+
+
 # Evaluators by the kind's sample kind (kinds.KindSpec.sample_kind): images come from a FlowPolicy,
-# texts from a causal LM.
-EVALUATORS = {"image": FlowEvaluator, "text": TextEvaluator}
+# texts from a causal LM, audio answers from an audio-language model.
+EVALUATORS = {IMAGE_SAMPLE: FlowEvaluator, TEXT_SAMPLE: TextEvaluator, AUDIO_SAMPLE: AudioEvaluator}
 
 
 def summary_line(point: EvalPoint, kind: str) -> str:

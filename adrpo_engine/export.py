@@ -16,6 +16,7 @@ from .config_io import load_yaml
 from .integrity import verify_checkpoint
 from .kinds import get_kind
 from .paths import publish_cache, staging_dir
+from .progress import TEXT_SAMPLE
 
 CONFIG_FILE = "config.yaml"  # the run's job config, as the trainer wrote it
 
@@ -46,7 +47,7 @@ def chosen_checkpoint(run_dir: Path, step: int | None) -> tuple[int, Path]:
 
 def can_merge(kind: str) -> bool:
     """Whether a job of ``kind`` can become one merged transformers model (its policy is a causal LM)."""
-    return get_kind(kind).sample_kind == "text"
+    return get_kind(kind).sample_kind == TEXT_SAMPLE
 
 
 def export_merged_llm(run_dir: str | Path, out_dir: str | Path, step: int | None = None) -> Path:

@@ -27,6 +27,7 @@ from typing import Any
 
 from . import metrics as M
 from .errors import ConfigError
+from .progress import AUDIO_SAMPLE, IMAGE_SAMPLE, TEXT_SAMPLE
 
 BUILTIN_PREFIX = "builtin:"
 # The kind the studio's Launch form opens on (its CPU demo is the quickest to show).
@@ -44,7 +45,7 @@ class KindSpec:
     summary: str  # its loss and divergence, in a few words (the schema's description of `kind`)
     trainer: str  # "module:Class": a trainers.base.BaseTrainer subclass taking (config, run_dir, sink)
     comparer: str  # "module:function": (config, adapter_dir, prompt, seed, num_samples, out_dir) -> [Sample]
-    sample_kind: str  # what its logged samples are: "text" | "image" (progress.Sample.kind)
+    sample_kind: str  # what its logged samples are: one of progress.SAMPLE_KINDS (progress.Sample.kind)
     reward_kind: str  # the reward signature its trainer calls: "text" | "image" (rewards.RegisteredReward.kind)
     divergence: str  # the metric name of its divergence to the reference model
     metric_names: tuple[str, ...]  # the metrics its trainer logs every step
@@ -58,11 +59,14 @@ class KindSpec:
     # "module:callable(config, device, dtype)" building the model of a hub id or local path, for kinds
     # whose trainer loads through a factory (built-in models may name their own, see BuiltinModel.policy).
     policy_factory: str | None = None
-    # "module:function(config, prompt, seed, count, out_dir) -> (outputs, reward_args)": the reference
-    # model's samples of one prompt for a reward dry run (adrpo_engine.dry_run); None: no dry run.
+    # "module:function(config, row, seed, count, out_dir) -> (outputs, reward_args, reward_columns)": the
+    # reference model's samples of one prompt row for a reward dry run (adrpo_engine.dry_run); None: no dry run.
     reference_sampler: str | None = None
     # The smallest valid config beyond name, kind and model: the studio's "custom" start.
     starter: Mapping[str, Any] = field(default_factory=dict)
+    # "module:function(config)" raising ConfigError for inputs the schema cannot judge (an audio job's inline
+    # clips: format, sample rate, duration); the job service calls it at submission.
+    input_check: str | None = None
 
     def starter_config(self) -> dict[str, Any]:
         """A fresh, mutable copy of :attr:`starter`."""
@@ -242,7 +246,7 @@ register_kind(
         summary="flow matching, W2",
         trainer="adrpo_engine.trainers.flow:FlowTrainer",
         comparer="adrpo_engine.comparisons:compare_images",
-        sample_kind="image",
+        sample_kind=IMAGE_SAMPLE,
         reward_kind="image",
         divergence=M.W2,
         metric_names=M.FLOW,
@@ -264,7 +268,7 @@ register_kind(
         summary="GRPO, KL",
         trainer="adrpo_engine.trainers.llm:LLMTrainer",
         comparer="adrpo_engine.comparisons:compare_texts",
-        sample_kind="text",
+        sample_kind=TEXT_SAMPLE,
         reward_kind="text",
         divergence=M.KL,
         metric_names=M.LLM,
@@ -274,6 +278,26 @@ register_kind(
         starter=MappingProxyType(
             {"rewards": ({"name": "builtin:tiny-lm-task"},), "prompts": {"dataset": "builtin:tiny-lm-task"}}
         ),
+    )
+)
+
+
+register_kind(
+    KindSpec(
+        name="audio",
+        label="Audio-language model (GRPO)",
+        summary="GRPO on (clip, question) prompts, KL",
+        trainer="adrpo_engine.trainers.audio_lm:AudioLMTrainer",
+        comparer="adrpo_engine.comparisons:compare_audio",
+        sample_kind=AUDIO_SAMPLE,
+        reward_kind="text",  # completions are text: every text reward applies (mc_answer, mc_format, ...)
+        divergence=M.KL,
+        metric_names=M.LLM,
+        spread_metrics=(M.ENTROPY, M.DIVERSITY),
+        algorithms=("adrpo", "fixed"),
+        starter=MappingProxyType({"rewards": ({"name": "mc_answer"},), "prompts": {"dataset": "builtin:audio-tones"}}),
+        reference_sampler="adrpo_engine.dry_run:audio_samples",
+        input_check="adrpo_engine.audio_io:check_inline_clips",
     )
 )
 
@@ -400,5 +424,33 @@ register_prompt_source(
         "flow",
         "compositional shapes captions on held-out combinations (evaluation)",
         rows="adrpo_engine.worlds.shapes.prompts:shapes_heldout",
+    )
+)
+
+# audio tones: generated clips of tones, beeps and noise with multiple-choice questions about them, a
+# miniature Qwen2-Audio pre-trained here, and the mc_answer reward (adrpo_engine/worlds/audio, docs/audio.md).
+register_builtin_model(
+    BuiltinModel(
+        "builtin:tiny-audio-lm",
+        "audio",
+        "miniature Qwen2AudioForConditionalGeneration pre-trained on generated clips (CPU demo)",
+        path="adrpo_engine.worlds.audio.model:tiny_audio_lm_path",
+        threads=1,
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:audio-tones",
+        "audio",
+        "512 generated clips with multiple-choice questions (beep counts, pitch, duration, noise): training",
+        rows="adrpo_engine.worlds.audio.prompts:audio_tones",
+    )
+)
+register_prompt_source(
+    PromptSource(
+        "builtin:audio-tones-heldout",
+        "audio",
+        "128 further clips of the same four questions, never trained on: evaluation",
+        rows="adrpo_engine.worlds.audio.prompts:audio_tones_heldout",
     )
 )

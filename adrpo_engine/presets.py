@@ -132,6 +132,74 @@ register(
     )
 )
 
+AUDIO_TONES_STEPS = 200
+
+register(
+    Preset(
+        name="audio-tones",
+        summary="Built-in miniature Qwen2-Audio on generated tones (CPU, minutes): ADRPO-GRPO on multiple-choice audio questions.",
+        demo=True,
+        config={
+            "name": "audio-tones",
+            "kind": "audio",
+            "model": {"name_or_path": "builtin:tiny-audio-lm"},
+            "rewards": [{"name": "mc_answer"}],
+            # Training on 512 generated clips; evals (eval jobs, bench/audio_tones_adrpo_vs_fixed.py) on 128
+            # held-out clips of the same four questions (docs/audio.md has the numbers).
+            "prompts": {"dataset": "builtin:audio-tones"},
+            "eval": {"dataset": "builtin:audio-tones-heldout", "samples_per_prompt": 4},
+            "steps": AUDIO_TONES_STEPS,
+            "group_size": 8,
+            "prompts_per_step": 8,
+            "lr": 1e-3,
+            "warmup_steps": 5,
+            "checkpoint_every": 50,
+            "sample_every": 25,
+            "lora": {"rank": 16, "alpha": 32},
+            "llm": {"max_new_tokens": 12, "temperature": 1.0},
+        },
+    )
+)
+
+register(
+    Preset(
+        name="qwen2-audio-mmau",
+        summary="GPU: Qwen2-Audio-7B-Instruct, LoRA, ADRPO-GRPO on MMAU-style multiple-choice audio QA (downloads).",
+        demo=False,
+        config={
+            "name": "qwen2-audio-mmau",
+            "kind": "audio",
+            "model": {"name_or_path": "Qwen/Qwen2-Audio-7B-Instruct", "dtype": "bfloat16"},
+            # R1-AQA's recipe shape: the option in an <answer> tag, accuracy reward plus a small format reward.
+            "rewards": [
+                {"name": "mc_answer", "options": {"column": "answer", "choices_column": "choices"}},
+                {"name": "mc_format", "weight": 0.1},
+            ],
+            # lmms-lab/mmau: MMAU with an Audio column, question, choices (a list in a string) and answer (the
+            # option's text). Its 9k `test` split and 1k `test_mini` are disjoint: train on your own AVQA-style
+            # data (R1-AQA's recipe) for benchmark numbers, and evaluate on test_mini.
+            "prompts": {"dataset": "lmms-lab/mmau", "split": "test", "column": "question"},
+            "eval": {"dataset": "lmms-lab/mmau", "split": "test_mini", "samples_per_prompt": 4, "limit": 1000},
+            "audio": {
+                "column": "audio",
+                "max_seconds": 30.0,
+                "choices_column": "choices",
+                "instruction": "Output the final answer in <answer> </answer>.",
+            },
+            "steps": 1000,
+            "group_size": 8,
+            "prompts_per_step": 4,
+            "lr": 1e-5,
+            "beta0": 0.04,
+            "checkpoint_every": 100,
+            "sample_every": 50,
+            "grad_accum": 4,
+            "lora": {"rank": 32, "alpha": 64},
+            "llm": {"max_new_tokens": 256, "temperature": 1.0},
+        },
+    )
+)
+
 register(
     Preset(
         name="sd3-medium-clip",

@@ -77,17 +77,28 @@ class StepReporter:
             report_phase(Phase(self.name, f"{self.detail} step {done}/{self.total}", done, self.total))
 
 
+# What a logged sample is (``Sample.kind``, ``KindSpec.sample_kind``): the studio picks its view by it.
+# Sample kinds are not job kinds (an audio job's samples are AUDIO_SAMPLE, an llm job's TEXT_SAMPLE);
+# code compares against these names, never against a job kind's.
+TEXT_SAMPLE = "text"
+IMAGE_SAMPLE = "image"
+AUDIO_SAMPLE = "audio"  # a text completion of an audio prompt, with the prompt's clip
+SAMPLE_KINDS = (TEXT_SAMPLE, IMAGE_SAMPLE, AUDIO_SAMPLE)
+
+
 @dataclass
 class Sample:
-    """One generated output, logged for the studio: a text completion or an image file."""
+    """One generated output, logged for the studio: a text completion, an image file, or a text answer to
+    an audio clip (with the clip)."""
 
     step: int
     prompt: str
     seed: int
-    kind: str  # "text" | "image"
+    kind: str  # one of SAMPLE_KINDS
     role: str = "policy"  # "policy" (the model being trained) | "reference" (adapter disabled)
     text: str | None = None
     image_path: str | None = None  # relative to the run directory
+    audio_path: str | None = None  # the prompt's clip (WAV), relative to the run directory
     reward: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

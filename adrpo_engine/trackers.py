@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .progress import NullSink, Sample
+from .progress import IMAGE_SAMPLE, TEXT_SAMPLE, NullSink, Sample
 
 TENSORBOARD_DIR = "tensorboard"
 MLFLOW_DB = "mlflow.db"
@@ -144,7 +144,7 @@ def _caption(sample: Sample) -> str:
 
 def _image_samples(samples: list[Sample]) -> list[tuple[Sample, str]]:
     """The image samples with their file (relative to the run directory)."""
-    return [(s, s.image_path) for s in samples if s.kind == "image" and s.image_path]
+    return [(s, s.image_path) for s in samples if s.kind == IMAGE_SAMPLE and s.image_path]
 
 
 def _media_of(
@@ -153,7 +153,7 @@ def _media_of(
     """A step's samples as W&B-style media (wandb and trackio share the shape): one ``samples/text`` table
     of the text samples, one ``samples/<role>-NN-seedS`` image per image sample, captioned."""
     logged: dict[str, Any] = {}
-    texts = [s for s in samples if s.kind == "text"]
+    texts = [s for s in samples if s.kind == TEXT_SAMPLE]
     if texts:
         logged["samples/text"] = table(_sample_rows(texts))
     for index, (sample, image_path) in enumerate(_image_samples(samples)):
@@ -197,7 +197,7 @@ class TensorBoardTracker(NullSink):
         import numpy as np
         from PIL import Image
 
-        texts = [s for s in samples if s.kind == "text"]
+        texts = [s for s in samples if s.kind == TEXT_SAMPLE]
         if texts:
             self.writer.add_text("samples", _sample_markdown(texts), step)
         for index, (sample, image_path) in enumerate(_image_samples(samples)):
@@ -270,7 +270,7 @@ class MlflowTracker(NullSink):
 
     def on_samples(self, step: int, samples: list[Sample]) -> None:
         folder = f"samples/step-{step:06d}"
-        texts = [s for s in samples if s.kind == "text"]
+        texts = [s for s in samples if s.kind == TEXT_SAMPLE]
         if texts:
             self.client.log_text(self.run_id, _sample_markdown(texts), f"{folder}/samples.md")
         for index, (sample, image_path) in enumerate(_image_samples(samples)):

@@ -28,6 +28,7 @@ from typing import Any
 from .config import ConfigError, JobConfig, validate_config
 from .config_io import apply_overrides
 from .kinds import builtin_model, get_kind
+from .progress import TEXT_SAMPLE
 
 PYTHON_REWARD_PREFIX = "python:"
 _counter = itertools.count(1)
@@ -117,7 +118,7 @@ def job_config(model: str, reward_names: list[str], args: ADRPOConfig, prompts: 
         "rewards": [{"name": name} for name in reward_names],
         "prompts": {"texts": prompts},
     }
-    if get_kind(kind).sample_kind == "text":  # TRL's generation arguments are the text kinds' llm section
+    if get_kind(kind).sample_kind == TEXT_SAMPLE:  # TRL's generation arguments are the text kinds' llm section
         data["llm"] = {"max_new_tokens": args.max_completion_length, "temperature": args.temperature}
     return validate_config(apply_overrides(data, args.overrides))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import orjson
@@ -327,14 +329,30 @@ def split_sweep(body: Any) -> dict[str, Any]:
 
 
 def split_submission(body: Any) -> dict[str, Any]:
-    """``{"preset", "overrides"}``, ``{"config": {...}}`` (optionally with overrides), or a bare config."""
+    """``{"preset", "overrides"}``, ``{"config": {...}}`` (optionally with overrides), or a bare config; the
+    first two may carry ``"uploads": {file name: base64}`` (an audio job's clips, stored with the job)."""
     if not isinstance(body, dict):
         raise SubmissionError("body", f"expected a JSON object (got {type(body).__name__})")
     if "preset" in body:
-        extra = sorted(set(body) - {"preset", "overrides"})
+        extra = sorted(set(body) - {"preset", "overrides", "uploads"})
         if extra:
-            raise SubmissionError(extra[0], "unknown key beside 'preset' (only 'overrides' is allowed)")
-        return {"preset": body["preset"], "overrides": body.get("overrides")}
-    if "config" in body and set(body) <= {"config", "overrides"}:
-        return {"config": body["config"], "overrides": body.get("overrides")}
+            raise SubmissionError(extra[0], "unknown key beside 'preset' (only 'overrides' and 'uploads' are allowed)")
+        return {"preset": body["preset"], "overrides": body.get("overrides"), **_uploads(body)}
+    if "config" in body and set(body) <= {"config", "overrides", "uploads"}:
+        return {"config": body["config"], "overrides": body.get("overrides"), **_uploads(body)}
     return {"config": body}
+
+
+def _uploads(body: dict[str, Any]) -> dict[str, Any]:
+    uploads = body.get("uploads")
+    if uploads is None:
+        return {}
+    if not isinstance(uploads, dict):
+        raise SubmissionError("uploads", "expected a mapping of file names to base64 contents")
+    decoded = {}
+    for name, text in uploads.items():
+        try:
+            decoded[name] = base64.b64decode(text, validate=True)
+        except (TypeError, ValueError, binascii.Error):
+            raise SubmissionError(f"uploads.{printable(name)}", "not base64 text") from None
+    return {"uploads": decoded}

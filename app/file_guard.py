@@ -6,7 +6,7 @@ state, the config and the log, and the data directory the database and the broke
 middleware in front of the route decides instead, on the resolved path (symlinks followed):
 
 - Gradio's own upload and cache folders (the copies of what pages showed, and files a user uploaded);
-- under the artifacts directory, per job: ``samples/**`` and ``comparisons/**`` images and
+- under the artifacts directory, per job: ``samples/**`` and ``comparisons/**`` images and clips (WAV),
   ``exports/*.zip`` / ``exports/*.safetensors`` (the adapter zips and ComfyUI LoRAs); and the images of
   reward dry runs (``dry-runs/<id>/*.png``);
 - nothing else: 403 ``File not allowed``, the same answer for a file that exists and one that does not.
@@ -24,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+AUDIO_SUFFIXES = (".wav",)  # the clips of audio samples and comparisons (written by the engine as WAV)
 SHOWN_FOLDERS = ("samples", "comparisons")
 EXPORT_SUFFIXES = (".zip", ".safetensors")
 DRY_RUNS = "dry-runs"  # worker.tasks.reward_dry_run writes artifacts_dir/dry-runs/<id>/reference-K.png
@@ -55,7 +56,7 @@ def shown_file(target: str, artifacts_dir: Path, gradio_dirs: list[Path]) -> boo
     if len(parts) == 3 and parts[0] == DRY_RUNS:  # job ids are hex: never this name
         return path.suffix.lower() in IMAGE_SUFFIXES
     if len(parts) >= 3 and parts[1] in SHOWN_FOLDERS:
-        return path.suffix.lower() in IMAGE_SUFFIXES
+        return path.suffix.lower() in IMAGE_SUFFIXES + AUDIO_SUFFIXES
     return len(parts) == 3 and parts[1] == "exports" and path.suffix.lower() in EXPORT_SUFFIXES
 
 

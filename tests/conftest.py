@@ -15,6 +15,8 @@ os.environ.setdefault("ADRPO_DATA_DIR", str(REPO / ".adrpo-data" / "test"))
 # builtin:shapes-clip / builtin:shapes-sd3 resolve to their reduced build recipe (same architectures, built in
 # seconds); the full build's quality targets are checked in a slow test that asks for the full recipe.
 os.environ.setdefault("ADRPO_SHAPES_RECIPE", "reduced")
+# builtin:tiny-audio-lm likewise (the slow test in tests/engine/test_audio_world.py builds the full one).
+os.environ.setdefault("ADRPO_AUDIO_RECIPE", "reduced")
 
 
 @pytest.fixture(autouse=True, scope="session")

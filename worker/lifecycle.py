@@ -370,9 +370,10 @@ def sample_rows(
 ) -> list[SampleRow]:
     rows = []
     for sample in samples:
-        image = None
-        if sample.image_path:
-            image = relative_to_run(run_dir, run_dir / sample.image_path)
+        # The samples table has one media column: an image, or the clip an audio sample answered (kind says which).
+        media, image = sample.image_path or sample.audio_path, None
+        if media:
+            image = relative_to_run(run_dir, run_dir / media)
         rows.append(
             SampleRow(
                 job_id=job_id,

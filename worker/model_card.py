@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from adrpo_engine import metrics as M
+from adrpo_engine.progress import TEXT_SAMPLE
 
 # How to load the unpacked zip folder ("adapter/") on top of its base model, by base model (built-in
 # models are made by this project) or by kind (hub models). Three lines each; the test runs them.
@@ -22,10 +23,20 @@ LOAD_SNIPPETS = {
         "from adrpo_engine.models.tiny_lm import tiny_lm_path\n"
         'model = AutoPeftModelForCausalLM.from_pretrained("adapter", base_model_name_or_path=str(tiny_lm_path()))'
     ),
+    "builtin:tiny-audio-lm": (
+        "from peft import PeftModel\n"
+        "from adrpo_engine.models.audio_lm import base_audio_lm  # the built-in base lives in ADRPO's data directory\n"
+        'model = PeftModel.from_pretrained(base_audio_lm("builtin:tiny-audio-lm"), "adapter")'
+    ),
     "llm": (
         "from peft import AutoPeftModelForCausalLM\n"
         'model = AutoPeftModelForCausalLM.from_pretrained("adapter")  # base: {base}\n'
         "model = model.merge_and_unload()  # optional: a plain transformers model"
+    ),
+    "audio": (
+        "from peft import PeftModel\n"
+        "from transformers import Qwen2AudioForConditionalGeneration  # base: {base}\n"
+        'model = PeftModel.from_pretrained(Qwen2AudioForConditionalGeneration.from_pretrained("{base}"), "adapter")'
     ),
     "flow": (
         "from diffusers import StableDiffusion3Pipeline\n"
@@ -108,7 +119,7 @@ def model_card(job: Any, step: int, metrics: dict[str, float], samples: list[Any
             "![samples](samples.png)",
             "",
         ]
-    texts = [s for s in samples if getattr(s, "kind", None) == "text"][:8]
+    texts = [s for s in samples if getattr(s, "kind", None) == TEXT_SAMPLE][:8]
     if texts:
         lines += ["## Samples", "", "| role | prompt | completion | reward |", "| --- | --- | --- | --- |"]
         lines += [

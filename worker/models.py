@@ -126,7 +126,8 @@ class SampleRow(Base):
     seed: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(8))
     text: Mapped[str | None] = mapped_column(Text)
-    image_path: Mapped[str | None] = mapped_column(String(1024))  # relative to the run directory
+    # The sample's media file, relative to the run directory: its image, or for kind "audio" the prompt's clip.
+    image_path: Mapped[str | None] = mapped_column(String(1024))
     reward: Mapped[float | None] = mapped_column(Float)
 
 

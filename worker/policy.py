@@ -87,6 +87,14 @@ def check_policy(job: JobConfig, policy: Policy) -> None:
         _check_under(
             "resources.accelerate_config", job.resources.accelerate_config, policy.uploads_dir, UPLOADS_ENV, policy
         )
+    # Inline rows name clip files in audio.column (an audio job's uploads): the same root as prompt files.
+    column = job.audio.column
+    for index, row in enumerate(job.prompts.rows):
+        value, field = row.get(column), f"prompts.rows.{index}.{column}"
+        if isinstance(value, dict):
+            value, field = value.get("path"), f"{field}.path"
+        if isinstance(value, str):
+            _check_under(field, value, policy.uploads_dir, UPLOADS_ENV, policy)
 
 
 def _check_reward_module(field: str, name: str, policy: Policy) -> None:

@@ -3,6 +3,7 @@ own session); training and generation run on Celery workers, never in the caller
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from .policy import Policy
 from .queries import fetch_metrics
 from .settings import Settings
 from .status import JobStatus
+from .uploads import store_uploads
 from .validation import SubmissionError, resolve_submission, resolve_sweep
 from .views import (
     CheckpointView,
@@ -112,10 +114,23 @@ class JobService:
         preset: str | None = None,
         overrides: dict | None = None,
         parent_id: str | None = None,
+        uploads: dict[str, bytes] | None = None,
     ) -> JobView:
-        job_config = resolve_submission(config, preset, overrides, policy=self.policy)
+        """Validate and queue a job. ``uploads`` (file name -> bytes): files that travel with the job, e.g. an
+        audio job's clips; they are stored under ``ADRPO_UPLOADS_DIR/jobs/<job id>/`` and every inline row
+        (``prompts.rows``) whose ``audio.column`` names one of them gets that file's path."""
+        job_id = new_id()
+        stored = self.settings.uploads_dir / "jobs" / job_id if uploads else None
+        try:
+            if stored is not None:
+                config, overrides = store_uploads(stored, uploads or {}, config, preset, overrides)
+            job_config = resolve_submission(config, preset, overrides, policy=self.policy)
+        except BaseException:
+            if stored is not None:
+                shutil.rmtree(stored, ignore_errors=True)
+            raise
         job = Job(
-            id=new_id(),
+            id=job_id,
             name=job_config.name,
             kind=job_config.kind,
             algorithm=job_config.algorithm,

@@ -14,7 +14,7 @@ from typing import Any
 from adrpo_engine import hub
 from adrpo_engine.config import NAME_PATTERN, ConfigError, JobConfig, validate_config
 from adrpo_engine.config_io import apply_overrides
-from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of
+from adrpo_engine.kinds import BUILTIN_PREFIX, PROMPT_SOURCES, builtin_model_of, get_kind, load_target
 from adrpo_engine.presets import PRESETS
 from adrpo_engine.sweep import SweepJob, expand_sweep
 
@@ -110,6 +110,12 @@ def check_job(job: JobConfig) -> None:
     _check_model(job)
     _check_rewards(job)
     _check_prompts(job)
+    spec = get_kind(job.kind)
+    if spec.input_check is not None:  # e.g. an audio job's clips: format, sample rate, duration
+        try:
+            load_target(spec.input_check)(job)
+        except ConfigError as error:
+            raise from_config_error(error) from None
 
 
 def _check_model(job: JobConfig) -> None:
@@ -195,8 +201,15 @@ def check_remote_reward_host(field: str, name: str, allowed: frozenset[str] | No
 
 def _check_prompts(job: JobConfig) -> None:
     prompts = job.prompts
-    if not (prompts.texts or prompts.file or prompts.dataset):
-        raise SubmissionError("prompts", "the job has no prompts: give prompts.texts, prompts.file or prompts.dataset")
+    if not (prompts.texts or prompts.rows or prompts.file or prompts.dataset):
+        raise SubmissionError(
+            "prompts", "the job has no prompts: give prompts.texts, prompts.rows, prompts.file or prompts.dataset"
+        )
+    if len(prompts.rows) > MAX_INLINE_PROMPTS:
+        raise SubmissionError("prompts.rows", f"at most {MAX_INLINE_PROMPTS} inline rows (use prompts.file)")
+    for index, row in enumerate(prompts.rows):
+        if prompts.column not in row or not isinstance(row[prompts.column], str):
+            raise SubmissionError(f"prompts.rows.{index}", f"each row needs a text {prompts.column!r} column")
     if len(prompts.texts) > MAX_INLINE_PROMPTS:
         raise SubmissionError("prompts.texts", f"at most {MAX_INLINE_PROMPTS} inline prompts (use prompts.file)")
     if prompts.texts and not any(text.strip() for text in prompts.texts):

@@ -9,7 +9,7 @@ from typing import Any, Literal, cast, overload
 from pydantic import BaseModel
 
 from adrpo_engine.checkpoints import DIFFUSERS_WEIGHTS
-from adrpo_engine.progress import TRAINING
+from adrpo_engine.progress import AUDIO_SAMPLE, TRAINING
 
 from .artifacts import MergedFiles
 from .models import Checkpoint, Comparison, DryRun, Evaluation, Job, SampleRow
@@ -17,7 +17,7 @@ from .status import JobStatus
 
 # Columns hold these as plain strings; the views name the values they can take (pydantic checks them).
 SampleRole = Literal["policy", "reference"]
-SampleKind = Literal["text", "image"]
+SampleKind = Literal["text", "image", "audio"]
 ComparisonStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]  # JobStatus values
 EvalStatus = Literal["queued", "running", "succeeded", "failed"]
 SweepStatus = Literal["queued", "running", "evaluating", "finished", "cancelled"]
@@ -102,10 +102,12 @@ class SampleView(BaseModel):
     text: str | None
     image_path: str | None  # absolute
     reward: float | None
+    audio_path: str | None = None  # absolute: the clip an audio sample answered
 
     @classmethod
     def of(cls, row: SampleRow, run_dir: Path) -> SampleView:
-        image = str((run_dir / row.image_path).resolve()) if row.image_path else None
+        media = str((run_dir / row.image_path).resolve()) if row.image_path else None
+        audio = row.kind == AUDIO_SAMPLE
         return cls(
             step=row.step,
             role=cast(SampleRole, row.role),
@@ -113,7 +115,8 @@ class SampleView(BaseModel):
             seed=row.seed,
             kind=cast(SampleKind, row.kind),
             text=row.text,
-            image_path=image,
+            image_path=None if audio else media,
+            audio_path=media if audio else None,
             reward=row.reward,
         )
 

@@ -240,11 +240,16 @@ def completion_logprobs(
 ) -> tuple[Tensor, Tensor | None]:
     """Per-token log-probs ``(N, T)`` of the completion tokens under ``model`` (as it is: adapter on or
     off is the caller's context), and their entropy ``(N, T)`` (detached) if asked."""
-    input_ids, mask = rollouts.input_ids, rollouts.attention_mask
+    mask = rollouts.attention_mask
     width = rollouts.completion_ids.shape[1]
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    if rollouts.prompt_embeds is None:
+        inputs = {"input_ids": rollouts.input_ids}
+    else:  # an audio-LM: the prompts' merged embeddings, then the completion tokens' embeddings
+        completion = model.get_input_embeddings()(rollouts.completion_ids)
+        inputs = {"inputs_embeds": torch.cat([rollouts.prompt_embeds, completion], dim=1)}
     logits = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=width + 1
+        **inputs, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=width + 1
     ).logits[:, :-1]
     logits = logits / temperature
     logp = token_logprobs_from_logits(logits, rollouts.completion_ids)

@@ -33,6 +33,9 @@ class Rollouts:
     prompt_mask: Tensor
     completion_ids: Tensor
     completion_mask: Tensor
+    # Audio-language models: the prompts' input embeddings (N, L, H) with the audio features merged in,
+    # encoded once per prompt and fed to every forward instead of embedding prompt_ids (models.audio_lm).
+    prompt_embeds: Tensor | None = None
 
     @property
     def input_ids(self) -> Tensor:
@@ -43,8 +46,13 @@ class Rollouts:
         return torch.cat([self.prompt_mask, self.completion_mask], dim=1)
 
     def rows(self, index: Tensor | slice) -> Rollouts:
+        embeds = None if self.prompt_embeds is None else self.prompt_embeds[index]
         return Rollouts(
-            self.prompt_ids[index], self.prompt_mask[index], self.completion_ids[index], self.completion_mask[index]
+            self.prompt_ids[index],
+            self.prompt_mask[index],
+            self.completion_ids[index],
+            self.completion_mask[index],
+            embeds,
         )
 
 
@@ -183,6 +191,7 @@ def decode_loop(
     repeat: int = 1,
     compact_at: float = COMPACT_AT,
     uniforms: Tensor | None = None,
+    prompt_embeds: Tensor | None = None,
 ) -> Tensor:
     """KV-cached sampling of ``repeat`` completions per prompt row (rows grouped per prompt).
 
@@ -192,12 +201,14 @@ def decode_loop(
     ``uniforms`` ``(rows * repeat, max_new_tokens)``: the draw of each row at each position (:func:`pick_tokens`),
     so a row's completion does not depend on the batch it was sampled in (data-parallel jobs draw them per
     prompt group). Returns ``(rows * repeat, T)`` token ids, padded with ``pad_id`` after EOS;
-    ``T <= max_new_tokens``."""
+    ``T <= max_new_tokens``.
+    ``prompt_embeds`` (audio-language models): the prompts' input embeddings, pre-filled instead of the ids."""
     cache = preallocated_cache(model, prompt_ids.shape[1] + max_new_tokens)
     cache_arg = {cache_keyword(model): cache}
     positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
+    prompt_input = {"input_ids": prompt_ids} if prompt_embeds is None else {"inputs_embeds": prompt_embeds}
     out = model(
-        input_ids=prompt_ids,
+        **prompt_input,
         attention_mask=prompt_mask,
         position_ids=positions,
         use_cache=True,
@@ -279,24 +290,36 @@ def sample_completions(
     fold_lora: bool = True,
     decode: str = "loop",
     uniforms: Tensor | None = None,
+    forward_model=None,
+    prompt_embeds: Tensor | None = None,
 ) -> Rollouts:
     """``repeat`` completions per prompt row (grouped per prompt), from the policy (``adapter``) or the
     reference; randomness from ``uniforms`` (the loop decoder, see :func:`decode_loop`) or from torch's
-    global generator (the trainer seeds it per step)."""
+    global generator (the trainer seeds it per step).
+    ``forward_model``: the module the decoder calls when it is not ``peft_model`` itself (an audio-LM's
+    language model on embeddings; the adapter switches still act on ``peft_model``), with the prompts'
+    ``prompt_embeds`` (loop decoder only)."""
     if uniforms is not None and decode != "loop":
         raise ValueError("per-row draws (uniforms) need the loop decoder")
+    if prompt_embeds is not None and decode != "loop":
+        raise ValueError("decode 'generate' does not take prompt embeddings: use the loop decoder")
     was_training = peft_model.training
     peft_model.eval()
     context = lora_folded(peft_model) if adapter and fold_lora else adapter_enabled(peft_model, adapter)
-    args = (peft_model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id)
+    model = peft_model if forward_model is None else forward_model
+    args = (model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id)
     try:
         with context:
             if decode == "loop":
-                tokens = decode_loop(*args, repeat=repeat, uniforms=uniforms)
+                tokens = decode_loop(*args, repeat=repeat, uniforms=uniforms, prompt_embeds=prompt_embeds)
             else:
                 tokens = decode_generate(*args, repeat=repeat)
     finally:
         peft_model.train(was_training)
     return Rollouts(
-        repeat_rows(prompt_ids, repeat), repeat_rows(prompt_mask, repeat), tokens, completion_mask_from(tokens, eos_ids)
+        repeat_rows(prompt_ids, repeat),
+        repeat_rows(prompt_mask, repeat),
+        tokens,
+        completion_mask_from(tokens, eos_ids),
+        None if prompt_embeds is None else repeat_rows(prompt_embeds, repeat),
     )

@@ -103,6 +103,7 @@ REGISTRY: dict[str, RegisteredReward] = {}
 # stays cheap (the image module pulls in CLIP and the digit classifier).
 _PROVIDERS = (
     "adrpo_engine.rewards.text",
+    "adrpo_engine.rewards.choice",
     "adrpo_engine.rewards.image",
     "adrpo_engine.rewards.preference",
     "adrpo_engine.rewards.remote",

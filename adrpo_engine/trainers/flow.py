@@ -36,7 +36,7 @@ from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_
 from ..images import images_to_pngs, save_grid
 from ..models.flow_policy import Cond, FlowPolicy, repeat_cond, slice_cond
 from ..models.registry import load_flow_policy
-from ..progress import Sample
+from ..progress import IMAGE_SAMPLE, Sample
 from ..rewards import WeightedRewards
 from .base import BaseTrainer, TrainingError, group_generators, micro_batches
 from .flow_dpo import FlowDPO
@@ -266,7 +266,7 @@ class FlowTrainer(BaseTrainer):
                         step=step,
                         prompt=row.prompt,
                         seed=seed,
-                        kind="image",
+                        kind=IMAGE_SAMPLE,
                         role=role,
                         text=note,
                         image_path=str(path.relative_to(self.run_dir)),

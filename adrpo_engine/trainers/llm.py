@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -36,7 +37,7 @@ from ..config import ConfigError, JobConfig
 from ..data import PromptRow, PromptSampler, eval_prompts, load_prompts, repeat_columns
 from ..models import causal_lm as C
 from ..models import lm_sampling as S
-from ..progress import Sample
+from ..progress import TEXT_SAMPLE, Sample
 from ..rewards import WeightedRewards
 from .base import BaseTrainer, TrainingError, group_generators, micro_batches
 
@@ -44,6 +45,25 @@ EVAL_PROMPTS = 4
 SUMMARY_SAMPLES = 8  # completions per eval prompt in the end-of-run before/after summary
 COMPLETION_LENGTH = "completion/mean_tokens"
 COMPLETION_CLIPPED = "completion/clipped_frac"  # rows that hit max_new_tokens without EOS
+
+
+class LMPolicy(Protocol):
+    """What the LLM trainer and the text evaluator use of a policy: :class:`TextPolicy`, or one whose prompts
+    are more than text (``trainers.audio_lm.AudioPolicy``)."""
+
+    device: torch.device
+    model: Any  # the PeftModel whose adapter is trained
+    eos_ids: list[int]
+
+    def sample_rows(
+        self, rows: list[PromptRow], repeat: int, adapter: bool = True, uniforms: Tensor | None = None
+    ) -> S.Rollouts: ...
+
+    def texts(self, rollouts: S.Rollouts) -> list[str]: ...
+
+    def logprobs(
+        self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False
+    ) -> tuple[Tensor, Tensor | None]: ...
 
 
 class TextPolicy:
@@ -66,6 +86,12 @@ class TextPolicy:
     def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         llm = self.config.llm
         return C.encode_prompts(self.tokenizer, prompts, self.device, llm.chat_template, llm.max_prompt_tokens)
+
+    def sample_rows(
+        self, rows: list[PromptRow], repeat: int, adapter: bool = True, uniforms: Tensor | None = None
+    ) -> S.Rollouts:
+        """``repeat`` completions of each prompt row (the trainer's call; audio policies read the rows' clips)."""
+        return self.sample([row.prompt for row in rows], repeat, adapter, uniforms)
 
     def sample(
         self, prompts: list[str], repeat: int, adapter: bool = True, uniforms: Tensor | None = None
@@ -93,7 +119,7 @@ class TextPolicy:
     def texts(self, rollouts: S.Rollouts) -> list[str]:
         return C.decode_completions(self.tokenizer, rollouts.completion_ids, rollouts.completion_mask)
 
-    def logprobs(self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False):
+    def logprobs(self, rollouts: S.Rollouts, adapter: bool, with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
         context = nullcontext() if adapter else self.model.disable_adapter()
         with context:
             return C.completion_logprobs(self.model, rollouts, self.config.llm.temperature, with_entropy)
@@ -110,16 +136,23 @@ class LLMTrainer(BaseTrainer):
         cfg = self.config
         self.rows = load_prompts(cfg.prompts)
         self.rewards = WeightedRewards(cfg.rewards, "text")
-        self.policy = TextPolicy(cfg, self.device, self.dtype)
+        self.policy = self.make_policy()
         self.prompt_sampler = PromptSampler(self.rows, cfg.seed)
         self.eval_rows = eval_prompts(cfg.prompts, self.rows, count=EVAL_PROMPTS)
         self.init_optimizer(self.policy.model.parameters())
+
+    def make_policy(self) -> LMPolicy:
+        return TextPolicy(self.config, self.device, self.dtype)
+
+    def reward_columns(self, rows: list[PromptRow], repeat: int) -> dict[str, list]:
+        """The rows' columns the rewards get as keyword arguments (each row repeated ``repeat`` times)."""
+        return repeat_columns(rows, repeat)
 
     # ---------------------------------------------------------------- one step
 
     def score(self, rows: list[PromptRow], texts: list[str], repeat: int) -> tuple[Tensor, dict[str, Tensor]]:
         prompts = [row.prompt for row in rows for _ in range(repeat)]
-        total, parts = self.rewards(prompts, texts, **repeat_columns(rows, repeat))
+        total, parts = self.rewards(prompts, texts, **self.reward_columns(rows, repeat))
         if total.numel() != len(texts):
             raise TrainingError(f"a reward returned {total.numel()} values for {len(texts)} completions")
         if not torch.isfinite(total).all():
@@ -300,9 +333,7 @@ class LLMTrainer(BaseTrainer):
         batch = self.prompt_sampler.batch(step, cfg.prompts_per_step)
         mine = self.dist.shard(len(batch))  # this process's whole prompt groups (all of them in one process)
         rows = batch[mine]
-        rollouts = self.policy.sample(
-            [row.prompt for row in rows], cfg.group_size, uniforms=self.sampling_draws(step, mine)
-        )
+        rollouts = self.policy.sample_rows(rows, cfg.group_size, uniforms=self.sampling_draws(step, mine))
         texts = self.policy.texts(rollouts)
         own_rewards, parts = self.score(rows, texts, cfg.group_size)
         rewards = self.dist.gather(own_rewards)  # (P, G): the whole batch's, for advantages and metrics
@@ -391,10 +422,14 @@ class LLMTrainer(BaseTrainer):
     def eval_completions(self, row: PromptRow, seed: int, count: int, adapter: bool) -> tuple[list[str], list[float]]:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            rollouts = self.policy.sample([row.prompt], count, adapter=adapter)
+            rollouts = self.policy.sample_rows([row], count, adapter=adapter)
         texts = self.policy.texts(rollouts)
-        rewards, _ = self.rewards([row.prompt] * count, texts, **repeat_columns([row], count))
+        rewards, _ = self.rewards([row.prompt] * count, texts, **self.reward_columns([row], count))
         return texts, rewards.tolist()
+
+    def sample_media(self, index: int, row: PromptRow) -> tuple[str, str | None]:
+        """The logged samples' kind and the clip of eval prompt ``index`` (text: none)."""
+        return TEXT_SAMPLE, None
 
     def log_samples(self, step: int) -> list[Sample]:
         """Step 0: the reference (adapter off); later: the policy; the same seed per prompt at every step.
@@ -405,16 +440,18 @@ class LLMTrainer(BaseTrainer):
         for index, row in enumerate(self.eval_rows):
             seed = cfg.seed + index
             texts, rewards = self.eval_completions(row, seed, cfg.llm.eval_samples, adapter=step > 0)
+            kind, audio_path = self.sample_media(index, row)
             samples += [
                 Sample(
                     step=step,
                     prompt=row.prompt,
                     seed=seed,
-                    kind="text",
                     role=role,
                     text=text,
                     reward=reward,
                     extra={"index": k},
+                    kind=kind,
+                    audio_path=audio_path,
                 )
                 for k, (text, reward) in enumerate(zip(texts, rewards))
             ]

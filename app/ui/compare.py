@@ -11,6 +11,9 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from adrpo_engine.progress import IMAGE_SAMPLE
+
+from .audio_views import comparison_clip_html
 from .cards import sample_card
 from .common import POLL_SECONDS, round_reward
 
@@ -31,6 +34,7 @@ class CompareTab:
     reference: gr.Gallery
     policy: gr.Gallery
     texts: gr.Dataframe
+    clip: gr.HTML
     comparison_id: gr.State
     timer: gr.Timer
     cancel: gr.Button
@@ -59,6 +63,7 @@ def build_compare_tab() -> CompareTab:
         run = gr.Button("Compare", variant="primary", elem_id="compare-run", scale=3)
         cancel = gr.Button("Cancel", variant="secondary", elem_id="compare-cancel", scale=1)
     status = gr.Markdown("", elem_id="compare-status")
+    clip = gr.HTML("", visible=False, elem_id="compare-clip")  # an audio job's clip, above both answers
     with gr.Row():
         reference = gr.Gallery(
             label="Reference",
@@ -88,7 +93,20 @@ def build_compare_tab() -> CompareTab:
     comparison_id = gr.State(None)
     timer = gr.Timer(POLL_SECONDS, active=False)
     return CompareTab(
-        job, checkpoint, prompt, seed, num_samples, run, status, reference, policy, texts, comparison_id, timer, cancel
+        job,
+        checkpoint,
+        prompt,
+        seed,
+        num_samples,
+        run,
+        status,
+        reference,
+        policy,
+        texts,
+        clip,
+        comparison_id,
+        timer,
+        cancel,
     )
 
 
@@ -112,9 +130,9 @@ def comparison_summary(comparison: Any) -> str:
 
 
 def comparison_outputs(comparison: Any) -> list[Any]:
-    """Status line, the two galleries (images) or the side-by-side table (text)."""
+    """Status line, the two galleries (images) or the side-by-side table (text; audio: with the clip above)."""
     samples = list(comparison.samples)  # the service's order: sample k of both models share a noise draw
-    images = [s for s in samples if s.kind == "image" and s.image_path]
+    images = [s for s in samples if s.kind == IMAGE_SAMPLE and s.image_path]
     if images or not samples:
 
         def items(role: str) -> list[tuple[str, str | None]]:
@@ -130,9 +148,11 @@ def comparison_outputs(comparison: Any) -> list[Any]:
             gr.update(value=items("reference"), visible=True),
             gr.update(value=items("policy"), visible=True),
             gr.update(visible=False),
+            gr.update(value="", visible=False),
         ]
     ref = [s for s in samples if s.role == "reference"]
     pol = [s for s in samples if s.role == "policy"]
+    clip = comparison_clip_html(samples)  # an audio comparison: its one clip, played once
     rows = [
         [k + 1, r.text, round_reward(r.reward), p.text, round_reward(p.reward)]
         for k, (r, p) in enumerate(zip(ref, pol))
@@ -142,6 +162,7 @@ def comparison_outputs(comparison: Any) -> list[Any]:
         gr.update(visible=False),
         gr.update(visible=False),
         gr.update(value=pd.DataFrame(rows, columns=TEXT_COLUMNS), visible=True),
+        gr.update(value=clip, visible=bool(clip)),
     ]
 
 

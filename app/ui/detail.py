@@ -16,8 +16,10 @@ import gradio as gr
 import pandas as pd
 
 from adrpo_engine.kinds import DEFAULT_KIND, get_kind
+from adrpo_engine.progress import AUDIO_SAMPLE, IMAGE_SAMPLE
 
 from . import plots
+from .audio_views import audio_samples_html
 from .cards import sample_card
 from .common import POLL_SECONDS, round_reward
 from .service import StudioService
@@ -51,6 +53,7 @@ class DetailTab:
     reference_gallery: gr.Gallery
     policy_gallery: gr.Gallery
     text_samples: gr.Dataframe
+    audio_samples: gr.HTML
     config: gr.Code
     log: gr.Textbox
     checkpoints: gr.State
@@ -61,7 +64,7 @@ class DetailTab:
 
 def sample_dicts(samples: list[Any]) -> list[dict[str, Any]]:
     """SampleView objects as plain dicts (a gr.State must be deep-copyable and small)."""
-    fields = ("step", "role", "prompt", "seed", "kind", "text", "image_path", "reward")
+    fields = ("step", "role", "prompt", "seed", "kind", "text", "image_path", "audio_path", "reward")
     return [{name: getattr(sample, name, None) for name in fields} for sample in samples]
 
 
@@ -69,7 +72,15 @@ def merge_samples(known: list[dict[str, Any]], new: list[dict[str, Any]]) -> lis
     """Add newly fetched samples; a (step, role, seed, prompt) already shown is replaced, not repeated."""
 
     def key(sample: dict[str, Any]) -> tuple:
-        return (sample["step"], sample["role"], sample["seed"], sample["prompt"], sample.get("image_path"))
+        # the text too: several completions of one prompt at one step (llm.eval_samples) are several samples
+        return (
+            sample["step"],
+            sample["role"],
+            sample["seed"],
+            sample["prompt"],
+            sample.get("image_path"),
+            sample.get("text"),
+        )
 
     merged = {key(sample): sample for sample in known}
     merged.update((key(sample), sample) for sample in new)
@@ -168,6 +179,7 @@ def build_detail_tab(service: StudioService) -> DetailTab:
         visible=False,
         elem_id="detail-text-samples",
     )
+    audio_samples = gr.HTML("", visible=False, elem_id="detail-audio-samples")
     gr.Markdown("#### Checkpoints (LoRA adapter as a zip)")
     checkpoints = gr.State([])
     state = gr.State(DetailState())
@@ -208,6 +220,7 @@ def build_detail_tab(service: StudioService) -> DetailTab:
         reference_gallery,
         policy_gallery,
         text_samples,
+        audio_samples,
         config,
         log,
         checkpoints,
@@ -235,9 +248,17 @@ def curve_figures(points: plots.Points, kind: str, smoothing: float, job_id: str
 
 
 def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
-    """Galleries for image jobs, the table for text jobs (the other hidden): [reference, policy, table]."""
-    images = get_kind(state.kind).sample_kind == "image"
-    if images:
+    """Galleries for image jobs, the table for text jobs, players and answers for audio jobs (the others
+    hidden): [reference, policy, table, audio]."""
+    sample_kind = get_kind(state.kind).sample_kind
+    if sample_kind == AUDIO_SAMPLE:
+        return [
+            gr.update(visible=False),
+            gr.update(visible=False),
+            gr.update(visible=False),
+            gr.update(value=audio_samples_html(state.samples, step), visible=True),
+        ]
+    if sample_kind == IMAGE_SAMPLE:
         reference = gallery_items(state.samples, "reference", None)
         policy = gallery_items(state.samples, "policy", step)
         label = f"Fine-tuned at step {step}" if step is not None else "Fine-tuned"
@@ -245,11 +266,13 @@ def sample_outputs(state: DetailState, step: int | None) -> list[Any]:
             gr.update(value=reference, visible=True),
             gr.update(value=policy, label=label, visible=True),
             gr.update(visible=False),
+            gr.update(visible=False),
         ]
     return [
         gr.update(visible=False),
         gr.update(visible=False),
         gr.update(value=text_frame(state.samples, step), visible=True),
+        gr.update(visible=False),
     ]
 
 

@@ -78,6 +78,8 @@ FIELDS = (
     "seed",
     "report_to",
     "extra",
+    "clip_files",
+    "clip_answers",
 )
 
 
@@ -128,7 +130,7 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
     """Form values showing ``config`` (defaults filled in by the schema)."""
     job = validate_config(config)
     prompts = job.prompts
-    source = "dataset" if prompts.dataset else "file" if prompts.file else "text"
+    source = "dataset" if prompts.dataset else "file" if prompts.file else "clips" if prompts.rows else "text"
     return {
         "preset": preset,
         "name": job.name,
@@ -136,7 +138,7 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
         "model": job.model.name_or_path,
         "rewards": rows_from_specs([spec.model_dump(mode="json", exclude_none=True) for spec in job.rewards]),
         "prompt_source": source,
-        "prompt_texts": "\n".join(prompts.texts),
+        "prompt_texts": "\n".join(prompts.texts or [str(row.get(prompts.column, "")) for row in prompts.rows]),
         "prompt_file": prompts.file or "",
         "dataset": prompts.dataset or "",
         "dataset_split": prompts.split,
@@ -158,6 +160,8 @@ def form_from_config(config: dict[str, Any], preset: str = CUSTOM) -> dict[str, 
         "seed": job.seed,
         "report_to": list(job.report_to),
         "extra": "",
+        "clip_files": None,  # uploaded clips cannot be shown again: a new job uploads its own
+        "clip_answers": "\n".join(str(row.get("answer", "")) for row in prompts.rows),
     }
 
 
@@ -267,10 +271,53 @@ def _prompts_section(values: dict[str, Any], current: dict[str, Any]) -> dict[st
                 "(its prompts are copied into the text box)"
             )
         section = {"file": path, "column": _text(values.get("dataset_column")) or "prompt"}
+    elif source == "clips":
+        section = {"rows": clip_rows(values)}
     else:
         texts = [line.strip() for line in (values.get("prompt_texts") or "").splitlines() if line.strip()]
         section = {"texts": texts}
     return {**section, **keep}
+
+
+def clip_paths(values: dict[str, Any]) -> list[Path]:
+    """The clips uploaded in the form (Gradio's temporary copies), in upload order."""
+    files = values.get("clip_files") or []
+    files = files if isinstance(files, list) else [files]
+    return [Path(getattr(item, "name", item)) for item in files if item]
+
+
+def clip_rows(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """An audio job's inline rows from the form: clip k with question k (or the one question for all) and
+    answer k (or none). The clip is named by its file name: the upload that travels with the job."""
+    clips = clip_paths(values)
+    if not clips:
+        raise ConfigError("prompts.rows: upload one or more audio clips (WAV, FLAC, ...)")
+    names = [clip.name for clip in clips]
+    if len(set(names)) != len(names):
+        raise ConfigError("prompts.rows: two uploaded clips have the same file name")
+    questions = [line.strip() for line in (values.get("prompt_texts") or "").splitlines() if line.strip()]
+    answers = [line.strip() for line in (values.get("clip_answers") or "").splitlines() if line.strip()]
+    if len(questions) not in (1, len(clips)):
+        raise ConfigError(
+            f"prompts.texts: give one question for every clip, or one for all ({len(clips)} clips, "
+            f"{len(questions)} questions)"
+        )
+    if answers and len(answers) != len(clips):
+        raise ConfigError(f"prompts.rows: give one answer per clip ({len(clips)} clips, {len(answers)} answers)")
+    rows = []
+    for index, name in enumerate(names):
+        row: dict[str, Any] = {"prompt": questions[index if len(questions) > 1 else 0], "audio": name}
+        if answers:
+            row["answer"] = answers[index]
+        rows.append(row)
+    return rows
+
+
+def clip_uploads(values: dict[str, Any]) -> dict[str, bytes] | None:
+    """The uploaded clips' bytes by file name (what ``JobService.submit(uploads=...)`` stores), or None."""
+    if (values.get("prompt_source") or "text") != "clips":
+        return None
+    return {path.name: path.read_bytes() for path in clip_paths(values)} or None
 
 
 def _text(value: Any) -> str:
@@ -320,6 +367,8 @@ FIELD_LABELS = {
     "lora_targets": "LoRA target modules",
     "seed": "Seed",
     "extra": "Advanced settings",
+    "clip_files": "Audio clips",
+    "clip_answers": "Answers",
 }
 # Config path (prefix) -> form field; the most specific prefix wins. Other paths belong to "extra".
 CONFIG_PATH_FIELDS = {
@@ -331,6 +380,7 @@ CONFIG_PATH_FIELDS = {
     "prompts.dataset": "dataset",
     "prompts.split": "dataset_split",
     "prompts.column": "dataset_column",
+    "prompts.rows": "clip_files",
     "prompts": "prompt_source",
     "lora.rank": "lora_rank",
     "lora.target_modules": "lora_targets",

@@ -20,7 +20,7 @@ DEFAULT_PRESET = "digits-even"
 
 # The classes the form is built from (the reward rows' field is their gr.State); gradio's base Component
 # declares no events, so the fields are typed by what they are.
-FormField = gr.Dropdown | gr.Radio | gr.Number | gr.Textbox | gr.CheckboxGroup | gr.State
+FormField = gr.Dropdown | gr.Radio | gr.Number | gr.Textbox | gr.CheckboxGroup | gr.State | gr.File  # File: clips
 FieldT = TypeVar("FieldT", bound=FormField)
 
 
@@ -37,6 +37,7 @@ class LaunchTab:
     result: gr.Markdown
     file_row: gr.Row
     dataset_row: gr.Row
+    clips_row: gr.Row
     infos: dict[str, str | None]  # each field's own help line, restored once its error is fixed
 
     def inputs(self) -> list[FormField]:
@@ -90,7 +91,12 @@ def build_launch_tab(user_modules: tuple[str, ...] = ()) -> LaunchTab:
             fields["rewards"] = rewards.rows
             with gr.Group():
                 fields["prompt_source"] = gr.Radio(
-                    [("Type prompts", "text"), ("Prompt file", "file"), ("Dataset", "dataset")],
+                    [
+                        ("Type prompts", "text"),
+                        ("Prompt file", "file"),
+                        ("Dataset", "dataset"),
+                        ("Audio clips", "clips"),
+                    ],
                     value=start["prompt_source"],
                     label="Prompts",
                     elem_id="launch-prompt-source",
@@ -99,7 +105,7 @@ def build_launch_tab(user_modules: tuple[str, ...] = ()) -> LaunchTab:
                     start["prompt_texts"],
                     lines=3,
                     label="Prompts, one a line",
-                    visible=start["prompt_source"] == "text",
+                    visible=start["prompt_source"] in ("text", "clips"),
                     info=forms.prompt_help(start["model"]),
                     elem_id="launch-prompt-texts",
                 )
@@ -123,10 +129,26 @@ def build_launch_tab(user_modules: tuple[str, ...] = ()) -> LaunchTab:
                         elem_id="launch-dataset",
                     )
                     fields["dataset_split"] = gr.Textbox(start["dataset_split"], label="Split")
+                # Audio-language jobs: clips that travel with the job, each with the question above (one for
+                # all, or one a line) and its answer (one a line, in the clips' order).
+                with gr.Row(visible=start["prompt_source"] == "clips") as clips_row:
+                    fields["clip_files"] = gr.File(
+                        file_count="multiple",
+                        file_types=[".wav", ".flac", ".ogg", ".mp3"],
+                        type="filepath",
+                        label="Audio clips (uploaded with the job)",
+                        elem_id="launch-clip-files",
+                    )
+                    fields["clip_answers"] = gr.Textbox(
+                        start["clip_answers"],
+                        lines=3,
+                        label="Answers, one a line (the options' text, e.g. for mc_answer)",
+                        elem_id="launch-clip-answers",
+                    )
                 fields["dataset_column"] = gr.Textbox(
                     start["dataset_column"],
                     label="Prompt column (file or dataset)",
-                    visible=start["prompt_source"] != "text",
+                    visible=start["prompt_source"] in ("file", "dataset"),
                 )
             fields["algorithm"] = gr.Radio(
                 [(label, name) for name, label in ALGORITHM_LABELS.items()],
@@ -226,6 +248,7 @@ def build_launch_tab(user_modules: tuple[str, ...] = ()) -> LaunchTab:
         result,
         file_row,
         dataset_row,
+        clips_row,
         infos,
     )
 

@@ -18,6 +18,7 @@ class StudioService(Protocol):
         preset: str | None = None,
         overrides: dict | None = None,
         parent_id: str | None = None,
+        uploads: dict[str, bytes] | None = None,
     ) -> JobView: ...
 
     def cancel(self, job_id: str) -> JobView: ...

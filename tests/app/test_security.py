@@ -204,6 +204,9 @@ def test_the_studio_file_route_serves_only_what_pages_show(tmp_path, models_cach
         files = {
             "samples/step-000003/0.png": True,
             "comparisons/c1/reference-0.png": True,
+            "samples/audio/eval-0.wav": True,  # an audio job's clips: what its sample rows play
+            "comparisons/c2/clip.wav": True,
+            "checkpoints/step-000004/clip.wav": False,
             "exports/adapter-step-000004.zip": True,
             "exports/job-01234567-step-000004-comfyui.safetensors": True,
             "exports/job-01234567-step-000004-merged.zip": True,

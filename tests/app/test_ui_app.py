@@ -80,7 +80,7 @@ def test_launch_train_compare_and_view_runs(client, studio):
     assert "prompt *any digit*, seed 3" in status  # the id is kept in this session's state
 
     def compared():
-        status, reference, policy, texts, _ = client.predict(job_id, api_name="/comparison_status")
+        status, reference, policy, texts, _, clip = client.predict(job_id, api_name="/comparison_status")
         return (status, reference, policy) if "succeeded" in status or "failed" in status else None
 
     status, reference, policy = wait_for(compared, 90, "the comparison")

@@ -282,6 +282,49 @@ def test_dry_run_results_as_the_studio_shows_them():
     assert waiting[0].startswith("**No result yet:** the dry run is still queued")
 
 
+def test_audio_clips_become_rows_that_travel_with_the_job(tmp_path):
+    from app.ui.events.launch import submit_form
+
+    clips = []
+    for name in ("one.wav", "two.wav"):
+        (tmp_path / name).write_bytes(b"RIFF" + name.encode())
+        clips.append(str(tmp_path / name))
+    values = forms.form_from_config(PRESETS["audio-tones"].config, "audio-tones")
+    values.update(
+        prompt_source="clips",
+        prompt_texts="How many beeps do you hear? (A) 1 (B) 2",
+        clip_files=clips,
+        clip_answers="1\n2",
+    )
+    config = forms.config_from_form(values)
+    assert config["prompts"]["rows"] == [
+        {"prompt": "How many beeps do you hear? (A) 1 (B) 2", "audio": "one.wav", "answer": "1"},
+        {"prompt": "How many beeps do you hear? (A) 1 (B) 2", "audio": "two.wav", "answer": "2"},
+    ]
+    assert "dataset" not in config["prompts"]
+    assert forms.clip_uploads(values) == {"one.wav": b"RIFFone.wav", "two.wav": b"RIFFtwo.wav"}
+
+    class Service:
+        def submit(self, config, uploads=None):
+            self.config, self.uploads = config, uploads
+
+            class Job:
+                id, name, status = "abc", config["name"], "queued"
+
+            return Job
+
+    service = Service()
+    job_id, message, errors = submit_form(service, None, values)
+    assert job_id == "abc" and errors == [] and set(service.uploads) == {"one.wav", "two.wav"}
+
+    with pytest.raises(ConfigError, match="one answer per clip"):
+        forms.config_from_form({**values, "clip_answers": "1"})
+    with pytest.raises(ConfigError, match="upload one or more audio clips"):
+        forms.config_from_form({**values, "clip_files": None})
+    with pytest.raises(ConfigError, match="one question for every clip"):
+        forms.config_from_form({**values, "prompt_texts": "a\nb\nc"})
+
+
 def test_trackers_chosen_on_the_form_reach_the_config_and_round_trip():
     values = forms.form_from_config(forms.base_config("digits-even"), "digits-even")
     assert values["report_to"] == []

@@ -50,8 +50,9 @@ def test_text_jobs_show_a_table_of_reference_and_chosen_step_rows():
     assert frame["reward"].tolist() == [0.1, 1.0]
     assert frame[["step", "role", "text"]].values.tolist() == [[0, "reference", "2+2=5"], [10, "policy", "2+2=4"]]
     state = detail.DetailState(job_id="j", kind="llm", samples=rows)
-    reference, policy, table = detail.sample_outputs(state, 10)
+    reference, policy, table, audio = detail.sample_outputs(state, 10)
     assert reference["visible"] is False and policy["visible"] is False and table["visible"] is True
+    assert audio["visible"] is False
 
 
 def comparison(status, samples=(), error=None):
@@ -137,3 +138,59 @@ def test_the_job_header_and_table_say_what_a_running_job_does():
     assert "adrpo β₀=0.05" in line
     row = jobs_frame([Job]).iloc[0]
     assert row["status"] == "running (building model)" and row["algorithm"] == "adrpo β₀=0.05"
+
+
+def audio_sample(
+    step, role, text, reward, clip="/runs/j/samples/audio/eval-0.wav", prompt="How many beeps? (A) 1 (B) 2"
+):
+    return SampleView(
+        step=step,
+        role=role,
+        prompt=prompt,
+        seed=0,
+        kind="audio",
+        text=text,
+        image_path=None,
+        audio_path=clip,
+        reward=reward,
+    )
+
+
+def test_audio_jobs_show_one_player_per_question_with_the_answers_beside_it():
+    rows = detail.sample_dicts(
+        [
+            audio_sample(0, "reference", "<answer>1</answer>", 0.0),
+            audio_sample(0, "reference", "<answer>2</answer>", 1.0),  # a second completion of the same prompt
+            audio_sample(10, "policy", "<answer>2</answer>", 1.0),
+            audio_sample(20, "policy", "<answer>B</answer>", 1.0),
+            audio_sample(0, "reference", "<answer>no</answer>", 0.0, "/runs/j/samples/audio/eval-1.wav", "Noise?"),
+        ]
+    )
+    merged = detail.merge_samples([], rows)
+    assert len(merged) == 5
+    state = detail.DetailState(job_id="j", kind="audio", samples=merged)
+    reference, policy, table, audio = detail.sample_outputs(state, 10)
+    assert reference["visible"] is False and table["visible"] is False and audio["visible"] is True
+    page = audio["value"]
+    assert page.count("<audio") == 2 and "/gradio_api/file=/runs/j/samples/audio/eval-0.wav" in page
+    assert (
+        "&lt;answer&gt;2&lt;/answer&gt;" in page and "&lt;answer&gt;B&lt;/answer&gt;" not in page
+    )  # step 20 not shown
+    assert page.index("How many beeps?") < page.index("Noise?")
+
+
+def test_an_audio_comparison_plays_its_clip_once_above_the_answers():
+    clip = "/runs/j/comparisons/c/clip.wav"
+    outputs = compare.comparison_outputs(
+        comparison(
+            "succeeded",
+            [
+                audio_sample(0, "reference", "<answer>1</answer>", 0.0, clip),
+                audio_sample(0, "policy", "<answer>2</answer>", 1.0, clip),
+            ],
+        )
+    )
+    assert outputs[3]["value"].values.tolist() == [[1, "<answer>1</answer>", 0.0, "<answer>2</answer>", 1.0]]
+    assert outputs[4]["visible"] is True and outputs[4]["value"].count("<audio") == 1
+    texts = compare.comparison_outputs(comparison("succeeded", [sample(0, "reference", 3, "text", 0.3, "5")]))
+    assert texts[4]["visible"] is False

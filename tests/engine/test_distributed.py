@@ -38,6 +38,13 @@ LLM_JOB = {
     "lora": {"rank": 4, "alpha": 8},
     "llm": {"max_new_tokens": 8, "eval_samples": 1},
 }
+AUDIO_JOB = {
+    **LLM_JOB,
+    "kind": "audio",
+    "model": {"name_or_path": "builtin:tiny-audio-lm"},
+    "rewards": [{"name": "mc_answer"}, {"name": "mc_format", "weight": 0.5}],
+    "prompts": {"dataset": "builtin:audio-tones", "limit": 16},
+}
 FLOW = {"steps": 3, "group_size": 4, "prompts_per_step": 4, "sample_every": 100, "checkpoint_every": 100}
 
 
@@ -91,6 +98,16 @@ def test_llm_two_processes_train_the_adapter_of_one_process(tmp_path):
     names = ["reward/mean", "reward/std", "loss", "grad_norm", "entropy", "kl", "diversity", "beta_eff/mean"]
     assert_same_metrics(metric_rows(tmp_path / "two"), metric_rows(tmp_path / "one-split"), names, 1e-5)
     assert not list((tmp_path / "two").glob("checkpoints/.*"))  # no staging folder left by a second writer
+
+
+def test_audio_two_processes_train_the_adapter_of_one_process(tmp_path):
+    # Audio rows get the same per-group draws as text: each rank's (clip, question) groups sample the
+    # completions they would in one process, so the adapters and metrics agree as for text.
+    train_on_two_processes(AUDIO_JOB, tmp_path / "two")
+    train(validate_config(apply_overrides(AUDIO_JOB, {"grad_accum": 2})), tmp_path / "one-split", resume=False)
+    assert max_difference(adapter(tmp_path / "two"), adapter(tmp_path / "one-split")) <= 1e-5
+    names = ["reward/mean", "reward/mc_answer", "loss", "grad_norm", "entropy", "kl", "diversity", "beta_eff/mean"]
+    assert_same_metrics(metric_rows(tmp_path / "two"), metric_rows(tmp_path / "one-split"), names, 1e-5)
 
 
 def test_flow_two_processes_train_the_adapter_of_one_process(tmp_path):

@@ -17,6 +17,7 @@ LLM_FAMILIES = {
     r"^mistralai/Mistral-": ("mistral", 32768),
 }
 INSTRUCT = re.compile(r"(instruct|chat|-it\b|-it-)", re.IGNORECASE)
+QWEN2_AUDIO = re.compile(r"^Qwen/Qwen2-Audio-7B(-Instruct)?$")
 SD3 = re.compile(r"^stabilityai/stable-diffusion-3(\.5)?-(medium|large)")
 
 
@@ -40,6 +41,13 @@ def test_gpu_preset_follows_its_family(name):
         prompt = cfg.llm.max_prompt_tokens
         assert prompt is not None and prompt + cfg.llm.max_new_tokens <= context  # fits the context window
         assert 0.0 < cfg.llm.temperature <= 1.2 and cfg.lr <= 1e-4  # RL with LoRA: small steps
+    elif cfg.kind == "audio":
+        assert QWEN2_AUDIO.search(model), f"audio GPU preset {model!r}: only Qwen2-Audio is known here"
+        # its Whisper encoder sees one 30-s window (3000 mel frames, 1500 positions): longer clips are cut
+        assert cfg.audio.max_seconds <= 30.0
+        assert cfg.lora.target_modules is None  # the default: the language model's attention, encoder frozen
+        assert 0.0 < cfg.llm.temperature <= 1.2 and cfg.lr <= 1e-4 and cfg.model.dtype == "bfloat16"
+        assert cfg.llm.decode == "loop" and cfg.llm.max_new_tokens <= 1024
     else:
         assert SD3.search(model), f"flow GPU preset {model!r}: only the SD3 family is known here"
         # SD3: 8x VAE downsampling, then 2x2 patches: the side must be a multiple of 16

@@ -3,12 +3,14 @@ outside the registry switches on a kind's name."""
 
 import re
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from adrpo_engine import kinds
 from adrpo_engine.config import ConfigError, validate_config
 from adrpo_engine.presets import PRESETS
+from adrpo_engine.progress import SAMPLE_KINDS
 from adrpo_engine.trainers.base import BaseTrainer
 from worker.validation import SubmissionError, resolve_submission
 
@@ -22,7 +24,7 @@ def test_each_kind_names_importable_parts_and_consistent_metrics(name):
     assert callable(spec.load_comparer())
     assert spec.divergence in spec.metric_names
     assert set(spec.spread_metrics) <= set(spec.metric_names)
-    assert spec.sample_kind in ("text", "image") and spec.reward_kind in ("text", "image")
+    assert spec.sample_kind in SAMPLE_KINDS and spec.reward_kind in ("text", "image")
     if spec.policy_factory is not None:
         assert callable(kinds.load_target(spec.policy_factory))
     assert kinds.builtin_models(name), "every kind has a built-in model to start from"
@@ -42,20 +44,21 @@ def test_every_builtin_entry_points_at_something_that_exists():
 
 
 def test_unknown_kind_and_unknown_builtin_name_the_field():
-    with pytest.raises(ConfigError, match="^kind: unknown kind 'audio'"):
-        kinds.get_kind("audio")
+    with pytest.raises(ConfigError, match="^kind: unknown kind 'video'"):
+        kinds.get_kind("video")
     with pytest.raises(ConfigError, match="model.name_or_path: unknown built-in llm model 'builtin:tiny-sd3'"):
         kinds.builtin_model_of("builtin:tiny-sd3", "llm")
     with pytest.raises(ConfigError, match="kind"):
         validate_config(
-            {"kind": "audio", "model": {"name_or_path": "x"}, "rewards": [{"name": "r"}], "prompts": {"texts": ["a"]}}
+            {"kind": "video", "model": {"name_or_path": "x"}, "rewards": [{"name": "r"}], "prompts": {"texts": ["a"]}}
         )
 
 
 @pytest.mark.parametrize("source", sorted(kinds.PROMPT_SOURCES))
 def test_the_service_accepts_every_builtin_prompt_source_the_engine_has(source):
     # builtin:digits once loaded in the CLI and was refused by the service (a second list had drifted).
-    preset = "digits-even" if kinds.PROMPT_SOURCES[source].kind == "flow" else "tiny-lm"
+    kind = kinds.PROMPT_SOURCES[source].kind
+    preset = next(p.name for p in PRESETS.values() if p.demo and p.config["kind"] == kind)
     job = resolve_submission(None, preset, {"prompts.texts": [], "prompts.file": source})
     assert job.prompts.file == source
     with pytest.raises(SubmissionError, match="prompts.file: unknown built-in source 'builtin:nope'"):
@@ -85,3 +88,10 @@ def test_no_code_outside_the_registry_switches_on_a_kind_name():
                 if SWITCH.search(line):
                     offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_service_views_know_every_sample_kind_the_engine_logs():
+    from worker.views import SampleKind
+
+    assert set(get_args(SampleKind)) == set(SAMPLE_KINDS)
+    assert {kinds.get_kind(name).sample_kind for name in kinds.kind_names()} <= set(SAMPLE_KINDS)

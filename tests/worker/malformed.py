@@ -60,7 +60,7 @@ MALFORMED: list[tuple[str, object, str]] = [
     ("unknown preset", {"preset": "no-such-preset"}, "preset"),
     ("unknown top-level key", preset(bta0=0.02), "bta0"),
     ("unknown algorithm", preset(algorithm="ppo"), "algorithm"),
-    ("unknown kind", config_with(kind="audio"), "kind"),
+    ("unknown kind", config_with(kind="video"), "kind"),
     ("unknown built-in model", preset(**{"model.name_or_path": "builtin:nope"}), "model.name_or_path"),
     ("llm model for a flow job", preset(**{"model.name_or_path": "builtin:tiny-lm"}), "model.name_or_path"),
     ("unknown reward", config_with(rewards=[{"name": "no_such_reward"}]), "rewards.0.name"),

@@ -52,3 +52,6 @@ def test_every_kind_has_a_three_line_snippet_naming_its_base():
     config = {"kind": "llm", "model": {"name_or_path": "Qwen/Qwen2.5-0.5B-Instruct"}}
     assert "Qwen/Qwen2.5-0.5B-Instruct" in load_snippet(config)
     assert all(len(snippet.splitlines()) == 3 for snippet in LOAD_SNIPPETS.values())
+    from adrpo_engine.kinds import KINDS
+
+    assert set(KINDS) <= set(LOAD_SNIPPETS)  # a job of any kind gets a card (an audio job's zip once had none)

@@ -36,6 +36,7 @@ def cleared(tab: CompareTab) -> Updates:
         tab.reference: gr.update(value=[], visible=True),
         tab.policy: gr.update(value=[], visible=True),
         tab.texts: gr.update(value=pd.DataFrame(columns=TEXT_COLUMNS), visible=False),
+        tab.clip: gr.update(value="", visible=False),
         tab.comparison_id: None,
         tab.timer: gr.Timer(active=False),
     }
@@ -87,12 +88,13 @@ def poll(service: StudioService, tab: CompareTab, comparison_id: str | None, job
         return {tab.timer: gr.Timer(active=False)}
     if comparison.status not in ("succeeded", "failed", "cancelled"):
         return {tab.status: comparison_summary(comparison)}
-    status, reference, policy, texts = comparison_outputs(comparison)
+    status, reference, policy, texts, clip = comparison_outputs(comparison)
     return {
         tab.status: status,
         tab.reference: reference,
         tab.policy: policy,
         tab.texts: texts,
+        tab.clip: clip,
         tab.timer: gr.Timer(active=False),
     }
 
@@ -108,7 +110,8 @@ def cancel(service: StudioService, tab: CompareTab, comparison_id: str | None) -
 
 
 def wire_compare_tab(tab: CompareTab, service: StudioService) -> None:
-    results = [tab.status, tab.reference, tab.policy, tab.texts, tab.comparison_id, tab.timer]
+    # the clip last: the API's earlier outputs keep their places
+    results = [tab.status, tab.reference, tab.policy, tab.texts, tab.comparison_id, tab.timer, tab.clip]
     queue = {"concurrency_id": "compare", "concurrency_limit": 1}
     tab.job.change(
         lambda job_id: pick_job(service, tab, job_id),

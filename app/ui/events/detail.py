@@ -140,6 +140,7 @@ def body_components(tab: DetailTab) -> list[Any]:
         tab.log,
         tab.checkpoints,
         tab.state,
+        tab.audio_samples,  # last: the API's earlier outputs keep their places
     ]
 
 
@@ -156,6 +157,7 @@ def blank_body(tab: DetailTab, job_id: str | None) -> Updates:
         tab.reference_gallery: [],
         tab.policy_gallery: [],
         tab.text_samples: gr.update(value=pd.DataFrame(columns=SAMPLE_COLUMNS)),
+        tab.audio_samples: "",
         tab.config: "",
         tab.log: "",
         tab.checkpoints: [],
@@ -164,8 +166,13 @@ def blank_body(tab: DetailTab, job_id: str | None) -> Updates:
 
 
 def sample_updates(tab: DetailTab, state: DetailState, step: int | None) -> Updates:
-    reference, policy, table = sample_outputs(state, step)
-    return {tab.reference_gallery: reference, tab.policy_gallery: policy, tab.text_samples: table}
+    reference, policy, table, audio = sample_outputs(state, step)
+    return {
+        tab.reference_gallery: reference,
+        tab.policy_gallery: policy,
+        tab.text_samples: table,
+        tab.audio_samples: audio,
+    }
 
 
 def poll_job(

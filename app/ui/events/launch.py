@@ -82,7 +82,7 @@ def submit_form(
 
     try:
         config = forms.config_from_form(values, base)
-        job = service.submit(config)
+        job = service.submit(config, uploads=forms.clip_uploads(values))
     except (ConfigError, SubmissionError) as error:
         return None, "", forms.field_errors(str(error))
     return job.id, f"Launched **{job.name}** `{job.id}` ({job.status}). Opening it…", []
@@ -157,13 +157,14 @@ def wire_launch_tab(tab: LaunchTab) -> None:
     )
     f["prompt_source"].change(
         lambda source: {
-            f["prompt_texts"]: gr.update(visible=source == "text"),
+            f["prompt_texts"]: gr.update(visible=source in ("text", "clips")),
             tab.file_row: gr.update(visible=source == "file"),
             tab.dataset_row: gr.update(visible=source == "dataset"),
-            f["dataset_column"]: gr.update(visible=source != "text"),
+            tab.clips_row: gr.update(visible=source == "clips"),
+            f["dataset_column"]: gr.update(visible=source in ("file", "dataset")),
         },
         inputs=f["prompt_source"],
-        outputs=[f["prompt_texts"], tab.file_row, tab.dataset_row, f["dataset_column"]],
+        outputs=[f["prompt_texts"], tab.file_row, tab.dataset_row, tab.clips_row, f["dataset_column"]],
     )
     tab.upload.upload(
         lambda upload, column: prompts_from_upload(tab, upload, column),
