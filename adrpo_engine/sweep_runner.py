@@ -9,6 +9,7 @@ Layout of the output directory::
     <job name>/    each job's ordinary run directory, plus eval.json (its final and reference evals)
 
 Re-running the same command resumes: finished jobs are found by their checkpoint and eval.json.
+:func:`merge_sweep_records` joins the records of several sweeps of one base (``scripts/merge_sweeps.py``).
 """
 
 from __future__ import annotations
@@ -88,11 +89,7 @@ def run_sweep(
     first_reference = next(iter(references.values()))
     summary = summarise_sweep(kind, grid_keys, records, first_reference["metrics"])
     record = {"spec": dict(spec), "kind": kind, "jobs": records, "reference": first_reference, "summary": summary}
-    (out_dir / "sweep.json").write_text(json.dumps(record, indent=1))
-    (out_dir / "points.csv").write_text(points_csv(summary, grid_keys))
-    from .sweep_plot import save_sweep_figure
-
-    save_sweep_figure(summary, out_dir / "frontier.png", title=str(spec.get("title", "")))
+    write_sweep_record(record, out_dir, grid_keys)
     return record
 
 
@@ -106,3 +103,72 @@ def _cached_eval(run_dir: Path) -> tuple[dict[str, Any] | None, dict[str, Any] |
     if data["final"]["step"] != found[0]:
         return None, None
     return data["final"], data["reference"]
+
+
+def merge_sweep_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One sweep record from several ``sweep.json`` records of the same base and kind, summarised again.
+
+    For grids the product cannot express as one product of keys, e.g. a symmetric clip range
+    ``a_min = -c, a_max = c``: one sweep per c (``--grid a_max=c --set a_min=-c``), then merged. An
+    override whose value differs between the records (here ``a_min``) becomes a grid key of the merged
+    summary, before the records' own grid keys. Refused (ValueError): records of different bases or
+    kinds, different grid keys, a reference eval that differs (the points would not share an origin),
+    the same job in two records, or an override set in some records only."""
+    if len(records) < 2:
+        raise ValueError("merge needs at least two sweep records")
+    first = records[0]
+    for record in records[1:]:
+        if record["kind"] != first["kind"]:
+            raise ValueError(f"the sweeps are of different kinds: {first['kind']!r} vs {record['kind']!r}")
+        if record["spec"].get("base") != first["spec"].get("base"):
+            raise ValueError(
+                f"the sweeps have different bases: {first['spec'].get('base')!r} vs {record['spec'].get('base')!r}"
+            )
+        if list(record["spec"]["grid"]) != list(first["spec"]["grid"]):
+            raise ValueError(
+                f"the sweeps have different grid keys: {list(first['spec']['grid'])} vs {list(record['spec']['grid'])}"
+            )
+        if record["reference"]["metrics"] != first["reference"]["metrics"]:
+            raise ValueError("the sweeps' reference evals differ (different model, rewards, prompts or eval settings)")
+    override_keys = {key for record in records for key in record["spec"].get("overrides", {})}
+    varying = []
+    for key in sorted(override_keys):
+        if any(key not in record["spec"].get("overrides", {}) for record in records):
+            raise ValueError(f"override {key!r} is set in some of the sweeps only")
+        values = [json.dumps(record["spec"]["overrides"][key], sort_keys=True) for record in records]
+        if len(set(values)) > 1:
+            varying.append(key)
+    grid_keys = varying + list(first["spec"]["grid"])
+    jobs, names = [], set()
+    for record in records:
+        for job in record["jobs"]:
+            if job["name"] in names:
+                raise ValueError(f"job {job['name']!r} is in two of the sweeps")
+            names.add(job["name"])
+            extra = {key: record["spec"]["overrides"][key] for key in varying}
+            jobs.append({**job, "params": {**extra, **job["params"]}})
+    grid: dict[str, list[Any]] = {}
+    for job in jobs:
+        for key in grid_keys:
+            if job["params"][key] not in grid.setdefault(key, []):
+                grid[key].append(job["params"][key])
+    spec = {
+        "merged": [dict(record["spec"]) for record in records],
+        "base": first["spec"].get("base"),
+        "grid": grid,
+        "title": f"{first['spec'].get('base')}: "
+        + ", ".join(f"{k} in {v}" for k, v in grid.items())
+        + " (merged sweeps)",
+    }
+    summary = summarise_sweep(first["kind"], grid_keys, jobs, first["reference"]["metrics"])
+    return {"spec": spec, "kind": first["kind"], "jobs": jobs, "reference": first["reference"], "summary": summary}
+
+
+def write_sweep_record(record: Mapping[str, Any], out_dir: Path, grid_keys: Sequence[str]) -> None:
+    """sweep.json, points.csv and frontier.png of a sweep record."""
+    from .sweep_plot import save_sweep_figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "sweep.json").write_text(json.dumps(record, indent=1))
+    (out_dir / "points.csv").write_text(points_csv(record["summary"], grid_keys))
+    save_sweep_figure(record["summary"], out_dir / "frontier.png", title=str(record["spec"].get("title", "")))

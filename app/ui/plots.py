@@ -9,7 +9,10 @@ process only sends JSON: the job page's five charts of 120 steps cost 0.36 s of 
 to an empty frame when a visible chart was updated with growing data, which is what a live chart does.
 The Pareto view (one trajectory per run in the reward-vs-diversity and reward-vs-divergence planes)
 joins points in step order, not sorted by x, and draws one panel per divergence (kl and w2 are
-different quantities and never share an axis).
+different quantities and never share an axis). The Runs overlay and the Pareto paths mark each run the
+same way (:func:`add_run_marks`): one colour per run across all three charts, a filled circle at its
+first point and, at its last, a mark by the job's status (star succeeded, x failed, square cancelled,
+open circle while it may still grow).
 """
 
 from __future__ import annotations
@@ -172,6 +175,112 @@ def curve_figure(
     return figure
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a run's job stands, for the mark at the end of its curves."""
+
+    status: str  # a JobStatus value: queued, running, succeeded, failed, cancelled
+    total_steps: int | None = None
+
+
+START_SYMBOL = "circle"
+# The mark at a run's last point says how the job ended; a job that is not finished (running, or
+# queued again after its worker died) gets an open circle: its curve may still grow.
+END_SYMBOLS = {"succeeded": "star", "failed": "x", "cancelled": "square"}
+OPEN_END_SYMBOL = "circle-open"
+MARK_SIZES = {"circle": 8, "star": 14, "x": 11, "square": 10, "circle-open": 11}
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def run_colors(labels: Iterable[str]) -> dict[str, str]:
+    """One colour per run, by its place among the picked runs: the same run has the same colour on the
+    overlay and on both Pareto views."""
+    return {label: PALETTE[index % len(PALETTE)] for index, label in enumerate(labels)}
+
+
+def end_mark(state: RunState | None, step: int) -> tuple[str, str]:
+    """(symbol, hover text) of a run's last drawn point, e.g. ("star", "end (succeeded) at step 8 of 8")."""
+    of = f" of {state.total_steps}" if state is not None and state.total_steps else ""
+    if state is None:
+        return OPEN_END_SYMBOL, f"last point at step {step}"
+    if state.status in END_SYMBOLS:
+        return END_SYMBOLS[state.status], f"end ({state.status}) at step {step}{of}"
+    return OPEN_END_SYMBOL, f"last point ({state.status}) at step {step}{of}"
+
+
+def add_run_marks(
+    figure: go.Figure,
+    label: str,
+    steps: Sequence[int],
+    xs: Sequence[float],
+    ys: Sequence[float],
+    state: RunState | None,
+    color: str,
+    value_hover: str,
+    row: int | None = None,
+    col: int | None = None,
+) -> None:
+    """A run's start and end marks on an already drawn line (``row``/``col``: its subplot). The trace
+    shares the line's legend group, so hiding the run in the legend hides its marks too."""
+    symbol, end_text = end_mark(state, steps[-1])
+    symbols = [START_SYMBOL, symbol]
+    figure.add_trace(
+        go.Scatter(
+            x=[xs[0], xs[-1]],
+            y=[ys[0], ys[-1]],
+            text=[f"start at step {steps[0]}", end_text],
+            mode="markers",
+            name=label,
+            legendgroup=label,
+            showlegend=False,
+            hovertemplate="%{text}<br>" + value_hover + "<extra>" + label + "</extra>",
+            marker={
+                "color": color,
+                "symbol": symbols,
+                "size": [MARK_SIZES[s] for s in symbols],
+                "line": {"color": color, "width": 2},
+            },
+        ),
+        row=row,
+        col=col,
+    )
+
+
+def overlay_figure(
+    runs: Mapping[str, Points],
+    metric: str,
+    smoothing: float = 0.0,
+    states: Mapping[str, RunState] | None = None,
+) -> go.Figure:
+    """The Runs overlay: one line per run (only its EMA when ``smoothing`` > 0), a circle at its first
+    point and its status mark at its last."""
+    frame = overlay_frame(runs, metric, smoothing)
+    colors = run_colors(runs)
+    figure = go.Figure()
+    for label, rows in frame.groupby("series", sort=False):
+        label = str(label)
+        steps, values = rows["step"].tolist(), rows["value"].tolist()
+        figure.add_trace(
+            go.Scatter(
+                x=steps,
+                y=values,
+                name=label,
+                legendgroup=label,
+                mode="lines",
+                line={"color": colors[label], "width": 1.8},
+                hovertemplate=HOVER,
+            )
+        )
+        add_run_marks(figure, label, steps, steps, values, (states or {}).get(label), colors[label], "%{y:.4~g}")
+    _layout(figure, metric, "run", "runs-overlay")
+    figure.update_yaxes(**value_axis(frame["value"].tolist()))
+    if frame.empty:
+        figure.add_annotation(
+            text="no points yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"color": "gray"}
+        )
+    return figure
+
+
 def overlay_frame(runs: Mapping[str, Points], metric: str, smoothing: float = 0.0) -> pd.DataFrame:
     """One metric of several runs on one chart, a series per run label."""
     frames = []
@@ -203,8 +312,13 @@ def divergence_metric(points: Points) -> str:
     return M.KL if points.get(M.KL) else M.W2
 
 
-def pareto_figure(runs: Mapping[str, Points], x_axis: str, smoothing: float = 0.0) -> go.Figure:
-    """Each run's path through the (x, reward) plane, start marked with a circle and end with a star.
+def pareto_figure(
+    runs: Mapping[str, Points],
+    x_axis: str,
+    smoothing: float = 0.0,
+    states: Mapping[str, RunState] | None = None,
+) -> go.Figure:
+    """Each run's path through the (x, reward) plane, marked like the overlay (:func:`add_run_marks`).
 
     ``x_axis`` is "diversity" or "divergence": the paper's reward-vs-diversity and reward-vs-KL/W2
     views. For "divergence", runs that logged kl (LLMs) and runs that logged w2 (flows) get a panel
@@ -215,10 +329,13 @@ def pareto_figure(runs: Mapping[str, Points], x_axis: str, smoothing: float = 0.
         groups.setdefault(x_metric, {})[label] = points
     names = sorted(groups) or [M.DIVERSITY if x_axis == "diversity" else "divergence"]
     figure = make_subplots(rows=1, cols=len(names), subplot_titles=[f"reward vs {name}" for name in names])
+    colors = run_colors(runs)
     drawn = 0
     for column, x_metric in enumerate(names, start=1):
         for label, points in groups.get(x_metric, {}).items():
-            drawn += _add_path(figure, label, trajectory(points, x_metric), smoothing, column, drawn)
+            path = trajectory(points, x_metric)
+            state = (states or {}).get(label)
+            drawn += _add_path(figure, label, path, smoothing, column, colors[label], state)
         figure.update_xaxes(title_text=x_metric, tickformat=".3~g", row=1, col=column)
     figure.update_yaxes(title_text="reward (mean)", tickformat=".3~g", row=1, col=1)
     figure.update_layout(
@@ -241,20 +358,21 @@ def pareto_figure(runs: Mapping[str, Points], x_axis: str, smoothing: float = 0.
     return figure
 
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
-
 def _add_path(
-    figure: go.Figure, label: str, path: list[tuple[int, float, float]], smoothing: float, column: int, index: int
+    figure: go.Figure,
+    label: str,
+    path: list[tuple[int, float, float]],
+    smoothing: float,
+    column: int,
+    color: str,
+    state: RunState | None,
 ) -> int:
-    """One run's path (line, start circle, end star) in panel ``column``; 1 if drawn, 0 if it has no points."""
+    """One run's path (line, start and end marks) in panel ``column``; 1 if drawn, 0 if it has no points."""
     if not path:
         return 0
     steps, xs, ys = [s for s, _, _ in path], [x for _, x, _ in path], [y for _, _, y in path]
     if smoothing > 0:
         xs, ys = ema(xs, smoothing), ema(ys, smoothing)
-    color = PALETTE[index % len(PALETTE)]
-    hover = "step %{customdata}<br>x %{x:.4~g}<br>reward %{y:.4~g}<extra>" + label + "</extra>"
     figure.add_trace(
         go.Scatter(
             x=xs,
@@ -264,25 +382,12 @@ def _add_path(
             name=label,
             legendgroup=label,
             line={"color": color, "width": 1.6},
-            hovertemplate=hover,
+            hovertemplate="step %{customdata}<br>x %{x:.4~g}<br>reward %{y:.4~g}<extra>" + label + "</extra>",
         ),
         row=1,
         col=column,
     )
-    figure.add_trace(
-        go.Scatter(
-            x=[xs[0], xs[-1]],
-            y=[ys[0], ys[-1]],
-            customdata=[steps[0], steps[-1]],
-            mode="markers",
-            legendgroup=label,
-            showlegend=False,
-            hovertemplate=hover,
-            marker={"color": color, "symbol": ["circle", "star"], "size": [8, 14]},
-        ),
-        row=1,
-        col=column,
-    )
+    add_run_marks(figure, label, steps, xs, ys, state, color, "x %{x:.4~g}<br>reward %{y:.4~g}", row=1, col=column)
     return 1
 
 

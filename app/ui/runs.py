@@ -28,7 +28,11 @@ class RunsTab:
 
 
 def build_runs_tab() -> RunsTab:
-    gr.Markdown("Pick jobs to compare. Each path starts at the circle (step 1) and ends at the star.")
+    gr.Markdown(
+        "Pick jobs to compare. Each run has one colour on all three charts; its curves start at the filled "
+        "circle and end at a mark by the job's status: star succeeded, x failed, square cancelled, open "
+        "circle still running."
+    )
     with gr.Row():
         jobs = gr.Dropdown([], multiselect=True, label="Jobs", elem_id="runs-jobs", scale=4, allow_custom_value=True)
         metric = gr.Dropdown(
@@ -42,9 +46,7 @@ def build_runs_tab() -> RunsTab:
         smoothing = gr.Slider(0.0, 0.95, value=0.8, step=0.05, label="Smoothing (EMA)", scale=2)
         refresh = gr.Button("Refresh", scale=1, elem_id="runs-refresh")
     note = gr.Markdown("", elem_id="runs-note")
-    overlay = gr.Plot(
-        plots.curve_figure(plots.typed_frame([]), M.REWARD_MEAN), show_label=False, elem_id="runs-overlay"
-    )
+    overlay = gr.Plot(plots.overlay_figure({}, M.REWARD_MEAN), show_label=False, elem_id="runs-overlay")
     with gr.Row():
         diversity_plot = gr.Plot(label="Reward vs diversity", elem_id="runs-pareto-diversity")
         divergence_plot = gr.Plot(
@@ -53,9 +55,10 @@ def build_runs_tab() -> RunsTab:
     return RunsTab(jobs, metric, smoothing, refresh, overlay, diversity_plot, divergence_plot, note)
 
 
-def load_runs(service: StudioService, job_ids: list[str]) -> dict[str, plots.Points]:
-    """Every metric point of each picked job, keyed by a readable, unique legend label."""
-    runs = {}
+def load_runs(service: StudioService, job_ids: list[str]) -> tuple[dict[str, plots.Points], dict[str, plots.RunState]]:
+    """Every metric point of each picked job, keyed by a readable, unique legend label, and each job's
+    status and planned steps (the mark at the end of its curves)."""
+    runs, states = {}, {}
     for job_id in job_ids or []:
         try:
             job = service.get_job(job_id)
@@ -63,4 +66,5 @@ def load_runs(service: StudioService, job_ids: list[str]) -> dict[str, plots.Poi
             continue
         label = plots.run_label(job.id, job.name, job.algorithm, (job.config or {}).get("beta0"))
         runs[label] = plots.merge_points({}, service.get_metrics(job_id, since_step=0))
-    return runs
+        states[label] = plots.RunState(status=str(job.status), total_steps=job.total_steps)
+    return runs, states

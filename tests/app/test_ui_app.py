@@ -3,6 +3,8 @@ embedded worker): preview, launch (refused and accepted), job detail, comparison
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from adrpo_engine.presets import PRESETS
@@ -90,6 +92,9 @@ def test_launch_train_compare_and_view_runs(client, studio):
     overlay, diversity, divergence, _, note = client.predict([job_id], "reward/mean", 0.0, api_name="/runs_view")
     assert note == "1 run(s)."
     assert overlay["type"] == diversity["type"] == divergence["type"] == "plotly"
+    marks = [trace for trace in json.loads(overlay["plot"])["data"] if trace["mode"] == "markers"]
+    assert [m["marker"]["symbol"] for m in marks] == [["circle", "star"]]  # the job's status, loaded with it
+    assert marks[0]["text"] == ["start at step 1", "end (succeeded) at step 8 of 8"]
 
     message, _ = client.predict(job_id, api_name="/cancel_job")
     assert "Could not cancel" in message and "succeeded" in message

@@ -64,7 +64,8 @@ def test_pareto_figure_draws_one_path_per_run_from_start_to_end():
     assert [list(trace.x) for trace in paths] == [[1.0, 0.9], [1.0, 0.5]]
     assert [trace.name for trace in paths] == ["adrpo", "fixed"]
     markers = [trace for trace in figure.data if trace.mode == "markers"]
-    assert [list(trace.marker.symbol) for trace in markers] == [["circle", "star"]] * 2
+    assert [list(trace.marker.symbol) for trace in markers] == [["circle", "circle-open"]] * 2  # no status known
+    assert [list(trace.x) for trace in markers] == [[1.0, 0.9], [1.0, 0.5]]  # on the path's first and last point
     divergence = plots.pareto_figure(runs, "divergence")
     assert list(divergence.data[0].x) == [0.0, 0.1]
     empty = plots.pareto_figure({}, "diversity")
@@ -133,3 +134,103 @@ def test_the_reward_panel_draws_each_rewards_own_curve_without_smoothing_it():
     assert plots.panel_metrics(points, divergence) == (M.KL,)
     frame = plots.panel_frame(points, reward, smoothing=0.5)
     assert set(frame["series"]) == {M.REWARD_MEAN, f"{M.REWARD_MEAN} (EMA)", "reward/length", "reward/reward_model"}
+
+
+STATES = {
+    "done": plots.RunState("succeeded", 8),
+    "broke": plots.RunState("failed", 8),
+    "stopped": plots.RunState("cancelled", 8),
+    "going": plots.RunState("running", 8),
+}
+
+
+def four_runs() -> dict[str, plots.Points]:
+    """One run per job status, of different lengths (a failed or cancelled run stops early)."""
+    lengths = {"done": 8, "broke": 3, "stopped": 5, "going": 6}
+    return {
+        label: {
+            M.REWARD_MEAN: [(s, 0.1 * s + i) for s in range(1, n + 1)],
+            M.DIVERSITY: [(s, 2.0 - 0.1 * s) for s in range(1, n + 1)],
+            M.KL: [(s, 0.01 * s) for s in range(1, n + 1)],
+        }
+        for i, (label, n) in enumerate(lengths.items())
+    }
+
+
+def marks_by_run(figure) -> dict[str, tuple[list, list, list]]:
+    """(symbols, hover texts, x) of each run's marker trace."""
+    return {
+        trace.name: (list(trace.marker.symbol), list(trace.text), list(trace.x))
+        for trace in figure.data
+        if trace.mode == "markers"
+    }
+
+
+def test_end_mark_says_how_the_job_ended_and_where():
+    assert plots.end_mark(plots.RunState("succeeded", 8), 8) == ("star", "end (succeeded) at step 8 of 8")
+    assert plots.end_mark(plots.RunState("failed", 8), 3) == ("x", "end (failed) at step 3 of 8")
+    assert plots.end_mark(plots.RunState("cancelled", 8), 5) == ("square", "end (cancelled) at step 5 of 8")
+    assert plots.end_mark(plots.RunState("running", 8), 6) == ("circle-open", "last point (running) at step 6 of 8")
+    assert plots.end_mark(plots.RunState("queued"), 2) == ("circle-open", "last point (queued) at step 2")
+    assert plots.end_mark(None, 4) == ("circle-open", "last point at step 4")
+
+
+def test_overlay_figure_marks_each_runs_start_and_status_at_its_last_point():
+    figure = plots.overlay_figure(four_runs(), M.REWARD_MEAN, states=STATES)
+    lines = {trace.name: trace for trace in figure.data if trace.mode == "lines"}
+    assert list(lines) == ["done", "broke", "stopped", "going"]
+    assert list(lines["broke"].x) == [1, 2, 3]
+    marks = marks_by_run(figure)
+    assert marks["done"] == (["circle", "star"], ["start at step 1", "end (succeeded) at step 8 of 8"], [1, 8])
+    assert marks["broke"] == (["circle", "x"], ["start at step 1", "end (failed) at step 3 of 8"], [1, 3])
+    assert marks["stopped"] == (["circle", "square"], ["start at step 1", "end (cancelled) at step 5 of 8"], [1, 5])
+    going = (["circle", "circle-open"], ["start at step 1", "last point (running) at step 6 of 8"], [1, 6])
+    assert marks["going"] == going
+    for trace in figure.data:
+        if trace.mode == "markers":
+            assert "%{text}" in trace.hovertemplate and not trace.showlegend  # one legend entry per run
+            assert trace.legendgroup == trace.name == lines[trace.name].legendgroup  # toggled with its line
+            assert trace.marker.color == lines[trace.name].line.color
+    empty = plots.overlay_figure({}, M.REWARD_MEAN)
+    assert not empty.data and empty.layout.annotations[0].text == "no points yet"
+
+
+def test_overlay_figure_smooths_the_lines_and_puts_the_marks_on_the_smoothed_line():
+    runs = {"done": {M.REWARD_MEAN: [(1, 0.0), (2, 1.0), (3, 0.0), (4, 1.0)]}}
+    figure = plots.overlay_figure(runs, M.REWARD_MEAN, smoothing=0.5, states=STATES)
+    line = next(trace for trace in figure.data if trace.mode == "lines")
+    smoothed = plots.ema([0.0, 1.0, 0.0, 1.0], 0.5)
+    assert list(line.y) == pytest.approx(smoothed)  # only the EMA is drawn, not the raw points
+    marks = next(trace for trace in figure.data if trace.mode == "markers")
+    assert list(marks.y) == pytest.approx([smoothed[0], smoothed[-1]])
+
+
+def test_pareto_views_share_the_overlays_colours_and_marks():
+    runs = four_runs()
+    overlay = plots.overlay_figure(runs, M.REWARD_MEAN, states=STATES)
+    colours = {trace.name: trace.line.color for trace in overlay.data if trace.mode == "lines"}
+    assert len(set(colours.values())) == 4
+    for x_axis in ("diversity", "divergence"):
+        figure = plots.pareto_figure(runs, x_axis, states=STATES)
+        assert {trace.name: trace.line.color for trace in figure.data if trace.mode == "lines"} == colours
+        marks = marks_by_run(figure)
+        assert {name: m[0] for name, m in marks.items()} == {
+            "done": ["circle", "star"],
+            "broke": ["circle", "x"],
+            "stopped": ["circle", "square"],
+            "going": ["circle", "circle-open"],
+        }
+        assert marks["broke"][1][1] == "end (failed) at step 3 of 8"
+    diversity = marks_by_run(plots.pareto_figure(runs, "diversity", states=STATES))
+    assert diversity["stopped"][2] == pytest.approx([1.9, 1.5])  # diversity at steps 1 and 5
+
+
+def test_a_run_drawn_only_on_one_divergence_panel_keeps_its_colour():
+    runs = {
+        "lm": {M.REWARD_MEAN: [(1, 0.2), (2, 0.3)], M.KL: [(1, 0.0), (2, 0.05)]},
+        "digits": {M.REWARD_MEAN: [(1, 0.5), (2, 0.7)], M.W2: [(1, 0.0), (2, 0.4)]},
+    }
+    colours = plots.run_colors(runs)
+    figure = plots.pareto_figure(runs, "divergence")
+    assert {t.name: t.line.color for t in figure.data if t.mode == "lines"} == colours
+    assert {t.name: t.marker.color for t in figure.data if t.mode == "markers"} == colours

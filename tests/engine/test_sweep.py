@@ -157,3 +157,68 @@ def test_sweep_command_refuses_bad_input_with_exit_2(tmp_path):
     assert bad.exit_code == 2 and "beta0" in bad.output and not (tmp_path / "x").exists()
     seeds = runner.invoke(app, ["sweep", "--preset", "digits-even", "--grid", "beta0=0.1", "--seeds", "a"])
     assert seeds.exit_code == 2 and "--seeds" in seeds.output
+
+
+def clip_record(c: float, rewards: list[float], kl: float, reference_reward: float = 0.2) -> dict:
+    """A hand-made sweep.json record of one symmetric clip c (``--grid a_max=c --set a_min=-c``)."""
+    jobs = [
+        {
+            "name": f"tiny-a_max-{c}-s{seed}",
+            "params": {"a_max": c},
+            "seed": seed,
+            "method": "adrpo",
+            "run_dir": f"tiny-a_max-{c}-s{seed}",
+            "eval": {M.REWARD_MEAN: reward, M.DIVERSITY: 1.0, M.KL: kl},
+            "counts": {M.REWARD_MEAN: 16},
+            "step": 60,
+            "held_out": True,
+        }
+        for seed, reward in enumerate(rewards)
+    ]
+    return {
+        "spec": {"base": "tiny-lm", "grid": {"a_max": [c]}, "seeds": [0, 1], "overrides": {"a_min": -c, "steps": 60}},
+        "kind": "llm",
+        "jobs": jobs,
+        "reference": {"step": 0, "role": "reference", "metrics": {M.REWARD_MEAN: reference_reward, M.KL: 0.0}},
+        "summary": {},
+    }
+
+
+def test_merged_sweeps_become_one_summary_with_the_differing_override_as_a_grid_key():
+    from adrpo_engine.sweep_runner import merge_sweep_records
+
+    merged = merge_sweep_records([clip_record(0.02, [0.3, 0.5], 0.6), clip_record(0.08, [0.6, 0.8], 0.5)])
+    assert merged["spec"]["grid"] == {"a_min": [-0.02, -0.08], "a_max": [0.02, 0.08]}  # steps: same in both
+    points = {p["params"]["a_max"]: p for p in merged["summary"]["points"]}
+    assert points[0.02]["params"] == {"a_min": -0.02, "a_max": 0.02} and points[0.02]["seeds"] == 2
+    assert points[0.02]["mean"][M.REWARD_MEAN] == pytest.approx(0.4)
+    assert points[0.08]["mean"][M.REWARD_MEAN] == pytest.approx(0.7)
+    # 0.08 has more reward and less kl: it dominates 0.02 in the reward-kl plane of the merged summary.
+    assert points[0.08]["frontier"]["divergence"]["on_frontier"]
+    assert not points[0.02]["frontier"]["divergence"]["on_frontier"]
+    assert len(merged["jobs"]) == 4 and merged["reference"]["metrics"][M.REWARD_MEAN] == 0.2
+
+
+def test_merging_refuses_sweeps_that_do_not_share_a_reference_or_repeat_a_job(tmp_path):
+    from adrpo_engine.sweep_runner import merge_sweep_records, write_sweep_record
+
+    a = clip_record(0.02, [0.3, 0.5], 0.6)
+    with pytest.raises(ValueError, match="reference evals differ"):
+        merge_sweep_records([a, clip_record(0.08, [0.6], 0.5, reference_reward=0.3)])
+    with pytest.raises(ValueError, match="in two of the sweeps"):
+        merge_sweep_records([a, clip_record(0.02, [0.3], 0.6)])
+    other_grid = clip_record(0.08, [0.6], 0.5)
+    other_grid["spec"]["grid"] = {"beta0": [0.04]}
+    with pytest.raises(ValueError, match="different grid keys"):
+        merge_sweep_records([a, other_grid])
+    partial = clip_record(0.08, [0.6], 0.5)
+    partial["spec"]["overrides"].pop("steps")
+    with pytest.raises(ValueError, match="'steps' is set in some"):
+        merge_sweep_records([a, partial])
+    with pytest.raises(ValueError, match="at least two"):
+        merge_sweep_records([a])
+    merged = merge_sweep_records([a, clip_record(0.08, [0.6, 0.8], 0.5)])
+    write_sweep_record(merged, tmp_path, list(merged["spec"]["grid"]))
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "points.csv").read_text())))
+    assert [(r["a_min"], r["a_max"]) for r in rows] == [("-0.02", "0.02"), ("-0.08", "0.08")]
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000

@@ -196,22 +196,38 @@ def test_a_sigkilled_worker_s_job_is_resumed_by_the_other_worker(cluster):
     assert_every_step_once(service, job.id, 200)
 
 
-def assert_sweep_complete(service, sweep_id: str, jobs: int, steps: int) -> None:
-    """Every job of the sweep once, each with exactly two evals (reference + final) and their metrics."""
+def assert_sweep_complete(
+    service, sweep_id: str, jobs: int, steps: int, seeds: int = 2, eval_steps: tuple[int, ...] | None = None
+) -> None:
+    """Every job of the sweep once and succeeded, each with exactly one succeeded eval per requested step
+    (``eval_steps``; default the reference 0 and the final step) and the same metrics in each eval, every
+    training step's reward logged once, and one summary point per grid point over all seeds."""
     from worker.models import EvalMetric, Evaluation
 
+    wanted = eval_steps or (0, steps)
     view = service.get_sweep(sweep_id)
     assert view.status == "finished" and len(view.jobs) == jobs and view.progress["evaluated"] == jobs
+    assert {j.status for j in view.jobs} == {"succeeded"}
     with service.store.session() as session:
         ids = list(session.scalars(select(Job.id).where(Job.sweep_id == sweep_id)))
         assert sorted(ids) == sorted(j.job_id for j in view.jobs) and len(set(ids)) == jobs
+        assert set(session.scalars(select(Job.status).where(Job.sweep_id == sweep_id))) == {"succeeded"}
         rows = session.execute(
-            select(Evaluation.job_id, Evaluation.step, Evaluation.status).where(Evaluation.job_id.in_(ids))
+            select(Evaluation.id, Evaluation.job_id, Evaluation.step, Evaluation.status).where(
+                Evaluation.job_id.in_(ids)
+            )
         ).all()
-        assert sorted((job, step) for job, step, _ in rows) == sorted((job, step) for job in ids for step in (0, steps))
-        assert {status for _, _, status in rows} == {"succeeded"}
-        per_eval = session.execute(select(EvalMetric.eval_id, func.count()).group_by(EvalMetric.eval_id)).all()
-        assert len(per_eval) == 2 * jobs and len({count for _, count in per_eval}) == 1
+        assert sorted((job, step) for _, job, step, _ in rows) == sorted((job, step) for job in ids for step in wanted)
+        assert {status for *_, status in rows} == {"succeeded"}
+        eval_ids = [eval_id for eval_id, *_ in rows]
+        per_eval = session.execute(
+            select(EvalMetric.eval_id, func.count(), func.count(func.distinct(EvalMetric.name)))
+            .where(EvalMetric.eval_id.in_(eval_ids))
+            .group_by(EvalMetric.eval_id)
+        ).all()
+        assert len(per_eval) == len(wanted) * jobs  # every eval stored its metrics
+        assert len({(count, names) for _, count, names in per_eval}) == 1  # the same metrics, each once
+        assert all(count == names for _, count, names in per_eval)
         for job_id in ids:
             steps_logged = session.execute(
                 select(Metric.step, func.count())
@@ -219,7 +235,25 @@ def assert_sweep_complete(service, sweep_id: str, jobs: int, steps: int) -> None
                 .group_by(Metric.step)
             ).all()
             assert sorted(steps_logged) == [(step, 1) for step in range(1, steps + 1)]
-    assert len(view.points) == jobs // 2 and all(p["seeds"] == 2 for p in view.points)
+    assert len(view.points) == jobs // seeds and all(p["seeds"] == seeds for p in view.points)
+
+
+# 3 x 3 grid points x 3 seeds = 27 jobs of 2 steps; a checkpoint and an eval at every step, so each job
+# asks for the reference (step 0) twice (every_checkpoint and the sweep's on_finish), step 1 once and
+# step 2 twice: every (job, step) must still end with exactly one eval row.
+SWEEP_27_GRID = {"algorithm": ["adrpo", "fixed", "orw"], "beta0": [0.05, 0.1, 0.2]}
+SWEEP_27_SEEDS = [0, 1, 2]
+
+
+def sweep_27(service):
+    overrides = tiny_digits(
+        steps=2, checkpoint_every=1, **{"eval.samples_per_prompt": 4, "eval.every_checkpoint": True}
+    )
+    return service.submit_sweep(preset="digits-even", grid=SWEEP_27_GRID, seeds=SWEEP_27_SEEDS, overrides=overrides)
+
+
+def assert_sweep_27_complete(service, sweep_id: str) -> None:
+    assert_sweep_complete(service, sweep_id, jobs=27, steps=2, seeds=3, eval_steps=(0, 1, 2))
 
 
 def test_a_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
@@ -232,3 +266,15 @@ def test_a_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
     )
     wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 300, what="the sweep to finish")
     assert_sweep_complete(service, sweep.id, jobs=4, steps=2)
+
+
+@pytest.mark.slow
+def test_a_27_job_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
+    service, _workers = cluster
+    sweep = sweep_27(service)
+    assert len(sweep.jobs) == 27
+    wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 500, what="the 27-job sweep to finish")
+    assert_sweep_27_complete(service, sweep.id)
+    with service.store.session() as session:
+        trained_by = set(session.scalars(select(Job.worker).where(Job.sweep_id == sweep.id)))
+    assert len(trained_by) == 2  # both workers took jobs (both answered a ping before the sweep was sent)

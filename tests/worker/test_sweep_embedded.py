@@ -9,7 +9,7 @@ from tests.waiting import wait_for
 from worker.settings import Settings
 
 from .conftest import service_data_dir, tiny_digits
-from .test_scale_out import Workers, assert_sweep_complete
+from .test_scale_out import Workers, assert_sweep_27_complete, assert_sweep_complete, sweep_27
 
 
 @pytest.fixture
@@ -46,3 +46,12 @@ def test_a_sweep_on_the_embedded_default_stores_every_job_and_eval_once(embedded
     )
     wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 400, what="the sweep to finish")
     assert_sweep_complete(service, sweep.id, jobs=4, steps=2)
+
+
+@pytest.mark.slow
+def test_a_27_job_sweep_on_the_embedded_default_stores_every_job_and_eval_once(embedded_cluster):
+    service = embedded_cluster
+    sweep = sweep_27(service)
+    assert len(sweep.jobs) == 27
+    wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 500, what="the 27-job sweep to finish")
+    assert_sweep_27_complete(service, sweep.id)

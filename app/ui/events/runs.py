@@ -13,15 +13,13 @@ from ..service import StudioService, Updates
 
 
 def draw(service: StudioService, tab: RunsTab, job_ids: list[str], metric: str, smoothing: float) -> Updates:
-    runs = load_runs(service, job_ids)
+    runs, states = load_runs(service, job_ids)
     names = plots.metric_names(runs.values()) or list(M.PLOTTED)
     metric = metric or M.REWARD_MEAN
     return {
-        tab.overlay: plots.curve_figure(
-            plots.overlay_frame(runs, metric, smoothing), metric, legend_title="run", revision="runs-overlay"
-        ),
-        tab.diversity_plot: plots.pareto_figure(runs, "diversity", smoothing),
-        tab.divergence_plot: plots.pareto_figure(runs, "divergence", smoothing),
+        tab.overlay: plots.overlay_figure(runs, metric, smoothing, states),
+        tab.diversity_plot: plots.pareto_figure(runs, "diversity", smoothing, states),
+        tab.divergence_plot: plots.pareto_figure(runs, "divergence", smoothing, states),
         tab.metric: gr.update(choices=names, value=metric),
         tab.note: f"{len(runs)} run(s)." if runs else "Pick one or more jobs above.",
     }
