@@ -158,7 +158,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8, help="Euler steps")
     parser.add_argument("--guidance", type=float, default=3.0)
-    parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument(
+        "--images-per-prompt", type=int, default=4, help="also the training step's group size (at least 2)"
+    )
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument(
         "--heads",
