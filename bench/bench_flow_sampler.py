@@ -67,6 +67,8 @@ def wider_transformer(pipeline, heads: int, layers: int):
 
 
 def bench_sampler(args: argparse.Namespace) -> dict[str, float]:
+    from diffusers.pipelines.stable_diffusion_3.pipeline_output import StableDiffusion3PipelineOutput
+
     pipeline = load_pipeline("builtin:tiny-sd3")
     if args.heads:
         pipeline.transformer = wider_transformer(pipeline, args.heads, args.layers)
@@ -74,15 +76,18 @@ def bench_sampler(args: argparse.Namespace) -> dict[str, float]:
     group = args.images_per_prompt
     images = len(PROMPTS) * group
 
-    def run_pipeline():
-        return pipeline(
+    def run_pipeline() -> torch.Tensor:
+        output = pipeline(
             PROMPTS,
             num_images_per_prompt=group,
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
             generator=torch.Generator().manual_seed(0),
             output_type="pt",
-        ).images
+        )
+        # return_dict (the default) gives the output object, output_type="pt" a tensor of images
+        assert isinstance(output, StableDiffusion3PipelineOutput) and isinstance(output.images, torch.Tensor)
+        return output.images
 
     def run_ours():
         cond = {k: v.repeat_interleave(group, 0) for k, v in policy.encode_prompts(PROMPTS).items()}
@@ -153,7 +158,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8, help="Euler steps")
     parser.add_argument("--guidance", type=float, default=3.0)
-    parser.add_argument("--images-per-prompt", type=int, default=4)
+    parser.add_argument(
+        "--images-per-prompt", type=int, default=4, help="also the training step's group size (at least 2)"
+    )
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument(
         "--heads",

@@ -44,15 +44,23 @@ LR = 1e-4
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def length_reward(prompts, completions, **_):
+def length_reward(prompts: list[str], completions: list[str], **_) -> list[float]:
     """Rewards that vary within a group (random weights: lengths differ) so advantages are not all 0."""
     return [float(len(text) % 17) / 17.0 for text in completions]
+
+
+def trl_length_reward(prompts: list[str], completions: list[str], **kwargs) -> list[float | None]:
+    """:func:`length_reward` typed as TRL's reward functions are (None: no reward for a completion)."""
+    return [*length_reward(prompts, completions, **kwargs)]
 
 
 def build_model(folder: Path) -> Path:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = train_tokenizer(corpus_lines(2000))
+    eos_id = tokenizer.eos_token_id  # the tokenizer's one special token, also its pad token
+    if not isinstance(eos_id, int):
+        raise RuntimeError("the trained tokenizer has no single end-of-text id")
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -63,9 +71,9 @@ def build_model(folder: Path) -> Path:
         num_key_value_heads=2,
         max_position_embeddings=256,
         tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        bos_token_id=eos_id,
     )
     model = Qwen2ForCausalLM(config)
     model.save_pretrained(folder)
@@ -181,7 +189,7 @@ class TrlRunner:
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         self.trainer = GRPOTrainer(
             model=model,
-            reward_funcs=length_reward,
+            reward_funcs=trl_length_reward,
             args=args,
             train_dataset=data,
             processing_class=tokenizer,
@@ -218,22 +226,24 @@ def breakdown(runner: OursRunner, repeats: int = 3) -> dict[str, float]:
         torch.manual_seed(repeat)
         rollouts = timed("sample: folded LoRA + KV loop", lambda: policy.sample(prompts, GROUP))
         ids, mask = policy.encode(prompts)
-        common = dict(
-            max_new_tokens=NEW_TOKENS,
-            temperature=1.0,
-            top_p=1.0,
-            eos_ids=policy.eos_ids,
-            pad_id=policy.pad_id,
-            repeat=GROUP,
-        )
-        timed(
-            "sample: adapter active + KV loop",
-            lambda: S.sample_completions(policy.model, ids, mask, fold_lora=False, **common),
-        )
-        timed(
-            "sample: adapter active + generate()",
-            lambda: S.sample_completions(policy.model, ids, mask, fold_lora=False, decode="generate", **common),
-        )
+
+        def unfolded(decode: str) -> S.Rollouts:
+            return S.sample_completions(
+                policy.model,
+                ids,
+                mask,
+                max_new_tokens=NEW_TOKENS,
+                temperature=1.0,
+                top_p=1.0,
+                eos_ids=policy.eos_ids,
+                pad_id=policy.pad_id,
+                repeat=GROUP,
+                fold_lora=False,
+                decode=decode,
+            )
+
+        timed("sample: adapter active + KV loop", lambda: unfolded("loop"))
+        timed("sample: adapter active + generate()", lambda: unfolded("generate"))
         timed("reference log-probs (all rows)", lambda: policy.logprobs(rollouts, adapter=False))
         with torch.enable_grad():
             policy.model.train()

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING, LiteralString
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,6 +36,9 @@ from worker.db import Store, upgrade  # noqa: E402
 from worker.models import Job, Metric  # noqa: E402
 from worker.queries import fetch_metrics  # noqa: E402
 from worker.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    import psycopg
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -115,17 +119,25 @@ def bench_metrics(label: str, url: str, reps: int) -> None:
     store.engine.dispose()
 
 
-def postgres_database():
+def postgres_database() -> tuple[psycopg.Connection, str] | None:
+    """A new, empty database on the local server, and the admin connection that drops it again."""
     try:
         import psycopg
 
         admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
     except Exception as error:  # no server here: say so and go on
         print(f"postgresql skipped ({type(error).__name__})")
-        return None, None
+        return None
     name = f"adrpo_bench_{uuid.uuid4().hex[:8]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
+    admin.execute(database_statement("CREATE DATABASE {}", name))
     return admin, name
+
+
+def database_statement(template: LiteralString, name: str):
+    """``template`` (a LiteralString with one ``{}``) with the database name quoted as an identifier."""
+    from psycopg import sql
+
+    return sql.SQL(template).format(sql.Identifier(name))
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
@@ -162,6 +174,7 @@ def bench_latency(label: str, settings: Settings, jobs: int) -> list[float]:
                 time.sleep(0.05)
             assert view.status == "succeeded", view.error
             if index:
+                assert view.started_at is not None  # a job that succeeded has started
                 latencies.append((view.started_at - view.created_at).total_seconds())
     finally:
         worker.send_signal(signal.SIGTERM)
@@ -187,7 +200,7 @@ def redis_available() -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=5)
     args = parser.parse_args()
@@ -196,12 +209,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         print("== metrics fetch: 10,000 steps x 15 metrics")
         bench_metrics("sqlite", f"sqlite:///{tmp}/bench.db", args.reps)
-        admin, name = postgres_database()
-        if admin is not None:
+        database = postgres_database()
+        if database is not None:
+            admin, name = database
             try:
                 bench_metrics("postgresql", f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", args.reps)
             finally:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                admin.execute(database_statement("DROP DATABASE IF EXISTS {} WITH (FORCE)", name))
 
         print("== submit -> running latency (one worker, tiny digits-even jobs)")
         data = Path(tmp) / "data"

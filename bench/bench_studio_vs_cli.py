@@ -191,7 +191,7 @@ def _wait_finished(url: str, job_id: str, timeout_s: float = 1800) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--preset", default="tiny-lm")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--no-browser", dest="browser", action="store_false")

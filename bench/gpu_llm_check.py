@@ -53,15 +53,18 @@ def build(folder: Path, shape: dict, dtype: torch.dtype) -> int:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = train_tokenizer(corpus_lines(500))
+    eos_id = tokenizer.eos_token_id  # the tokenizer's one special token, also its pad token
+    if not isinstance(eos_id, int):
+        raise RuntimeError("the trained tokenizer has no single end-of-text id")
     torch.manual_seed(0)
     config = Qwen2Config(
         **shape,
         tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        bos_token_id=eos_id,
     )
-    model = Qwen2ForCausalLM(config).to(dtype)
+    model = Qwen2ForCausalLM(config).to(dtype)  # pyright: ignore[reportArgumentType] (transformers types .to's self oddly)
     # Random weights rarely emit EOS, so every completion runs to max_new_tokens (the worst case).
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

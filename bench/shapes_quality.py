@@ -72,7 +72,7 @@ def write_grid(policy: SD3Policy, path: Path, config, with_adapter: bool) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--adapter", type=Path, help="a checkpoint folder of a shapes-compose run")
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--every", type=int, default=2, help="use every k-th compositional prompt")
