@@ -8,8 +8,9 @@ it; the full build's accuracy window is checked in a ``slow`` test).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from ..recipes import recipe_from_env
 
 RECIPE_ENV = "ADRPO_AUDIO_RECIPE"
 
@@ -37,7 +38,4 @@ RECIPES = {recipe.name: recipe for recipe in (FULL, REDUCED)}
 
 def active_recipe() -> Recipe:
     """The recipe the built-in name resolves to: $ADRPO_AUDIO_RECIPE (full | reduced), default full."""
-    name = os.environ.get(RECIPE_ENV, "full")
-    if name not in RECIPES:
-        raise ValueError(f"{RECIPE_ENV}: {name!r} is not a recipe (choose from {', '.join(RECIPES)})")
-    return RECIPES[name]
+    return recipe_from_env(RECIPE_ENV, RECIPES)

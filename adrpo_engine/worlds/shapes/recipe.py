@@ -8,8 +8,9 @@ sets it; the quality targets are checked on the full build in a ``slow`` test).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from ..recipes import recipe_from_env
 
 RECIPE_ENV = "ADRPO_SHAPES_RECIPE"
 
@@ -57,7 +58,4 @@ RECIPES = {recipe.name: recipe for recipe in (FULL, REDUCED)}
 
 def active_recipe() -> Recipe:
     """The recipe the built-in names resolve to: $ADRPO_SHAPES_RECIPE (full | reduced), default full."""
-    name = os.environ.get(RECIPE_ENV, "full")
-    if name not in RECIPES:
-        raise ValueError(f"{RECIPE_ENV}: {name!r} is not a recipe (choose from {', '.join(RECIPES)})")
-    return RECIPES[name]
+    return recipe_from_env(RECIPE_ENV, RECIPES)
