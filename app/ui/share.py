@@ -21,6 +21,7 @@ from .service import StudioService
 
 NEWEST = "newest"  # the checkpoint choice that means the latest one
 MERGE_POLL_SECONDS = 2.0
+TITLE = "Share: the Hugging Face Hub, a merged model"
 
 
 @dataclass
@@ -47,7 +48,7 @@ class MergeDisplay:
 
 
 def build_share_box() -> ShareBox:
-    with gr.Accordion("Share: the Hugging Face Hub, a merged model", open=False, elem_id="share-box"):
+    with gr.Accordion(TITLE, open=False, elem_id="share-box"):
         checkpoint = gr.Dropdown(checkpoint_choices([]), value=NEWEST, label="Checkpoint", elem_id="share-checkpoint")
         gr.Markdown("**Hugging Face Hub**: the adapter zip's files (adapter, model card, config) in a model repository")
         with gr.Row():

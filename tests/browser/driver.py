@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from app.ui import share
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 VIEWPORT = {"width": 1360, "height": 1000}
@@ -122,7 +124,7 @@ def push_from_page(page, repo: str, token: str) -> str:
     """Job detail's Hub box: repository and token typed, Push clicked; returns the line it answers."""
     box = page.locator("#share-box")
     if not page.locator("#share-push").is_visible():
-        box.get_by_text("Share on the Hugging Face Hub").click()
+        box.get_by_text(share.TITLE).click()
     page.locator("#share-repo textarea, #share-repo input").first.fill(repo)
     page.locator("#share-token input").fill(token)
     before = page.locator("#share-result").inner_text()
