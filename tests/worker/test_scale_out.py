@@ -81,6 +81,12 @@ class Workers:
     def wait_ready(self, celery, count: int) -> None:
         wait_for(lambda: len(celery.control.ping(timeout=0.5)) >= count, 180, what=f"{count} workers to answer")
 
+    def keep(self, celery, count: int) -> None:
+        """At least ``count`` live workers that answer (the SIGKILL test before leaves one)."""
+        while sum(process.poll() is None for process in self.processes) < count:
+            self.start()
+        self.wait_ready(celery, count)
+
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
@@ -257,7 +263,8 @@ def assert_sweep_27_complete(service, sweep_id: str) -> None:
 
 
 def test_a_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
-    service, _workers = cluster
+    service, workers = cluster
+    workers.keep(service.celery, 2)
     sweep = service.submit_sweep(
         preset="digits-even",
         grid={"algorithm": ["adrpo", "fixed"]},
@@ -270,7 +277,8 @@ def test_a_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
 
 @pytest.mark.slow
 def test_a_27_job_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
-    service, _workers = cluster
+    service, workers = cluster
+    workers.keep(service.celery, 2)
     sweep = sweep_27(service)
     assert len(sweep.jobs) == 27
     wait_for(lambda: service.get_sweep(sweep.id).status == "finished", 500, what="the 27-job sweep to finish")
@@ -279,6 +287,5 @@ def test_a_27_job_sweep_on_two_workers_stores_every_job_and_eval_once(cluster):
         jobs = select(Job.id).where(Job.sweep_id == sweep.id)
         trained_by = set(session.scalars(select(Job.worker).where(Job.sweep_id == sweep.id)))
         evaluated_by = set(session.scalars(select(Evaluation.worker).where(Evaluation.job_id.in_(jobs))))
-    # Both workers did some of the 108 tasks (27 jobs, 81 evals); which one took the jobs is the broker's
-    # choice (seen once: one worker trained all 27).
-    assert len(trained_by | evaluated_by) == 2
+    # Both workers did some of the 108 tasks (27 jobs, 81 evals); which one took the jobs is the broker's.
+    assert len(trained_by | evaluated_by) >= 2
