@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results" / "audio_tones")
     args = parser.parse_args()
     results: list[dict] = []
-    reference = None
+    reference: dict[str, float] | None = None
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for name in args.variants:
@@ -78,6 +78,8 @@ def main() -> None:
             key: (statistics.mean(r[key] for r in rows), statistics.pstdev(r[key] for r in rows))
             for key in ("accuracy", "kl", "entropy", "train_seconds")
         }
+    if reference is None:
+        raise SystemExit("no run: give at least one seed and one variant")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"reference": reference, "runs": results}, indent=2))
     lines = [

@@ -34,7 +34,7 @@ from adrpo_engine.config import validate_config  # noqa: E402
 from adrpo_engine.models import lm_sampling as S  # noqa: E402
 from adrpo_engine.models.tiny_lm import TEMPLATES, TOPICS, corpus_lines, train_tokenizer  # noqa: E402
 from adrpo_engine.progress import RecordingSink  # noqa: E402
-from adrpo_engine.trainers.llm import LLMTrainer  # noqa: E402
+from adrpo_engine.trainers.llm import LLMTrainer, TextPolicy  # noqa: E402
 
 GROUP = 8
 PROMPTS = 4
@@ -213,6 +213,7 @@ def breakdown(runner: OursRunner, repeats: int = 3) -> dict[str, float]:
     """Median seconds of each phase of our step on one batch."""
     trainer = runner.trainer
     policy = trainer.policy
+    assert isinstance(policy, TextPolicy)  # tiny-lm: the text policy (its encode / sample / pad_id)
     prompts = prompt_texts()
     phases: dict[str, list[float]] = {}
 
