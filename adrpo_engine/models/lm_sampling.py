@@ -14,10 +14,13 @@ import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..config import LLMConfig
 
 # Drop finished rows from the decoding batch once this fraction of it has hit EOS (each drop copies the
 # KV cache once; waiting for a quarter keeps the copies rare).
@@ -273,6 +276,38 @@ def decode_generate(
         num_return_sequences=repeat,
     )
     return out[:, prompt_ids.shape[1] :]
+
+
+def sample_with_settings(
+    peft_model,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    llm: LLMConfig,
+    *,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    repeat: int,
+    adapter: bool,
+    uniforms: Tensor | None,
+    **decoder: Any,
+) -> Rollouts:
+    """:func:`sample_completions` with a job's ``llm`` sampling settings (length, temperature, top-p, LoRA
+    folding); ``decoder``: the rest (``decode``, or an audio-LM's ``forward_model`` and ``prompt_embeds``)."""
+    return sample_completions(
+        peft_model,
+        prompt_ids,
+        prompt_mask,
+        max_new_tokens=llm.max_new_tokens,
+        temperature=llm.temperature,
+        top_p=llm.top_p,
+        eos_ids=eos_ids,
+        pad_id=pad_id,
+        repeat=repeat,
+        adapter=adapter,
+        fold_lora=llm.fold_lora_for_sampling,
+        uniforms=uniforms,
+        **decoder,
+    )
 
 
 def sample_completions(

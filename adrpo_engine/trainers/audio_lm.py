@@ -92,19 +92,15 @@ class AudioPolicy:
         """``repeat`` completions of each row's (clip, question) prompt; ``uniforms``: per-row draws
         (``lm_sampling.decode_loop``), as for text."""
         ids, mask, embeds = self.encode(rows)
-        llm = self.config.llm
-        return S.sample_completions(
+        return S.sample_with_settings(
             self.model,
             ids,
             mask,
-            max_new_tokens=llm.max_new_tokens,
-            temperature=llm.temperature,
-            top_p=llm.top_p,
+            self.config.llm,
             eos_ids=self.eos_ids,
             pad_id=self.pad_id,
             repeat=repeat,
             adapter=adapter,
-            fold_lora=llm.fold_lora_for_sampling,
             uniforms=uniforms,
             forward_model=self.lm,
             prompt_embeds=embeds,

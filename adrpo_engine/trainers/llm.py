@@ -100,20 +100,17 @@ class TextPolicy:
         (``lm_sampling.decode_loop``)."""
         ids, mask = self.encode(prompts)
         llm = self.config.llm
-        return S.sample_completions(
+        return S.sample_with_settings(
             self.model,
             ids,
             mask,
-            max_new_tokens=llm.max_new_tokens,
-            temperature=llm.temperature,
-            top_p=llm.top_p,
+            llm,
             eos_ids=self.eos_ids,
             pad_id=self.pad_id,
             repeat=repeat,
             adapter=adapter,
-            fold_lora=llm.fold_lora_for_sampling,
-            decode=llm.decode,
             uniforms=uniforms,
+            decode=llm.decode,
         )
 
     def texts(self, rollouts: S.Rollouts) -> list[str]:
