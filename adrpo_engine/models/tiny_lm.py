@@ -29,6 +29,7 @@ import torch
 from ..paths import builtin_models_dir, publish_cache, staging_dir
 from ..progress import BUILDING, Phase, StepReporter, report_phase
 from ..threads import torch_threads
+from .pretraining import pretrain_update
 
 MODEL_NAME = "builtin:tiny-lm"
 TASK_NAME = "builtin:tiny-lm-task"
@@ -218,11 +219,7 @@ def pretrain(model, tokenizer, lines: list[str], steps: int = PRETRAIN_STEPS, se
         loss = model(
             input_ids=ids[batch, :width], attention_mask=mask[batch, :width], labels=labels[batch, :width]
         ).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        pretrain_update(model, loss, optimizer, schedule)
         progress(done)
     model.eval()
     return float(loss.detach())

@@ -22,6 +22,7 @@ from ..paths import builtin_models_dir, publish_cache, staging_dir
 from ..progress import BUILDING, Phase, StepReporter, report_phase
 from ..threads import torch_threads
 from . import tiny_lm
+from .pretraining import pretrain_update
 
 MODEL_NAME = "builtin:tiny-lm-rm"
 CACHE_VERSION = "tiny-lm-rm-v2"
@@ -98,11 +99,7 @@ def train(model, tokenizer, texts: list[str], targets: list[float]) -> float:
     for done in range(1, STEPS + 1):
         index = torch.randint(0, len(texts), (BATCH,), generator=generator)
         loss = torch.nn.functional.mse_loss(_scores(model, tokenizer, [texts[i] for i in index]), target[index])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        pretrain_update(model, loss, optimizer, schedule)
         progress(done)
     model.eval()
     return float(loss.detach())

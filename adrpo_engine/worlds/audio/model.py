@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ...models.audio_lm import chat_prompt
+from ...models.pretraining import pretrain_update
 from ...paths import builtin_models_dir, publish_cache, staging_dir
 from ...progress import BUILDING, Phase, StepReporter, report_phase
 from ...threads import torch_threads
@@ -216,11 +217,7 @@ def pretrain(model, data: dict[str, torch.Tensor], recipe: Recipe) -> float:
         for key in ("input_ids", "attention_mask", "labels"):
             batch[key] = batch[key][:, :width]
         loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        pretrain_update(model, loss, optimizer, schedule)
         progress(done)
     model.eval()
     return float(loss.detach())
