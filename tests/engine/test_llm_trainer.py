@@ -1,5 +1,7 @@
 """LLMTrainer on a miniature Qwen2 built from config (random weights, a locally trained tokenizer)."""
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -307,7 +309,8 @@ def test_folding_a_lora_on_a_tied_lm_head_leaves_the_input_embeddings_alone():
             assert torch.equal(model.transformer.wte.weight, embeddings)
             folded = peft_model(input_ids=ids).logits
     torch.testing.assert_close(folded, active, atol=1e-5, rtol=1e-5)
-    assert model.lm_head.base_layer.weight is model.transformer.wte.weight  # tied again, the same tensor
+    head: Any = model.lm_head.base_layer  # the head inside peft's LoRA wrapper
+    assert head.weight is model.transformer.wte.weight  # tied again, the same tensor
     assert torch.equal(model.transformer.wte.weight, embeddings)
 
 
