@@ -155,7 +155,10 @@ register(
             "warmup_steps": 5,
             "checkpoint_every": 50,
             "sample_every": 25,
-            "lora": {"rank": 16, "alpha": 32},
+            # LoRA on the LM head as well as the attention: the head (tied to the input embeddings) and the final
+            # norm are frozen otherwise, and they cap how far the answer logits can move apart (supervised
+            # training on the true answers reached only 0.79 held-out accuracy with attention-only LoRA).
+            "lora": {"rank": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "lm_head"]},
             "llm": {"max_new_tokens": 12, "temperature": 1.0},
         },
     )

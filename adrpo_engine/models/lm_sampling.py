@@ -62,28 +62,37 @@ class Rollouts:
 @contextmanager
 def lora_folded(peft_model) -> Iterator[None]:
     """Run a block with each LoRA layer's update folded into its base weight and the adapter disabled,
-    so every forward is one matmul per layer. The original weight tensors are restored afterwards, exactly."""
+    so every forward is one matmul per layer. The original weight tensors are restored afterwards, exactly.
+
+    Each folded layer gets a new weight Parameter for the block (the original object is put back after), not
+    new data in the shared one: a weight tied to another module (an LM head tied to the input embeddings,
+    with LoRA on the head) would otherwise change that module too, and the sampled tokens would be embedded
+    with the head's folded weight."""
     from peft.tuners.lora import LoraLayer
 
-    swapped: list[tuple[torch.nn.Parameter, Tensor]] = []
+    swapped: list[tuple[torch.nn.Module, torch.nn.Parameter]] = []
     try:
         with torch.no_grad():
             for module in peft_model.modules():
                 if not isinstance(module, LoraLayer):
                     continue
+                base = module.get_base_layer()
+                weight = cast(torch.nn.Parameter, base.weight)
+                folded = weight.data
                 for name in module.active_adapters:
                     if name not in module.lora_A:
                         continue
-                    weight = cast(torch.nn.Parameter, module.get_base_layer().weight)
-                    swapped.append((weight, weight.data))
                     # Every LoRA layer kind (Linear, Embedding, Conv) defines it; the base class does not declare it.
                     delta = cast(Tensor, cast(Any, module).get_delta_weight(name))
-                    weight.data = weight.data + delta.to(weight.dtype)
+                    folded = folded + delta.to(weight.dtype)
+                if folded is not weight.data:
+                    swapped.append((base, weight))
+                    base.weight = torch.nn.Parameter(folded, requires_grad=False)
         with peft_model.disable_adapter():
             yield
     finally:
-        for weight, original in reversed(swapped):
-            weight.data = original
+        for base, original in reversed(swapped):
+            base.weight = original
 
 
 @contextmanager

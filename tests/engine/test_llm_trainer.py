@@ -1,5 +1,7 @@
 """LLMTrainer on a miniature Qwen2 built from config (random weights, a locally trained tokenizer)."""
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -283,6 +285,33 @@ def test_gpt2_lora_defaults_and_folding(tmp_path):
     modes = {name: module.training for name, module in peft_model.named_modules()}
     assert not modes["base_model.model.transformer.h.0.attn.resid_dropout"]
     assert modes["base_model.model.transformer.h.0.attn.c_attn.lora_dropout.default"]
+
+
+def test_folding_a_lora_on_a_tied_lm_head_leaves_the_input_embeddings_alone():
+    # LoRA on an LM head tied to the input embeddings (the audio-tones preset's adapter): folding must not
+    # write the head's update into the shared weight, or every sampled token is embedded with it.
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=1, n_head=2, n_positions=16)).eval()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    peft_model = get_peft_model(model, PeftLoraConfig(r=4, lora_alpha=8, target_modules=["lm_head"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+        ids = torch.tensor([[3, 7, 11, 5, 9]])
+        active = peft_model(input_ids=ids).logits
+        embeddings = model.transformer.wte.weight.clone()
+        with S.lora_folded(peft_model):
+            assert torch.equal(model.transformer.wte.weight, embeddings)
+            folded = peft_model(input_ids=ids).logits
+    torch.testing.assert_close(folded, active, atol=1e-5, rtol=1e-5)
+    head: Any = model.lm_head.base_layer  # the head inside peft's LoRA wrapper
+    assert head.weight is model.transformer.wte.weight  # tied again, the same tensor
+    assert torch.equal(model.transformer.wte.weight, embeddings)
 
 
 @pytest.mark.parametrize(
