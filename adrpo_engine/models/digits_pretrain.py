@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..builds import isolated_build
 from ..paths import builtin_models_dir, publish_cache, staging_dir
 from ..progress import BUILDING, StepReporter
-from ..threads import torch_threads
 from .digits_data import NULL_CLASS, load_digit_data, to_model_space
 from .digits_nets import DigitClassifier, DigitsFlowNet
 
@@ -99,7 +99,7 @@ def cache_dir() -> Path:
 
 def build_cache(target: Path) -> None:
     """Train both models and write them to ``target`` atomically (a temp folder renamed at the end)."""
-    with torch_threads(1):
+    with isolated_build():
         _build_cache(target)
 
 

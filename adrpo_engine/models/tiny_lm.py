@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
+from ..builds import isolated_build
 from ..paths import builtin_models_dir, publish_cache, staging_dir
 from ..progress import BUILDING, Phase, StepReporter, report_phase
-from ..threads import torch_threads
 from .pretraining import pretrain_update
 
 MODEL_NAME = "builtin:tiny-lm"
@@ -232,7 +232,7 @@ def cache_dir() -> Path:
 def build_cache(target: Path) -> None:
     """Generate the corpus, train tokenizer and model, write them to ``target`` atomically."""
 
-    with torch_threads(1):
+    with isolated_build():
         started = time.perf_counter()
         torch.manual_seed(SEED)
         report_phase(Phase(BUILDING, "builtin:tiny-lm is built once: corpus and tokenizer"))

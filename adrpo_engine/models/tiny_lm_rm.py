@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
+from ..builds import isolated_build
 from ..paths import builtin_models_dir, publish_cache, staging_dir
 from ..progress import BUILDING, Phase, StepReporter, report_phase
-from ..threads import torch_threads
 from . import tiny_lm
 from .pretraining import pretrain_update
 
@@ -117,7 +117,7 @@ def cache_dir() -> Path:
 def build_cache(target: Path) -> None:
     from transformers import PreTrainedTokenizerFast
 
-    with torch_threads(1):
+    with isolated_build():
         started = time.perf_counter()
         torch.manual_seed(SEED)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tiny_lm.tiny_lm_path()))

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...builds import isolated_build
 from ...models.audio_lm import chat_prompt
 from ...models.pretraining import pretrain_update
 from ...paths import builtin_models_dir, publish_cache, staging_dir
 from ...progress import BUILDING, Phase, StepReporter, report_phase
-from ...threads import torch_threads
 from . import signals
 from .recipe import Recipe, active_recipe
 
@@ -82,7 +82,7 @@ def tiny_audio_lm_path(recipe: Recipe | None = None) -> Path:
     if (target / COMPLETE).is_file():
         return target
     staging = staging_dir(target)
-    with torch_threads(1):  # a small model: one thread is faster on a shared machine (threads.py)
+    with isolated_build():
         build(staging, recipe)
     (staging / COMPLETE).write_text("ok\n")
     publish_cache(staging, target)

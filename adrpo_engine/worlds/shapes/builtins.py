@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...builds import isolated_build
 from ...paths import builtin_models_dir, publish_cache, staging_dir
-from ...threads import torch_threads
 from .recipe import Recipe, active_recipe
 
 # Bumped when a model's recipe changes, so a cache of the old recipe is never loaded as the new one.
@@ -30,8 +30,7 @@ def _cached(name: str, recipe: Recipe, build) -> Path:
     if (target / COMPLETE).is_file():
         return target
     staging = staging_dir(target)
-    # The models are small: one torch thread is faster on a shared machine (threads.py).
-    with torch_threads(1):
+    with isolated_build():
         build(staging)
     (staging / COMPLETE).write_text("ok\n")
     publish_cache(staging, target)

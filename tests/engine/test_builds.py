@@ -1,0 +1,57 @@
+"""A built-in model's first build leaves the caller's random state alone: a job trains the same adapter whether
+its base model was built on the way or loaded from the cache (the 2-process tests found it: rank 0 built the
+model, so its LoRA initialisation came from other draws than a later run's on the cached model)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from adrpo_engine.builds import isolated_build
+from adrpo_engine.config import validate_config
+from adrpo_engine.runner import train
+from adrpo_engine.trainers.base import seed_everything
+
+AUDIO_JOB = {
+    "kind": "audio",
+    "model": {"name_or_path": "builtin:tiny-audio-lm"},
+    "rewards": [{"name": "mc_answer"}],
+    "prompts": {"dataset": "builtin:audio-tones", "limit": 8},
+    "steps": 1,
+    "group_size": 2,
+    "prompts_per_step": 2,
+    "lr": 1e-2,
+    "checkpoint_every": 1,
+    "sample_every": 100,
+    "lora": {"rank": 2, "alpha": 4},
+    "llm": {"max_new_tokens": 4, "eval_samples": 1},
+}
+
+
+def draws() -> tuple[float, float, float]:
+    return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+
+def test_a_build_block_leaves_every_global_generator_where_it_was():
+    seed_everything(3)
+    expected = draws()
+    seed_everything(3)
+    with isolated_build():
+        seed_everything(0)
+        draws()
+        assert torch.get_num_threads() == 1
+    assert draws() == expected
+
+
+def test_a_job_trains_the_same_adapter_on_a_fresh_and_on_a_cached_base_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADRPO_DATA_DIR", str(tmp_path / "data"))
+    config = validate_config(AUDIO_JOB)
+    train(config, tmp_path / "built", resume=False)  # builds builtin:tiny-audio-lm into the empty data dir
+    train(config, tmp_path / "cached", resume=False)
+    name = "checkpoints/step-000001/adapter_model.safetensors"
+    built, cached = load_file(str(tmp_path / "built" / name)), load_file(str(tmp_path / "cached" / name))
+    assert built.keys() == cached.keys()
+    assert all(torch.equal(built[key], cached[key]) for key in built)
