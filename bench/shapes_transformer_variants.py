@@ -73,6 +73,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/shapes-variants"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/shapes-variants/run"))
     parser.add_argument("--save", action="store_true", help="write the final transformer state to --out")
+    parser.add_argument("--load", type=Path, help="start from a saved transformer state (--steps 0: evaluate only)")
+    parser.add_argument("--sample-steps", type=int, default=10, help="Euler steps of the evals")
+    parser.add_argument(
+        "--renoise",
+        type=float,
+        nargs="*",
+        default=[],
+        help="at the end: noise real single-object latents to each t, integrate the ODE from there, verify",
+    )
     return parser.parse_args(argv)
 
 
@@ -204,6 +213,21 @@ def score(transformer, vae, conditioning: Conditioning, prompts, samples, guidan
     return result, rows
 
 
+def renoise_score(transformer, vae, conditioning: Conditioning, latents, captions, t0: float, grid, count=96):
+    """Verifier on ODE samples started from real single-object latents noised to ``t0`` (the grid's times below
+    ``t0``, CFG 1): where along t the model stops forming shapes it is given the layout of."""
+    singles = set(data.single_prompts())
+    rows = [i for i, c in enumerate(captions) if c in singles][-count:]
+    texts = [captions[i] for i in rows]
+    noise = torch.randn(latents[rows].shape, generator=torch.Generator().manual_seed(EVAL_SEED))
+    x_t = (1.0 - t0) * latents[rows] + t0 * noise
+    times = [t0] + [t for t in grid if t < t0]
+    images = decode(vae, sample(transformer, conditioning.of(texts), conditioning.of([""]), x_t, times, 1.0))
+    verifier = GenevalReward()
+    values = [0.0 if v is None else v for v in verifier(images, texts)]
+    return {"verifier": sum(values) / len(values), **verifier.last_breakdown}
+
+
 def cached_shape(vae) -> tuple[int, int, int]:
     side = data.IMAGE_SIDE // (2 ** (len(vae.config.block_out_channels) - 1))
     return (vae.config.latent_channels, side, side)
@@ -222,8 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     conditioning = Conditioning(pipeline, captions, args.oracle, args.seed)
     caption_index = conditioning.index(captions)
     null_row = conditioning.row[""]
-    grid = time_grid(pipeline, 10)
+    grid = time_grid(pipeline, args.sample_steps)
     singles = data.single_prompts()
+    if args.load:
+        transformer.load_state_dict(torch.load(args.load))
     ema = copy.deepcopy(transformer).eval().requires_grad_(False) if args.ema > 0 else None
     print(f"transformer: {parameters} parameters; {len(latents)} latents", flush=True)
 
@@ -233,6 +259,12 @@ def main(argv: list[str] | None = None) -> None:
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps, pct_start=args.warmup)
     train_cpu = eval_cpu = 0.0
     history = []
+    loss = torch.zeros(())
+    if args.steps == 0:
+        for guidance in (1.0, 3.0):
+            result, rows = score(transformer.eval(), vae, conditioning, singles, args.eval_samples, guidance, grid)
+            print(json.dumps({f"loaded_cfg{guidance:g}": {k: round(v, 3) for k, v in result.items()}}), flush=True)
+            save_grid(rows, args.out / f"grid-loaded-cfg{guidance:g}.png")
     for step in range(1, args.steps + 1):
         started = time.process_time()
         transformer.train()
@@ -288,6 +320,9 @@ def main(argv: list[str] | None = None) -> None:
         history.append({"heldout_cfg1": result})
     if args.save:
         torch.save(final.state_dict(), args.out / "transformer.pt")
+    for t0 in args.renoise:
+        result = renoise_score(final, vae, conditioning, latents, captions, t0, grid)
+        print(json.dumps({f"renoise_t{t0:g}": {k: round(v, 3) for k, v in result.items()}}), flush=True)
     summary = {"parameters": parameters, "train_cpu_s": round(train_cpu, 1), "eval_cpu_s": round(eval_cpu, 1)}
     print(json.dumps(summary), flush=True)
     (args.out / "history.json").write_text(json.dumps({"args": vars(args), "history": history, **summary}, default=str))
