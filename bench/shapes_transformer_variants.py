@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=args.lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, args.lr, total_steps=args.steps, pct_start=args.warmup)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, args.lr, total_steps=max(args.steps, 1), pct_start=args.warmup
+    )
     train_cpu = eval_cpu = 0.0
     history = []
     loss = torch.zeros(())
