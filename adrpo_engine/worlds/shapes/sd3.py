@@ -52,7 +52,7 @@ VAE_KL_WEIGHT = 1e-6
 VAE_FOREGROUND_WEIGHT = 4.0  # shape pixels count 1 + 4 times in the VAE's L1 (they are ~10% of an image)
 SD3_LR = 2e-3
 CAPTION_DROPOUT = 0.1
-HEADS, HEAD_DIM, LAYERS = 2, 32, 2
+HEADS, HEAD_DIM, LAYERS, PATCH = 2, 32, 2, 2
 
 
 def new_vae():
@@ -76,18 +76,25 @@ def new_vae():
     return AutoencoderKL(**config)
 
 
-def new_transformer(text_hidden: int, projection: int):
+def new_transformer(
+    text_hidden: int,
+    projection: int,
+    heads: int = HEADS,
+    head_dim: int = HEAD_DIM,
+    layers: int = LAYERS,
+    patch: int = PATCH,
+):
     from diffusers import SD3Transformer2DModel
 
     return SD3Transformer2DModel(
         sample_size=data.IMAGE_SIDE // 2,
-        patch_size=2,
+        patch_size=patch,
         in_channels=LATENT_CHANNELS,
-        num_layers=LAYERS,
-        attention_head_dim=HEAD_DIM,
-        num_attention_heads=HEADS,
+        num_layers=layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
         joint_attention_dim=2 * text_hidden,
-        caption_projection_dim=HEADS * HEAD_DIM,
+        caption_projection_dim=heads * head_dim,
         pooled_projection_dim=2 * projection,
         out_channels=LATENT_CHANNELS,
         pos_embed_max_size=16,
