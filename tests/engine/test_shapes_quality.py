@@ -13,11 +13,12 @@ from adrpo_engine.worlds.shapes.recipe import RECIPE_ENV
 pytestmark = pytest.mark.slow
 
 # Measured 2026-12-02 on the full recipe v2 (VAE reconstructions verify at 0.96; 1,000 transformer steps):
-# single-object verifier 0.27, held-out compositional 0.38: right colours, ragged shapes
+# single-object verifier 0.27, held-out compositional 0.38 (0.365 / 0.418 on another machine, 2026-12-04: builds are
+# not bit-identical across CPUs): right colours, ragged shapes
 # (docs/results/shapes_recipe_diagnosis.md). The target is not met yet; strict, so the test fails loudly once a
 # recipe meets it.
 SHORT_OF_TARGET = pytest.mark.xfail(
-    strict=True, reason="full recipe v2 short of target: single-object verifier 0.27 < 0.7 (shapes ragged)"
+    strict=True, reason="full recipe v2 short of target: single-object verifier 0.27-0.37 < 0.7 (shapes ragged)"
 )
 
 
