@@ -279,19 +279,9 @@ def main(argv: list[str] | None = None) -> None:
             t = torch.rand(args.batch, generator=generator)
         else:
             t = torch.sigmoid(args.t_mean + args.t_std * torch.randn(args.batch, generator=generator))
-        x_t = (1.0 - t[:, None, None, None]) * x + t[:, None, None, None] * noise
-        v = transformer(
-            hidden_states=x_t,
-            timestep=1000.0 * t,
-            encoder_hidden_states=conditioning.embeds[text],
-            pooled_projections=conditioning.pooled[text],
-            return_dict=False,
-        )[0]
-        loss = (v - (noise - x)).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimizer.step()
+        loss = sd3.flow_matching_update(
+            transformer, optimizer, x, noise, t, conditioning.embeds[text], conditioning.pooled[text]
+        )
         schedule.step()
         if ema is not None:
             with torch.no_grad():

@@ -191,6 +191,25 @@ def caption_embeddings(pipeline, captions: list[str]) -> tuple[torch.Tensor, tor
     return embeds, pooled
 
 
+def flow_matching_update(transformer, optimizer, x, noise, t, embeds, pooled) -> torch.Tensor:
+    """One AdamW step of flow matching in SD3's convention (``x_t = (1 - t) x + t noise``, target ``noise - x``,
+    ``timestep = 1000 t``), gradients clipped to norm 1; returns the loss."""
+    x_t = (1.0 - t[:, None, None, None]) * x + t[:, None, None, None] * noise
+    v = transformer(
+        hidden_states=x_t,
+        timestep=1000.0 * t,
+        encoder_hidden_states=embeds,
+        pooled_projections=pooled,
+        return_dict=False,
+    )[0]
+    loss = (v - (noise - x)).pow(2).mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+    optimizer.step()
+    return loss
+
+
 def train_transformer(
     pipeline,
     latents: torch.Tensor,
@@ -216,19 +235,7 @@ def train_transformer(
         text[torch.rand(recipe.sd3_batch, generator=generator) < CAPTION_DROPOUT] = null
         noise = torch.randn(x.shape, generator=generator)
         t = torch.sigmoid(torch.randn(recipe.sd3_batch, generator=generator))
-        x_t = (1.0 - t[:, None, None, None]) * x + t[:, None, None, None] * noise
-        v = transformer(
-            hidden_states=x_t,
-            timestep=1000.0 * t,
-            encoder_hidden_states=embeds[text],
-            pooled_projections=pooled[text],
-            return_dict=False,
-        )[0]
-        loss = (v - (noise - x)).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimizer.step()
+        loss = flow_matching_update(transformer, optimizer, x, noise, t, embeds[text], pooled[text])
         schedule.step()
         if step % 250 == 0 or step == recipe.sd3_steps - 1:
             log(f"shapes-sd3 transformer step {step}/{recipe.sd3_steps}: loss {loss.item():.4f}")
