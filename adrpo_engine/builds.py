@@ -1,15 +1,21 @@
-"""The setting every first build of a built-in model runs in (the models in ``models/`` and ``worlds/``)."""
+"""How every first build of a built-in model runs (the models in ``models/`` and ``worlds/``): once, in a
+staging folder, in an isolated setting, then published whole into the model cache."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from .paths import publish_cache, staging_dir
 from .threads import torch_threads
+
+COMPLETE = ".complete"
 
 
 @contextmanager
@@ -26,3 +32,26 @@ def isolated_build() -> Iterator[None]:
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
+
+
+def build_once(target: Path, build: Callable[[Path], object], marker: str = COMPLETE) -> Path:
+    """``target``, built first by ``build(staging)`` if the cache lacks it; returns ``target``.
+
+    ``marker`` is the file whose presence means a finished cache, so it is written last: ``build`` writes it
+    itself when it has something to say there (the LM and digits builds write their ``info.json``), else this
+    writes ``ok``. The staging folder is published by one rename (paths.publish_cache), so a reader never sees
+    half a model and two processes building at once keep one copy."""
+    if (target / marker).is_file():
+        return target
+    staging = staging_dir(target)
+    try:
+        with isolated_build():
+            build(staging)
+        if not (staging / marker).is_file():
+            (staging / marker).write_text("ok\n")
+        publish_cache(staging, target)
+    except BaseException:
+        # Each build stages under a fresh name, so nothing would ever reuse or remove a failed one's folder.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target

@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..builds import isolated_build
-from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..builds import build_once
+from ..paths import builtin_models_dir
 from ..progress import BUILDING, StepReporter
 from .digits_data import NULL_CLASS, load_digit_data, to_model_space
 from .digits_nets import DigitClassifier, DigitsFlowNet
@@ -97,20 +97,14 @@ def cache_dir() -> Path:
     return builtin_models_dir() / CACHE_VERSION
 
 
-def build_cache(target: Path) -> None:
-    """Train both models and write them to ``target`` atomically (a temp folder renamed at the end)."""
-    with isolated_build():
-        _build_cache(target)
-
-
-def _build_cache(target: Path) -> None:
+def build(folder: Path) -> None:
+    """Train both models, write them and ``info.json`` (last) to ``folder``."""
     started = time.perf_counter()
-    staging = staging_dir(target)
     flow = train_flow_net()
     flow_seconds = time.perf_counter() - started
     classifier, accuracy = train_classifier()
-    save_file(flow.state_dict(), str(staging / "flow.safetensors"))
-    save_file(classifier.state_dict(), str(staging / "classifier.safetensors"))
+    save_file(flow.state_dict(), str(folder / "flow.safetensors"))
+    save_file(classifier.state_dict(), str(folder / "classifier.safetensors"))
     info = {
         "version": CACHE_VERSION,
         "flow_train_steps": FLOW_TRAIN_STEPS,
@@ -119,8 +113,7 @@ def _build_cache(target: Path) -> None:
         "build_seconds": round(time.perf_counter() - started, 1),
         "prompts": "'any digit' (null class) or 'digit K', K in 0..9",
     }
-    (staging / "info.json").write_text(json.dumps(info, indent=2))
-    publish_cache(staging, target)
+    (folder / "info.json").write_text(json.dumps(info, indent=2))
 
 
 _LOADED: DigitsModels | None = None
@@ -134,9 +127,7 @@ def load_digits_models() -> DigitsModels:
     global _LOADED
     if _LOADED is not None:
         return _LOADED
-    target = cache_dir()
-    if not (target / "info.json").is_file():
-        build_cache(target)
+    target = build_once(cache_dir(), build, marker="info.json")
     flow = DigitsFlowNet()
     flow.load_state_dict(load_file(str(target / "flow.safetensors")))
     classifier = DigitClassifier()

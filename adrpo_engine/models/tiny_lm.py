@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from ..builds import isolated_build
-from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..builds import build_once
+from ..paths import builtin_models_dir
 from ..progress import BUILDING, Phase, StepReporter, report_phase
 from .pretraining import pretrain_update
 
@@ -229,42 +229,35 @@ def cache_dir() -> Path:
     return builtin_models_dir() / CACHE_VERSION
 
 
-def build_cache(target: Path) -> None:
-    """Generate the corpus, train tokenizer and model, write them to ``target`` atomically."""
-
-    with isolated_build():
-        started = time.perf_counter()
-        torch.manual_seed(SEED)
-        report_phase(Phase(BUILDING, "builtin:tiny-lm is built once: corpus and tokenizer"))
-        lines = corpus_lines()
-        tokenizer = train_tokenizer(lines)
-        tokenizer.padding_side = "right"
-        eos_id = tokenizer.eos_token_id
-        if not isinstance(eos_id, int):
-            raise RuntimeError(f"the trained tokenizer has no single id for {EOS}")
-        model = build_model(len(tokenizer), eos_id)
-        final_loss = pretrain(model, tokenizer, lines)
-        staging = staging_dir(target)
-        model.save_pretrained(staging)
-        tokenizer.padding_side = "left"  # generation pads prompts on the left
-        tokenizer.save_pretrained(staging)
-        info = {
-            "version": CACHE_VERSION,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "vocab_size": len(tokenizer),
-            "corpus_lines": len(lines),
-            "pretrain_steps": PRETRAIN_STEPS,
-            "final_loss": round(final_loss, 4),
-            "build_seconds": round(time.perf_counter() - started, 1),
-            "task": "comma-separated lists of a topic's items; reward = long, distinct, on-topic lists",
-        }
-        (staging / "info.json").write_text(json.dumps(info, indent=2))
-    publish_cache(staging, target)
+def build(folder: Path) -> None:
+    """Generate the corpus, train tokenizer and model, write them and ``info.json`` (last) to ``folder``."""
+    started = time.perf_counter()
+    torch.manual_seed(SEED)
+    report_phase(Phase(BUILDING, "builtin:tiny-lm is built once: corpus and tokenizer"))
+    lines = corpus_lines()
+    tokenizer = train_tokenizer(lines)
+    tokenizer.padding_side = "right"
+    eos_id = tokenizer.eos_token_id
+    if not isinstance(eos_id, int):
+        raise RuntimeError(f"the trained tokenizer has no single id for {EOS}")
+    model = build_model(len(tokenizer), eos_id)
+    final_loss = pretrain(model, tokenizer, lines)
+    model.save_pretrained(folder)
+    tokenizer.padding_side = "left"  # generation pads prompts on the left
+    tokenizer.save_pretrained(folder)
+    info = {
+        "version": CACHE_VERSION,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "corpus_lines": len(lines),
+        "pretrain_steps": PRETRAIN_STEPS,
+        "final_loss": round(final_loss, 4),
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "task": "comma-separated lists of a topic's items; reward = long, distinct, on-topic lists",
+    }
+    (folder / "info.json").write_text(json.dumps(info, indent=2))
 
 
 def tiny_lm_path() -> Path:
     """The cached model folder, built on first use."""
-    target = cache_dir()
-    if not (target / "info.json").is_file():
-        build_cache(target)
-    return target
+    return build_once(cache_dir(), build, marker="info.json")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..builds import isolated_build
-from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..builds import build_once
+from ..paths import builtin_models_dir
 from ..progress import BUILDING, Phase, StepReporter, report_phase
 from . import tiny_lm
 from .pretraining import pretrain_update
@@ -114,40 +114,35 @@ def cache_dir() -> Path:
     return builtin_models_dir() / CACHE_VERSION
 
 
-def build_cache(target: Path) -> None:
+def build(folder: Path) -> None:
+    """Generate the examples, train the reward model on them, write it and ``info.json`` (last) to ``folder``."""
     from transformers import PreTrainedTokenizerFast
 
-    with isolated_build():
-        started = time.perf_counter()
-        torch.manual_seed(SEED)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tiny_lm.tiny_lm_path()))
-        report_phase(Phase(BUILDING, f"{MODEL_NAME} is built once: examples"))
-        tokenizer.padding_side = "right"
-        texts, targets = examples(EXAMPLES + HELDOUT, SEED)
-        model = build_model(len(tokenizer), tokenizer.pad_token_id)
-        final_loss = train(model, tokenizer, texts[:EXAMPLES], targets[:EXAMPLES])
-        with torch.no_grad():
-            heldout = _scores(model, tokenizer, texts[EXAMPLES:])
-        staging = staging_dir(target)
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        info = {
-            "version": CACHE_VERSION,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "train_examples": EXAMPLES,
-            "steps": STEPS,
-            "final_loss": round(final_loss, 4),
-            "heldout_pearson": round(pearson(heldout, torch.tensor(targets[EXAMPLES:])), 4),
-            "build_seconds": round(time.perf_counter() - started, 1),
-            "task": "regresses builtin:tiny-lm-task's list reward from prompt + completion",
-        }
-        (staging / "info.json").write_text(json.dumps(info, indent=2))
-    publish_cache(staging, target)
+    started = time.perf_counter()
+    torch.manual_seed(SEED)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tiny_lm.tiny_lm_path()))
+    report_phase(Phase(BUILDING, f"{MODEL_NAME} is built once: examples"))
+    tokenizer.padding_side = "right"
+    texts, targets = examples(EXAMPLES + HELDOUT, SEED)
+    model = build_model(len(tokenizer), tokenizer.pad_token_id)
+    final_loss = train(model, tokenizer, texts[:EXAMPLES], targets[:EXAMPLES])
+    with torch.no_grad():
+        heldout = _scores(model, tokenizer, texts[EXAMPLES:])
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    info = {
+        "version": CACHE_VERSION,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "train_examples": EXAMPLES,
+        "steps": STEPS,
+        "final_loss": round(final_loss, 4),
+        "heldout_pearson": round(pearson(heldout, torch.tensor(targets[EXAMPLES:])), 4),
+        "build_seconds": round(time.perf_counter() - started, 1),
+        "task": "regresses builtin:tiny-lm-task's list reward from prompt + completion",
+    }
+    (folder / "info.json").write_text(json.dumps(info, indent=2))
 
 
 def tiny_lm_rm_path() -> Path:
     """The cached model folder, built on first use."""
-    target = cache_dir()
-    if not (target / "info.json").is_file():
-        build_cache(target)
-    return target
+    return build_once(cache_dir(), build, marker="info.json")

@@ -24,17 +24,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...builds import isolated_build
+from ...builds import build_once
 from ...models.audio_lm import chat_prompt
 from ...models.pretraining import pretrain_update
-from ...paths import builtin_models_dir, publish_cache, staging_dir
+from ...paths import builtin_models_dir
 from ...progress import BUILDING, Phase, StepReporter, report_phase
 from . import signals
 from .recipe import Recipe, active_recipe
 
 MODEL_NAME = "builtin:tiny-audio-lm"
 CACHE_VERSION = "v2"  # bump when the clips, the architecture or the recipe change
-COMPLETE = ".complete"
 
 PAD = "<|endoftext|>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -78,15 +77,7 @@ def cache_path(recipe: Recipe) -> Path:
 def tiny_audio_lm_path(recipe: Recipe | None = None) -> Path:
     """The cached model folder, built on first use."""
     recipe = recipe or active_recipe()
-    target = cache_path(recipe)
-    if (target / COMPLETE).is_file():
-        return target
-    staging = staging_dir(target)
-    with isolated_build():
-        build(staging, recipe)
-    (staging / COMPLETE).write_text("ok\n")
-    publish_cache(staging, target)
-    return target
+    return build_once(cache_path(recipe), lambda folder: build(folder, recipe))
 
 
 # ----------------------------------------------------------------------------------------------

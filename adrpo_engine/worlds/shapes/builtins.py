@@ -10,38 +10,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...builds import isolated_build
-from ...paths import builtin_models_dir, publish_cache, staging_dir
+from ...builds import build_once
+from ...paths import builtin_models_dir
 from .recipe import Recipe, active_recipe
 
 # Bumped when a model's recipe changes, so a cache of the old recipe is never loaded as the new one.
 CACHE_VERSIONS = {"shapes-clip": "v1", "shapes-sd3": "v2"}
 SHAPES_CLIP = "builtin:shapes-clip"
 SHAPES_SD3 = "builtin:shapes-sd3"
-COMPLETE = ".complete"
 
 
 def cache_path(name: str, recipe: Recipe) -> Path:
     return builtin_models_dir() / f"{name}-{CACHE_VERSIONS[name]}-{recipe.name}"
 
 
-def _cached(name: str, recipe: Recipe, build) -> Path:
-    target = cache_path(name, recipe)
-    if (target / COMPLETE).is_file():
-        return target
-    staging = staging_dir(target)
-    with isolated_build():
-        build(staging)
-    (staging / COMPLETE).write_text("ok\n")
-    publish_cache(staging, target)
-    return target
-
-
 def shapes_clip_path(recipe: Recipe | None = None) -> Path:
     from .clip import build_shapes_clip
 
     recipe = recipe or active_recipe()
-    return _cached("shapes-clip", recipe, lambda folder: build_shapes_clip(folder, recipe))
+    return build_once(cache_path("shapes-clip", recipe), lambda folder: build_shapes_clip(folder, recipe))
 
 
 def shapes_sd3_path(recipe: Recipe | None = None) -> Path:
@@ -49,7 +36,7 @@ def shapes_sd3_path(recipe: Recipe | None = None) -> Path:
 
     recipe = recipe or active_recipe()
     clip_dir = shapes_clip_path(recipe)
-    return _cached("shapes-sd3", recipe, lambda folder: build_shapes_sd3(folder, clip_dir, recipe))
+    return build_once(cache_path("shapes-sd3", recipe), lambda folder: build_shapes_sd3(folder, clip_dir, recipe))
 
 
 def diversity_measure(rewards):
