@@ -49,7 +49,7 @@ def build_once(target: Path, build: Callable[[Path], object], marker: str = COMP
             build(staging)
         if not (staging / marker).is_file():
             (staging / marker).write_text("ok\n")
-        publish_cache(staging, target)
+        publish_cache(staging, target, complete=lambda folder: (folder / marker).is_file())
     except BaseException:
         # Each build stages under a fresh name, so nothing would ever reuse or remove a failed one's folder.
         shutil.rmtree(staging, ignore_errors=True)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..paths import builtin_models_dir, publish_cache, staging_dir
+from ..builds import build_once
+from ..paths import builtin_models_dir
 
 TINY_SD3 = "tiny-sd3-v1"
 TINY_CLIP = "tiny-clip-v1"
@@ -162,25 +162,9 @@ def build_tiny_clip(directory: Path, seed: int = 0) -> Path:
     return directory
 
 
-def _complete(target: Path) -> bool:
-    return (target / ".complete").is_file()
-
-
-def _cached(name: str, builder: Callable[[Path], Path]) -> Path:
-    """Build once into the model cache (``paths``: a staging folder renamed, so readers never see half a model)."""
-    target = builtin_models_dir() / name
-    if _complete(target):
-        return target
-    staging = staging_dir(target)
-    builder(staging)
-    (staging / ".complete").write_text("ok\n")
-    publish_cache(staging, target, complete=_complete)
-    return target
-
-
 def tiny_sd3_path() -> Path:
-    return _cached(TINY_SD3, build_tiny_sd3)
+    return build_once(builtin_models_dir() / TINY_SD3, build_tiny_sd3)
 
 
 def tiny_clip_path() -> Path:
-    return _cached(TINY_CLIP, build_tiny_clip)
+    return build_once(builtin_models_dir() / TINY_CLIP, build_tiny_clip)

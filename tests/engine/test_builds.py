@@ -90,3 +90,22 @@ def test_a_failed_build_leaves_no_staging_folder_and_publishes_nothing(tmp_path)
     with pytest.raises(RuntimeError, match="out of memory"):
         build_once(tmp_path / "model-v1", build)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_incomplete_folder_left_at_the_target_is_replaced_by_the_build(tmp_path):
+    target = tmp_path / "model-v1"
+    target.mkdir()
+    (target / "stale-half").write_text("x")  # e.g. copied by hand, or an older layout without the marker
+    build_once(target, lambda folder: (folder / "weights").write_text("w"))
+    assert sorted(path.name for path in target.iterdir()) == [COMPLETE, "weights"]
+
+
+def test_the_tiny_clip_build_leaves_the_callers_generators_alone(tmp_path, monkeypatch):
+    from adrpo_engine.models.tiny_sd3 import tiny_clip_path
+
+    monkeypatch.setenv("ADRPO_DATA_DIR", str(tmp_path / "data"))
+    seed_everything(5)
+    expected = draws()
+    seed_everything(5)
+    assert (tiny_clip_path() / COMPLETE).is_file()
+    assert draws() == expected
