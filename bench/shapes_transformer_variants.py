@@ -42,6 +42,7 @@ from adrpo_engine.worlds.shapes.clip import PROJECTION, TEXT_HIDDEN
 from adrpo_engine.worlds.shapes.recipe import FULL
 
 EVAL_SEED = 1234
+SDE_LEVEL = 0.0  # --sde
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,11 +65,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--t-std", type=float, default=1.0, help="logit-normal std")
     parser.add_argument("--vae-steps", type=int, default=FULL.vae_steps)
     parser.add_argument("--vae-kl", type=float, default=sd3.VAE_KL_WEIGHT)
+    parser.add_argument(
+        "--vae-blocks", type=int, nargs="+", default=list(sd3.VAE_BLOCKS), help="VAE block widths (n blocks: 2^(n-1) x)"
+    )
+    parser.add_argument("--latent-channels", type=int, default=sd3.LATENT_CHANNELS)
     parser.add_argument("--vae-images", type=int, default=FULL.vae_images)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-samples", type=int, default=8)
     parser.add_argument("--heldout", action="store_true", help="also score held-out compositional prompts at the end")
+    parser.add_argument(
+        "--pos-table",
+        choices=("sincos", "fourier"),
+        default="sincos",
+        help="the transformer's position table: diffusers' sincos (base 10000) or grid_fourier_table",
+    )
+    parser.add_argument(
+        "--init", choices=("default", "dit"), default="default", help="PyTorch's default init or initialise_like_dit"
+    )
+    parser.add_argument(
+        "--single-jitter",
+        type=float,
+        help="single-object images centred within +- this many pixels; the cached VAE is reused",
+    )
+    parser.add_argument("--radius", type=float, help="with --single-jitter: every single object this half-extent")
+    parser.add_argument("--only-single", action="store_true", help="train on the single-object images only")
+    parser.add_argument("--probe", action="store_true", help="at the end: conditioning_probe (loss, dv by word)")
+    parser.add_argument("--sde", type=float, default=0.0, help="evals sample the flow-GRPO SDE at this level (0: ODE)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/shapes-variants"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/shapes-variants/run"))
@@ -85,10 +108,82 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def grid_fourier_table(hidden: int, side: int, span: int) -> torch.Tensor:
+    """A 2-D position table for a ``side`` x ``side`` token grid: per axis, sin and cos of the token index at
+    ``hidden // 4`` frequencies from pi/2 (a 4-token wavelength) down to pi / (2 * span) (a half cycle over
+    ``span`` tokens, the grid a default-sized image uses), so neighbouring tokens differ. Diffusers' base-10000
+    sincos spends most frequencies on wavelengths far longer than a small grid: adjacent tokens of the 8 x 8
+    grid then have cosine similarity 0.99."""
+    count = hidden // 4
+    frequencies = (math.pi / 2) * (1.0 / span) ** (torch.arange(count, dtype=torch.float64) / max(count - 1, 1))
+    angles = torch.arange(side, dtype=torch.float64)[:, None] * frequencies[None, :]
+    axis = torch.cat([angles.sin(), angles.cos()], dim=1)  # (side, hidden // 2)
+    rows = axis[:, None, :].expand(side, side, -1)
+    cols = axis[None, :, :].expand(side, side, -1)
+    return torch.cat([rows, cols], dim=-1).reshape(1, side * side, hidden).float()
+
+
+def use_grid_fourier_table(transformer) -> None:
+    """Replace the transformer's position buffer (persistent: ``save_pretrained`` writes it, ``from_pretrained``
+    reads it back) by :func:`grid_fourier_table` over its ``pos_embed_max_size`` grid."""
+    embed = transformer.pos_embed
+    span = transformer.config.sample_size // transformer.config.patch_size
+    embed.pos_embed.copy_(grid_fourier_table(embed.pos_embed.shape[-1], embed.pos_embed_max_size, span))
+
+
+def initialise_like_dit(transformer) -> None:
+    """DiT's initialisation (Peebles & Xie 2023, "adaLN-Zero"): Xavier-uniform linear layers and patch projection,
+    N(0, 0.02) timestep MLP, and zero modulation and output layers so every block starts as the identity and the
+    first prediction is 0. Diffusers' classes keep PyTorch's default init, made for loading trained weights."""
+    from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
+
+    for module in transformer.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+    projection = transformer.pos_embed.proj
+    torch.nn.init.xavier_uniform_(projection.weight.view(projection.weight.shape[0], -1))
+    torch.nn.init.zeros_(projection.bias)
+    embedder = transformer.time_text_embed.timestep_embedder
+    for linear in (embedder.linear_1, embedder.linear_2):
+        torch.nn.init.normal_(linear.weight, std=0.02)
+    for module in transformer.modules():
+        if isinstance(module, (AdaLayerNormZero, AdaLayerNormContinuous)):
+            torch.nn.init.zeros_(module.linear.weight)
+            torch.nn.init.zeros_(module.linear.bias)
+    torch.nn.init.zeros_(transformer.proj_out.weight)
+    torch.nn.init.zeros_(transformer.proj_out.bias)
+
+
+def centre_single_objects(jitter: float, radius: float | None) -> None:
+    """Make ``data.generate`` place a single object within +-``jitter`` px of the image centre (and, with
+    ``radius``, at that half-extent); other templates keep their layouts. A diagnostic change of the data."""
+    spread = data.layout
+
+    def layout(prompt: data.Prompt, rng, tries: int = 200):
+        if prompt.template != "single":
+            return spread(prompt, rng, tries)
+        ((obj, _),) = prompt.objects
+        r = rng.uniform(data.MIN_RADIUS, data.MAX_RADIUS)
+        centre = data.IMAGE_SIDE / 2
+        x, y = centre + rng.uniform(-jitter, jitter), centre + rng.uniform(-jitter, jitter)
+        return [data.Placed(obj, x, y, radius if radius is not None else r)]
+
+    data.layout = layout
+
+
 def vae_and_latents(args: argparse.Namespace):
     """The VAE (shift/scale set from the latents, as ``build_shapes_sd3`` does), the scaled latents and captions;
     cached in ``--cache-dir`` by VAE settings."""
-    key = f"vae-s{args.vae_steps}-kl{args.vae_kl:g}-n{args.vae_images}-lat{args.images}-seed{args.seed}.pt"
+    # sd3.new_vae / new_transformer read these at call time; the defaults keep the cache names of earlier runs.
+    sd3.VAE_BLOCKS, sd3.LATENT_CHANNELS = tuple(args.vae_blocks), args.latent_channels
+    variant = (
+        ""
+        if sd3.VAE_BLOCKS == (16, 32) and args.latent_channels == 4
+        else (f"-b{'x'.join(map(str, args.vae_blocks))}-c{args.latent_channels}")
+    )
+    key = f"vae-s{args.vae_steps}-kl{args.vae_kl:g}-n{args.vae_images}-lat{args.images}-seed{args.seed}{variant}.pt"
     path = args.cache_dir / key
     vae = sd3.new_vae()
     if path.is_file():
@@ -164,8 +259,11 @@ def time_grid(pipeline, steps: int) -> list[float]:
 
 
 @torch.no_grad()
-def sample(transformer, cond, null, noise: torch.Tensor, grid: list[float], guidance: float) -> torch.Tensor:
-    """Euler from t = 1 to 0 with ``v = v_null + g (v_cond - v_null)`` (one call when g = 1)."""
+def sample(
+    transformer, cond, null, noise: torch.Tensor, grid: list[float], guidance: float, sde: float = 0.0
+) -> torch.Tensor:
+    """Euler from t = 1 to 0 with ``v = v_null + g (v_cond - v_null)`` (one call when g = 1); ``sde`` > 0: the
+    SDE of :func:`sde_step` at that noise level instead of the ODE (the last step stays deterministic)."""
     embeds, pooled = cond
     batch = noise.shape[0]
     if guidance != 1.0:
@@ -180,8 +278,17 @@ def sample(transformer, cond, null, noise: torch.Tensor, grid: list[float], guid
         )[0]
         if guidance != 1.0:
             v = v[:batch] + guidance * (v[batch:] - v[:batch])
-        x = x + (t_next - t_now) * v
+        x = x + (t_next - t_now) * v if not sde or t_next == 0.0 else sde_step(x, v, t_now, t_next, grid[1], sde)
     return x
+
+
+def sde_step(x: torch.Tensor, v: torch.Tensor, t_now: float, t_next: float, t_cap: float, level: float) -> torch.Tensor:
+    """Flow-GRPO's SDE step (same marginals as the ODE): std ``level * sqrt(t / (1 - t))`` (t = 1 read as the
+    grid's second time), drift corrected by the score implied by ``v``; fresh noise from the global generator."""
+    dt = t_next - t_now  # negative
+    std = level * math.sqrt(t_now / (1.0 - (t_cap if t_now == 1.0 else t_now)))
+    mean = x * (1 + std**2 / (2 * t_now) * dt) + v * (1 + std**2 * (1 - t_now) / (2 * t_now)) * dt
+    return mean + std * math.sqrt(-dt) * torch.randn_like(x)
 
 
 @torch.no_grad()
@@ -203,7 +310,7 @@ def score(transformer, vae, conditioning: Conditioning, prompts, samples, guidan
         shape = (samples, *cached_shape(vae))
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
         texts = [p for p in chunk for _ in range(samples)]
-        images = decode(vae, sample(transformer, conditioning.of(texts), null, noise, grid, guidance))
+        images = decode(vae, sample(transformer, conditioning.of(texts), null, noise, grid, guidance, SDE_LEVEL))
         rows += list(images.split(samples))
         values += [0.0 if v is None else v for v in verifier(images, texts)]
         for key, value in verifier.last_breakdown.items():
@@ -228,6 +335,45 @@ def renoise_score(transformer, vae, conditioning: Conditioning, latents, caption
     return {"verifier": sum(values) / len(values), **verifier.last_breakdown}
 
 
+def probe_velocity(transformer, conditioning: Conditioning, x_t, t, prompts: list[str]) -> torch.Tensor:
+    embeds, pooled = conditioning.of(prompts)
+    return transformer(
+        hidden_states=x_t, timestep=t, encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False
+    )[0]
+
+
+@torch.no_grad()
+def conditioning_probe(transformer, vae, conditioning: Conditioning, latents, captions, count: int = 192) -> dict:
+    """On real single-object latents noised to t (one noise draw): the flow-matching loss, the verifier on the
+    one-step estimate ``x_t - t v`` decoded, and how far ``v`` moves (mean squared change, per element) when
+    the caption's shape word (circle <-> square) or colour word (red <-> blue) is swapped: how much of the
+    text the model uses for geometry and for colour."""
+    singles = set(data.single_prompts())
+    rows = [i for i, c in enumerate(captions) if c in singles][-count:]
+    x0, texts = latents[rows], [captions[i] for i in rows]
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(EVAL_SEED))
+    verifier = GenevalReward()
+    out = {}
+    for t0 in (0.3, 0.5, 0.7, 0.9):
+        t = torch.full((len(rows),), 1000.0 * t0)
+        x_t = (1.0 - t0) * x0 + t0 * noise
+
+        v = probe_velocity(transformer, conditioning, x_t, t, texts)
+        values = verifier(decode(vae, x_t - t0 * v), texts)
+        row = {
+            "loss": (v - (noise - x0)).pow(2).mean().item(),
+            "one_step_verifier": sum(0.0 if x is None else x for x in values) / len(values),
+        }
+        for name, (a, b) in {"shape": ("circle", "square"), "colour": ("red", "blue")}.items():
+            swapped = [c.replace(a, "@").replace(b, a).replace("@", b) for c in texts]
+            moved = [i for i, (c, w) in enumerate(zip(texts, swapped)) if c != w]
+            row[f"dv_{name}"] = (
+                (probe_velocity(transformer, conditioning, x_t, t, swapped) - v)[moved].pow(2).mean().item()
+            )
+        out[f"t{t0:g}"] = {k: round(x, 4) for k, x in row.items()}
+    return out
+
+
 def cached_shape(vae) -> tuple[int, int, int]:
     side = data.IMAGE_SIDE // (2 ** (len(vae.config.block_out_channels) - 1))
     return (vae.config.latent_channels, side, side)
@@ -235,12 +381,25 @@ def cached_shape(vae) -> tuple[int, int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    global SDE_LEVEL
+    SDE_LEVEL = args.sde
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}}), flush=True)
     clip_dir = shapes_clip_path(FULL)
     vae, latents, captions = vae_and_latents(args)
+    if args.single_jitter is not None:
+        centre_single_objects(args.single_jitter, args.radius)
+        images, captions = data.generate(args.images, seed=3000 + args.seed)
+        latents = (sd3.encode_latents(vae, images) - vae.config.shift_factor) * vae.config.scaling_factor
+    if args.only_single:
+        keep = [i for i, c in enumerate(captions) if c in set(data.single_prompts())]
+        latents, captions = latents[keep], [captions[i] for i in keep]
     transformer = sd3.new_transformer(TEXT_HIDDEN, PROJECTION, args.heads, args.head_dim, args.layers, args.patch)
+    if args.init == "dit":
+        initialise_like_dit(transformer)
+    if args.pos_table == "fourier":
+        use_grid_fourier_table(transformer)
     parameters = sum(p.numel() for p in transformer.parameters())
     pipeline = sd3.assemble_pipeline(clip_dir, vae, transformer)
     conditioning = Conditioning(pipeline, captions, args.oracle, args.seed)
@@ -312,6 +471,8 @@ def main(argv: list[str] | None = None) -> None:
         history.append({"heldout_cfg1": result})
     if args.save:
         torch.save(final.state_dict(), args.out / "transformer.pt")
+    if args.probe:
+        print(json.dumps({"probe": conditioning_probe(final, vae, conditioning, latents, captions)}), flush=True)
     for t0 in args.renoise:
         result = renoise_score(final, vae, conditioning, latents, captions, t0, grid)
         print(json.dumps({f"renoise_t{t0:g}": {k: round(v, 3) for k, v in result.items()}}), flush=True)

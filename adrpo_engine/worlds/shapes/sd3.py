@@ -47,6 +47,7 @@ from .recipe import Recipe
 
 T5_TOKENS = 0
 LATENT_CHANNELS = 4
+VAE_BLOCKS = (16, 32)  # one 2x downsampling between blocks: 32 x 32 images -> 16 x 16 latents
 VAE_LR = 2e-3
 VAE_KL_WEIGHT = 1e-6
 VAE_FOREGROUND_WEIGHT = 4.0  # shape pixels count 1 + 4 times in the VAE's L1 (they are ~10% of an image)
@@ -63,10 +64,10 @@ def new_vae():
         "in_channels": 3,
         "out_channels": 3,
         "latent_channels": LATENT_CHANNELS,
-        "block_out_channels": (16, 32),
+        "block_out_channels": VAE_BLOCKS,
         "layers_per_block": 1,
-        "down_block_types": ("DownEncoderBlock2D",) * 2,
-        "up_block_types": ("UpDecoderBlock2D",) * 2,
+        "down_block_types": ("DownEncoderBlock2D",) * len(VAE_BLOCKS),
+        "up_block_types": ("UpDecoderBlock2D",) * len(VAE_BLOCKS),
         "norm_num_groups": 8,
         "sample_size": data.IMAGE_SIDE,
         "mid_block_add_attention": False,
