@@ -12,7 +12,10 @@ CFG 1 and CFG 3, and writes a grid PNG (a row of 8 samples per single prompt, CF
 ``--heldout`` adds the held-out compositional prompts (every 3rd, CFG 1, as the slow test) at the end.
 
 ``--oracle`` replaces the text conditioning by a fixed random code per caption (pooled vector and token
-sequence), which removes the CLIP text tower as a cause. CPU seconds (``time.process_time``) of training
+sequence), which removes the CLIP text tower as a cause. ``--init dit``, ``--pos-table fourier``, ``--layers`` etc.
+change the model; ``--single-jitter`` / ``--radius`` / ``--only-single`` make easier diagnostic data (not the
+world); ``--probe`` measures how much the velocity depends on the caption's shape and colour words; ``--sde`` samples
+the evals with flow-GRPO's SDE. CPU seconds (``time.process_time``) of training
 alone and of evaluation are printed apart. Example:
 
     ADRPO_DATA_DIR=/tmp/sx-data python bench/shapes_transformer_variants.py --steps 1000 --out /tmp/sx/base
