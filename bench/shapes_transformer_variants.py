@@ -394,7 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.single_jitter is not None:
         centre_single_objects(args.single_jitter, args.radius)
         images, captions = data.generate(args.images, seed=3000 + args.seed)
-        latents = (sd3.encode_latents(vae, images) - vae.config.shift_factor) * vae.config.scaling_factor
+        shift, scale = vae.config["shift_factor"], vae.config["scaling_factor"]
+        latents = (sd3.encode_latents(vae, images) - shift) * scale
     if args.only_single:
         keep = [i for i, c in enumerate(captions) if c in set(data.single_prompts())]
         latents, captions = latents[keep], [captions[i] for i in keep]
