@@ -45,7 +45,6 @@ from adrpo_engine.worlds.shapes.clip import PROJECTION, TEXT_HIDDEN
 from adrpo_engine.worlds.shapes.recipe import FULL
 
 EVAL_SEED = 1234
-SDE_LEVEL = 0.0  # --sde
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,7 +167,7 @@ def centre_single_objects(jitter: float, radius: float | None) -> None:
         if prompt.template != "single":
             return spread(prompt, rng, tries)
         ((obj, _),) = prompt.objects
-        r = rng.uniform(data.MIN_RADIUS, data.MAX_RADIUS)
+        r = rng.uniform(data.MIN_RADIUS, data.MAX_RADIUS)  # drawn even with ``radius``: the same draws follow
         centre = data.IMAGE_SIDE / 2
         x, y = centre + rng.uniform(-jitter, jitter), centre + rng.uniform(-jitter, jitter)
         return [data.Placed(obj, x, y, radius if radius is not None else r)]
@@ -261,6 +260,12 @@ def time_grid(pipeline, steps: int) -> list[float]:
     return pipeline.scheduler.sigmas.float().tolist()
 
 
+def velocity(transformer, x_t: torch.Tensor, timestep: torch.Tensor, embeds, pooled) -> torch.Tensor:
+    return transformer(
+        hidden_states=x_t, timestep=timestep, encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False
+    )[0]
+
+
 @torch.no_grad()
 def sample(
     transformer, cond, null, noise: torch.Tensor, grid: list[float], guidance: float, sde: float = 0.0
@@ -275,10 +280,7 @@ def sample(
     x = noise
     for t_now, t_next in zip(grid[:-1], grid[1:]):
         x_in = x if guidance == 1.0 else torch.cat([x, x])
-        t = torch.full((x_in.shape[0],), 1000.0 * t_now)
-        v = transformer(
-            hidden_states=x_in, timestep=t, encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False
-        )[0]
+        v = velocity(transformer, x_in, torch.full((x_in.shape[0],), 1000.0 * t_now), embeds, pooled)
         if guidance != 1.0:
             v = v[:batch] + guidance * (v[batch:] - v[:batch])
         x = x + (t_next - t_now) * v if not sde or t_next == 0.0 else sde_step(x, v, t_now, t_next, grid[1], sde)
@@ -300,7 +302,9 @@ def decode(vae, latents: torch.Tensor) -> torch.Tensor:
     return (vae.decode(latents, return_dict=False)[0] / 2 + 0.5).clamp(0.0, 1.0)
 
 
-def score(transformer, vae, conditioning: Conditioning, prompts, samples, guidance, grid) -> tuple[dict, list]:
+def score(
+    transformer, vae, conditioning: Conditioning, prompts, samples, guidance, grid, sde: float = 0.0
+) -> tuple[dict, list]:
     """Verifier mean and breakdown over ``prompts`` x ``samples`` (noise seed EVAL_SEED + prompt index)."""
     verifier = GenevalReward()
     null = conditioning.of([""])
@@ -313,7 +317,7 @@ def score(transformer, vae, conditioning: Conditioning, prompts, samples, guidan
         shape = (samples, *cached_shape(vae))
         noise = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
         texts = [p for p in chunk for _ in range(samples)]
-        images = decode(vae, sample(transformer, conditioning.of(texts), null, noise, grid, guidance, SDE_LEVEL))
+        images = decode(vae, sample(transformer, conditioning.of(texts), null, noise, grid, guidance, sde))
         rows += list(images.split(samples))
         values += [0.0 if v is None else v for v in verifier(images, texts)]
         for key, value in verifier.last_breakdown.items():
@@ -323,11 +327,16 @@ def score(transformer, vae, conditioning: Conditioning, prompts, samples, guidan
     return result, rows
 
 
+def single_rows(captions: list[str]) -> list[int]:
+    """Indices of the single-object captions."""
+    singles = set(data.single_prompts())
+    return [i for i, c in enumerate(captions) if c in singles]
+
+
 def renoise_score(transformer, vae, conditioning: Conditioning, latents, captions, t0: float, grid, count=96):
     """Verifier on ODE samples started from real single-object latents noised to ``t0`` (the grid's times below
     ``t0``, CFG 1): where along t the model stops forming shapes it is given the layout of."""
-    singles = set(data.single_prompts())
-    rows = [i for i, c in enumerate(captions) if c in singles][-count:]
+    rows = single_rows(captions)[-count:]
     texts = [captions[i] for i in rows]
     noise = torch.randn(latents[rows].shape, generator=torch.Generator().manual_seed(EVAL_SEED))
     x_t = (1.0 - t0) * latents[rows] + t0 * noise
@@ -338,21 +347,13 @@ def renoise_score(transformer, vae, conditioning: Conditioning, latents, caption
     return {"verifier": sum(values) / len(values), **verifier.last_breakdown}
 
 
-def probe_velocity(transformer, conditioning: Conditioning, x_t, t, prompts: list[str]) -> torch.Tensor:
-    embeds, pooled = conditioning.of(prompts)
-    return transformer(
-        hidden_states=x_t, timestep=t, encoder_hidden_states=embeds, pooled_projections=pooled, return_dict=False
-    )[0]
-
-
 @torch.no_grad()
 def conditioning_probe(transformer, vae, conditioning: Conditioning, latents, captions, count: int = 192) -> dict:
     """On real single-object latents noised to t (one noise draw): the flow-matching loss, the verifier on the
     one-step estimate ``x_t - t v`` decoded, and how far ``v`` moves (mean squared change, per element) when
     the caption's shape word (circle <-> square) or colour word (red <-> blue) is swapped: how much of the
     text the model uses for geometry and for colour."""
-    singles = set(data.single_prompts())
-    rows = [i for i, c in enumerate(captions) if c in singles][-count:]
+    rows = single_rows(captions)[-count:]
     x0, texts = latents[rows], [captions[i] for i in rows]
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(EVAL_SEED))
     verifier = GenevalReward()
@@ -361,7 +362,7 @@ def conditioning_probe(transformer, vae, conditioning: Conditioning, latents, ca
         t = torch.full((len(rows),), 1000.0 * t0)
         x_t = (1.0 - t0) * x0 + t0 * noise
 
-        v = probe_velocity(transformer, conditioning, x_t, t, texts)
+        v = velocity(transformer, x_t, t, *conditioning.of(texts))
         values = verifier(decode(vae, x_t - t0 * v), texts)
         row = {
             "loss": (v - (noise - x0)).pow(2).mean().item(),
@@ -371,7 +372,7 @@ def conditioning_probe(transformer, vae, conditioning: Conditioning, latents, ca
             swapped = [c.replace(a, "@").replace(b, a).replace("@", b) for c in texts]
             moved = [i for i, (c, w) in enumerate(zip(texts, swapped)) if c != w]
             row[f"dv_{name}"] = (
-                (probe_velocity(transformer, conditioning, x_t, t, swapped) - v)[moved].pow(2).mean().item()
+                (velocity(transformer, x_t, t, *conditioning.of(swapped)) - v)[moved].pow(2).mean().item()
             )
         out[f"t{t0:g}"] = {k: round(x, 4) for k, x in row.items()}
     return out
@@ -384,8 +385,6 @@ def cached_shape(vae) -> tuple[int, int, int]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    global SDE_LEVEL
-    SDE_LEVEL = args.sde
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}}), flush=True)
@@ -397,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         shift, scale = vae.config["shift_factor"], vae.config["scaling_factor"]
         latents = (sd3.encode_latents(vae, images) - shift) * scale
     if args.only_single:
-        keep = [i for i, c in enumerate(captions) if c in set(data.single_prompts())]
+        keep = single_rows(captions)
         latents, captions = latents[keep], [captions[i] for i in keep]
     transformer = sd3.new_transformer(TEXT_HIDDEN, PROJECTION, args.heads, args.head_dim, args.layers, args.patch)
     if args.init == "dit":
@@ -427,7 +426,9 @@ def main(argv: list[str] | None = None) -> None:
     loss = torch.zeros(())
     if args.steps == 0:
         for guidance in (1.0, 3.0):
-            result, rows = score(transformer.eval(), vae, conditioning, singles, args.eval_samples, guidance, grid)
+            result, rows = score(
+                transformer.eval(), vae, conditioning, singles, args.eval_samples, guidance, grid, args.sde
+            )
             print(json.dumps({f"loaded_cfg{guidance:g}": {k: round(v, 3) for k, v in result.items()}}), flush=True)
             save_grid(rows, args.out / f"grid-loaded-cfg{guidance:g}.png")
     for step in range(1, args.steps + 1):
@@ -458,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
         models = [("raw", transformer.eval())] + ([("ema", ema)] if ema is not None else [])
         for name, model in models:
             for guidance in (1.0, 3.0):
-                result, rows = score(model, vae, conditioning, singles, args.eval_samples, guidance, grid)
+                result, rows = score(model, vae, conditioning, singles, args.eval_samples, guidance, grid, args.sde)
                 row[f"{name}_cfg{guidance:g}"] = round(result["verifier"], 3)
                 row[f"{name}_cfg{guidance:g}_detail"] = {k: round(v, 3) for k, v in result.items()}
                 if guidance == 1.0:
@@ -470,7 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     final = ema if ema is not None else transformer.eval()
     if args.heldout and not args.oracle:
         prompts = data.compositional_prompts(held_out=True)[::3]
-        result, _ = score(final, vae, conditioning, prompts, 8, 1.0, grid)
+        result, _ = score(final, vae, conditioning, prompts, 8, 1.0, grid, args.sde)
         print(json.dumps({"heldout_cfg1": {k: round(v, 3) for k, v in result.items()}}), flush=True)
         history.append({"heldout_cfg1": result})
     if args.save:
