@@ -78,8 +78,11 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=2, help="use every k-th compositional prompt")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--grid", type=Path, help="write a PNG: one row of samples per grid prompt (and model)")
+    parser.add_argument("--guidance", type=float, help="CFG scale of the samples (default: the preset's)")
     args = parser.parse_args()
     config = preset_config("shapes-compose")
+    if args.guidance is not None:
+        config.flow.guidance_scale = args.guidance
     started = time.perf_counter()
     with torch_threads(1):
         shapes_sd3_path()
@@ -101,6 +104,7 @@ def main() -> None:
                 )
                 row = {
                     "model": role,
+                    "guidance": config.flow.guidance_scale,
                     "prompts": name,
                     "count": len(prompts),
                     **{k: round(v, 4) for k, v in result.items()},

@@ -51,9 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--heads", type=int, default=sd3.HEADS)
     parser.add_argument("--head-dim", type=int, default=sd3.HEAD_DIM)
-    parser.add_argument("--layers", type=int, default=sd3.LAYERS)
+    parser.add_argument("--layers", type=int, default=2, help="joint blocks (2: section 4's base; the recipe has 4)")
     parser.add_argument("--patch", type=int, default=sd3.PATCH)
-    parser.add_argument("--steps", type=int, default=FULL.sd3_steps)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=FULL.sd3_batch)
     parser.add_argument("--lr", type=float, default=sd3.SD3_LR)
     parser.add_argument("--warmup", type=float, default=0.05, help="OneCycle pct_start")
@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the transformer's position table: diffusers' sincos (base 10000) or grid_fourier_table",
     )
     parser.add_argument(
-        "--init", choices=("default", "dit"), default="default", help="PyTorch's default init or initialise_like_dit"
+        "--init", choices=("default", "dit"), default="default", help="default init or sd3.initialise_like_dit"
     )
     parser.add_argument(
         "--single-jitter",
@@ -131,31 +131,6 @@ def use_grid_fourier_table(transformer) -> None:
     embed = transformer.pos_embed
     span = transformer.config.sample_size // transformer.config.patch_size
     embed.pos_embed.copy_(grid_fourier_table(embed.pos_embed.shape[-1], embed.pos_embed_max_size, span))
-
-
-def initialise_like_dit(transformer) -> None:
-    """DiT's initialisation (Peebles & Xie 2023, "adaLN-Zero"): Xavier-uniform linear layers and patch projection,
-    N(0, 0.02) timestep MLP, and zero modulation and output layers so every block starts as the identity and the
-    first prediction is 0. Diffusers' classes keep PyTorch's default init, made for loading trained weights."""
-    from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
-
-    for module in transformer.modules():
-        if isinstance(module, torch.nn.Linear):
-            torch.nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-    projection = transformer.pos_embed.proj
-    torch.nn.init.xavier_uniform_(projection.weight.view(projection.weight.shape[0], -1))
-    torch.nn.init.zeros_(projection.bias)
-    embedder = transformer.time_text_embed.timestep_embedder
-    for linear in (embedder.linear_1, embedder.linear_2):
-        torch.nn.init.normal_(linear.weight, std=0.02)
-    for module in transformer.modules():
-        if isinstance(module, (AdaLayerNormZero, AdaLayerNormContinuous)):
-            torch.nn.init.zeros_(module.linear.weight)
-            torch.nn.init.zeros_(module.linear.bias)
-    torch.nn.init.zeros_(transformer.proj_out.weight)
-    torch.nn.init.zeros_(transformer.proj_out.bias)
 
 
 def centre_single_objects(jitter: float, radius: float | None) -> None:
@@ -398,9 +373,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.only_single:
         keep = single_rows(captions)
         latents, captions = latents[keep], [captions[i] for i in keep]
-    transformer = sd3.new_transformer(TEXT_HIDDEN, PROJECTION, args.heads, args.head_dim, args.layers, args.patch)
+    transformer = sd3.new_transformer(
+        TEXT_HIDDEN, PROJECTION, args.layers, heads=args.heads, head_dim=args.head_dim, patch=args.patch
+    )
     if args.init == "dit":
-        initialise_like_dit(transformer)
+        sd3.initialise_like_dit(transformer)
     if args.pos_table == "fourier":
         use_grid_fourier_table(transformer)
     parameters = sum(p.numel() for p in transformer.parameters())

@@ -29,6 +29,27 @@ def test_tests_use_the_reduced_recipe():
     assert active_recipe() == REDUCED
 
 
+def test_dit_initialisation_starts_every_block_as_the_identity_and_predicts_zero():
+    from adrpo_engine.worlds.shapes import sd3
+
+    transformer = sd3.new_transformer(text_hidden=64, projection=64, layers=2)
+    sd3.initialise_like_dit(transformer)
+    for block in transformer.transformer_blocks:
+        assert not block.norm1.linear.weight.any() and not block.norm1.linear.bias.any()
+    latents = torch.randn(2, sd3.LATENT_CHANNELS, 16, 16)
+    out = transformer(
+        hidden_states=latents,
+        timestep=torch.tensor([100.0, 900.0]),
+        encoder_hidden_states=torch.randn(2, 5, 128),
+        pooled_projections=torch.randn(2, 128),
+        return_dict=False,
+    )[0]
+    assert out.shape == latents.shape and not out.any()
+    # not a dead start: the zero output layer still gets a gradient
+    (out - latents).pow(2).mean().backward()
+    assert transformer.proj_out.weight.grad is not None and transformer.proj_out.weight.grad.abs().sum() > 0
+
+
 def test_shapes_clip_loads_like_a_hub_clip_and_scores():
     from transformers import AutoTokenizer, CLIPModel
 

@@ -15,7 +15,7 @@ from ...paths import builtin_models_dir
 from .recipe import Recipe, active_recipe
 
 # Bumped when a model's recipe changes, so a cache of the old recipe is never loaded as the new one.
-CACHE_VERSIONS = {"shapes-clip": "v1", "shapes-sd3": "v2"}
+CACHE_VERSIONS = {"shapes-clip": "v1", "shapes-sd3": "v3"}  # v3: 4 blocks, DiT init, 6,000 steps
 SHAPES_CLIP = "builtin:shapes-clip"
 SHAPES_SD3 = "builtin:shapes-sd3"
 

@@ -2,9 +2,9 @@
 
 A diffusers ``StableDiffusion3Pipeline`` of
 
-- ``SD3Transformer2DModel``: 16x16x4 latents, patch 2 (64 image tokens), 2 joint blocks of 2 heads x 32,
-  joint_attention_dim 128 (= the two CLIP hidden states side by side), pooled projection 128 (= the two
-  CLIP projections);
+- ``SD3Transformer2DModel``: 16x16x4 latents, patch 2 (64 image tokens), 4 joint blocks (the recipe's
+  ``sd3_layers``) of 2 heads x 32, joint_attention_dim 128 (= the two CLIP hidden states side by side),
+  pooled projection 128 (= the two CLIP projections), initialised as DiT's (:func:`initialise_like_dit`);
 - ``AutoencoderKL``: blocks (16, 32) (scale factor 2), 4 latent channels, no mid-block attention
   (on CPU, full attention over its 1,024 positions costs more than the rest of the VAE); its
   ``scaling_factor`` / ``shift_factor`` are set from the latents' statistics, as SD3's are;
@@ -21,7 +21,9 @@ build v1 decoded every shape as a faint green blob; the verifier read 0.16 on it
 rendered data, so no transformer could have scored more), encode the transformer's
 training images once (posterior mean) and train the transformer on these cached latents in SD3's time
 convention (``x_t = (1 - t) x + t noise``, target ``noise - x``, ``timestep = 1000 t``, ``t``
-logit-normal(0, 1)), with 10% of the captions dropped to ``""`` for classifier-free guidance.
+logit-normal(0, 1)), with 10% of the captions dropped to ``""`` for classifier-free guidance. The transformer
+trains with two torch threads (the build is otherwise single-threaded, builds.py): at 4 blocks x batch 64 a
+step took 189 ms on one thread and 122 ms on two on a quiet 2-core box (143 ms in the measured full build).
 
 The T5 slot: a pipeline without T5 fills it with ``max_sequence_length`` zero tokens (default 256), which
 would make every text sequence 16 + 256 tokens long and the transformer 4x slower. This model is trained
@@ -32,6 +34,7 @@ folder records that and ``models.sd3.SD3Policy`` reads it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,6 +44,7 @@ import torch
 from ...models.sd3 import (
     PIPELINE_INFO,  # read back by models.sd3 (max_sequence_length); diffusers ignores it
 )
+from ...threads import torch_threads
 from . import data
 from .clip import PROJECTION, load_tokenizer, text_config
 from .recipe import Recipe
@@ -53,7 +57,8 @@ VAE_KL_WEIGHT = 1e-6
 VAE_FOREGROUND_WEIGHT = 4.0  # shape pixels count 1 + 4 times in the VAE's L1 (they are ~10% of an image)
 SD3_LR = 2e-3
 CAPTION_DROPOUT = 0.1
-HEADS, HEAD_DIM, LAYERS, PATCH = 2, 32, 2, 2
+HEADS, HEAD_DIM, PATCH = 2, 32, 2
+TRANSFORMER_THREADS = min(2, os.cpu_count() or 1)
 
 
 def new_vae():
@@ -80,9 +85,9 @@ def new_vae():
 def new_transformer(
     text_hidden: int,
     projection: int,
+    layers: int,
     heads: int = HEADS,
     head_dim: int = HEAD_DIM,
-    layers: int = LAYERS,
     patch: int = PATCH,
 ):
     from diffusers import SD3Transformer2DModel
@@ -100,6 +105,31 @@ def new_transformer(
         out_channels=LATENT_CHANNELS,
         pos_embed_max_size=16,
     )
+
+
+def initialise_like_dit(transformer) -> None:
+    """DiT's initialisation (Peebles & Xie 2023, "adaLN-Zero"): Xavier-uniform linear layers and patch projection,
+    N(0, 0.02) timestep MLP, and zero modulation and output layers so every block starts as the identity and the
+    first prediction is 0. Diffusers' classes keep PyTorch's default init, made for loading trained weights."""
+    from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero
+
+    for module in transformer.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+    projection = transformer.pos_embed.proj
+    torch.nn.init.xavier_uniform_(projection.weight.view(projection.weight.shape[0], -1))
+    torch.nn.init.zeros_(projection.bias)
+    embedder = transformer.time_text_embed.timestep_embedder
+    for linear in (embedder.linear_1, embedder.linear_2):
+        torch.nn.init.normal_(linear.weight, std=0.02)
+    for module in transformer.modules():
+        if isinstance(module, (AdaLayerNormZero, AdaLayerNormContinuous)):
+            torch.nn.init.zeros_(module.linear.weight)
+            torch.nn.init.zeros_(module.linear.bias)
+    torch.nn.init.zeros_(transformer.proj_out.weight)
+    torch.nn.init.zeros_(transformer.proj_out.bias)
 
 
 def train_vae(recipe: Recipe, seed: int, log=print):
@@ -229,17 +259,18 @@ def train_transformer(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, SD3_LR, total_steps=recipe.sd3_steps, pct_start=0.05)
     transformer.train()
     null = embeds.shape[0] - 1
-    for step in range(recipe.sd3_steps):
-        index = torch.randint(0, latents.shape[0], (recipe.sd3_batch,), generator=generator)
-        x = latents[index]
-        text = caption_index[index].clone()
-        text[torch.rand(recipe.sd3_batch, generator=generator) < CAPTION_DROPOUT] = null
-        noise = torch.randn(x.shape, generator=generator)
-        t = torch.sigmoid(torch.randn(recipe.sd3_batch, generator=generator))
-        loss = flow_matching_update(transformer, optimizer, x, noise, t, embeds[text], pooled[text])
-        schedule.step()
-        if step % 250 == 0 or step == recipe.sd3_steps - 1:
-            log(f"shapes-sd3 transformer step {step}/{recipe.sd3_steps}: loss {loss.item():.4f}")
+    with torch_threads(TRANSFORMER_THREADS):
+        for step in range(recipe.sd3_steps):
+            index = torch.randint(0, latents.shape[0], (recipe.sd3_batch,), generator=generator)
+            x = latents[index]
+            text = caption_index[index].clone()
+            text[torch.rand(recipe.sd3_batch, generator=generator) < CAPTION_DROPOUT] = null
+            noise = torch.randn(x.shape, generator=generator)
+            t = torch.sigmoid(torch.randn(recipe.sd3_batch, generator=generator))
+            loss = flow_matching_update(transformer, optimizer, x, noise, t, embeds[text], pooled[text])
+            schedule.step()
+            if step % 250 == 0 or step == recipe.sd3_steps - 1:
+                log(f"shapes-sd3 transformer step {step}/{recipe.sd3_steps}: loss {loss.item():.4f}")
     transformer.eval().requires_grad_(False)
 
 
@@ -257,7 +288,9 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
     shift, scale = float(raw.mean()), float(1.0 / raw.std())
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     latents = (raw - shift) * scale
-    pipeline = assemble_pipeline(clip_dir, vae, new_transformer(text_config(2, 1).hidden_size, PROJECTION))
+    transformer = new_transformer(text_config(2, 1).hidden_size, PROJECTION, recipe.sd3_layers)
+    initialise_like_dit(transformer)
+    pipeline = assemble_pipeline(clip_dir, vae, transformer)
     unique = sorted(set(captions))
     embeds, pooled = caption_embeddings(pipeline, unique + [""])
     caption_index = torch.tensor([unique.index(c) for c in captions])
@@ -270,6 +303,8 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
         "max_sequence_length": T5_TOKENS,
         "vae_steps": recipe.vae_steps,
         "transformer_steps": recipe.sd3_steps,
+        "transformer_layers": recipe.sd3_layers,
+        "transformer_threads": TRANSFORMER_THREADS,
         "vae_seconds": round(vae_seconds, 1),
         "vae_reconstruction_verifier": round(vae_score, 3),
         "transformer_seconds": round(time.perf_counter() - prepared, 1),
