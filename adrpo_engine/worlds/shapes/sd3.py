@@ -289,7 +289,8 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
     vae.register_to_config(shift_factor=shift, scaling_factor=scale)
     latents = (raw - shift) * scale
     transformer = new_transformer(text_config(2, 1).hidden_size, PROJECTION, recipe.sd3_layers)
-    initialise_like_dit(transformer)
+    if recipe.sd3_dit_init:
+        initialise_like_dit(transformer)
     pipeline = assemble_pipeline(clip_dir, vae, transformer)
     unique = sorted(set(captions))
     embeds, pooled = caption_embeddings(pipeline, unique + [""])
@@ -304,6 +305,7 @@ def build_shapes_sd3(directory: Path, clip_dir: Path, recipe: Recipe, seed: int 
         "vae_steps": recipe.vae_steps,
         "transformer_steps": recipe.sd3_steps,
         "transformer_layers": recipe.sd3_layers,
+        "transformer_dit_init": recipe.sd3_dit_init,
         "transformer_threads": TRANSFORMER_THREADS,
         "vae_seconds": round(vae_seconds, 1),
         "vae_reconstruction_verifier": round(vae_score, 3),
