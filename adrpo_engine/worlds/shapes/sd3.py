@@ -4,7 +4,8 @@ A diffusers ``StableDiffusion3Pipeline`` of
 
 - ``SD3Transformer2DModel``: 16x16x4 latents, patch 2 (64 image tokens), 4 joint blocks (the recipe's
   ``sd3_layers``) of 2 heads x 32, joint_attention_dim 128 (= the two CLIP hidden states side by side),
-  pooled projection 128 (= the two CLIP projections), initialised as DiT's (:func:`initialise_like_dit`);
+  pooled projection 128 (= the two CLIP projections), initialised as DiT's in the full recipe
+  (:func:`initialise_like_dit`);
 - ``AutoencoderKL``: blocks (16, 32) (scale factor 2), 4 latent channels, no mid-block attention
   (on CPU, full attention over its 1,024 positions costs more than the rest of the VAE); its
   ``scaling_factor`` / ``shift_factor`` are set from the latents' statistics, as SD3's are;
