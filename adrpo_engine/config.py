@@ -228,6 +228,13 @@ class FlowConfig(_Strict):
     logit_mean: float = Field(default=0.0, ge=-10.0, le=10.0, description="Mean of the logit-normal t.")
     logit_std: float = Field(default=1.0, gt=0.0, le=10.0, description="Std of the logit-normal t.")
     train_draws: int = Field(default=1, ge=1, le=64, description="Fresh (noise, t) draws per sample per step.")
+    shared_noise: bool = Field(
+        default=False,
+        description="Give the samples of a prompt group the same training (noise, t) draws (common random "
+        "numbers): each sample's draw keeps its distribution, and the part of the gradient noise the samples "
+        "share cancels in advantage-weighted sums, whose weights sum to about 0 over a group. Not for dpo, "
+        "which already shares a draw between the two images of a pair.",
+    )
     resolution: int | None = Field(default=None, ge=8, le=4096, description="Image side in pixels (T2I models).")
     orw_tau: float = Field(default=1.0, ge=0.0, le=1000.0, description="ORW-CFM-W2 weight temperature: w = exp(tau*r).")
     orw_normalize: bool = Field(default=True, description="ORW-CFM-W2: normalise the weights to mean 1 over the batch.")
@@ -537,6 +544,8 @@ class JobConfig(_Strict):
                 f"flow.train_timesteps ({flow.train_timesteps}) must be <= flow.sample_steps ({flow.sample_steps}): "
                 "it picks that many of the rollout's noise levels"
             )
+        if flow.shared_noise and self.algorithm == "dpo":
+            raise ValueError("flow.shared_noise is for adrpo, fixed and orw: dpo already shares one draw per pair")
         if flow.train_timesteps is not None and flow.train_draws != 1:
             raise ValueError("flow.train_draws must be 1 when flow.train_timesteps is set (K levels are K draws)")
 

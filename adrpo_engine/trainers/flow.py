@@ -50,9 +50,10 @@ EVAL_PROMPTS = 2
 # Pieces shared by the trainer and the comparison
 
 Generators = torch.Generator | list[torch.Generator]  # one for the batch, or one per prompt group
+Draw = Callable[[torch.Generator, int], Tensor]  # (generator, rows) -> a tensor of that many rows
 
 
-def per_group(generator: Generators, draw: Callable[[torch.Generator, int], Tensor], group: int, rows: int) -> Tensor:
+def per_group(generator: Generators, draw: Draw, group: int, rows: int) -> Tensor:
     """``draw(generator, n)`` for ``rows`` rows: one call with a single generator, else one call of ``group``
     rows per generator, concatenated (group ``k`` owns rows ``k*group .. (k+1)*group - 1``)."""
     if isinstance(generator, torch.Generator):
@@ -60,6 +61,15 @@ def per_group(generator: Generators, draw: Callable[[torch.Generator, int], Tens
     if len(generator) * group != rows:
         raise ValueError(f"{len(generator)} group generators for {rows} rows of groups of {group}")
     return torch.cat([draw(g, group) for g in generator])
+
+
+def shared_within_groups(draw: Draw, group: int) -> Draw:
+    """``draw`` of one row per group of ``group`` consecutive rows, repeated over the group's rows."""
+
+    def shared(generator: torch.Generator, n: int) -> Tensor:
+        return draw(generator, n // group).repeat_interleave(group, dim=0)
+
+    return shared
 
 
 def prepare_policy(config: JobConfig, device: torch.device, dtype: torch.dtype) -> FlowPolicy:
@@ -156,7 +166,7 @@ class FlowTrainer(BaseTrainer):
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
         draws = cfg.flow.draws_per_step
         self.policy.train(True)
-        for noise, t in self.training_draws(latents, generator):
+        for noise, t in self.training_draws(latents, generator, shared=cfg.flow.shared_noise):
             for part in micro_batches(batch, cfg.grad_accum):
                 x_data, eps, t_part = latents[part], noise[part], t[part]
                 x_t = O.interpolate(x_data, eps, t_part)
@@ -175,9 +185,12 @@ class FlowTrainer(BaseTrainer):
         totals = self.dist.sum(totals)
         return {M.LOSS: totals["loss"], M.FM_LOSS: totals["fm"], M.W2: totals["w2"], M.GRAD_NORM: grad_norm}
 
-    def training_draws(self, latents: Tensor, generator: Generators) -> Iterator[tuple[Tensor, Tensor]]:
+    def training_draws(
+        self, latents: Tensor, generator: Generators, shared: bool = False
+    ) -> Iterator[tuple[Tensor, Tensor]]:
         """The ``(noise, t)`` draws of one update, ``flow.draws_per_step`` of them, each for every sample
-        (with one generator per prompt group, each group's from its own).
+        (with one generator per prompt group, each group's from its own); ``shared``: one draw per prompt
+        group, the same for all its samples (``flow.shared_noise``).
 
         Without ``flow.train_timesteps``: ``t`` from ``flow.t_sampling`` (uniform or logit-normal) per draw;
         with K: K distinct levels of the rollout's time grid per sample (``objectives.grid_times``)."""
@@ -185,20 +198,18 @@ class FlowTrainer(BaseTrainer):
         batch = latents.shape[0]
         group = self.config.group_size
         sample_shape = latents.shape[1:]
+
+        def rows(draw: Draw) -> Tensor:
+            return per_group(generator, shared_within_groups(draw, group) if shared else draw, group, batch)
+
         levels = None
         if flow.train_timesteps is not None:
             grid, count = self.policy.time_grid(flow.sample_steps), flow.train_timesteps
-            levels = per_group(generator, lambda g, n: O.grid_times(n, grid, count, g).T, group, batch).T  # (K, batch)
+            levels = rows(lambda g, n: O.grid_times(n, grid, count, g).T).T  # (K, batch)
         for draw in range(flow.draws_per_step):
-            noise = per_group(generator, lambda g, n: torch.randn((n, *sample_shape), generator=g), group, batch)
-            noise = noise.to(self.device, latents.dtype)
+            noise = rows(lambda g, n: torch.randn((n, *sample_shape), generator=g)).to(self.device, latents.dtype)
             if levels is None:
-                t = per_group(
-                    generator,
-                    lambda g, n: O.sample_times(n, flow.t_sampling, flow.logit_mean, flow.logit_std, generator=g),
-                    group,
-                    batch,
-                )
+                t = rows(lambda g, n: O.sample_times(n, flow.t_sampling, flow.logit_mean, flow.logit_std, generator=g))
             else:
                 t = levels[draw]
             yield noise, t.to(self.device)  # t stays float32, as in the sampler

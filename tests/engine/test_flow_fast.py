@@ -8,6 +8,7 @@ import torch
 from adrpo_engine import objectives as O
 from adrpo_engine.config import ConfigError
 from adrpo_engine.models.digits import DigitsPolicy
+from adrpo_engine.models.flow_policy import repeat_cond
 from adrpo_engine.presets import PRESETS, preset_config
 from adrpo_engine.progress import RecordingSink
 from adrpo_engine.trainers.flow import FlowTrainer
@@ -98,3 +99,47 @@ def test_training_rollouts_use_their_own_guidance_and_grid_levels(tmp_path, algo
     trainer.log_samples(1)
     logged = trainer.policy.guidances[1:]
     assert logged and set(logged) == {3.0}  # logged samples and the before/after grid use flow.guidance_scale
+
+
+@pytest.mark.parametrize("grid_levels", [None, 2])
+def test_shared_noise_gives_a_groups_samples_one_draw_and_each_group_its_own(tmp_path, grid_levels):
+    config = digits_config(**{"flow.shared_noise": True, "flow.train_timesteps": grid_levels})
+    trainer = FlowTrainer(config, tmp_path, RecordingSink())
+    trainer.setup()
+    latents = torch.zeros(config.prompts_per_step * config.group_size, *trainer.policy.latent_shape())
+    generators = [torch.Generator().manual_seed(k) for k in range(config.prompts_per_step)]
+    draws = list(trainer.training_draws(latents, generators, shared=True))
+    assert len(draws) == config.flow.draws_per_step
+    for noise, t in draws:
+        for tensor in (noise, t):
+            groups = tensor.view(config.prompts_per_step, config.group_size, -1)
+            assert torch.equal(groups, groups[:, :1].expand_as(groups))  # one draw within a group
+            assert not torch.equal(groups[0, 0], groups[1, 0])  # another across groups
+    independent = next(trainer.training_draws(latents, generators))[0].view(
+        config.prompts_per_step, config.group_size, -1
+    )
+    assert not torch.equal(independent[:, 0], independent[:, 1])
+
+
+def test_shared_noise_cancels_the_flow_matching_gradient_of_identical_samples_with_zero_sum_weights(tmp_path):
+    # Identical samples with weights summing to 0 carry no signal: with one shared draw per group their weighted
+    # flow-matching losses cancel exactly; with independent draws the gradient is pure noise.
+    def gradient_norm(shared: bool) -> float:
+        config = digits_config(**{"flow.shared_noise": shared})
+        trainer = FlowTrainer(config, tmp_path / str(shared), RecordingSink())
+        trainer.setup()
+        batch = config.prompts_per_step * config.group_size
+        prompt = trainer.prompt_sampler.batch(1, 1)[0].prompt
+        cond = repeat_cond(trainer.policy.encode_prompts([prompt]), batch)
+        latents = torch.randn(1, *trainer.policy.latent_shape()).expand(batch, *trainer.policy.latent_shape())
+        w_fm = torch.tensor([1.0, -1.0]).repeat(batch // 2)
+        generators = [torch.Generator().manual_seed(k) for k in range(config.prompts_per_step)]
+        return trainer.fm_update(latents.contiguous(), cond, w_fm, torch.zeros(batch), generators)["grad_norm"]
+
+    assert gradient_norm(shared=True) < 1e-6
+    assert gradient_norm(shared=False) > 1e-3
+
+
+def test_shared_noise_is_refused_for_dpo():
+    with pytest.raises(ConfigError, match="flow.shared_noise"):
+        digits_config(algorithm="dpo", **{"flow.shared_noise": True})
