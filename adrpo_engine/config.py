@@ -228,6 +228,12 @@ class FlowConfig(_Strict):
     logit_mean: float = Field(default=0.0, ge=-10.0, le=10.0, description="Mean of the logit-normal t.")
     logit_std: float = Field(default=1.0, gt=0.0, le=10.0, description="Std of the logit-normal t.")
     train_draws: int = Field(default=1, ge=1, le=64, description="Fresh (noise, t) draws per sample per step.")
+    train_noise: Literal["fresh", "rollout"] = Field(
+        default="fresh",
+        description="Noise of the training draws: fresh (independent of the sample, the flow-matching "
+        "objective) or rollout (the noise each sample was integrated from, with fresh t: the sample's own "
+        "noise-image pair, as reflow and noise-tracked preference pairs use).",
+    )
     shared_noise: bool = Field(
         default=False,
         description="Give the samples of a prompt group the same training (noise, t) draws (common random "
@@ -546,6 +552,10 @@ class JobConfig(_Strict):
             )
         if flow.shared_noise and self.algorithm == "dpo":
             raise ValueError("flow.shared_noise is for adrpo, fixed and orw: dpo already shares one draw per pair")
+        if flow.train_noise == "rollout" and self.algorithm == "dpo":
+            raise ValueError("flow.train_noise rollout is for adrpo, fixed and orw: dpo's pool keeps no noise")
+        if flow.train_noise == "rollout" and flow.shared_noise:
+            raise ValueError("flow.shared_noise needs flow.train_noise fresh (rollout noise differs per sample)")
         if flow.train_timesteps is not None and flow.train_draws != 1:
             raise ValueError("flow.train_draws must be 1 when flow.train_timesteps is set (K levels are K draws)")
 

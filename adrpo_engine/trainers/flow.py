@@ -9,7 +9,8 @@ One step, for ``P = prompts_per_step`` prompts and ``G = group_size`` samples ea
 3. per-sample weights from ``objectives.flow_loss_weights`` (adrpo: ``(a, beta0 - a)``, fixed:
    ``(a, beta0)``, orw: ``(exp(tau r), alpha = beta0)``);
 4. ``flow.draws_per_step`` fresh ``(noise, t)`` draws per sample (``t`` continuous, or K levels of the
-   rollout's grid with ``flow.train_timesteps``): ``x_t = (1 - t) x + t noise``,
+   rollout's grid with ``flow.train_timesteps``; with ``flow.train_noise: rollout`` the noise is the one
+   the sample was drawn from and only ``t`` is fresh): ``x_t = (1 - t) x + t noise``,
    ``u = noise - x``, loss ``objectives.regularized_fm_loss(v_theta, u, v_ref, w_fm, w_w2)`` with
    ``v_ref`` the adapter-off network; one AdamW step.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -51,6 +53,13 @@ EVAL_PROMPTS = 2
 
 Generators = torch.Generator | list[torch.Generator]  # one for the batch, or one per prompt group
 Draw = Callable[[torch.Generator, int], Tensor]  # (generator, rows) -> a tensor of that many rows
+
+
+class Rollout(NamedTuple):
+    latents: Tensor  # the samples, (B, *latent_shape)
+    images: Tensor  # decoded, (B, C, H, W) in [0, 1]
+    cond: Cond
+    noise: Tensor  # the starting noise each sample was integrated from
 
 
 def per_group(generator: Generators, draw: Draw, group: int, rows: int) -> Tensor:
@@ -119,9 +128,9 @@ class FlowTrainer(BaseTrainer):
 
     # ---------------------------------------------------------------- one step
 
-    def rollout(self, rows: list[PromptRow], generator: Generators) -> tuple[Tensor, Tensor, Cond]:
-        """``P * G`` samples from the current policy (no grad): latents, images, conditioning. With one
-        generator per prompt group, each group's starting noise comes from its own generator."""
+    def rollout(self, rows: list[PromptRow], generator: Generators) -> Rollout:
+        """``P * G`` samples from the current policy (no grad): latents, images, conditioning, starting noise.
+        With one generator per prompt group, each group's starting noise comes from its own generator."""
         group = self.config.group_size
         cond = repeat_cond(self.policy.encode_prompts([row.prompt for row in rows]), group)
         flow = self.config.flow
@@ -135,7 +144,7 @@ class FlowTrainer(BaseTrainer):
                 cond, first, flow.sample_steps, flow.rollout_guidance, adapter=True, noise=noise
             )
             images = self.policy.decode(latents)
-        return latents, images, cond
+        return Rollout(latents, images, cond, noise.to(latents.device, latents.dtype))
 
     def score(self, rows: list[PromptRow], images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         group = self.config.group_size
@@ -156,17 +165,25 @@ class FlowTrainer(BaseTrainer):
         return advantages, w_fm.to(self.device), w_w2.to(self.device)
 
     def fm_update(
-        self, latents: Tensor, cond: Cond, w_fm: Tensor, w_w2: Tensor, generator: Generators
+        self,
+        latents: Tensor,
+        cond: Cond,
+        w_fm: Tensor,
+        w_w2: Tensor,
+        generator: Generators,
+        start_noise: Tensor | None = None,
     ) -> dict[str, float]:
-        """Fresh ``(noise, t)`` draws, the regularized FM loss, backward (micro-batched), one optimizer step.
-        With several processes each rank's loss is its share of the whole batch's mean (the ranks' sum)."""
+        """Fresh ``(noise, t)`` draws (or the samples' ``start_noise`` with fresh ``t``), the regularized FM loss,
+        backward (micro-batched), one optimizer step. With several processes each rank's loss is its share of the
+        whole batch's mean (the ranks' sum)."""
         cfg = self.config
         batch = latents.shape[0]
         whole = batch * self.dist.world_size
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
         draws = cfg.flow.draws_per_step
         self.policy.train(True)
-        for noise, t in self.training_draws(latents, generator, shared=cfg.flow.shared_noise):
+        draws_of_update = self.training_draws(latents, generator, shared=cfg.flow.shared_noise, noise=start_noise)
+        for noise, t in draws_of_update:
             for part in micro_batches(batch, cfg.grad_accum):
                 x_data, eps, t_part = latents[part], noise[part], t[part]
                 x_t = O.interpolate(x_data, eps, t_part)
@@ -186,11 +203,12 @@ class FlowTrainer(BaseTrainer):
         return {M.LOSS: totals["loss"], M.FM_LOSS: totals["fm"], M.W2: totals["w2"], M.GRAD_NORM: grad_norm}
 
     def training_draws(
-        self, latents: Tensor, generator: Generators, shared: bool = False
+        self, latents: Tensor, generator: Generators, shared: bool = False, noise: Tensor | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """The ``(noise, t)`` draws of one update, ``flow.draws_per_step`` of them, each for every sample
         (with one generator per prompt group, each group's from its own); ``shared``: one draw per prompt
-        group, the same for all its samples (``flow.shared_noise``).
+        group, the same for all its samples (``flow.shared_noise``); ``noise`` given: every draw uses it and
+        only ``t`` is drawn (``flow.train_noise: rollout``).
 
         Without ``flow.train_timesteps``: ``t`` from ``flow.t_sampling`` (uniform or logit-normal) per draw;
         with K: K distinct levels of the rollout's time grid per sample (``objectives.grid_times``)."""
@@ -207,12 +225,13 @@ class FlowTrainer(BaseTrainer):
             grid, count = self.policy.time_grid(flow.sample_steps), flow.train_timesteps
             levels = rows(lambda g, n: O.grid_times(n, grid, count, g).T).T  # (K, batch)
         for draw in range(flow.draws_per_step):
-            noise = rows(lambda g, n: torch.randn((n, *sample_shape), generator=g)).to(self.device, latents.dtype)
+            fresh = rows(lambda g, n: torch.randn((n, *sample_shape), generator=g)).to(self.device, latents.dtype)
             if levels is None:
                 t = rows(lambda g, n: O.sample_times(n, flow.t_sampling, flow.logit_mean, flow.logit_std, generator=g))
             else:
                 t = levels[draw]
-            yield noise, t.to(self.device)  # t stays float32, as in the sampler
+            # The fresh noise is drawn even when unused, so both choices consume the generators alike.
+            yield (fresh if noise is None else noise), t.to(self.device)  # t stays float32, as in the sampler
 
     def train_step(self, step: int) -> dict[str, float]:
         if self.dpo is not None:
@@ -224,7 +243,8 @@ class FlowTrainer(BaseTrainer):
         rows = batch[mine]
         # One generator per prompt group: a group's noise and times are the same on any rank, in any batch.
         generators = group_generators(cfg.seed, step, range(mine.start, mine.stop))
-        latents, images, cond = self.rollout(rows, generators)
+        rollout = self.rollout(rows, generators)
+        latents, images, cond = rollout.latents, rollout.images, rollout.cond
         own_rewards, parts = self.score(rows, images)
         rewards = self.dist.gather(own_rewards)  # (P, G): the whole batch's, for advantages, ORW weights, metrics
         advantages, all_w_fm, all_w_w2 = self.loss_weights(rewards)
@@ -239,7 +259,8 @@ class FlowTrainer(BaseTrainer):
         if len(parts) > 1:
             own_means.update({label: float(values.mean()) for label, values in parts.items()})
         metrics.update(self.dist.mean(own_means))  # batch means over equal shares: the whole batch's
-        metrics.update(self.fm_update(latents, cond, w_fm, w_w2, generators))
+        start_noise = rollout.noise if cfg.flow.train_noise == "rollout" else None
+        metrics.update(self.fm_update(latents, cond, w_fm, w_w2, generators, start_noise))
         elapsed = time.perf_counter() - started
         metrics[M.LR] = self.current_lr()
         metrics[M.STEP_TIME] = elapsed

@@ -143,3 +143,30 @@ def test_shared_noise_cancels_the_flow_matching_gradient_of_identical_samples_wi
 def test_shared_noise_is_refused_for_dpo():
     with pytest.raises(ConfigError, match="flow.shared_noise"):
         digits_config(algorithm="dpo", **{"flow.shared_noise": True})
+
+
+def test_rollout_noise_pairs_each_sample_with_the_noise_it_was_integrated_from(tmp_path):
+    # One Euler step from t = 1: x = z - v(z, 1). Trained at that level on its own noise z, x_t = z and the
+    # target z - x is exactly the velocity the sample was drawn with, so the untrained adapter's loss is 0.
+    config = digits_config(**{"flow.train_noise": "rollout", "flow.sample_steps": 1, "flow.train_timesteps": 1})
+    trainer = FlowTrainer(config, tmp_path, RecordingSink())
+    trainer.setup()
+    rows = trainer.prompt_sampler.batch(1, config.prompts_per_step)
+    generators = [torch.Generator().manual_seed(k) for k in range(config.prompts_per_step)]
+    rollout = trainer.rollout(rows, generators)
+    (noise, t), *_ = trainer.training_draws(rollout.latents, generators, noise=rollout.noise)
+    assert torch.equal(noise, rollout.noise) and bool((t == 1.0).all())
+    with torch.no_grad():
+        v = trainer.policy.velocity(O.interpolate(rollout.latents, noise, t), t, rollout.cond)
+    target = O.velocity_target(rollout.latents, noise)
+    assert torch.allclose(v, target, atol=1e-5)
+    fresh, _ = next(trainer.training_draws(rollout.latents, generators))
+    assert not torch.allclose(fresh, rollout.noise)
+    assert trainer.train_step(1)["fm_loss"] < 1e-8
+
+
+def test_rollout_noise_is_refused_with_shared_noise_and_for_dpo():
+    with pytest.raises(ConfigError, match="flow.shared_noise needs flow.train_noise fresh"):
+        digits_config(**{"flow.train_noise": "rollout", "flow.shared_noise": True})
+    with pytest.raises(ConfigError, match="flow.train_noise rollout"):
+        digits_config(algorithm="dpo", **{"flow.train_noise": "rollout"})
