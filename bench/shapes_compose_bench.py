@@ -52,7 +52,8 @@ EVAL_SEED = 4321
 def methods(beta0: float, alphas: list[float]) -> list[tuple[str, dict]]:
     runs = [
         (f"ADRPO (beta0={beta0:g})", {"algorithm": "adrpo", "beta0": beta0}),
-        (f"fixed-beta W2 (beta0={beta0:g})", {"algorithm": "fixed", "beta0": beta0}),
+        # a_min None: the fixed-beta loss is bounded below only for a > -beta0, so it keeps its default -beta0/2.
+        (f"fixed-beta W2 (beta0={beta0:g})", {"algorithm": "fixed", "beta0": beta0, "a_min": None}),
     ]
     return runs + [(f"ORW-CFM-W2 (alpha={alpha:g})", {"algorithm": "orw", "beta0": alpha}) for alpha in alphas]
 
@@ -184,7 +185,7 @@ def plot(path: Path, ref: dict, table: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=preset_config("shapes-compose").steps)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--beta0", type=float, default=preset_config("shapes-compose").beta0)
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.05, 0.5])
