@@ -21,6 +21,7 @@ from ..launch import LaunchTab, values_of
 from ..runs import RunsTab
 from ..service import StudioService, Updates
 from . import unchanged
+from .detail import blank_body, body_components
 from .jobs import refresh_updates
 from .launch import (
     error_markdown,
@@ -109,10 +110,15 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
             **pickers(studio, service, job_id),
         }
 
-    def open_job(job_id: str | None) -> Updates:
-        return (
-            {**show_tab(studio, "detail"), detail.job: job_id, compare.job: job_id} if job_id else unchanged(detail.job)
-        )
+    def open_job(job_id: str | None, shown: str | None) -> Updates:
+        if not job_id:
+            return unchanged(detail.job)
+        updates = {**show_tab(studio, "detail"), detail.job: job_id, compare.job: job_id}
+        if job_id != shown:
+            # Blanked in the response that shows the tab: the detail queue's own blanking comes a moment later,
+            # and until then the tab would show the previous job's body.
+            updates.update(blank_body(detail, job_id))
+        return updates
 
     def copy_to_launch(job_id: str | None) -> Updates:
         if not job_id:
@@ -149,7 +155,12 @@ def wire_cross_tab(studio: StudioTabs, service: StudioService, blocks: gr.Blocks
             api_name="launch" if button is launch.launch else None,
             api_visibility="public" if button is launch.launch else "private",
         )
-    jobs.open.click(open_job, inputs=jobs.job, outputs=[*tab_outputs, detail.job, compare.job], show_progress="hidden")
+    jobs.open.click(
+        open_job,
+        inputs=[jobs.job, detail.job],
+        outputs=[*tab_outputs, detail.job, compare.job, *body_components(detail)],
+        show_progress="hidden",
+    )
     jobs.copy_to_launch.click(
         copy_to_launch, inputs=jobs.job, outputs=[*tab_outputs, launch.base, *form], show_progress="hidden"
     )
