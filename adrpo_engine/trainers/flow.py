@@ -182,8 +182,7 @@ class FlowTrainer(BaseTrainer):
         totals = {"loss": 0.0, "fm": 0.0, "w2": 0.0}
         draws = cfg.flow.draws_per_step
         self.policy.train(True)
-        draws_of_update = self.training_draws(latents, generator, shared=cfg.flow.shared_noise, noise=start_noise)
-        for noise, t in draws_of_update:
+        for noise, t in self.training_draws(latents, generator, shared=cfg.flow.shared_noise, noise=start_noise):
             for part in micro_batches(batch, cfg.grad_accum):
                 x_data, eps, t_part = latents[part], noise[part], t[part]
                 x_t = O.interpolate(x_data, eps, t_part)
