@@ -84,9 +84,7 @@ def check_policy(job: JobConfig, policy: Policy) -> None:
         if value and not value.startswith("builtin:") and (looks_like_path(value) or field == "prompts.file"):
             _check_under(field, value, policy.uploads_dir, UPLOADS_ENV, policy)
     if job.resources.accelerate_config:  # a file the worker hands to `accelerate launch`
-        _check_under(
-            "resources.accelerate_config", job.resources.accelerate_config, policy.uploads_dir, UPLOADS_ENV, policy
-        )
+        _check_under(ACCELERATE_CONFIG, job.resources.accelerate_config, policy.uploads_dir, UPLOADS_ENV, policy)
     # Inline rows name clip files in audio.column (an audio job's uploads): the same root as prompt files.
     column = job.audio.column
     for index, row in enumerate(job.prompts.rows):
@@ -95,6 +93,24 @@ def check_policy(job: JobConfig, policy: Policy) -> None:
             value, field = value.get("path"), f"{field}.path"
         if isinstance(value, str):
             _check_under(field, value, policy.uploads_dir, UPLOADS_ENV, policy)
+
+
+ACCELERATE_CONFIG = "resources.accelerate_config"
+
+
+def check_files_opened_by_validation(data: Any, grid: Any, policy: Policy | None) -> None:
+    """The one path the job schema opens while it validates (``resources.accelerate_config``, read as YAML), in a
+    raw config or a sweep grid: under the uploads root before validation runs, so neither its messages nor its
+    reads reach files outside the roots."""
+    if policy is None:
+        return
+    resources = data.get("resources") if isinstance(data, dict) else None
+    values = [resources.get("accelerate_config")] if isinstance(resources, dict) else []
+    if isinstance(grid, dict) and isinstance(grid.get(ACCELERATE_CONFIG), list):
+        values += grid[ACCELERATE_CONFIG]
+    for value in values:
+        if isinstance(value, str):
+            _check_under(ACCELERATE_CONFIG, value, policy.uploads_dir, UPLOADS_ENV, policy)
 
 
 def _check_reward_module(field: str, name: str, policy: Policy) -> None:

@@ -19,7 +19,7 @@ from adrpo_engine.presets import PRESETS
 from adrpo_engine.sweep import SweepJob, expand_sweep
 
 from .inputs import SubmissionError, check_strict_types, check_tree, looks_like_path
-from .policy import check_policy
+from .policy import check_files_opened_by_validation, check_policy
 
 # A hub id: "name" or "org/name" of letters, digits, '-', '_', '.', without '..' or '--' tricks.
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?$")
@@ -68,6 +68,7 @@ def resolve_submission(
             raise SubmissionError("overrides", "expected a mapping of dotted keys to values")
         data = _apply(config, overrides or {})
     check_strict_types(data, JobConfig)
+    check_files_opened_by_validation(data, None, policy)
     try:
         job = validate_config(data)
     except ConfigError as error:
@@ -268,7 +269,7 @@ def resolve_sweep(
     base = _preset_base(preset) if preset is not None else config
     if not isinstance(base, dict):
         raise SubmissionError("config", f"expected a mapping of keys to values (got {type(base).__name__})")
-    _apply(base, overrides or {})  # bad override keys are named as such
+    check_files_opened_by_validation(_apply(base, overrides or {}), grid, policy)  # bad override keys named too
     try:
         jobs = expand_sweep(base, grid, seeds, overrides, name=name, extra={"eval.on_finish": True})
     except ConfigError as error:

@@ -139,6 +139,20 @@ def test_an_existing_and_a_missing_file_get_the_same_answer(client):
     assert len(answers) == 1
 
 
+def test_an_accelerate_config_outside_the_uploads_root_is_not_read_to_validate_it(client, tmp_path):
+    # The schema reads this file as YAML while it validates; over the API the root is checked first, so an
+    # existing YAML file, a file that is no YAML and a missing one all get the policy's answer (also in a sweep).
+    yaml_file = tmp_path / "accelerate.yaml"
+    yaml_file.write_text("distributed_type: FSDP\n")
+    key = "resources.accelerate_config"
+    answers = set()
+    for path in (str(yaml_file), "/etc/passwd", "/etc/no-such.yaml"):
+        answers.add(refused(client, preset(**{key: path, "resources.processes": 2}), key))
+        sweep = {"preset": "digits-even", "grid": {key: [path]}, "seeds": [0]}
+        answers.add(client.post("/api/sweeps", json=sweep).json()["detail"].replace("grid: ", ""))
+    assert len(answers) == 1 and "ADRPO_UPLOADS_DIR" in answers.pop()
+
+
 def test_paths_under_the_roots_are_accepted_and_symlinks_out_of_them_are_not(client):
     uploads = client.settings.uploads_dir
     uploads.mkdir(parents=True, exist_ok=True)
