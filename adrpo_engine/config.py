@@ -9,6 +9,7 @@ Dotted overrides and YAML files are read by ``config_io``; docs/config.md is gen
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -283,7 +284,112 @@ class FlowConfig(_Strict):
         return self.train_draws if self.train_timesteps is None else self.train_timesteps
 
 
-ACCELERATE_TYPES_SUPPORTED = ("NO", "MULTI_GPU", "MULTI_CPU")
+ACCELERATE_TYPES_SUPPORTED = ("NO", "MULTI_GPU", "MULTI_CPU", "FSDP")
+FSDP_KINDS = ("llm", "flow")
+# fsdp_config keys of an accelerate YAML that this engine honours ...
+FSDP_HONOURED = (
+    "fsdp_version",
+    "fsdp_reshard_after_forward",
+    "fsdp_auto_wrap_policy",
+    "fsdp_transformer_layer_cls_to_wrap",
+    "fsdp_offload_params",
+    "fsdp_activation_checkpointing",
+)
+# ... and those it accepts without effect: the LoRA adapter is never sharded (rank 0 saves it whole), every rank
+# loads the same checkpoint, and FSDP2 prefetches on its own.
+FSDP_WITHOUT_EFFECT = (
+    "fsdp_state_dict_type",
+    "fsdp_sync_module_states",
+    "fsdp_cpu_ram_efficient_loading",
+    "fsdp_use_orig_params",
+    "fsdp_forward_prefetch",
+    "fsdp_backward_prefetch",
+    "fsdp_min_num_params",
+)
+FSDP_WRAP_POLICIES = ("TRANSFORMER_BASED_WRAP", "NO_WRAP")
+MAX_ACCELERATE_CONFIG_BYTES = 64 * 1024
+CLASS_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+class FsdpSettings(BaseModel):
+    """What an accelerate FSDP config asks of a job: FSDP2 ``fully_shard`` of the frozen base weights."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reshard_after_forward: bool = True
+    # Classes whose modules become their own FSDP unit; None: the model's ``_no_split_modules``; (): root only.
+    wrap_classes: tuple[str, ...] | None = None
+
+
+def read_accelerate_yaml(path: str) -> dict[str, Any]:
+    """The mapping in an accelerate config file (ValueError with the reason when there is none)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ValueError("not a file")
+    if file.stat().st_size > MAX_ACCELERATE_CONFIG_BYTES:
+        raise ValueError(f"larger than {MAX_ACCELERATE_CONFIG_BYTES // 1024} KiB, which no accelerate config is")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ValueError(f"cannot read it as YAML ({type(error).__name__})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a mapping of accelerate keys")
+    return data
+
+
+def accelerate_type(data: dict[str, Any]) -> str:
+    return str(data.get("distributed_type", "NO")).upper()
+
+
+def _yaml_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(f"fsdp_config.{key} must be true or false for FSDP2 (got {value!r})")
+
+
+def fsdp_settings(data: dict[str, Any]) -> FsdpSettings:
+    """The ``fsdp_config`` of an accelerate config whose distributed_type is FSDP, checked key by key."""
+    raw = data.get("fsdp_config") or {}
+    if not isinstance(raw, dict):
+        raise ValueError("fsdp_config is not a mapping")
+    unknown = sorted(set(raw) - set(FSDP_HONOURED) - set(FSDP_WITHOUT_EFFECT))
+    if unknown:
+        raise ValueError(
+            f"fsdp_config.{unknown[0]} is not supported (supported: {', '.join(FSDP_HONOURED + FSDP_WITHOUT_EFFECT)})"
+        )
+    if str(raw.get("fsdp_version", 1)) != "2":
+        raise ValueError(
+            f"fsdp_config.fsdp_version must be 2 (got {raw.get('fsdp_version', 1)}): FSDP2's fully_shard shards the "
+            "frozen base weights and leaves the LoRA parameters whole"
+        )
+    if _yaml_bool("fsdp_offload_params", raw.get("fsdp_offload_params", False)):
+        raise ValueError("fsdp_config.fsdp_offload_params must be false (CPU offload is not supported yet)")
+    if _yaml_bool("fsdp_activation_checkpointing", raw.get("fsdp_activation_checkpointing", False)):
+        raise ValueError("fsdp_config.fsdp_activation_checkpointing must be false: use model.gradient_checkpointing")
+    policy = str(raw.get("fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP")).upper()
+    if policy not in FSDP_WRAP_POLICIES:
+        raise ValueError(
+            f"fsdp_config.fsdp_auto_wrap_policy must be one of {', '.join(FSDP_WRAP_POLICIES)} (got {policy})"
+        )
+    return FsdpSettings(
+        reshard_after_forward=_yaml_bool("fsdp_reshard_after_forward", raw.get("fsdp_reshard_after_forward", True)),
+        wrap_classes=() if policy == "NO_WRAP" else _wrap_classes(raw.get("fsdp_transformer_layer_cls_to_wrap")),
+    )
+
+
+def _wrap_classes(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = [part.strip() for part in value.split(",")] if isinstance(value, str) else value
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(name, str) and CLASS_NAME_PATTERN.match(name) for name in names)
+    ):
+        raise ValueError("fsdp_config.fsdp_transformer_layer_cls_to_wrap must name module classes (comma-separated)")
+    return tuple(names)
 
 
 class ResourcesConfig(_Strict):
@@ -300,7 +406,8 @@ class ResourcesConfig(_Strict):
         default=None,
         max_length=1024,
         description="An accelerate config YAML passed to `accelerate launch --config_file` (rendezvous, GPU ids, "
-        "NCCL settings). Its distributed_type must be MULTI_GPU, MULTI_CPU or NO and its num_processes, if set, "
+        "NCCL settings). Its distributed_type must be MULTI_GPU, MULTI_CPU, FSDP (fsdp_version 2: the frozen base "
+        "weights are sharded across the processes, kinds llm and flow) or NO, and its num_processes, if set, "
         "equal resources.processes.",
     )
 
@@ -309,25 +416,26 @@ class ResourcesConfig(_Strict):
     def _readable_accelerate_config(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise ValueError("not a file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as error:
-            raise ValueError(f"cannot read it as YAML ({type(error).__name__})") from None
-        if not isinstance(data, dict):
-            raise ValueError("not a mapping of accelerate keys")
-        kind = str(data.get("distributed_type", "NO")).upper()
+        data = read_accelerate_yaml(value)
+        kind = accelerate_type(data)
         if kind not in ACCELERATE_TYPES_SUPPORTED:
             raise ValueError(
-                f"distributed_type {kind} is not supported: every process samples rollouts with the whole "
-                f"adapter and model (use one of {', '.join(ACCELERATE_TYPES_SUPPORTED)})"
+                f"distributed_type {kind} is not supported: the trainers own the optimiser step and the gradient "
+                f"all-reduce, which a DeepSpeed engine would take over (use {', '.join(ACCELERATE_TYPES_SUPPORTED)})"
             )
+        if kind == "FSDP":
+            fsdp_settings(data)
         processes = info.data.get("processes")
         if "num_processes" in data and processes is not None and str(data["num_processes"]) != str(processes):
             raise ValueError(f"its num_processes is {data['num_processes']} but resources.processes is {processes}")
         return value
+
+    def fsdp(self) -> FsdpSettings | None:
+        """The FSDP settings of the accelerate config, or None when it asks for no sharding (or there is none)."""
+        if self.accelerate_config is None:
+            return None
+        data = read_accelerate_yaml(self.accelerate_config)
+        return fsdp_settings(data) if accelerate_type(data) == "FSDP" else None
 
 
 class AudioConfig(_Strict):
@@ -533,6 +641,7 @@ class JobConfig(_Strict):
 
     def _check_resources(self) -> None:
         processes = self.resources.processes
+        self._check_sharding()
         if processes == 1:
             return
         if self.prompts_per_step % processes:
@@ -542,6 +651,22 @@ class JobConfig(_Strict):
             )
         if self.algorithm == "dpo":
             raise ValueError("resources.processes must be 1 for algorithm dpo (its pair pool is built in one process)")
+
+    def _check_sharding(self) -> None:
+        try:
+            fsdp = self.resources.fsdp()
+        except ValueError as error:  # the file changed since the field was read
+            raise ValueError(f"resources.accelerate_config: {error}") from None
+        if fsdp is None:
+            return
+        if self.resources.processes < 2:
+            raise ValueError(
+                "resources.accelerate_config: FSDP shards the weights across processes: set resources.processes >= 2"
+            )
+        if self.kind not in FSDP_KINDS:
+            raise ValueError(
+                f"resources.accelerate_config: FSDP is supported for kinds {', '.join(FSDP_KINDS)}, not {self.kind}"
+            )
 
     def _check_flow_times(self) -> None:
         flow = self.flow

@@ -100,6 +100,11 @@ class DigitsPolicy(FlowPolicy):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
+    def shardable_module(self) -> nn.Module:
+        if self.peft_model is None:
+            raise RuntimeError("the digits policy has no LoRA adapter yet (add_lora first)")
+        return self.peft_model.get_base_model()  # the flow net: one FSDP unit (it has no repeated blocks)
+
     def save_adapter(self, directory: Path) -> None:
         if self.peft_model is None:
             raise RuntimeError("the digits policy has no LoRA adapter to save (add_lora first)")

@@ -42,6 +42,8 @@ class FlowPolicy(ABC):
 
     name: str = ""
     eval_samples: int = 8  # images per eval prompt logged at each sample step
+    # Set once FSDP shards the network (sharding.py): its all-gathered weights must not be inference tensors.
+    weights_sharded: bool = False
     device: torch.device
     dtype: torch.dtype
 
@@ -96,6 +98,11 @@ class FlowPolicy(ABC):
         """Recompute the network's activations in the backward pass (``model.gradient_checkpointing``)."""
         raise ConfigError(f"model.gradient_checkpointing: not supported by {self.name or type(self).__name__}")
 
+    def shardable_module(self) -> torch.nn.Module:
+        """The network :meth:`velocity` calls, whose frozen weights FSDP may shard (``sharding.py``; the caller
+        then sets :attr:`weights_sharded`)."""
+        raise ConfigError(f"resources.accelerate_config: FSDP is not supported by {self.name or type(self).__name__}")
+
     # ---------------------------------------------------------------- sampling
 
     def describe_images(self, images: Tensor) -> list[str] | None:
@@ -131,8 +138,9 @@ class FlowPolicy(ABC):
             noise = torch.randn((batch, *self.latent_shape()), generator=generator, dtype=torch.float32)
         grid = self.time_grid(steps).tolist()
         # inference_mode skips autograd bookkeeping entirely (cheaper than no_grad); the result is cloned
-        # outside it so the trainer may use the samples as ordinary tensors in its loss.
-        with torch.inference_mode():
+        # outside it so the trainer may use the samples as ordinary tensors in its loss. FSDP's all-gather
+        # buffers are reused by the training forward, so a sharded network samples under no_grad.
+        with torch.no_grad() if self.weights_sharded else torch.inference_mode():
             # The state and t stay float32 (the network casts its input): a bf16 model then only rounds
             # inside the network, not the ODE's accumulated state or the time.
             x = noise.to(self.device, torch.float32)

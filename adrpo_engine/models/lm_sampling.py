@@ -11,7 +11,7 @@ instead (for architectures whose cache the loop does not handle).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -204,6 +204,7 @@ def decode_loop(
     compact_at: float = COMPACT_AT,
     uniforms: Tensor | None = None,
     prompt_embeds: Tensor | None = None,
+    others_running: Callable[[bool], bool] | None = None,
 ) -> Tensor:
     """KV-cached sampling of ``repeat`` completions per prompt row (rows grouped per prompt).
 
@@ -214,7 +215,10 @@ def decode_loop(
     so a row's completion does not depend on the batch it was sampled in (data-parallel jobs draw them per
     prompt group). Returns ``(rows * repeat, T)`` token ids, padded with ``pad_id`` after EOS;
     ``T <= max_new_tokens``.
-    ``prompt_embeds`` (audio-language models): the prompts' input embeddings, pre-filled instead of the ids."""
+    ``prompt_embeds`` (audio-language models): the prompts' input embeddings, pre-filled instead of the ids.
+    ``others_running`` (a job whose weights are sharded over its processes): told whether this rank is still
+    decoding, says whether any rank is; a rank whose rows are all done keeps stepping them (their tokens stay
+    padding) until every rank is, so all ranks run the same forwards."""
     cache = preallocated_cache(model, prompt_ids.shape[1] + max_new_tokens)
     cache_arg = {cache_keyword(model): cache}
     positions = (prompt_mask.cumsum(dim=1) - 1).clamp(min=0)
@@ -243,9 +247,12 @@ def decode_loop(
         tokens[alive, t] = chosen
         finished |= torch.isin(chosen, eos)
         done = int(finished.sum())
-        if t == max_new_tokens - 1 or done == finished.numel():
+        running = done < finished.numel()
+        if others_running is not None:
+            running = others_running(running)
+        if t == max_new_tokens - 1 or not running:
             return tokens[:, : t + 1]
-        if done >= compact_at * finished.numel():
+        if compact_at * finished.numel() <= done < finished.numel():
             keep = (~finished).nonzero().flatten()
             cache.batch_select_indices(keep)
             mask, next_position, alive, chosen = mask[keep], next_position[keep], alive[keep], chosen[keep]
@@ -270,8 +277,10 @@ def decode_generate(
     eos_ids: Sequence[int],
     pad_id: int,
     repeat: int = 1,
+    synced: bool = False,
 ) -> Tensor:
-    """The same sampling through ``model.generate`` (slower per token; any architecture)."""
+    """The same sampling through ``model.generate`` (slower per token; any architecture); ``synced``: every rank
+    steps until all are done (transformers' ``synced_gpus``, for weights sharded over the processes)."""
     out = model.generate(
         input_ids=prompt_ids,
         attention_mask=prompt_mask,
@@ -283,6 +292,7 @@ def decode_generate(
         eos_token_id=list(eos_ids),
         pad_token_id=pad_id,
         num_return_sequences=repeat,
+        synced_gpus=synced,
     )
     return out[:, prompt_ids.shape[1] :]
 
@@ -336,28 +346,33 @@ def sample_completions(
     uniforms: Tensor | None = None,
     forward_model=None,
     prompt_embeds: Tensor | None = None,
+    others_running: Callable[[bool], bool] | None = None,
 ) -> Rollouts:
     """``repeat`` completions per prompt row (grouped per prompt), from the policy (``adapter``) or the
     reference; randomness from ``uniforms`` (the loop decoder, see :func:`decode_loop`) or from torch's
     global generator (the trainer seeds it per step).
     ``forward_model``: the module the decoder calls when it is not ``peft_model`` itself (an audio-LM's
     language model on embeddings; the adapter switches still act on ``peft_model``), with the prompts'
-    ``prompt_embeds`` (loop decoder only)."""
+    ``prompt_embeds`` (loop decoder only). ``others_running``: decode in lockstep with the other ranks
+    (:func:`decode_loop`); the LoRA update is then never folded (sharded weights are not swapped)."""
     if uniforms is not None and decode != "loop":
         raise ValueError("per-row draws (uniforms) need the loop decoder")
     if prompt_embeds is not None and decode != "loop":
         raise ValueError("decode 'generate' does not take prompt embeddings: use the loop decoder")
     was_training = peft_model.training
     peft_model.eval()
-    context = lora_folded(peft_model) if adapter and fold_lora else adapter_enabled(peft_model, adapter)
+    fold = adapter and fold_lora and others_running is None
+    context = lora_folded(peft_model) if fold else adapter_enabled(peft_model, adapter)
     model = peft_model if forward_model is None else forward_model
     args = (model, prompt_ids, prompt_mask, max_new_tokens, temperature, top_p, eos_ids, pad_id)
     try:
         with context:
             if decode == "loop":
-                tokens = decode_loop(*args, repeat=repeat, uniforms=uniforms, prompt_embeds=prompt_embeds)
+                tokens = decode_loop(
+                    *args, repeat=repeat, uniforms=uniforms, prompt_embeds=prompt_embeds, others_running=others_running
+                )
             else:
-                tokens = decode_generate(*args, repeat=repeat)
+                tokens = decode_generate(*args, repeat=repeat, synced=others_running is not None)
     finally:
         peft_model.train(was_training)
     return Rollouts(

@@ -189,6 +189,9 @@ class SD3Policy(FlowPolicy):
 
     # ---------------------------------------------------------------- LoRA
 
+    def shardable_module(self) -> torch.nn.Module:
+        return self.transformer  # the text encoders and the VAE stay whole on every rank
+
     def add_lora(self, lora: LoraConfig) -> None:
         from peft import LoraConfig as PeftLoraConfig
 

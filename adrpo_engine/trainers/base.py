@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 import random
+import shutil
+import tempfile
 import threading
 import time
 import warnings
@@ -47,6 +49,7 @@ from ..progress import (
     phase_handler,
     reporting_phases,
 )
+from ..sharding import ShardReport, shard_frozen_weights
 from ..threads import thread_limit
 from ..trackers import build_trackers
 
@@ -145,6 +148,8 @@ class BaseTrainer(ABC):
         self.dtype = resolve_dtype(config.model, self.device)
         # Set by a SIGTERM handler (distributed.stop_on_signals) or a caller: stop after the current step.
         self.stop_event = threading.Event()
+        # True once FSDP sharded the frozen weights (sharding.py): then every rank takes part in every forward.
+        self.sharded = False
         # Set by init_optimizer() in setup(); every use comes after it.
         self.optimizer: torch.optim.Optimizer
         self.scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -173,6 +178,19 @@ class BaseTrainer(ABC):
 
     def extra_state(self) -> dict[str, Any]:
         return {}
+
+    def shardable_module(self) -> torch.nn.Module:
+        """The network whose frozen weights FSDP shards across the processes (``sharding.py``)."""
+        raise TrainingError(f"resources.accelerate_config: FSDP is not supported by {type(self).__name__}")
+
+    def shard_weights(self) -> ShardReport | None:
+        """Shard the frozen weights when the job's accelerate config asks for FSDP (and it runs on 2+ processes)."""
+        settings = self.config.resources.fsdp() if self.dist.active else None
+        if settings is None:
+            return None
+        report = shard_frozen_weights(self.shardable_module(), settings, self.dist, self.device)
+        self.sharded = True
+        return report
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
@@ -287,6 +305,7 @@ class BaseTrainer(ABC):
         with self.dist.main_first():  # a built-in model's first build: once, by rank 0
             self.setup()
         self.dist.broadcast_parameters(self.trainable)
+        sharding = self.shard_weights()
         main = self.dist.is_main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -296,6 +315,11 @@ class BaseTrainer(ABC):
                 self.log(f"warning: {note}")
             if self.dist.active:
                 self.log(f"data parallel on {self.dist.world_size} processes ({self.device.type})")
+            if sharding is not None:
+                self.log(sharding.describe(self.dist.world_size))
+        elif self.sharded:
+            # This rank draws the studio's samples too (each forward all-gathers), into a folder nobody keeps.
+            self.run_dir = Path(tempfile.mkdtemp(prefix=f"adrpo-rank{self.dist.rank}-"))
 
         start_step = 0
         found = self._restore_newest_good() if resume and main else None
@@ -319,13 +343,16 @@ class BaseTrainer(ABC):
         finally:
             for tracker in trackers:
                 tracker.close(status)
+            if self.sharded and not main:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _loop(self, reporter: ProgressSink, start_step: int, checkpoint: Path | None) -> RunResult:
         cfg = self.config
         reporter.on_start(cfg.steps, start_step)
 
         main = self.dist.is_main
-        if start_step == 0 and main:
+        samples_here = main or self.sharded  # sharded: every rank samples, rank 0's are reported
+        if start_step == 0 and samples_here:
             self.report_phase(Phase(EVALUATING, "samples of the reference model (step 0)"))
             seed_everything(step_seed(cfg.seed, 0))
             self._report_samples(reporter, 0)
@@ -344,7 +371,7 @@ class BaseTrainer(ABC):
             reporter.on_step(step, step_metrics)
             first = first or step_metrics
             last = step_metrics
-            if main and (step % cfg.sample_every == 0 or step == cfg.steps):
+            if samples_here and (step % cfg.sample_every == 0 or step == cfg.steps):
                 self._report_samples(reporter, step)
             # Rank 0 asks the sink (cancel, shutdown); any rank may have been signalled: all stop together.
             stop = (reporter.should_stop() if main else False) or self.stop_event.is_set()

@@ -111,6 +111,10 @@ class FlowTrainer(BaseTrainer):
         """The model named by the config, with a fresh LoRA adapter (benchmarks substitute their own)."""
         return prepare_policy(self.config, self.device, self.dtype)
 
+    def shardable_module(self) -> torch.nn.Module:
+        self.policy.weights_sharded = True
+        return self.policy.shardable_module()
+
     def setup(self) -> None:
         from ..rewards.image import build_diversity
 

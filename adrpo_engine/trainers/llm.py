@@ -24,6 +24,7 @@ Everything random in a step comes from torch's global generator, seeded by the b
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -79,6 +80,8 @@ class TextPolicy:
         self.model = C.add_lora(base, config.lora)
         self.eos_ids = C.eos_token_ids(base, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
+        # Set when the frozen weights are sharded over the job's processes: decode in lockstep with the others.
+        self.others_running: Callable[[bool], bool] | None = None
         if config.llm.chat_template and not getattr(self.tokenizer, "chat_template", None):
             # found now, before the run directory is written, not at the first rollout
             raise ConfigError(f"llm.chat_template: the tokenizer of {config.model.name_or_path!r} has no chat template")
@@ -111,6 +114,7 @@ class TextPolicy:
             adapter=adapter,
             uniforms=uniforms,
             decode=llm.decode,
+            others_running=self.others_running,
         )
 
     def texts(self, rollouts: S.Rollouts) -> list[str]:
@@ -140,6 +144,13 @@ class LLMTrainer(BaseTrainer):
 
     def make_policy(self) -> LMPolicy:
         return TextPolicy(self.config, self.device, self.dtype)
+
+    def shardable_module(self) -> torch.nn.Module:
+        if not isinstance(self.policy, TextPolicy):  # the config refuses FSDP for other kinds
+            return super().shardable_module()
+        # The transformers model under the PeftModel: every call (forward, generate) goes through it.
+        self.policy.others_running = self.dist.any
+        return self.policy.model.get_base_model()
 
     def reward_columns(self, rows: list[PromptRow], repeat: int) -> dict[str, list]:
         """The rows' columns the rewards get as keyword arguments (each row repeated ``repeat`` times)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,14 +46,37 @@ AUDIO_JOB = {
     "rewards": [{"name": "mc_answer"}, {"name": "mc_format", "weight": 0.5}],
     "prompts": {"dataset": "builtin:audio-tones", "limit": 16},
 }
+TINY_SD3_JOB = {
+    "kind": "flow",
+    "model": {"name_or_path": "builtin:tiny-sd3"},
+    "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
+    "prompts": {"texts": ["a red circle", "a blue square", "a green triangle", "a yellow circle"]},
+    "steps": 3,
+    "group_size": 2,
+    "prompts_per_step": 2,
+    "lr": 1e-2,
+    "sample_every": 100,
+    "checkpoint_every": 100,
+    "lora": {"rank": 4, "alpha": 8},
+    "flow": {"sample_steps": 3, "guidance_scale": 2.0},
+}
 FLOW = {"steps": 3, "group_size": 4, "prompts_per_step": 4, "sample_every": 100, "checkpoint_every": 100}
 
 
-def train_on_two_processes(config_data: dict, run_dir: Path) -> None:
-    """`adrpo train` of the config with resources.processes = 2: the CLI starts `accelerate launch`."""
+def train_on_two_processes(config_data: dict, run_dir: Path, accelerate: dict | None = None) -> str:
+    """`adrpo train` of the config with resources.processes = 2 (the CLI starts `accelerate launch`, with the
+    ``accelerate`` config if given); returns what it printed."""
     path = run_dir.parent / f"{run_dir.name}.yaml"
-    path.write_text(yaml.safe_dump({**config_data, "resources": {"processes": 2}}))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    resources: dict = {"processes": 2}
+    if accelerate is not None:
+        resources["accelerate_config"] = str(run_dir.parent / f"{run_dir.name}-accelerate.yaml")
+        Path(resources["accelerate_config"]).write_text(yaml.safe_dump(accelerate))
+    path.write_text(yaml.safe_dump({**config_data, "resources": resources}))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "COLUMNS": "400",  # one log line per line
+    }
     done = subprocess.run(
         [sys.executable, "-m", "adrpo_engine.cli", "train", "-c", str(path), "-o", str(run_dir)],
         env=env,
@@ -61,6 +85,7 @@ def train_on_two_processes(config_data: dict, run_dir: Path) -> None:
         timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
 
 
 def adapter(run_dir: Path, step: int = 3) -> dict[str, torch.Tensor]:
@@ -123,6 +148,93 @@ def test_flow_two_processes_train_the_adapter_of_one_process(tmp_path):
     assert_same_metrics(metric_rows(tmp_path / "two"), metric_rows(tmp_path / "one"), names, 1e-5)
 
 
+FSDP = {
+    "distributed_type": "FSDP",
+    "num_processes": 2,
+    "fsdp_config": {
+        "fsdp_version": 2,
+        "fsdp_reshard_after_forward": True,
+        "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+    },
+}
+
+
+def held_share(printed: str) -> float:
+    """The share of the frozen weights rank 0 said it holds after sharding."""
+    found = re.search(r"FSDP2: .* over 2 processes in (\d+) units; this rank holds ([\d,]+) of ([\d,]+)", printed)
+    assert found, printed[-3000:]
+    held, total = (int(found.group(i).replace(",", "")) for i in (2, 3))
+    return held / total
+
+
+def test_llm_with_sharded_weights_trains_the_adapter_of_one_process(tmp_path):
+    # FSDP2 shards the frozen weights (each rank keeps half of every decoder layer's and the root's) and
+    # all-gathers them per unit; rollouts decode in lockstep. The adapter is the one of one process.
+    printed = train_on_two_processes(LLM_JOB, tmp_path / "two", FSDP)
+    assert 0.45 < held_share(printed) < 0.55
+    train(validate_config(apply_overrides(LLM_JOB, {"grad_accum": 2})), tmp_path / "one-split", resume=False)
+    assert_same_adapter(adapter(tmp_path / "two"), adapter(tmp_path / "one-split"), LLM_JOB["lr"])
+    names = ["reward/mean", "loss", "grad_norm", "kl", "beta_eff/mean"]
+    assert_same_metrics(metric_rows(tmp_path / "two"), metric_rows(tmp_path / "one-split"), names, 1e-5)
+    assert not list(tmp_path.glob("adrpo-rank*"))
+
+
+def test_sd3_with_sharded_transformer_trains_the_adapter_of_one_process(tmp_path):
+    # The transformer's joint blocks are the FSDP units (the model's _no_split_modules); text encoders and
+    # VAE stay whole. Samples for the studio are drawn on both ranks (each forward all-gathers).
+    config = validate_config(TINY_SD3_JOB)
+    printed = train_on_two_processes(config.model_dump(mode="json"), tmp_path / "two", FSDP)
+    assert 0.45 < held_share(printed) < 0.55
+    assert re.search(r"in (\d+) units", printed).group(1) == "2"  # its JointTransformerBlock and the root
+    train(config, tmp_path / "one", resume=False)
+    assert_same_adapter(adapter(tmp_path / "two"), adapter(tmp_path / "one"), config.lr)
+    names = ["reward/mean", "loss", "fm_loss", "w2", "grad_norm", "beta_eff/mean"]
+    assert_same_metrics(metric_rows(tmp_path / "two"), metric_rows(tmp_path / "one"), names, 1e-5)
+    samples = sorted(p.name for p in (tmp_path / "two" / "samples").iterdir())
+    assert samples == sorted(p.name for p in (tmp_path / "one" / "samples").iterdir())
+    assert {"step-000000", "step-000003"} <= set(samples)
+
+
+@pytest.mark.parametrize(
+    ("fsdp_config", "overrides", "message"),
+    [
+        ({"fsdp_version": 1}, {}, "fsdp_config.fsdp_version must be 2 (got 1)"),
+        ({}, {}, "fsdp_config.fsdp_version must be 2 (got 1)"),
+        ({"fsdp_version": 2, "fsdp_offload_params": True}, {}, "fsdp_config.fsdp_offload_params must be false"),
+        ({"fsdp_version": 2, "fsdp_activation_checkpointing": True}, {}, "use model.gradient_checkpointing"),
+        ({"fsdp_version": 2, "fsdp_auto_wrap_policy": "SIZE_BASED_WRAP"}, {}, "fsdp_auto_wrap_policy must be one of"),
+        ({"fsdp_version": 2, "fsdp_reshard_after_forward": "FULL_SHARD"}, {}, "must be true or false for FSDP2"),
+        ({"fsdp_version": 2, "fsdp_bogus": 1}, {}, "fsdp_config.fsdp_bogus is not supported"),
+        ({"fsdp_version": 2, "fsdp_transformer_layer_cls_to_wrap": "a.b"}, {}, "must name module classes"),
+        ({"fsdp_version": 2}, {"resources.processes": 1}, "set resources.processes >= 2"),
+    ],
+)
+def test_an_fsdp_config_is_checked_key_by_key(tmp_path, fsdp_config, overrides, message):
+    path = tmp_path / "fsdp.yaml"
+    path.write_text(yaml.safe_dump({"distributed_type": "FSDP", "fsdp_config": fsdp_config}))
+    base = apply_overrides(LLM_JOB, {"resources.processes": 2, "resources.accelerate_config": str(path)})
+    with pytest.raises(ConfigError, match="resources.accelerate_config: .*" + _escape(message)):
+        validate_config(apply_overrides(base, overrides))
+
+
+def test_fsdp_is_refused_for_audio_and_names_a_missing_wrap_class(tmp_path):
+    path = tmp_path / "fsdp.yaml"
+    path.write_text(yaml.safe_dump({"distributed_type": "FSDP", "fsdp_config": {"fsdp_version": 2}}))
+    resources = {"resources.processes": 2, "resources.accelerate_config": str(path)}
+    with pytest.raises(ConfigError, match="FSDP is supported for kinds llm, flow, not audio"):
+        validate_config(apply_overrides(AUDIO_JOB, resources))
+    validate_config(apply_overrides(LLM_JOB, resources))  # accepted for text
+
+    from adrpo_engine.config import FsdpSettings
+    from adrpo_engine.sharding import wrap_units
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    assert wrap_units(model, FsdpSettings(wrap_classes=("Linear",)))[0] is model[1][0]  # innermost first
+    assert wrap_units(model, FsdpSettings(wrap_classes=())) == []
+    with pytest.raises(ConfigError, match="names LlamaDecoderLayer, which is not a module class of this model"):
+        wrap_units(model, FsdpSettings(wrap_classes=("LlamaDecoderLayer",)))
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -156,7 +268,7 @@ def _escape(text: str) -> str:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ({"distributed_type": "FSDP"}, "distributed_type FSDP is not supported"),
+        ({"distributed_type": "DEEPSPEED"}, "distributed_type DEEPSPEED is not supported"),
         ({"distributed_type": "MULTI_GPU", "num_processes": 4}, "its num_processes is 4 but resources.processes is 2"),
         ("- not a mapping", "not a mapping of accelerate keys"),
     ],
