@@ -167,11 +167,13 @@ def held_share(printed: str) -> float:
     return held / total
 
 
-def test_llm_with_sharded_weights_trains_the_adapter_of_one_process(tmp_path):
+def test_llm_with_sharded_weights_trains_and_resumes_to_the_adapter_of_one_process(tmp_path):
     # FSDP2 shards the frozen weights (each rank keeps half of every decoder layer's and the root's) and
-    # all-gathers them per unit; rollouts decode in lockstep. The adapter is the one of one process.
-    printed = train_on_two_processes(LLM_JOB, tmp_path / "two", FSDP)
+    # all-gathers them per unit; rollouts decode in lockstep. Two steps, then a resumed third (the sharded
+    # model loads the checkpoint's adapter and every rank's RNG state): the adapter of one process.
+    printed = train_on_two_processes({**LLM_JOB, "steps": 2}, tmp_path / "two", FSDP)
     assert 0.45 < held_share(printed) < 0.55
+    assert "resumed from" in train_on_two_processes(LLM_JOB, tmp_path / "two", FSDP)
     train(validate_config(apply_overrides(LLM_JOB, {"grad_accum": 2})), tmp_path / "one-split", resume=False)
     assert_same_adapter(adapter(tmp_path / "two"), adapter(tmp_path / "one-split"), LLM_JOB["lr"])
     names = ["reward/mean", "loss", "grad_norm", "kl", "beta_eff/mean"]
