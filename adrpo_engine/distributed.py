@@ -113,6 +113,14 @@ class Distributed:
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         return {key: value / self.world_size for key, value in self.sum(values).items()}
 
+    def maximum(self, value: float) -> float:
+        """The largest ``value`` over the ranks."""
+        if not self.active:
+            return value
+        packed = torch.tensor([float(value)], dtype=torch.float64, device=self.comm_device)
+        torch.distributed.all_reduce(packed, op=torch.distributed.ReduceOp.MAX)
+        return float(packed.item())
+
     def any(self, flag: bool) -> bool:
         """True on every rank when it is True on at least one."""
         if not self.active:

@@ -20,6 +20,7 @@ LR = "lr"
 STEP_TIME = "step_time"
 SAMPLES_PER_S = "samples_per_s"
 TOKENS_PER_S = "tokens_per_s"  # LLM only
+GPU_PEAK_GIB = "gpu/peak_gib"  # CUDA jobs only: peak memory allocated during the step, the largest over the job's GPUs
 
 # LLM extras (logged beside the DESIGN set; TRL 1.16's names where TRL has the metric)
 KL_BETA_NONZERO = "kl/beta_nonzero"  # mean k3 KL per token over the rows with beta_i != 0 only

@@ -8,6 +8,7 @@ with LoRA r16 on q/k/v/o, ADRPO (reference skipped for beta_i = 0 rows) and fixe
 
     python bench/gpu_llm_check.py                      # CUDA, bf16: 8 prompts x 8 x 256 tokens, 4 steps each
     python bench/gpu_llm_check.py --tiny --steps 2     # CPU smoke test of the same script (tiny model)
+    python bench/gpu_llm_check.py --processes 2 --fsdp # also adrpo on 2 GPUs, data parallel and FSDP2-sharded
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from adrpo_engine.config import validate_config  # noqa: E402
 from adrpo_engine.models.tiny_lm import corpus_lines, task_rows, train_tokenizer  # noqa: E402
 from adrpo_engine.progress import RecordingSink  # noqa: E402
 from adrpo_engine.runner import train  # noqa: E402
+from bench.multi_process import compare_processes  # noqa: E402
 
 QWEN_05B = dict(
     hidden_size=896,
@@ -84,6 +86,8 @@ def main() -> None:
         action="store_true",
         help="also run adrpo with model.gradient_checkpointing and report its peak memory and step time",
     )
+    parser.add_argument("--processes", type=int, default=1, help="also run adrpo on this many processes (one GPU each)")
+    parser.add_argument("--fsdp", action="store_true", help="with --processes: also with the frozen weights sharded")
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         print("no CUDA device: running the CPU smoke test instead (--tiny)")
@@ -108,30 +112,29 @@ def main() -> None:
         variants = [("adrpo", False), ("fixed", False)] + ([("adrpo", True)] if args.checkpointing else [])
         for algorithm, checkpointing in variants:
             label = algorithm + ("+gc" if checkpointing else "")
-            cfg = validate_config(
-                {
-                    "kind": "llm",
-                    "algorithm": algorithm,
-                    "beta0": 0.04,
-                    "model": {
-                        "name_or_path": str(tmp / "model"),
-                        "device": "cuda" if cuda else "cpu",
-                        "dtype": "bfloat16" if cuda else "float32",
-                        "gradient_checkpointing": checkpointing,
-                    },
-                    "rewards": [{"name": "length", "options": {"target": 400, "unit": "chars"}}],
-                    "prompts": {"texts": prompts},
-                    "steps": args.steps + 1,
-                    "group_size": args.group,
-                    "prompts_per_step": args.prompts,
-                    "lr": 1e-5,
-                    "grad_accum": args.grad_accum,
-                    "checkpoint_every": 10_000,
-                    "sample_every": 10_000,
-                    "lora": {"rank": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
-                    "llm": {"max_new_tokens": args.new_tokens, "eval_samples": 1},
-                }
-            )
+            data = {
+                "kind": "llm",
+                "algorithm": algorithm,
+                "beta0": 0.04,
+                "model": {
+                    "name_or_path": str(tmp / "model"),
+                    "device": "cuda" if cuda else "cpu",
+                    "dtype": "bfloat16" if cuda else "float32",
+                    "gradient_checkpointing": checkpointing,
+                },
+                "rewards": [{"name": "length", "options": {"target": 400, "unit": "chars"}}],
+                "prompts": {"texts": prompts},
+                "steps": args.steps + 1,
+                "group_size": args.group,
+                "prompts_per_step": args.prompts,
+                "lr": 1e-5,
+                "grad_accum": args.grad_accum,
+                "checkpoint_every": 10_000,
+                "sample_every": 10_000,
+                "lora": {"rank": 16, "alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+                "llm": {"max_new_tokens": args.new_tokens, "eval_samples": 1},
+            }
+            cfg = validate_config(data)
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             sink = RecordingSink()
@@ -156,6 +159,10 @@ def main() -> None:
                 s["step_time"] for s in results["adrpo"]
             )
             print(f"RATIO adrpo with / without gradient checkpointing step time = {ratio:.3f}")
+        if args.processes > 1:
+            data = validate_config({**data, "algorithm": "adrpo"}).model_dump(mode="json")
+            data["model"]["gradient_checkpointing"] = False
+            compare_processes(data, tmp, args.processes, args.fsdp, args.prompts * args.group, "completions")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Reports images/s of the rollout (sampling + decode) and of a whole training step
 
     python bench/gpu_sd3_medium_check.py                  # GPU: SD3-medium size, 512 px
     python bench/gpu_sd3_medium_check.py --tiny --steps 2 # CPU smoke test of the same script (also without CUDA)
+    python bench/gpu_sd3_medium_check.py --processes 2 --fsdp  # also on 2 GPUs, data parallel and FSDP2-sharded
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from adrpo_engine.models.tiny_sd3 import load_clip_tokenizer, write_clip_tokeniz
 from adrpo_engine.progress import NullSink  # noqa: E402
 from adrpo_engine.trainers.base import seed_everything  # noqa: E402
 from adrpo_engine.trainers.flow import FlowTrainer  # noqa: E402
+from bench.multi_process import compare_processes  # noqa: E402
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusion3Pipeline
@@ -158,6 +160,8 @@ def main() -> None:
         action="store_true",
         help="model.gradient_checkpointing on the SD3 transformer (run once with and once without to compare)",
     )
+    parser.add_argument("--processes", type=int, default=1, help="also train on this many processes (one GPU each)")
+    parser.add_argument("--fsdp", action="store_true", help="with --processes: also with the transformer sharded")
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
         print("no CUDA device: running the CPU smoke test instead (--tiny)")
@@ -195,6 +199,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         started = time.perf_counter()
         pipeline = CheckTrainer.pipeline = build_pipeline(shape, Path(workdir), dtype)
+        if args.processes > 1:  # saved before training adds the LoRA layers, for the runs through `adrpo train`
+            pipeline.save_pretrained(Path(workdir) / "pipeline")
         params = sum(p.numel() for p in pipeline.transformer.parameters())
         print(
             f"built pipeline: transformer {params / 1e9:.2f} B parameters, {time.perf_counter() - started:.1f} s; "
@@ -230,6 +236,10 @@ def main() -> None:
             f"(update {step_s - rollout_s:.2f} s){memory}, gradient checkpointing "
             f"{'on' if args.checkpointing else 'off'}"
         )
+        if args.processes > 1:  # the same job through `adrpo train`, on the pipeline saved as a local model
+            data = config.model_dump(mode="json")
+            data["model"]["name_or_path"] = str(Path(workdir) / "pipeline")
+            compare_processes(data, Path(workdir) / "runs", args.processes, args.fsdp, samples, "images")
 
 
 if __name__ == "__main__":

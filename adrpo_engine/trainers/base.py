@@ -363,10 +363,16 @@ class BaseTrainer(ABC):
         step = start_step
         for step in range(start_step + 1, cfg.steps + 1):
             seed_everything(rank_step_seed(cfg.seed, step, self.dist.rank))
+            cuda = self.device.type == "cuda"
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(self.device)
             started = time.perf_counter()
             step_metrics = self.train_step(step)
             step_metrics.setdefault(M.STEP_TIME, time.perf_counter() - started)
             step_metrics.setdefault(M.LR, self.current_lr())
+            if cuda:  # what a practitioner sizes batches and processes by
+                peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+                step_metrics[M.GPU_PEAK_GIB] = self.dist.maximum(peak)
             self._check_finite(step, step_metrics)
             reporter.on_step(step, step_metrics)
             first = first or step_metrics
