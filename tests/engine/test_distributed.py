@@ -21,6 +21,7 @@ from adrpo_engine.presets import preset_config
 from adrpo_engine.runner import train
 from adrpo_engine.trainers.base import seed_everything
 from adrpo_engine.trainers.llm import LLMTrainer
+from tests.engine.test_flow_sd3 import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
 ADAPTER = "adapter_model.safetensors"
@@ -45,20 +46,6 @@ AUDIO_JOB = {
     "model": {"name_or_path": "builtin:tiny-audio-lm"},
     "rewards": [{"name": "mc_answer"}, {"name": "mc_format", "weight": 0.5}],
     "prompts": {"dataset": "builtin:audio-tones", "limit": 16},
-}
-TINY_SD3_JOB = {
-    "kind": "flow",
-    "model": {"name_or_path": "builtin:tiny-sd3"},
-    "rewards": [{"name": "clip_score", "options": {"model": "builtin:tiny-clip"}}],
-    "prompts": {"texts": ["a red circle", "a blue square", "a green triangle", "a yellow circle"]},
-    "steps": 3,
-    "group_size": 2,
-    "prompts_per_step": 2,
-    "lr": 1e-2,
-    "sample_every": 100,
-    "checkpoint_every": 100,
-    "lora": {"rank": 4, "alpha": 8},
-    "flow": {"sample_steps": 3, "guidance_scale": 2.0},
 }
 FLOW = {"steps": 3, "group_size": 4, "prompts_per_step": 4, "sample_every": 100, "checkpoint_every": 100}
 
@@ -184,7 +171,7 @@ def test_llm_with_sharded_weights_trains_and_resumes_to_the_adapter_of_one_proce
 def test_sd3_with_sharded_transformer_trains_the_adapter_of_one_process(tmp_path):
     # The transformer's joint blocks are the FSDP units (the model's _no_split_modules); text encoders and
     # VAE stay whole. Samples for the studio are drawn on both ranks (each forward all-gathers).
-    config = validate_config(TINY_SD3_JOB)
+    config = tiny_config(steps=3)
     printed = train_on_two_processes(config.model_dump(mode="json"), tmp_path / "two", FSDP)
     assert 0.45 < held_share(printed) < 0.55
     assert re.search(r"in (\d+) units", printed).group(1) == "2"  # its JointTransformerBlock and the root
