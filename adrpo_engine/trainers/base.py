@@ -179,6 +179,9 @@ class BaseTrainer(ABC):
     def extra_state(self) -> dict[str, Any]:
         return {}
 
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
     def shardable_module(self) -> torch.nn.Module:
         """The network whose frozen weights FSDP shards across the processes (``sharding.py``)."""
         raise TrainingError(f"resources.accelerate_config: FSDP is not supported by {type(self).__name__}")
@@ -191,9 +194,6 @@ class BaseTrainer(ABC):
         report = shard_frozen_weights(self.shardable_module(), settings, self.dist, self.device)
         self.sharded = True
         return report
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        pass
 
     # ------------------------------------------------------------------ shared pieces
 
