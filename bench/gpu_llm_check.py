@@ -160,9 +160,8 @@ def main() -> None:
             )
             print(f"RATIO adrpo with / without gradient checkpointing step time = {ratio:.3f}")
         if args.processes > 1:
-            data = validate_config({**data, "algorithm": "adrpo"}).model_dump(mode="json")
-            data["model"]["gradient_checkpointing"] = False
-            compare_processes(data, tmp, args.processes, args.fsdp, args.prompts * args.group, "completions")
+            plain = {**data, "algorithm": "adrpo", "model": {**data["model"], "gradient_checkpointing": False}}
+            compare_processes(plain, tmp, args.processes, args.fsdp, args.prompts * args.group, "completions")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ class FlowPolicy(ABC):
         raise ConfigError(f"model.gradient_checkpointing: not supported by {self.name or type(self).__name__}")
 
     def shardable_module(self) -> torch.nn.Module:
-        """The network :meth:`velocity` calls, whose frozen weights FSDP may shard (``sharding.py``; the caller
+        """The network :meth:`velocity` calls, whose frozen weights FSDP may shard (``sharding.py``; the trainer
         then sets :attr:`weights_sharded`)."""
         raise ConfigError(f"resources.accelerate_config: FSDP is not supported by {self.name or type(self).__name__}")
 

@@ -361,9 +361,9 @@ class BaseTrainer(ABC):
         first: dict[str, float] = {}
         last: dict[str, float] = {}
         step = start_step
+        cuda = self.device.type == "cuda"
         for step in range(start_step + 1, cfg.steps + 1):
             seed_everything(rank_step_seed(cfg.seed, step, self.dist.rank))
-            cuda = self.device.type == "cuda"
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.device)
             started = time.perf_counter()

@@ -40,6 +40,7 @@ from ..models.flow_policy import Cond, FlowPolicy, repeat_cond, slice_cond
 from ..models.registry import load_flow_policy
 from ..progress import IMAGE_SAMPLE, Sample
 from ..rewards import WeightedRewards
+from ..sharding import ShardReport
 from .base import BaseTrainer, TrainingError, group_generators, micro_batches
 from .flow_dpo import FlowDPO
 
@@ -112,8 +113,12 @@ class FlowTrainer(BaseTrainer):
         return prepare_policy(self.config, self.device, self.dtype)
 
     def shardable_module(self) -> torch.nn.Module:
-        self.policy.weights_sharded = True
         return self.policy.shardable_module()
+
+    def shard_weights(self) -> ShardReport | None:
+        report = super().shard_weights()
+        self.policy.weights_sharded = report is not None
+        return report
 
     def setup(self) -> None:
         from ..rewards.image import build_diversity

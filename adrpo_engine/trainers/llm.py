@@ -40,6 +40,7 @@ from ..models import causal_lm as C
 from ..models import lm_sampling as S
 from ..progress import TEXT_SAMPLE, Sample
 from ..rewards import WeightedRewards
+from ..sharding import ShardReport
 from .base import BaseTrainer, TrainingError, group_generators, micro_batches
 
 EVAL_PROMPTS = 4
@@ -149,8 +150,13 @@ class LLMTrainer(BaseTrainer):
         if not isinstance(self.policy, TextPolicy):  # the config refuses FSDP for other kinds
             return super().shardable_module()
         # The transformers model under the PeftModel: every call (forward, generate) goes through it.
-        self.policy.others_running = self.dist.any
         return self.policy.model.get_base_model()
+
+    def shard_weights(self) -> ShardReport | None:
+        report = super().shard_weights()
+        if report is not None and isinstance(self.policy, TextPolicy):
+            self.policy.others_running = self.dist.any  # every forward is a collective: decode in lockstep
+        return report
 
     def reward_columns(self, rows: list[PromptRow], repeat: int) -> dict[str, list]:
         """The rows' columns the rewards get as keyword arguments (each row repeated ``repeat`` times)."""
